@@ -1,0 +1,483 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) avatar_mgmt.ops developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: health_verify
+short_description: Poll HTTP, TCP and Docker Compose health checks until they pass or a deadline expires
+version_added: 0.1.0
+description:
+  - Runs a list of health checks on the target host and polls every check that has not
+    passed yet every O(interval) seconds, until all pass or O(deadline) seconds have passed.
+    There are no fixed waits, so a check that passes on the first attempt costs one request.
+  - An V(http) check sends one request and can require a status code, a substring or a
+    regular expression in the body, and a value at a dotted JSON path.
+  - A V(tcp) check connects to a host and port.
+  - A V(compose) check reads the containers of a Docker Compose project with the C(docker) CLI
+    (C(docker ps) and C(docker inspect)) and requires, for every expected service, a running
+    container whose Docker health state is C(healthy), or that is running when the
+    service defines no healthcheck. It also reports each service's image and image ID.
+  - The module only reads; it never changes the host and always returns RV(ignore:changed=false).
+  - Header values are never returned or written into messages.
+author:
+  - avatar_mgmt.ops developers
+requirements:
+  - Python 3.9 or later on the target host (standard library only).
+  - The C(docker) CLI on the target host, and permission to use it, for V(compose) checks.
+attributes:
+  check_mode:
+    support: full
+    description: The checks only read, so they run in check mode too and report real results.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: Never changes anything; RV(ignore:changed) is always V(false).
+options:
+  checks:
+    description:
+      - The checks to run. Names must be unique.
+      - Options that do not apply to a check's O(checks[].type) are refused, to catch typos.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the check, used in results and in the failure message.
+        type: str
+        required: true
+      type:
+        description: Kind of check.
+        type: str
+        choices: [http, tcp, compose]
+        default: http
+      url:
+        description:
+          - V(http) only, required there. Absolute C(http://) or C(https://) URL.
+          - Do not put credentials in the URL; use O(checks[].secret_headers). Any
+            C(user:password@) part is removed from results.
+        type: str
+      method:
+        description: V(http) only. HTTP method. A V(HEAD) request has no body to check.
+        type: str
+        choices: [GET, HEAD]
+        default: GET
+      status_code:
+        description: V(http) only. Status codes that count as a pass.
+        type: list
+        elements: int
+        default: [200]
+      body_contains:
+        description: V(http) only. Text the response body must contain (case-sensitive).
+        type: str
+      body_regex:
+        description: V(http) only. Python regular expression that must match somewhere in the body.
+        type: str
+      json_path:
+        description:
+          - V(http) only. Dotted path into the JSON body, for example V(backend.version),
+            V(status) or V(items.0.name) (a number indexes a list).
+          - Without O(checks[].json_value) the path only has to exist.
+        type: str
+      json_value:
+        description:
+          - V(http) only. The value required at O(checks[].json_path). Compared as JSON values;
+            a string also matches a number or boolean with the same JSON text (V("3") matches V(3)).
+        type: raw
+      headers:
+        description:
+          - V(http) only. Request headers, for example C(Host) so a reverse proxy routes by name,
+            or C(Accept).
+          - Their values are not hidden in the task's invocation output; put credentials in
+            O(checks[].secret_headers) instead.
+        type: dict
+      secret_headers:
+        description:
+          - V(http) only. Request headers that carry credentials, such as C(Authorization).
+          - Marked C(no_log); merged over O(checks[].headers).
+        type: dict
+      validate_certs:
+        description: V(http) only. Verify the server's TLS certificate for C(https://) URLs.
+        type: bool
+        default: true
+      follow_redirects:
+        description:
+          - V(http) only. Follow redirects and judge the final response. When V(false), the
+            redirect response itself is judged, so list its code in O(checks[].status_code).
+          - A C(Host) header from O(checks[].headers) is not sent to the redirect target.
+        type: bool
+        default: false
+      host:
+        description: V(tcp) only, required there. Host name or IP address to connect to.
+        type: str
+      port:
+        description: V(tcp) only, required there. TCP port.
+        type: int
+      project:
+        description:
+          - V(compose) only, required there. The Docker Compose project name, as in the
+            container label C(com.docker.compose.project) (compose lowercases it).
+        type: str
+      services:
+        description:
+          - V(compose) only. Services that must be up. When empty, every service that has a
+            container in the project must be up (one-off C(docker compose run) containers
+            are ignored), and a project without containers fails.
+        type: list
+        elements: str
+        default: []
+      timeout:
+        description:
+          - Seconds one attempt may take (the HTTP request or the TCP connect). An attempt in
+            flight can overrun O(deadline) by at most this much. Not applied to V(compose) checks.
+        type: float
+        default: 10
+  deadline:
+    description:
+      - Seconds to keep polling, counted from the start of the task. Every check gets at least
+        one attempt, and a last one when the deadline is reached.
+      - V(0) runs each check exactly once.
+    type: int
+    default: 120
+  interval:
+    description: Seconds to wait between two rounds of attempts. Must be more than 0.
+    type: float
+    default: 2
+  fail_on_error:
+    description:
+      - When V(true), the task fails if any check has not passed by the deadline, with a message
+        naming each failed check and why.
+      - When V(false), the task only reports; read RV(healthy) and RV(summary).
+    type: bool
+    default: true
+notes:
+  - Checks are probed in turn, in the order given; a slow check delays the others within a round.
+  - Environment proxies (C(http_proxy), C(https_proxy), C(no_proxy)) apply to V(http) checks.
+  - For an C(https://) URL the TLS server name is the URL's host, whatever the C(Host) header says.
+seealso:
+  - module: ansible.builtin.uri
+  - module: ansible.builtin.wait_for
+  - module: community.docker.docker_compose_v2
+"""
+
+EXAMPLES = r"""
+- name: Verify the production stack after a deploy
+  avatar_mgmt.ops.health_verify:
+    deadline: 180
+    interval: 3
+    checks:
+      - name: containers
+        type: compose
+        project: deploy-avatar-prod
+        services: [db, directus, api, frontend]
+      - name: api health
+        url: http://127.0.0.1:3000/health
+        body_contains: ok
+      - name: api version
+        url: http://127.0.0.1:3000/api/version
+        json_path: backend.version
+        json_value: v1.2.0
+      - name: directus health
+        url: http://127.0.0.1:8055/server/health
+        json_path: status
+        json_value: ok
+      - name: database port
+        type: tcp
+        host: 127.0.0.1
+        port: 5432
+
+- name: Check the frontend through the reverse proxy, routed by name
+  avatar_mgmt.ops.health_verify:
+    checks:
+      - name: frontend via proxy
+        url: http://127.0.0.1/
+        headers:
+          Host: daidai.amis.hk
+        status_code: [200, 301, 302]
+
+- name: Check an endpoint that needs a token; the token never appears in the output
+  avatar_mgmt.ops.health_verify:
+    checks:
+      - name: directus admin ping
+        url: https://directus.daidai.amis.hk/server/info
+        secret_headers:
+          Authorization: "Bearer {{ vault_directus_admin_token }}"
+        body_regex: '"project"\s*:'
+
+- name: Every service of the staging project must be up; report without failing
+  avatar_mgmt.ops.health_verify:
+    deadline: 60
+    fail_on_error: false
+    checks:
+      - name: staging containers
+        type: compose
+        project: deploy-avatar
+  register: __staging_health
+
+- name: Show what is unhealthy
+  ansible.builtin.debug:
+    msg: "{{ __staging_health.summary.failed_names }}"
+  when: not __staging_health.healthy
+"""
+
+RETURN = r"""
+healthy:
+  description: Whether every check passed.
+  returned: always
+  type: bool
+  sample: true
+summary:
+  description: Counts over all checks.
+  returned: always
+  type: dict
+  contains:
+    total:
+      description: Number of checks.
+      returned: always
+      type: int
+      sample: 5
+    passed:
+      description: Number of checks that passed.
+      returned: always
+      type: int
+      sample: 4
+    failed:
+      description: Number of checks that did not pass by the deadline.
+      returned: always
+      type: int
+      sample: 1
+    failed_names:
+      description: Names of the checks that did not pass, in the given order.
+      returned: always
+      type: list
+      elements: str
+      sample: [api version]
+    elapsed:
+      description: Seconds the polling took.
+      returned: always
+      type: float
+      sample: 12.042
+checks:
+  description: One result per check, in the given order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The check's name.
+      returned: always
+      type: str
+      sample: api version
+    type:
+      description: The check's type.
+      returned: always
+      type: str
+      sample: http
+    ok:
+      description: Whether the check passed.
+      returned: always
+      type: bool
+      sample: false
+    attempts:
+      description: How many times the check was probed.
+      returned: always
+      type: int
+      sample: 7
+    elapsed:
+      description: Seconds from the start of the task to the end of the check's last attempt.
+      returned: always
+      type: float
+      sample: 12.031
+    status:
+      description:
+        - Last observed status. V(http) - the HTTP status code, or V(null) when no response came.
+          V(tcp) - V(connected), V(refused), V(timeout) or V(error).
+          V(compose) - V(healthy) when all services are up, otherwise the worst state seen,
+          such as V(starting), V(unhealthy), V(exited), V(missing) or V(error).
+      returned: always
+      type: raw
+      sample: 200
+    detail:
+      description: Human-readable reason of the last failure, or what passed.
+      returned: always
+      type: str
+      sample: "HTTP 200 but json_path 'backend.version' is \"v1.1.0\", expected \"v1.2.0\""
+    url:
+      description: The requested URL, without credentials.
+      returned: when RV(checks[].type=http)
+      type: str
+      sample: http://127.0.0.1:3000/api/version
+    method:
+      description: The HTTP method used.
+      returned: when RV(checks[].type=http)
+      type: str
+      sample: GET
+    host:
+      description: The host connected to.
+      returned: when RV(checks[].type=tcp)
+      type: str
+      sample: 127.0.0.1
+    port:
+      description: The port connected to.
+      returned: when RV(checks[].type=tcp)
+      type: int
+      sample: 5432
+    project:
+      description: The compose project name.
+      returned: when RV(checks[].type=compose)
+      type: str
+      sample: deploy-avatar-prod
+    services:
+      description: One entry per expected service, from the last attempt.
+      returned: when RV(checks[].type=compose)
+      type: list
+      elements: dict
+      contains:
+        service:
+          description: Service name.
+          type: str
+          returned: always
+          sample: api
+        ok:
+          description: Whether the service is up (running and healthy, or running without a healthcheck).
+          type: bool
+          returned: always
+          sample: true
+        containers:
+          description: Number of containers of the service (0 when it has none).
+          type: int
+          returned: always
+          sample: 1
+        state:
+          description: Container state (V(running), V(exited), ...) or V(missing); the worst one when there are several containers.
+          type: str
+          returned: always
+          sample: running
+        health:
+          description: Docker health state (V(starting), V(healthy), V(unhealthy)), or V(null) without a healthcheck.
+          type: str
+          returned: always
+          sample: healthy
+        image:
+          description: Image reference the container was created from.
+          type: str
+          returned: always
+          sample: ghcr.io/rayhu/avatar-mgmt/api:v1.2.0
+        image_id:
+          description: ID (content digest) of the container's image.
+          type: str
+          returned: always
+          sample: sha256:7d3c3d8a0b1f4e0f9b3e55d1c0e3a1f8e6c2b9d4a5f6e7d8c9b0a1f2e3d4c5b6
+        detail:
+          description: Why the service is up or not.
+          type: str
+          returned: always
+          sample: "unhealthy (last healthcheck output: 'connection refused')"
+msg:
+  description: The failure message naming each failed check and why, or a success sentence.
+  returned: always
+  type: str
+  sample: "1 of 5 health checks did not pass within the 120s deadline: api version (http check, 60 attempts: HTTP 200 but json_path 'backend.version' is \"v1.1.0\", expected \"v1.2.0\")."
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
+    HealthSpecError,
+    failure_message,
+    run_checks,
+)
+
+
+def argument_spec():
+    return dict(
+        checks=dict(
+            type="list",
+            elements="dict",
+            required=True,
+            options=dict(
+                name=dict(type="str", required=True),
+                type=dict(type="str", choices=["http", "tcp", "compose"], default="http"),
+                url=dict(type="str"),
+                method=dict(type="str", choices=["GET", "HEAD"], default="GET"),
+                status_code=dict(type="list", elements="int", default=[200]),
+                body_contains=dict(type="str"),
+                body_regex=dict(type="str"),
+                json_path=dict(type="str"),
+                json_value=dict(type="raw"),
+                headers=dict(type="dict"),
+                secret_headers=dict(type="dict", no_log=True),
+                validate_certs=dict(type="bool", default=True),
+                follow_redirects=dict(type="bool", default=False),
+                host=dict(type="str"),
+                port=dict(type="int"),
+                project=dict(type="str"),
+                services=dict(type="list", elements="str", default=[]),
+                timeout=dict(type="float", default=10),
+            ),
+            required_if=[
+                ("type", "http", ("url",)),
+                ("type", "tcp", ("host", "port")),
+                ("type", "compose", ("project",)),
+            ],
+            required_by=dict(json_value=("json_path",)),
+        ),
+        deadline=dict(type="int", default=120),
+        interval=dict(type="float", default=2),
+        fail_on_error=dict(type="bool", default=True),
+    )
+
+
+# Defaults of options that belong to one check type only: dropped from the
+# other types so the logic's "option does not apply" guard sees only what the
+# user wrote.
+_TYPE_DEFAULTS = {
+    "http": ("method", "status_code", "validate_certs", "follow_redirects"),
+    "compose": ("services",),
+}
+
+
+def _user_check(check):
+    spec = dict(check)
+    for check_type, keys in _TYPE_DEFAULTS.items():
+        if spec.get("type") != check_type:
+            for key in keys:
+                spec.pop(key, None)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+
+    needs_docker = any(c.get("type") == "compose" for c in params["checks"])
+    docker_bin = module.get_bin_path("docker") if needs_docker else "docker"
+
+    def runner(argv):
+        return module.run_command(argv, environ_update={"LC_ALL": "C"})
+
+    try:
+        report = run_checks(
+            [_user_check(c) for c in params["checks"]],
+            deadline=params["deadline"],
+            interval=params["interval"],
+            runner=runner,
+            docker_bin=docker_bin,
+        )
+    except HealthSpecError as exc:
+        module.fail_json(msg="Invalid health check definition: %s" % exc)
+
+    result = dict(changed=False, **report)
+    result["msg"] = failure_message(report, deadline=params["deadline"])
+    if not report["healthy"] and params["fail_on_error"]:
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,690 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) avatar_mgmt.ops developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Unit tests of plugins/module_utils/_health.py.
+
+HTTP checks run against a real HTTP server on 127.0.0.1 (ephemeral port) in a
+thread; TCP checks against real sockets; compose checks with a runner that
+replays recorded ``docker`` outputs. Deadlines use a fake clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
+    HealthSpecError,
+    failure_message,
+    lookup_json_path,
+    normalize_check,
+    parse_json_path,
+    redact_url,
+    run_checks,
+    values_equal,
+)
+
+VERSION_DOC = {
+    "frontend": {"version": "v1.2.0", "commitHash": "abc123"},
+    "backend": {"version": "v1.2.0", "commitHash": "def456"},
+    "system": {"environment": "production", "uptime": 12.5},
+    "items": [{"name": "a"}, {"name": "b"}],
+    "count": 3,
+    "enabled": True,
+    "nothing": None,
+}
+SECRET = "Bearer s3cret-token-value"
+
+
+# ---------------------------------------------------------------------------
+# A real HTTP server
+# ---------------------------------------------------------------------------
+
+class _App(object):
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.hits = {}
+        self.flaky_failures = 0
+        self.slow_seconds = 0.6
+
+    def count(self, path):
+        with self.lock:
+            self.hits[path] = self.hits.get(path, 0) + 1
+            return self.hits[path]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        pass
+
+    def _send(self, status, body, content_type="text/plain; charset=utf-8", headers=None):
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _json(self, status, doc):
+        self._send(status, json.dumps(doc), "application/json")
+
+    def do_GET(self):  # noqa: N802 - http.server naming
+        app = self.server.app
+        path = self.path.split("?", 1)[0]
+        hits = app.count(path)
+        if path == "/health":
+            self._send(200, "ok")
+        elif path == "/flaky":
+            if hits <= app.flaky_failures:
+                self._send(503, "starting up")
+            else:
+                self._send(200, "ok")
+        elif path == "/api/version":
+            self._json(200, VERSION_DOC)
+        elif path == "/api/old-version":
+            doc = copy.deepcopy(VERSION_DOC)
+            doc["backend"]["version"] = "v1.1.0"
+            self._json(200, doc)
+        elif path == "/server/health":
+            self._json(200, {"status": "ok", "releaseId": "11.8.0"})
+        elif path == "/server/warn":
+            self._json(200, {"status": "warn"})
+        elif path == "/text":
+            self._send(200, "hello world, all systems nominal")
+        elif path == "/slow":
+            time.sleep(app.slow_seconds)
+            self._send(200, "ok")
+        elif path == "/host":
+            self._send(200, "host=%s" % self.headers.get("Host"))
+        elif path == "/auth":
+            if self.headers.get("Authorization") == SECRET:
+                self._send(200, "welcome")
+            else:
+                self._send(401, "denied")
+        elif path == "/redirect":
+            self._send(302, "", headers={"Location": "/health"})
+        elif path == "/error":
+            self._send(500, "boom")
+        else:
+            self._send(404, "not found")
+
+    do_HEAD = do_GET
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.app = _App()
+    httpd.base = "http://127.0.0.1:%d" % httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _free_port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+class FakeClock(object):
+    """Time moves only when the code under test sleeps."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _one(check, **kwargs):
+    kwargs.setdefault("deadline", 0)
+    report = run_checks([check], **kwargs)
+    return report["checks"][0]
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "path, options, ok, status, detail",
+    [
+        ("/health", {}, True, 200, "HTTP 200"),
+        ("/health", {"body_contains": "ok"}, True, 200, "body contains 'ok'"),
+        ("/health", {"method": "HEAD"}, True, 200, "HTTP 200"),
+        ("/text", {"body_contains": "ok"}, False, 200, "the body does not contain 'ok' (body: 'hello world"),
+        ("/text", {"body_regex": r"^hello\s+world"}, True, 200, "body matches"),
+        ("/text", {"body_regex": r"^world"}, False, 200, "does not match /^world/"),
+        ("/api/version", {"json_path": "backend.version", "json_value": "v1.2.0"}, True, 200,
+         "json_path 'backend.version' == \"v1.2.0\""),
+        ("/api/old-version", {"json_path": "backend.version", "json_value": "v1.2.0"}, False, 200,
+         "json_path 'backend.version' is \"v1.1.0\", expected \"v1.2.0\""),
+        ("/api/version", {"json_path": "frontend.version", "json_value": "v1.2.0"}, True, 200, "=="),
+        ("/api/version", {"json_path": "items.1.name", "json_value": "b"}, True, 200, "=="),
+        ("/api/version", {"json_path": "items.5.name", "json_value": "b"}, False, 200,
+         "index 5 out of range at items (length 2)"),
+        ("/api/version", {"json_path": "backend.branch", "json_value": "main"}, False, 200,
+         "json_path 'backend.branch' was not found: key 'branch' missing at backend"),
+        ("/api/version", {"json_path": "count.value"}, False, 200, "count is a number, cannot descend"),
+        ("/api/version", {"json_path": "items.first"}, False, 200, "items is a list; 'first' is not an index"),
+        ("/api/version", {"json_path": "system"}, True, 200, "json_path 'system' present"),
+        ("/api/version", {"json_path": "nothing"}, True, 200, "present (null)"),
+        ("/api/version", {"json_path": "count", "json_value": 3}, True, 200, "=="),
+        ("/api/version", {"json_path": "count", "json_value": "3"}, True, 200, "=="),
+        ("/api/version", {"json_path": "enabled", "json_value": True}, True, 200, "=="),
+        ("/api/version", {"json_path": "enabled", "json_value": "true"}, True, 200, "=="),
+        ("/api/version", {"json_path": "enabled", "json_value": 1}, False, 200, "is true, expected 1"),
+        ("/server/health", {"json_path": "status", "json_value": "ok"}, True, 200, "json_path 'status' =="),
+        ("/server/warn", {"json_path": "status", "json_value": "ok"}, False, 200,
+         "json_path 'status' is \"warn\", expected \"ok\""),
+        ("/text", {"json_path": "status", "json_value": "ok"}, False, 200, "the body is not JSON"),
+        ("/error", {}, False, 500, "HTTP 500, expected 200 (body: 'boom')"),
+        ("/error", {"status_code": [500, 503]}, True, 500, "HTTP 500"),
+        ("/missing", {"status_code": [200, 204]}, False, 404, "HTTP 404, expected one of 200, 204"),
+        ("/redirect", {}, False, 302, "HTTP 302, expected 200"),
+        ("/redirect", {"status_code": [301, 302]}, True, 302, "HTTP 302"),
+        ("/redirect", {"follow_redirects": True, "body_contains": "ok"}, True, 200, "body contains 'ok'"),
+    ],
+)
+def test_http_expectations(server, path, options, ok, status, detail):
+    check = dict({"name": "probe", "type": "http", "url": server.base + path}, **options)
+    result = _one(check)
+    assert result["ok"] is ok, result["detail"]
+    assert result["status"] == status
+    assert detail in result["detail"]
+    assert result["attempts"] == 1
+    assert result["type"] == "http"
+    assert result["url"] == server.base + path
+    assert result["method"] == options.get("method", "GET")
+
+
+@pytest.mark.parametrize("failures", [0, 1, 3])
+def test_http_becomes_healthy_after_n_requests(server, failures):
+    server.app.flaky_failures = failures
+    result = _one({"name": "flaky", "url": server.base + "/flaky", "body_contains": "ok"},
+                  deadline=10, interval=0.01)
+    assert result["ok"] is True
+    assert result["attempts"] == failures + 1
+    assert server.app.hits["/flaky"] == failures + 1
+    assert result["status"] == 200
+
+
+@pytest.mark.parametrize(
+    "deadline, interval, attempts, sleeps",
+    [
+        (10, 2, 6, [2, 2, 2, 2, 2]),
+        (5, 2, 4, [2, 2, 1]),
+        (1, 0.25, 5, [0.25, 0.25, 0.25, 0.25]),
+        (0, 1, 1, []),
+    ],
+)
+def test_deadline_expiry_counts_attempts(server, deadline, interval, attempts, sleeps):
+    clock = FakeClock()
+    report = run_checks(
+        [{"name": "broken", "url": server.base + "/error"}],
+        deadline=deadline, interval=interval, clock=clock, sleep=clock.sleep,
+    )
+    result = report["checks"][0]
+    assert result["ok"] is False
+    assert result["attempts"] == attempts
+    assert server.app.hits["/error"] == attempts
+    assert clock.sleeps == sleeps
+    assert result["elapsed"] == pytest.approx(deadline)
+    assert report["summary"]["elapsed"] == pytest.approx(deadline)
+    assert report["healthy"] is False
+
+
+def test_passing_checks_stop_being_polled(server):
+    clock = FakeClock()
+    server.app.flaky_failures = 2
+    report = run_checks(
+        [
+            {"name": "api", "url": server.base + "/health", "body_contains": "ok"},
+            {"name": "flaky", "url": server.base + "/flaky"},
+            {"name": "broken", "url": server.base + "/error"},
+        ],
+        deadline=6, interval=1.5, clock=clock, sleep=clock.sleep,
+    )
+    api, flaky, broken = report["checks"]
+    assert (api["ok"], api["attempts"], api["elapsed"]) == (True, 1, 0.0)
+    assert (flaky["ok"], flaky["attempts"], flaky["elapsed"]) == (True, 3, 3.0)
+    assert (broken["ok"], broken["attempts"], broken["elapsed"]) == (False, 5, 6.0)
+    assert server.app.hits["/health"] == 1
+    assert report["summary"] == {
+        "total": 3, "passed": 2, "failed": 1, "failed_names": ["broken"], "elapsed": 6.0,
+    }
+
+
+@pytest.mark.parametrize(
+    "timeout, ok, detail",
+    [
+        (0.2, False, "timed out after 0.2s"),
+        (5, True, "HTTP 200"),
+    ],
+)
+def test_slow_response_against_timeout(server, timeout, ok, detail):
+    result = _one({"name": "slow", "url": server.base + "/slow", "timeout": timeout})
+    assert result["ok"] is ok
+    assert detail in result["detail"]
+    assert result["status"] == (200 if ok else None)
+
+
+def test_connection_refused():
+    result = _one({"name": "down", "url": "http://127.0.0.1:%d/health" % _free_port()})
+    assert result["ok"] is False
+    assert result["status"] is None
+    assert result["detail"] == "connection refused"
+
+
+def test_host_header_reaches_the_server(server):
+    result = _one({
+        "name": "routed",
+        "url": server.base + "/host",
+        "headers": {"Host": "api.daidai.amis.hk"},
+        "body_contains": "host=api.daidai.amis.hk",
+    })
+    assert result["ok"] is True, result["detail"]
+
+
+@pytest.mark.parametrize(
+    "headers, ok, status",
+    [
+        ({"secret_headers": {"Authorization": SECRET}}, True, 200),
+        ({"headers": {"Authorization": SECRET}}, True, 200),
+        ({"headers": {"Authorization": "Bearer wrong"}, "secret_headers": {"Authorization": SECRET}}, True, 200),
+        ({"secret_headers": {"Authorization": "Bearer wrong-" + SECRET}}, False, 401),
+    ],
+)
+def test_header_values_are_sent_but_never_reported(server, headers, ok, status):
+    check = dict({"name": "auth", "url": server.base + "/auth"}, **headers)
+    report = run_checks([check], deadline=0)
+    result = report["checks"][0]
+    assert (result["ok"], result["status"]) == (ok, status)
+    text = json.dumps(report) + failure_message(report)
+    assert "s3cret" not in text
+    assert "Authorization" not in text
+
+
+def test_url_credentials_are_not_reported(server):
+    url = "http://operator:hunter2@127.0.0.1:%d/health" % server.server_address[1]
+    report = run_checks([{"name": "creds", "url": url}], deadline=0)
+    assert report["checks"][0]["url"] == server.base + "/health"
+    assert "hunter2" not in json.dumps(report)
+
+
+# ---------------------------------------------------------------------------
+# TCP
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def listener():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def test_tcp_open_port(listener):
+    result = _one({"name": "db", "type": "tcp", "host": "127.0.0.1", "port": listener})
+    assert result == {
+        "name": "db", "type": "tcp", "ok": True, "attempts": 1, "elapsed": result["elapsed"],
+        "status": "connected", "detail": "127.0.0.1:%d accepts connections" % listener,
+        "host": "127.0.0.1", "port": listener,
+    }
+
+
+def test_tcp_closed_port_polled_until_deadline():
+    clock = FakeClock()
+    port = _free_port()
+    result = _one({"name": "db", "type": "tcp", "host": "127.0.0.1", "port": port},
+                  deadline=3, interval=1, clock=clock, sleep=clock.sleep)
+    assert result["ok"] is False
+    assert result["status"] == "refused"
+    assert result["attempts"] == 4
+    assert result["detail"] == "127.0.0.1:%d: connection refused" % port
+
+
+# ---------------------------------------------------------------------------
+# Compose (recorded docker outputs)
+# ---------------------------------------------------------------------------
+
+IMAGE_ID = "sha256:7b6041e5d1e429dbc07b0527341d40744e5578c4e0bff6bc201c20b985d381b7"
+
+
+def container(service, status="running", health="healthy", output="", project="avatar",
+              number=1, exit_code=0, oneoff=False, image="ghcr.io/rayhu/avatar-mgmt/api:v1.2.0"):
+    """One element of `docker inspect` output, trimmed to the fields docker 20.10+ prints."""
+    cid = ("%s%d" % (service, number)).encode().hex().ljust(64, "0")[:64]
+    state = {
+        "Status": status, "Running": status == "running", "Paused": False, "Restarting": False,
+        "OOMKilled": False, "Dead": False, "Pid": 4242, "ExitCode": exit_code, "Error": "",
+    }
+    if health is not None:
+        state["Health"] = {
+            "Status": health, "FailingStreak": 0 if health == "healthy" else 2,
+            "Log": [{"Start": "2025-01-01T00:00:00Z", "End": "2025-01-01T00:00:01Z",
+                     "ExitCode": 0 if health == "healthy" else 1, "Output": output}],
+        }
+    return {
+        "Id": cid,
+        "Name": "/%s-%s-%d" % (project, service, number),
+        "Image": IMAGE_ID,
+        "State": state,
+        "Config": {
+            "Image": image,
+            "Labels": {
+                "com.docker.compose.oneoff": "True" if oneoff else "False",
+                "com.docker.compose.project": project,
+                "com.docker.compose.service": service,
+                "com.docker.compose.version": "2.26.1",
+            },
+        },
+    }
+
+
+class RecordedDocker(object):
+    """Replays one recorded `docker ps` + `docker inspect` pair per attempt."""
+
+    def __init__(self, *snapshots, ps_rc=0, ps_err="", inspect_rc=0, inspect_err="", missing_ids=()):
+        self.snapshots = list(snapshots)
+        self.calls = []
+        self.ps_rc, self.ps_err = ps_rc, ps_err
+        self.inspect_rc, self.inspect_err = inspect_rc, inspect_err
+        self.missing_ids = set(missing_ids)
+        self.current = []
+
+    def __call__(self, argv):
+        self.calls.append(list(argv))
+        if argv[1] == "ps":
+            if len(self.snapshots) > 1:
+                self.current = self.snapshots.pop(0)
+            else:
+                self.current = self.snapshots[0]
+            if self.ps_rc:
+                return self.ps_rc, "", self.ps_err
+            return 0, "".join(c["Id"] + "\n" for c in self.current), ""
+        assert argv[1:4] == ["inspect", "--type", "container"]
+        found = [c for c in self.current if c["Id"] in argv[4:] and c["Id"] not in self.missing_ids]
+        return self.inspect_rc, json.dumps(found, indent=4) + "\n", self.inspect_err
+
+
+STACK = [container("db", image="postgres:15.7"), container("directus", image="directus/directus:11.8.0"),
+         container("api"), container("frontend", health=None)]
+
+
+def test_compose_all_services_healthy():
+    docker = RecordedDocker(STACK)
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, runner=docker)
+    assert result["ok"] is True
+    assert result["status"] == "healthy"
+    assert result["project"] == "avatar"
+    assert [s["service"] for s in result["services"]] == ["api", "db", "directus", "frontend"]
+    api = result["services"][0]
+    assert api == {
+        "service": "api", "ok": True, "containers": 1, "state": "running", "health": "healthy",
+        "image": "ghcr.io/rayhu/avatar-mgmt/api:v1.2.0", "image_id": IMAGE_ID, "detail": "healthy",
+    }
+    assert result["services"][3]["detail"] == "running (no healthcheck)"
+    assert docker.calls[0] == ["docker", "ps", "--all", "--quiet", "--no-trunc",
+                               "--filter", "label=com.docker.compose.project=avatar"]
+    assert docker.calls[1][:4] == ["docker", "inspect", "--type", "container"]
+    assert len(docker.calls[1]) == 4 + len(STACK)
+
+
+@pytest.mark.parametrize(
+    "snapshot, services, status, detail",
+    [
+        (STACK, ["api", "worker"], "missing", "worker: no container in the project"),
+        ([c for c in STACK if c["Config"]["Labels"]["com.docker.compose.service"] != "db"],
+         ["db", "api"], "missing", "db: no container in the project"),
+        ([], [], "missing", "compose project 'avatar' has no containers"),
+        ([container("api", health="unhealthy", output="curl: (7) Failed to connect\n")], ["api"],
+         "unhealthy", "api: unhealthy (last healthcheck output: 'curl: (7) Failed to connect')"),
+        ([container("api", health="starting")], ["api"], "starting", "api: starting"),
+        ([container("api", status="exited", health="unhealthy", exit_code=137)], ["api"], "exited",
+         "api: exited (exit code 137)"),
+        ([container("api", status="restarting", health=None, exit_code=1)], ["api"], "restarting",
+         "api: restarting (exit code 1)"),
+        ([container("api", status="created", health=None)], [], "created", "api: created"),
+        ([container("api"), container("api", number=2, health="unhealthy")], ["api"], "unhealthy",
+         "api: unhealthy in avatar-api-2 of 2 containers"),
+        ([container("api", health="starting"), container("db", status="exited", exit_code=1)], [],
+         "exited", "api: starting; db: exited (exit code 1)"),
+    ],
+)
+def test_compose_failures(snapshot, services, status, detail):
+    docker = RecordedDocker(snapshot)
+    result = _one({"name": "stack", "type": "compose", "project": "avatar", "services": services},
+                  runner=docker)
+    assert result["ok"] is False
+    assert result["status"] == status
+    assert result["detail"] == detail
+
+
+def test_compose_ignores_one_off_containers():
+    docker = RecordedDocker([container("api"), container("api", number=9, status="exited", oneoff=True)])
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, runner=docker)
+    assert result["ok"] is True
+    assert result["services"][0]["containers"] == 1
+
+
+def test_compose_polls_until_healthy():
+    clock = FakeClock()
+    docker = RecordedDocker(
+        [container("db", health="starting"), container("api", health="starting")],
+        [container("db"), container("api", health="starting")],
+        [container("db"), container("api")],
+    )
+    result = _one({"name": "stack", "type": "compose", "project": "avatar", "services": ["db", "api"]},
+                  deadline=30, interval=2, runner=docker, clock=clock, sleep=clock.sleep)
+    assert result["ok"] is True
+    assert result["attempts"] == 3
+    assert result["elapsed"] == 4.0
+    assert clock.sleeps == [2, 2]
+
+
+def test_compose_docker_errors_are_reported():
+    docker = RecordedDocker(STACK, ps_rc=1, ps_err=(
+        "permission denied while trying to connect to the Docker daemon socket at "
+        "unix:///var/run/docker.sock\n"))
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, runner=docker)
+    assert result["ok"] is False
+    assert result["status"] == "error"
+    assert result["detail"].startswith("docker ps failed (rc=1): permission denied")
+    assert result["services"] == []
+
+
+def test_compose_tolerates_a_container_removed_during_inspect():
+    docker = RecordedDocker(STACK, inspect_rc=1, inspect_err="Error: No such container: x\n",
+                            missing_ids=[STACK[3]["Id"]])
+    result = _one({"name": "stack", "type": "compose", "project": "avatar",
+                   "services": ["db", "directus", "api"]}, runner=docker)
+    assert result["ok"] is True
+
+
+def test_compose_without_docker_cli():
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"},
+                  runner=RecordedDocker(STACK), docker_bin=None)
+    assert result["ok"] is False
+    assert result["detail"] == "the docker CLI was not found on the target host"
+
+
+def test_compose_uses_the_given_docker_binary():
+    docker = RecordedDocker(STACK)
+    _one({"name": "stack", "type": "compose", "project": "avatar"}, runner=docker, docker_bin="/usr/bin/docker")
+    assert {call[0] for call in docker.calls} == {"/usr/bin/docker"}
+
+
+# ---------------------------------------------------------------------------
+# Definitions, helpers, messages
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "checks, message",
+    [
+        ([], "checks must be a non-empty list"),
+        ([{"type": "http", "url": "http://x/"}], "every check needs a non-empty 'name'"),
+        ([{"name": "a", "type": "udp"}], "type must be one of http, tcp, compose"),
+        ([{"name": "a"}], "an http check needs 'url'"),
+        ([{"name": "a", "url": "ftp://host/file"}], "url must be an absolute http:// or https:// URL"),
+        ([{"name": "a", "url": "/health"}], "url must be an absolute"),
+        ([{"name": "a", "url": "http://x/", "method": "DELETE"}], "method must be one of GET, HEAD"),
+        ([{"name": "a", "url": "http://x/", "status_code": [999]}], "status_code 999 is not an HTTP status"),
+        ([{"name": "a", "url": "http://x/", "body_regex": "("}], "body_regex '(' does not compile"),
+        ([{"name": "a", "url": "http://x/", "json_value": "ok"}], "json_value needs json_path"),
+        ([{"name": "a", "url": "http://x/", "json_path": "a..b"}], "has an empty segment"),
+        ([{"name": "a", "url": "http://x/", "method": "HEAD", "body_contains": "ok"}], "a HEAD request has no body"),
+        ([{"name": "a", "url": "http://x/", "timeout": 0}], "timeout must be greater than 0"),
+        ([{"name": "a", "type": "tcp", "host": "db"}], "a tcp check needs an integer 'port'"),
+        ([{"name": "a", "type": "tcp", "port": 5432}], "a tcp check needs 'host'"),
+        ([{"name": "a", "type": "tcp", "host": "db", "port": 70000}], "port must be between 1 and 65535"),
+        ([{"name": "a", "type": "tcp", "host": "db", "port": 1, "url": "http://x/"}],
+         "option 'url' does not apply to a tcp check"),
+        ([{"name": "a", "type": "compose"}], "a compose check needs 'project'"),
+        ([{"name": "a", "type": "compose", "project": "p", "body_contains": "x"}],
+         "option 'body_contains' does not apply to a compose check"),
+        ([{"name": "a", "url": "http://x/", "bogus": 1}], "unknown option 'bogus'"),
+        ([{"name": "a", "url": "http://x/"}, {"name": "a", "url": "http://y/"}], "'a' appears twice"),
+    ],
+)
+def test_invalid_definitions(checks, message):
+    with pytest.raises(HealthSpecError, match=None) as excinfo:
+        run_checks(checks, deadline=0)
+    assert message in str(excinfo.value)
+    assert isinstance(excinfo.value, ValueError)
+
+
+@pytest.mark.parametrize("deadline, interval, message", [(-1, 1, "deadline must be 0 or more"),
+                                                        (5, 0, "interval must be more than 0")])
+def test_invalid_timing(deadline, interval, message):
+    with pytest.raises(HealthSpecError, match=message):
+        run_checks([{"name": "a", "type": "tcp", "host": "127.0.0.1", "port": 1}],
+                   deadline=deadline, interval=interval)
+
+
+def test_unset_options_of_other_types_are_accepted():
+    check = normalize_check({"name": "db", "type": "tcp", "host": "h", "port": 1, "url": None,
+                             "headers": {}, "services": []})
+    assert check == {"name": "db", "type": "tcp", "timeout": 10.0, "host": "h", "port": 1}
+
+
+def test_http_defaults():
+    check = normalize_check({"name": "a", "url": "https://x/"})
+    assert check["type"] == "http"
+    assert check["method"] == "GET"
+    assert check["status_code"] == [200]
+    assert check["validate_certs"] is True
+    assert check["follow_redirects"] is False
+
+
+@pytest.mark.parametrize(
+    "path, segments",
+    [("status", ["status"]), ("backend.version", ["backend", "version"]), ("items.0", ["items", "0"])],
+)
+def test_parse_json_path(path, segments):
+    assert parse_json_path(path) == segments
+
+
+@pytest.mark.parametrize(
+    "segments, value",
+    [
+        (["backend", "version"], "v1.2.0"),
+        (["items", "0", "name"], "a"),
+        (["items", "-1", "name"], "b"),
+        (["nothing"], None),
+    ],
+)
+def test_lookup_json_path(segments, value):
+    assert lookup_json_path(VERSION_DOC, segments) == value
+
+
+def test_lookup_json_path_digit_key_in_object():
+    assert lookup_json_path({"0": "zero"}, ["0"]) == "zero"
+
+
+@pytest.mark.parametrize(
+    "actual, expected, equal",
+    [
+        ("ok", "ok", True),
+        ("ok", "OK", False),
+        (3, 3, True),
+        (3, "3", True),
+        (3.5, "3.5", True),
+        (True, True, True),
+        (True, "true", True),
+        (True, 1, False),
+        (1, True, False),
+        (None, "null", True),
+        ({"a": 1}, {"a": 1}, True),
+        ({"a": 1}, '{"a": 1}', False),
+        ([1, 2], [1, 2], True),
+    ],
+)
+def test_values_equal(actual, expected, equal):
+    assert values_equal(actual, expected) is equal
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("http://127.0.0.1:3000/health", "http://127.0.0.1:3000/health"),
+        ("https://user:pw@api.example.com/x?y=1", "https://api.example.com/x?y=1"),
+        ("http://token@[::1]:8080/", "http://[::1]:8080/"),
+    ],
+)
+def test_redact_url(url, shown):
+    assert redact_url(url) == shown
+
+
+def test_failure_message_is_one_sentence_naming_each_failure(server):
+    clock = FakeClock()
+    report = run_checks(
+        [
+            {"name": "api health", "url": server.base + "/health", "body_contains": "ok"},
+            {"name": "api version", "url": server.base + "/api/old-version",
+             "json_path": "backend.version", "json_value": "v1.2.0"},
+            {"name": "database", "type": "tcp", "host": "127.0.0.1", "port": _free_port()},
+        ],
+        deadline=4, interval=2, clock=clock, sleep=clock.sleep,
+    )
+    message = failure_message(report, deadline=4)
+    assert message.startswith("2 of 3 health checks did not pass within the 4s deadline: api version (http check, "
+                              "3 attempts: HTTP 200 but json_path 'backend.version' is \"v1.1.0\", "
+                              "expected \"v1.2.0\"); database (tcp check, 3 attempts: 127.0.0.1:")
+    assert message.endswith("connection refused).")
+    assert "api health" not in message
+    assert "\n" not in message
+
+
+def test_success_message():
+    report = {"checks": [], "summary": {"total": 2, "passed": 2, "failed": 0, "failed_names": []}}
+    assert failure_message(report) == "All 2 health checks passed."

@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) avatar_mgmt.ops developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Compose checks of _health.py against a real Docker engine.
+
+A tiny compose project (`hvtest-<random>`) with three services:
+``ready`` turns healthy after a few seconds, ``never`` never does, ``plain``
+has no healthcheck. Skipped, with the reason, when no engine, no compose
+plugin or no `avatar-test/debian:bookworm` image is available.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import run_checks
+
+pytestmark = pytest.mark.docker
+
+IMAGE = "avatar-test/debian:bookworm"
+
+COMPOSE_FILE = """\
+services:
+  ready:
+    image: {image}
+    pull_policy: never
+    command: ["sh", "-c", "sleep 3; touch /tmp/ready; exec sleep infinity"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  never:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "infinity"]
+    healthcheck:
+      test: ["CMD-SHELL", "echo not ready yet; exit 1"]
+      interval: 1s
+      timeout: 2s
+      retries: 2
+  plain:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "infinity"]
+"""
+
+
+def _sh(argv, timeout=120):
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _skip_reason():
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed"
+    try:
+        rc, _out, err = _sh(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=20)
+        if rc != 0:
+            return "no Docker engine answers `docker info`: %s" % (err.strip().splitlines() or ["?"])[-1]
+        rc, _out, err = _sh(["docker", "compose", "version"], timeout=20)
+        if rc != 0:
+            return "the docker compose v2 plugin is missing"
+        rc, _out, err = _sh(["docker", "image", "inspect", IMAGE], timeout=20)
+        if rc != 0:
+            return "test image %s is not built (tests/platform/build-bases.sh builds it)" % IMAGE
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "docker did not answer: %s" % exc
+    return None
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    name = "hvtest-%s" % uuid.uuid4().hex[:10]
+    workdir = tmp_path_factory.mktemp(name)
+    compose_file = workdir / "compose.yml"
+    compose_file.write_text(COMPOSE_FILE.format(image=IMAGE))
+    base = ["docker", "compose", "-p", name, "-f", str(compose_file)]
+    try:
+        rc, out, err = _sh(base + ["up", "--detach"])
+        assert rc == 0, "docker compose up failed: %s%s" % (out, err)
+        yield name
+    finally:
+        _sh(base + ["down", "--volumes", "--remove-orphans", "--timeout", "0"])
+
+
+def _image_id():
+    rc, out, _err = _sh(["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE])
+    assert rc == 0
+    return out.strip()
+
+
+def test_compose_check_waits_for_healthy_and_reports_unhealthy(project):
+    report = run_checks(
+        [
+            {"name": "app", "type": "compose", "project": project, "services": ["ready", "plain"]},
+            {"name": "broken", "type": "compose", "project": project, "services": ["never"]},
+        ],
+        deadline=15,
+        interval=0.5,
+        runner=_sh,
+    )
+    app, broken = report["checks"]
+
+    assert app["ok"] is True, app["detail"]
+    assert app["status"] == "healthy"
+    # `ready` needs about 3 s to pass its healthcheck: the check was polled.
+    assert app["attempts"] >= 2
+    assert app["elapsed"] >= 2
+    ready, plain = app["services"]
+    assert (ready["service"], ready["state"], ready["health"], ready["ok"]) == ("ready", "running", "healthy", True)
+    assert (plain["service"], plain["health"], plain["ok"]) == ("plain", None, True)
+    assert plain["detail"] == "running (no healthcheck)"
+    assert ready["image"] == IMAGE
+    assert ready["image_id"] == _image_id()
+
+    assert broken["ok"] is False
+    assert broken["status"] == "unhealthy"
+    assert broken["detail"] == "never: unhealthy (last healthcheck output: 'not ready yet')"
+    assert broken["attempts"] > 2
+    assert broken["elapsed"] >= 15
+    assert report["summary"]["failed_names"] == ["broken"]
+    assert report["healthy"] is False
+
+
+def test_compose_check_of_all_services(project):
+    report = run_checks([{"name": "all", "type": "compose", "project": project}], deadline=0, runner=_sh)
+    result = report["checks"][0]
+    assert [s["service"] for s in result["services"]] == ["never", "plain", "ready"]
+    assert result["ok"] is False
+    assert result["detail"].startswith("never: ")
+    assert all(s["containers"] == 1 for s in result["services"])
+
+
+def test_compose_check_of_an_unknown_project():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    name = "hvtest-absent-%s" % uuid.uuid4().hex[:10]
+    report = run_checks([{"name": "none", "type": "compose", "project": name}], deadline=0, runner=_sh)
+    result = report["checks"][0]
+    assert result["ok"] is False
+    assert result["status"] == "missing"
+    assert result["detail"] == "compose project %r has no containers" % name
