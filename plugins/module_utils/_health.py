@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) avatar_mgmt.ops developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -64,10 +63,10 @@ class HealthSpecError(ValueError):
     """A check definition is invalid (raised before anything is probed)."""
 
 
-class Outcome(object):
+class Outcome:
     """The result of one attempt of one check."""
 
-    __slots__ = ("ok", "status", "detail", "extra")
+    __slots__ = ("detail", "extra", "ok", "status")
 
     def __init__(self, ok, status, detail, extra=None):
         self.ok = bool(ok)
@@ -95,8 +94,8 @@ def parse_json_path(path):
     segments = path.strip().split(".")
     if any(segment == "" for segment in segments):
         raise HealthSpecError(
-            "json_path %r has an empty segment; write keys separated by single dots "
-            "and list indexes as numbers, e.g. 'items.0.name'" % path
+            f"json_path {path!r} has an empty segment; write keys separated by single dots "
+            "and list indexes as numbers, e.g. 'items.0.name'"
         )
     return segments
 
@@ -108,16 +107,16 @@ def normalize_check(spec):
     Raises HealthSpecError naming the check and the problem.
     """
     if not isinstance(spec, dict):
-        raise HealthSpecError("each check must be a dict, got %s" % type(spec).__name__)
+        raise HealthSpecError(f"each check must be a dict, got {type(spec).__name__}")
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
         raise HealthSpecError("every check needs a non-empty 'name'")
-    label = "check %r" % name
+    label = f"check {name!r}"
 
     check_type = spec.get("type") or "http"
     if check_type not in CHECK_TYPES:
         raise HealthSpecError(
-            "%s: type must be one of %s, got %r" % (label, ", ".join(CHECK_TYPES), check_type)
+            f"{label}: type must be one of {', '.join(CHECK_TYPES)}, got {check_type!r}"
         )
 
     allowed = set(_COMMON_KEYS) | set(_TYPE_KEYS[check_type])
@@ -126,10 +125,10 @@ def normalize_check(spec):
         known.update(keys)
     for key in sorted(spec):
         if key not in known:
-            raise HealthSpecError("%s: unknown option %r" % (label, key))
+            raise HealthSpecError(f"{label}: unknown option {key!r}")
         if key not in allowed and _is_set(spec[key]):
             raise HealthSpecError(
-                "%s: option %r does not apply to a %s check" % (label, key, check_type)
+                f"{label}: option {key!r} does not apply to a {check_type} check"
             )
 
     timeout = spec.get("timeout")
@@ -137,9 +136,9 @@ def normalize_check(spec):
     try:
         timeout = float(timeout)
     except (TypeError, ValueError):
-        raise HealthSpecError("%s: timeout must be a number of seconds, got %r" % (label, timeout))
+        raise HealthSpecError(f"{label}: timeout must be a number of seconds, got {timeout!r}")
     if timeout <= 0:
-        raise HealthSpecError("%s: timeout must be greater than 0, got %s" % (label, timeout))
+        raise HealthSpecError(f"{label}: timeout must be greater than 0, got {timeout}")
 
     check = {"name": name, "type": check_type, "timeout": timeout}
     if check_type == "http":
@@ -154,17 +153,17 @@ def normalize_check(spec):
 def _normalize_http(spec, label):
     url = spec.get("url")
     if not isinstance(url, str) or not url:
-        raise HealthSpecError("%s: an http check needs 'url'" % label)
+        raise HealthSpecError(f"{label}: an http check needs 'url'")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HealthSpecError(
-            "%s: url must be an absolute http:// or https:// URL, got %r" % (label, redact_url(url))
+            f"{label}: url must be an absolute http:// or https:// URL, got {redact_url(url)!r}"
         )
 
     method = (spec.get("method") or "GET").upper()
     if method not in HTTP_METHODS:
         raise HealthSpecError(
-            "%s: method must be one of %s, got %r" % (label, ", ".join(HTTP_METHODS), method)
+            f"{label}: method must be one of {', '.join(HTTP_METHODS)}, got {method!r}"
         )
 
     status_code = spec.get("status_code")
@@ -177,9 +176,9 @@ def _normalize_http(spec, label):
         try:
             code = int(code)
         except (TypeError, ValueError):
-            raise HealthSpecError("%s: status_code entries must be integers, got %r" % (label, code))
+            raise HealthSpecError(f"{label}: status_code entries must be integers, got {code!r}")
         if not 100 <= code <= 599:
-            raise HealthSpecError("%s: status_code %d is not an HTTP status" % (label, code))
+            raise HealthSpecError(f"{label}: status_code {code} is not an HTTP status")
         codes.append(code)
 
     body_regex = spec.get("body_regex")
@@ -188,7 +187,7 @@ def _normalize_http(spec, label):
         try:
             compiled = re.compile(body_regex)
         except re.error as exc:
-            raise HealthSpecError("%s: body_regex %r does not compile: %s" % (label, body_regex, exc))
+            raise HealthSpecError(f"{label}: body_regex {body_regex!r} does not compile: {exc}")
 
     json_path = spec.get("json_path")
     json_value = spec.get("json_value")
@@ -197,21 +196,21 @@ def _normalize_http(spec, label):
         try:
             segments = parse_json_path(json_path)
         except HealthSpecError as exc:
-            raise HealthSpecError("%s: %s" % (label, exc))
+            raise HealthSpecError(f"{label}: {exc}")
     elif json_value is not None:
-        raise HealthSpecError("%s: json_value needs json_path (where to read the value)" % label)
+        raise HealthSpecError(f"{label}: json_value needs json_path (where to read the value)")
 
     body_checks = spec.get("body_contains") is not None or compiled is not None or segments is not None
     if method == "HEAD" and body_checks:
         raise HealthSpecError(
-            "%s: a HEAD request has no body; use method GET with body_contains, body_regex or json_path" % label
+            f"{label}: a HEAD request has no body; use method GET with body_contains, body_regex or json_path"
         )
 
     headers = {}
     for option in ("headers", "secret_headers"):
         value = spec.get(option) or {}
         if not isinstance(value, dict):
-            raise HealthSpecError("%s: %s must be a dict of header names to values" % (label, option))
+            raise HealthSpecError(f"{label}: {option} must be a dict of header names to values")
         for key, val in value.items():
             headers[str(key)] = "" if val is None else str(val)
 
@@ -235,28 +234,28 @@ def _normalize_http(spec, label):
 def _normalize_tcp(spec, label):
     host = spec.get("host")
     if not isinstance(host, str) or not host:
-        raise HealthSpecError("%s: a tcp check needs 'host'" % label)
+        raise HealthSpecError(f"{label}: a tcp check needs 'host'")
     port = spec.get("port")
     try:
         port = int(port)
     except (TypeError, ValueError):
-        raise HealthSpecError("%s: a tcp check needs an integer 'port', got %r" % (label, port))
+        raise HealthSpecError(f"{label}: a tcp check needs an integer 'port', got {port!r}")
     if not 1 <= port <= 65535:
-        raise HealthSpecError("%s: port must be between 1 and 65535, got %d" % (label, port))
+        raise HealthSpecError(f"{label}: port must be between 1 and 65535, got {port}")
     return {"host": host, "port": port}
 
 
 def _normalize_compose(spec, label):
     project = spec.get("project")
     if not isinstance(project, str) or not project:
-        raise HealthSpecError("%s: a compose check needs 'project' (the compose project name)" % label)
+        raise HealthSpecError(f"{label}: a compose check needs 'project' (the compose project name)")
     services = spec.get("services") or []
     if isinstance(services, str):
         services = [services]
     names = []
     for service in services:
         if not isinstance(service, str) or not service:
-            raise HealthSpecError("%s: services must be a list of service names" % label)
+            raise HealthSpecError(f"{label}: services must be a list of service names")
         if service not in names:
             names.append(service)
     return {"project": project, "services": names}
@@ -270,7 +269,7 @@ def normalize_checks(specs):
     seen = set()
     for check in checks:
         if check["name"] in seen:
-            raise HealthSpecError("check names must be unique; %r appears twice" % check["name"])
+            raise HealthSpecError(f"check names must be unique; {check['name']!r} appears twice")
         seen.add(check["name"])
     return checks
 
@@ -289,9 +288,9 @@ def redact_url(url):
         return url
     netloc = parts.hostname or ""
     if ":" in netloc:
-        netloc = "[%s]" % netloc
+        netloc = f"[{netloc}]"
     if parts.port is not None:
-        netloc = "%s:%d" % (netloc, parts.port)
+        netloc = f"{netloc}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -313,17 +312,17 @@ def lookup_json_path(document, segments):
         where = ".".join(walked) or "the top level"
         if isinstance(current, dict):
             if segment not in current:
-                raise KeyError("key %r missing at %s" % (segment, where))
+                raise KeyError(f"key {segment!r} missing at {where}")
             current = current[segment]
         elif isinstance(current, list):
             if not segment.lstrip("-").isdigit():
-                raise KeyError("%s is a list; %r is not an index" % (where, segment))
+                raise KeyError(f"{where} is a list; {segment!r} is not an index")
             index = int(segment)
             if not -len(current) <= index < len(current):
-                raise KeyError("index %d out of range at %s (length %d)" % (index, where, len(current)))
+                raise KeyError(f"index {index} out of range at {where} (length {len(current)})")
             current = current[index]
         else:
-            raise KeyError("%s is a %s, cannot descend into %r" % (where, _json_type(current), segment))
+            raise KeyError(f"{where} is a {_json_type(current)}, cannot descend into {segment!r}")
         walked.append(segment)
     return current
 
@@ -362,29 +361,29 @@ def _describe_error(exc, timeout):
         reason = exc.reason
         if isinstance(reason, BaseException):
             return _describe_error(reason, timeout)
-        return "request failed: %s" % reason
+        return f"request failed: {reason}"
     if isinstance(exc, socket.timeout):
-        return "timed out after %ss" % _fmt_seconds(timeout)
+        return f"timed out after {_fmt_seconds(timeout)}s"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, ConnectionResetError):
         return "connection reset by peer"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return "TLS certificate verification failed (%s); fix the certificate or set validate_certs: false" % (
-            exc.verify_message or exc.reason)
+        reason = exc.verify_message or exc.reason
+        return f"TLS certificate verification failed ({reason}); fix the certificate or set validate_certs: false"
     if isinstance(exc, ssl.SSLError):
-        return "TLS error: %s" % (exc.reason or exc)
+        return f"TLS error: {exc.reason or exc}"
     if isinstance(exc, socket.gaierror):
-        return "name resolution failed: %s" % (exc.strerror or exc)
+        return f"name resolution failed: {exc.strerror or exc}"
     if isinstance(exc, http.client.HTTPException):
-        return "invalid HTTP response: %s" % (type(exc).__name__ if not str(exc) else exc)
+        return f"invalid HTTP response: {str(exc) or type(exc).__name__}"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror[:1].lower() + exc.strerror[1:]
-    return "%s: %s" % (type(exc).__name__, exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _fmt_seconds(value):
-    return ("%.3f" % value).rstrip("0").rstrip(".")
+    return (f"{value:.3f}").rstrip("0").rstrip(".")
 
 
 # ---------------------------------------------------------------------------
@@ -434,8 +433,7 @@ def probe_http(check):
         try:
             raw = response.read(MAX_BODY_BYTES) if check["method"] != "HEAD" else b""
         except (OSError, http.client.HTTPException) as exc:
-            return Outcome(False, status, "HTTP %s, then reading the body failed: %s" % (
-                status, _describe_error(exc, timeout)))
+            return Outcome(False, status, f"HTTP {status}, then reading the body failed: {_describe_error(exc, timeout)}")
         charset = None
         if response.headers is not None:
             charset = response.headers.get_content_charset()
@@ -452,25 +450,23 @@ def evaluate_http_response(check, status, body):
     """Apply the status and body expectations of ``check`` to a response."""
     expected = check["status_code"]
     if status not in expected:
-        detail = "HTTP %s, expected %s" % (status, _fmt_codes(expected))
+        detail = f"HTTP {status}, expected {_fmt_codes(expected)}"
         if body.strip():
-            detail += " (body: %r)" % _excerpt(body)
+            detail += f" (body: {_excerpt(body)!r})"
         return Outcome(False, status, detail)
 
-    passed = ["HTTP %s" % status]
+    passed = [f"HTTP {status}"]
     contains = check.get("body_contains")
     if contains is not None:
         if contains not in body:
-            return Outcome(False, status, "HTTP %s but the body does not contain %r (body: %r)" % (
-                status, contains, _excerpt(body)))
-        passed.append("body contains %r" % contains)
+            return Outcome(False, status, f"HTTP {status} but the body does not contain {contains!r} (body: {_excerpt(body)!r})")
+        passed.append(f"body contains {contains!r}")
 
     regex = check.get("body_regex")
     if regex is not None:
         if not regex.search(body):
-            return Outcome(False, status, "HTTP %s but the body does not match /%s/ (body: %r)" % (
-                status, regex.pattern, _excerpt(body)))
-        passed.append("body matches /%s/" % regex.pattern)
+            return Outcome(False, status, f"HTTP {status} but the body does not match /{regex.pattern}/ (body: {_excerpt(body)!r})")
+        passed.append(f"body matches /{regex.pattern}/")
 
     segments = check.get("json_path_segments")
     if segments:
@@ -478,28 +474,25 @@ def evaluate_http_response(check, status, body):
         try:
             document = json.loads(body)
         except ValueError:
-            return Outcome(False, status, "HTTP %s but the body is not JSON (body: %r)" % (
-                status, _excerpt(body)))
+            return Outcome(False, status, f"HTTP {status} but the body is not JSON (body: {_excerpt(body)!r})")
         try:
             actual = lookup_json_path(document, segments)
         except KeyError as exc:
-            return Outcome(False, status, "HTTP %s but json_path %r was not found: %s" % (
-                status, path, exc.args[0]))
+            return Outcome(False, status, f"HTTP {status} but json_path {path!r} was not found: {exc.args[0]}")
         wanted = check.get("json_value", _MISSING)
         if wanted is _MISSING:
-            passed.append("json_path %r present (%s)" % (path, _excerpt(json.dumps(actual))))
+            passed.append(f"json_path {path!r} present ({_excerpt(json.dumps(actual))})")
         elif values_equal(actual, wanted):
-            passed.append("json_path %r == %s" % (path, _excerpt(json.dumps(actual))))
+            passed.append(f"json_path {path!r} == {_excerpt(json.dumps(actual))}")
         else:
-            return Outcome(False, status, "HTTP %s but json_path %r is %s, expected %s" % (
-                status, path, _excerpt(json.dumps(actual)), _excerpt(json.dumps(wanted))))
+            return Outcome(False, status, f"HTTP {status} but json_path {path!r} is {_excerpt(json.dumps(actual))}, expected {_excerpt(json.dumps(wanted))}")
     return Outcome(True, status, ", ".join(passed))
 
 
 def _fmt_codes(codes):
     if len(codes) == 1:
         return str(codes[0])
-    return "one of %s" % ", ".join(str(code) for code in codes)
+    return "one of " + ", ".join(str(code) for code in codes)
 
 
 # ---------------------------------------------------------------------------
@@ -508,17 +501,17 @@ def _fmt_codes(codes):
 
 def probe_tcp(check):
     """One TCP connect; returns an Outcome."""
-    address = "%s:%d" % (check["host"], check["port"])
+    address = f"{check['host']}:{check['port']}"
     try:
         conn = socket.create_connection((check["host"], check["port"]), timeout=check["timeout"])
-    except socket.timeout:
-        return Outcome(False, "timeout", "%s: timed out after %ss" % (address, _fmt_seconds(check["timeout"])))
+    except TimeoutError:
+        return Outcome(False, "timeout", f"{address}: timed out after {_fmt_seconds(check['timeout'])}s")
     except ConnectionRefusedError:
-        return Outcome(False, "refused", "%s: connection refused" % address)
+        return Outcome(False, "refused", f"{address}: connection refused")
     except OSError as exc:
-        return Outcome(False, "error", "%s: %s" % (address, _describe_error(exc, check["timeout"])))
+        return Outcome(False, "error", f"{address}: {_describe_error(exc, check['timeout'])}")
     conn.close()
-    return Outcome(True, "connected", "%s accepts connections" % address)
+    return Outcome(True, "connected", f"{address} accepts connections")
 
 
 # ---------------------------------------------------------------------------
@@ -549,10 +542,10 @@ def list_compose_containers(project, runner, docker_bin="docker"):
     the docker error when the CLI fails.
     """
     argv = [docker_bin, "ps", "--all", "--quiet", "--no-trunc",
-            "--filter", "label=%s=%s" % (COMPOSE_PROJECT_LABEL, project)]
+            "--filter", f"label={COMPOSE_PROJECT_LABEL}={project}"]
     rc, out, err = runner(argv)
     if rc != 0:
-        raise RuntimeError("docker ps failed (rc=%s): %s" % (rc, _last_line(err) or _last_line(out)))
+        raise RuntimeError(f"docker ps failed (rc={rc}): {_last_line(err) or _last_line(out)}")
     ids = [line.strip() for line in (out or "").splitlines() if line.strip()]
     if not ids:
         return []
@@ -564,7 +557,7 @@ def list_compose_containers(project, runner, docker_bin="docker"):
     if not isinstance(data, list) or (rc != 0 and not data):
         # A container removed between `ps` and `inspect` makes inspect exit 1
         # while still printing the others; only a total failure is an error.
-        raise RuntimeError("docker inspect failed (rc=%s): %s" % (rc, _last_line(err) or _last_line(out)))
+        raise RuntimeError(f"docker inspect failed (rc={rc}): {_last_line(err) or _last_line(out)}")
     containers = []
     for item in data:
         if not isinstance(item, dict):
@@ -616,15 +609,15 @@ def _service_status(service, containers):
     elif worst["state"] != "running":
         detail = worst["state"]
         if worst["exit_code"] not in (None, 0) or worst["state"] == "exited":
-            detail += " (exit code %s)" % worst["exit_code"]
+            detail += f" (exit code {worst['exit_code']})"
         result["detail"] = detail
     else:
         detail = worst["health"]
         if worst["health_output"]:
-            detail += " (last healthcheck output: %r)" % _excerpt(worst["health_output"])
+            detail += f" (last healthcheck output: {_excerpt(worst['health_output'])!r})"
         result["detail"] = detail
     if len(containers) > 1 and not result["ok"]:
-        result["detail"] += " in %s of %d containers" % (worst["name"] or "one", len(containers))
+        result["detail"] += f" in {worst['name'] or 'one'} of {len(containers)} containers"
     return result
 
 
@@ -651,16 +644,16 @@ def probe_compose(check, runner, docker_bin="docker"):
         by_service.setdefault(container["service"], []).append(container)
     wanted = list(check["services"]) or sorted(by_service)
     if not wanted:
-        return Outcome(False, "missing", "compose project %r has no containers" % project, {"services": []})
+        return Outcome(False, "missing", f"compose project {project!r} has no containers", {"services": []})
 
     services = [_service_status(name, by_service.get(name, [])) for name in wanted]
     failing = [s for s in services if not s["ok"]]
     extra = {"services": services}
     if not failing:
-        return Outcome(True, "healthy", "%d service(s) up: %s" % (
-            len(services), ", ".join("%s %s" % (s["service"], s["detail"]) for s in services)), extra)
+        up = ", ".join(f"{s['service']} {s['detail']}" for s in services)
+        return Outcome(True, "healthy", f"{len(services)} service(s) up: {up}", extra)
     worst = min(failing, key=lambda s: _rank(_service_status_key(s)))
-    detail = "; ".join("%s: %s" % (s["service"], s["detail"]) for s in failing)
+    detail = "; ".join(f"{s['service']}: {s['detail']}" for s in failing)
     return Outcome(False, _service_status_key(worst), detail, extra)
 
 
@@ -685,7 +678,7 @@ def probe(check, runner=None, docker_bin="docker"):
             return probe_tcp(check)
         return probe_compose(check, runner, docker_bin)
     except Exception as exc:  # noqa: BLE001 - one broken probe must not hide the others' results
-        return Outcome(False, "error", "unexpected error: %s: %s" % (type(exc).__name__, exc))
+        return Outcome(False, "error", f"unexpected error: {type(exc).__name__}: {exc}")
 
 
 def _public_result(check, attempts, elapsed, outcome):
@@ -726,9 +719,9 @@ def run_checks(specs, deadline=120, interval=2, runner=None, docker_bin="docker"
     except (TypeError, ValueError):
         raise HealthSpecError("deadline and interval must be numbers of seconds")
     if deadline < 0:
-        raise HealthSpecError("deadline must be 0 or more seconds, got %s" % _fmt_seconds(deadline))
+        raise HealthSpecError(f"deadline must be 0 or more seconds, got {_fmt_seconds(deadline)}")
     if interval <= 0:
-        raise HealthSpecError("interval must be more than 0 seconds, got %s" % _fmt_seconds(interval))
+        raise HealthSpecError(f"interval must be more than 0 seconds, got {_fmt_seconds(interval)}")
 
     start = clock()
     end = start + deadline
@@ -769,14 +762,13 @@ def failure_message(report, deadline=None):
     """One sentence naming every failed check and why."""
     summary = report["summary"]
     if not summary["failed"]:
-        return "All %d health checks passed." % summary["total"]
-    reasons = [
-        "%s (%s check, %d attempt%s: %s)" % (
-            r["name"], r["type"], r["attempts"], "" if r["attempts"] == 1 else "s", r["detail"])
-        for r in report["checks"] if not r["ok"]
-    ]
+        return f"All {summary['total']} health checks passed."
+    reasons = []
+    for r in report["checks"]:
+        if not r["ok"]:
+            attempts = "1 attempt" if r["attempts"] == 1 else f"{r['attempts']} attempts"
+            reasons.append(f"{r['name']} ({r['type']} check, {attempts}: {r['detail']})")
     within = ""
     if deadline is not None:
-        within = " within the %ss deadline" % _fmt_seconds(float(deadline))
-    return "%d of %d health checks did not pass%s: %s." % (
-        summary["failed"], summary["total"], within, "; ".join(reasons))
+        within = f" within the {_fmt_seconds(float(deadline))}s deadline"
+    return f"{summary['failed']} of {summary['total']} health checks did not pass{within}: {'; '.join(reasons)}."

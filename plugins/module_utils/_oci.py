@@ -641,6 +641,7 @@ class RegistryClient:
         tags = []
         seen = set()
         visited = set()
+        uses_link = False
         for _page in range(self.max_pages):
             visited.add(url)
             response = self._request('GET', url, scope, accept='application/json')
@@ -663,6 +664,7 @@ class RegistryClient:
                     new += 1
             next_link = parse_link_header(response.header('Link') or '').get('next')
             if next_link:
+                uses_link = True
                 next_url = urllib.parse.urljoin(url, next_link)
                 if urllib.parse.urlsplit(next_url)[:2] != urllib.parse.urlsplit(self.base_url)[:2]:
                     raise ProtocolError(f'Registry {self.host} sent a next-page link to another server ({urllib.parse.urlsplit(next_url).netloc}); not following it.', registry=self.host)
@@ -670,8 +672,10 @@ class RegistryClient:
                     break
                 url = next_url
                 continue
-            # No Link header: fall back to the ``last`` parameter while pages come back full.
-            if new and len(page) == self.page_size:
+            # A registry that never sends Link: ask for the next page with ``last`` while pages
+            # come back full (a short page is the last one; a longer one means the registry
+            # ignores ``n`` and sent everything).
+            if not uses_link and new and len(page) == self.page_size:
                 url = '{}{}?{}'.format(self.base_url, base_path,
                                    urllib.parse.urlencode({'n': self.page_size, 'last': page[-1]}))
                 if url in visited:

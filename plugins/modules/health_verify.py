@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) avatar_mgmt.ops developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -386,7 +385,6 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
     HealthSpecError,
     failure_message,
@@ -395,42 +393,42 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
 
 
 def argument_spec():
-    return dict(
-        checks=dict(
-            type="list",
-            elements="dict",
-            required=True,
-            options=dict(
-                name=dict(type="str", required=True),
-                type=dict(type="str", choices=["http", "tcp", "compose"], default="http"),
-                url=dict(type="str"),
-                method=dict(type="str", choices=["GET", "HEAD"], default="GET"),
-                status_code=dict(type="list", elements="int", default=[200]),
-                body_contains=dict(type="str"),
-                body_regex=dict(type="str"),
-                json_path=dict(type="str"),
-                json_value=dict(type="raw"),
-                headers=dict(type="dict"),
-                secret_headers=dict(type="dict", no_log=True),
-                validate_certs=dict(type="bool", default=True),
-                follow_redirects=dict(type="bool", default=False),
-                host=dict(type="str"),
-                port=dict(type="int"),
-                project=dict(type="str"),
-                services=dict(type="list", elements="str", default=[]),
-                timeout=dict(type="float", default=10),
-            ),
-            required_if=[
+    return {
+        "checks": {
+            "type": "list",
+            "elements": "dict",
+            "required": True,
+            "options": {
+                "name": {"type": "str", "required": True},
+                "type": {"type": "str", "choices": ["http", "tcp", "compose"], "default": "http"},
+                "url": {"type": "str"},
+                "method": {"type": "str", "choices": ["GET", "HEAD"], "default": "GET"},
+                "status_code": {"type": "list", "elements": "int", "default": [200]},
+                "body_contains": {"type": "str"},
+                "body_regex": {"type": "str"},
+                "json_path": {"type": "str"},
+                "json_value": {"type": "raw"},
+                "headers": {"type": "dict"},
+                "secret_headers": {"type": "dict", "no_log": True},
+                "validate_certs": {"type": "bool", "default": True},
+                "follow_redirects": {"type": "bool", "default": False},
+                "host": {"type": "str"},
+                "port": {"type": "int"},
+                "project": {"type": "str"},
+                "services": {"type": "list", "elements": "str", "default": []},
+                "timeout": {"type": "float", "default": 10},
+            },
+            "required_if": [
                 ("type", "http", ("url",)),
                 ("type", "tcp", ("host", "port")),
                 ("type", "compose", ("project",)),
             ],
-            required_by=dict(json_value=("json_path",)),
-        ),
-        deadline=dict(type="int", default=120),
-        interval=dict(type="float", default=2),
-        fail_on_error=dict(type="bool", default=True),
-    )
+            "required_by": {"json_value": ("json_path",)},
+        },
+        "deadline": {"type": "int", "default": 120},
+        "interval": {"type": "float", "default": 2},
+        "fail_on_error": {"type": "bool", "default": True},
+    }
 
 
 # Defaults of options that belong to one check type only: dropped from the
@@ -470,7 +468,7 @@ def main():
             docker_bin=docker_bin,
         )
     except HealthSpecError as exc:
-        module.fail_json(msg="Invalid health check definition: %s" % exc)
+        module.fail_json(msg=f"Invalid health check definition: {exc}")
 
     result = dict(changed=False, **report)
     result["msg"] = failure_message(report, deadline=params["deadline"])

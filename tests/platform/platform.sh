@@ -176,8 +176,9 @@ start_server() { # name ssh http
   if ! docker inspect "$name" >/dev/null 2>&1; then
     docker run -d --name "$name" --hostname "$name" --network "$net" \
       --label avatar-test.platform=server \
+      --sysctl net.ipv6.conf.all.disable_ipv6=0 --sysctl net.ipv6.conf.default.disable_ipv6=0 \
       --cap-add=ALL --cap-drop=SYS_RESOURCE \
-      --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+      --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
       --tmpfs /run --tmpfs /run/lock -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
       -v "$name-docker:/var/lib/docker" \
       -v "$state/ssh/authorized_keys:/etc/ssh/authorized_keys:ro" \

@@ -82,6 +82,7 @@ class FakeRegistry:
         self._lock = threading.Lock()
         self._server = None
         self._thread = None
+        self.port = None
 
     # -- control -----------------------------------------------------------
 
@@ -92,7 +93,7 @@ class FakeRegistry:
 
     @property
     def host(self):
-        return '127.0.0.1:%d' % self._server.server_address[1]
+        return '127.0.0.1:%d' % self.port
 
     @property
     def url(self):
@@ -109,6 +110,7 @@ class FakeRegistry:
             reg = registry
 
         self._server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.port = self._server.server_address[1]
         self._server.daemon_threads = True
         if self.tls_context is not None:
             self._server.socket = self.tls_context.wrap_socket(self._server.socket, server_side=True)

@@ -25,6 +25,7 @@ chown -R 1000:1000 "$SMOKE_DIR/directus"      # Directus runs as node (uid 1000)
 cleanup() {
   local rc=$?
   if [ "${KEEP:-0}" = 1 ]; then echo "KEEP=1: stack left up, dir $SMOKE_DIR"; exit $rc; fi
+  docker rm -f appsmoke-ipholder >/dev/null 2>&1 || true
   dc down -v --remove-orphans >/dev/null 2>&1 || true
   rm -rf "$SMOKE_DIR"
   exit $rc
@@ -124,6 +125,24 @@ ip_after=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{
 [ "$(jget backend.version <<<"$(req api.daidai.amis.hk /api/version)")" = v1.1.0 ] && [ "$(req api.daidai.amis.hk /health)" = ok ] \
   && ok "proxy routes to the recreated api (v1.1.0; ip $ip_before -> $ip_after)" || fail "after recreate: $(cat "$SMOKE_DIR/body")"
 [ "$(dc ps -q db directus frontend proxy | sort)" = "$before" ] && ok "db, directus, frontend, proxy untouched" || fail "other services were recreated"
+
+echo "[smoke] force a new api address (a placeholder takes the old one) and follow it through DNS"
+ip_before=$ip_after
+dc rm -sf api >/dev/null 2>&1
+docker run -d --rm --name appsmoke-ipholder --network appsmoke_avatar --ip "$ip_before" \
+  avatar-test/debian:bookworm sleep 120 >/dev/null 2>&1 \
+  || docker run -d --rm --name appsmoke-ipholder --network appsmoke_avatar avatar-test/debian:bookworm sleep 120 >/dev/null
+API_TAG=v1.1.0 dc up -d api >/dev/null 2>&1
+wait_healthy 30 api
+ip_after=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(dc ps -q api)")
+[ "$ip_after" != "$ip_before" ] || fail "api kept address $ip_before; cannot prove re-resolution"
+t0=$SECONDS   # nginx caches the DNS answer for up to valid=5s: poll, bounded
+until [ "$(req api.daidai.amis.hk /health)" = ok ]; do
+  [ $((SECONDS - t0)) -ge 15 ] && fail "proxy did not follow api to $ip_after within 15s ($(status))"
+  sleep 1
+done
+ok "proxy followed api from $ip_before to $ip_after after $((SECONDS - t0))s (no proxy restart)"
+docker rm -f appsmoke-ipholder >/dev/null
 
 echo "[smoke] api v1.2.1 (broken release) must never become healthy"
 API_TAG=v1.2.1 dc up -d api 2>&1 | sed 's/^/  /'

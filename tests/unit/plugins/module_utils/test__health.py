@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) avatar_mgmt.ops developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -19,7 +18,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
     HealthSpecError,
     failure_message,
@@ -47,7 +45,7 @@ SECRET = "Bearer s3cret-token-value"
 # A real HTTP server
 # ---------------------------------------------------------------------------
 
-class _App(object):
+class _App:
     def __init__(self):
         self.lock = threading.Lock()
         self.hits = {}
@@ -63,7 +61,7 @@ class _App(object):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+    def log_message(self, format, *args):
         pass
 
     def _send(self, status, body, content_type="text/plain; charset=utf-8", headers=None):
@@ -80,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status, doc):
         self._send(status, json.dumps(doc), "application/json")
 
-    def do_GET(self):  # noqa: N802 - http.server naming
+    def do_GET(self):
         app = self.server.app
         path = self.path.split("?", 1)[0]
         hits = app.count(path)
@@ -107,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(app.slow_seconds)
             self._send(200, "ok")
         elif path == "/host":
-            self._send(200, "host=%s" % self.headers.get("Host"))
+            self._send(200, f"host={self.headers.get('Host')}")
         elif path == "/auth":
             if self.headers.get("Authorization") == SECRET:
                 self._send(200, "welcome")
@@ -128,7 +126,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.app = _App()
-    httpd.base = "http://127.0.0.1:%d" % httpd.server_address[1]
+    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -146,7 +144,7 @@ def _free_port():
     return port
 
 
-class FakeClock(object):
+class FakeClock:
     """Time moves only when the code under test sleeps."""
 
     def __init__(self):
@@ -296,7 +294,7 @@ def test_slow_response_against_timeout(server, timeout, ok, detail):
 
 
 def test_connection_refused():
-    result = _one({"name": "down", "url": "http://127.0.0.1:%d/health" % _free_port()})
+    result = _one({"name": "down", "url": f"http://127.0.0.1:{_free_port()}/health"})
     assert result["ok"] is False
     assert result["status"] is None
     assert result["detail"] == "connection refused"
@@ -332,7 +330,7 @@ def test_header_values_are_sent_but_never_reported(server, headers, ok, status):
 
 
 def test_url_credentials_are_not_reported(server):
-    url = "http://operator:hunter2@127.0.0.1:%d/health" % server.server_address[1]
+    url = f"http://operator:hunter2@127.0.0.1:{server.server_address[1]}/health"
     report = run_checks([{"name": "creds", "url": url}], deadline=0)
     assert report["checks"][0]["url"] == server.base + "/health"
     assert "hunter2" not in json.dumps(report)
@@ -357,7 +355,7 @@ def test_tcp_open_port(listener):
     result = _one({"name": "db", "type": "tcp", "host": "127.0.0.1", "port": listener})
     assert result == {
         "name": "db", "type": "tcp", "ok": True, "attempts": 1, "elapsed": result["elapsed"],
-        "status": "connected", "detail": "127.0.0.1:%d accepts connections" % listener,
+        "status": "connected", "detail": f"127.0.0.1:{listener} accepts connections",
         "host": "127.0.0.1", "port": listener,
     }
 
@@ -370,7 +368,7 @@ def test_tcp_closed_port_polled_until_deadline():
     assert result["ok"] is False
     assert result["status"] == "refused"
     assert result["attempts"] == 4
-    assert result["detail"] == "127.0.0.1:%d: connection refused" % port
+    assert result["detail"] == f"127.0.0.1:{port}: connection refused"
 
 
 # ---------------------------------------------------------------------------
@@ -383,7 +381,7 @@ IMAGE_ID = "sha256:7b6041e5d1e429dbc07b0527341d40744e5578c4e0bff6bc201c20b985d38
 def container(service, status="running", health="healthy", output="", project="avatar",
               number=1, exit_code=0, oneoff=False, image="ghcr.io/rayhu/avatar-mgmt/api:v1.2.0"):
     """One element of `docker inspect` output, trimmed to the fields docker 20.10+ prints."""
-    cid = ("%s%d" % (service, number)).encode().hex().ljust(64, "0")[:64]
+    cid = f"{service}{number}".encode().hex().ljust(64, "0")[:64]
     state = {
         "Status": status, "Running": status == "running", "Paused": False, "Restarting": False,
         "OOMKilled": False, "Dead": False, "Pid": 4242, "ExitCode": exit_code, "Error": "",
@@ -396,7 +394,7 @@ def container(service, status="running", health="healthy", output="", project="a
         }
     return {
         "Id": cid,
-        "Name": "/%s-%s-%d" % (project, service, number),
+        "Name": f"/{project}-{service}-{number}",
         "Image": IMAGE_ID,
         "State": state,
         "Config": {
@@ -411,7 +409,7 @@ def container(service, status="running", health="healthy", output="", project="a
     }
 
 
-class RecordedDocker(object):
+class RecordedDocker:
     """Replays one recorded `docker ps` + `docker inspect` pair per attempt."""
 
     def __init__(self, *snapshots, ps_rc=0, ps_err="", inspect_rc=0, inspect_err="", missing_ids=()):

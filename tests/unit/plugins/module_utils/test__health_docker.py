@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) avatar_mgmt.ops developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -17,7 +16,6 @@ import subprocess
 import uuid
 
 import pytest
-
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import run_checks
 
 pytestmark = pytest.mark.docker
@@ -62,15 +60,15 @@ def _skip_reason():
     try:
         rc, _out, err = _sh(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=20)
         if rc != 0:
-            return "no Docker engine answers `docker info`: %s" % (err.strip().splitlines() or ["?"])[-1]
+            return "no Docker engine answers `docker info`: " + (err.strip().splitlines() or ["?"])[-1]
         rc, _out, err = _sh(["docker", "compose", "version"], timeout=20)
         if rc != 0:
             return "the docker compose v2 plugin is missing"
         rc, _out, err = _sh(["docker", "image", "inspect", IMAGE], timeout=20)
         if rc != 0:
-            return "test image %s is not built (tests/platform/build-bases.sh builds it)" % IMAGE
+            return f"test image {IMAGE} is not built (tests/platform/build-bases.sh builds it)"
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return "docker did not answer: %s" % exc
+        return f"docker did not answer: {exc}"
     return None
 
 
@@ -79,14 +77,14 @@ def project(tmp_path_factory):
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    name = "hvtest-%s" % uuid.uuid4().hex[:10]
+    name = f"hvtest-{uuid.uuid4().hex[:10]}"
     workdir = tmp_path_factory.mktemp(name)
     compose_file = workdir / "compose.yml"
     compose_file.write_text(COMPOSE_FILE.format(image=IMAGE))
     base = ["docker", "compose", "-p", name, "-f", str(compose_file)]
     try:
         rc, out, err = _sh(base + ["up", "--detach"])
-        assert rc == 0, "docker compose up failed: %s%s" % (out, err)
+        assert rc == 0, f"docker compose up failed: {out}{err}"
         yield name
     finally:
         _sh(base + ["down", "--volumes", "--remove-orphans", "--timeout", "0"])
@@ -144,9 +142,9 @@ def test_compose_check_of_an_unknown_project():
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    name = "hvtest-absent-%s" % uuid.uuid4().hex[:10]
+    name = f"hvtest-absent-{uuid.uuid4().hex[:10]}"
     report = run_checks([{"name": "none", "type": "compose", "project": name}], deadline=0, runner=_sh)
     result = report["checks"][0]
     assert result["ok"] is False
     assert result["status"] == "missing"
-    assert result["detail"] == "compose project %r has no containers" % name
+    assert result["detail"] == f"compose project {name!r} has no containers"

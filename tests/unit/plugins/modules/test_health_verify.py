@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) avatar_mgmt.ops developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -15,7 +14,6 @@ import socket
 
 import pytest
 from ansible.module_utils import basic
-
 from ansible_collections.avatar_mgmt.ops.plugins.modules import health_verify
 
 try:
@@ -59,9 +57,8 @@ def patched(monkeypatch):
 
 
 def _run(args, expect):
-    with patch_module_args(args):
-        with pytest.raises(expect) as excinfo:
-            health_verify.main()
+    with patch_module_args(args), pytest.raises(expect) as excinfo:
+        health_verify.main()
     return excinfo.value.args[0]
 
 
@@ -123,7 +120,7 @@ def test_fail_on_error(open_port, closed_port, fail_on_error, expect):
     assert result["checks"][0]["attempts"] == 1
     assert result["checks"][1]["attempts"] >= 2
     assert result["msg"].startswith("1 of 2 health checks did not pass within the 1s deadline: redis (tcp check, ")
-    assert result["msg"].endswith("127.0.0.1:%d: connection refused)." % closed_port)
+    assert result["msg"].endswith(f"127.0.0.1:{closed_port}: connection refused).")
 
 
 @pytest.mark.usefixtures("patched")
@@ -161,14 +158,13 @@ def test_secret_header_values_never_reach_the_output(capsys, closed_port):
     """Unpatched exit_json: what Ansible would really print."""
     secret = "Bearer do-not-print-me-42"
     args = {
-        "checks": [{"name": "cms", "url": "http://127.0.0.1:%d/server/health" % closed_port,
+        "checks": [{"name": "cms", "url": f"http://127.0.0.1:{closed_port}/server/health",
                     "secret_headers": {"Authorization": secret}, "headers": {"Host": "directus.example.test"}}],
         "deadline": 0,
         "fail_on_error": False,
     }
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            health_verify.main()
+    with patch_module_args(args), pytest.raises(SystemExit):
+        health_verify.main()
     out = capsys.readouterr().out
     result = json.loads(out)
     assert secret not in out
@@ -176,7 +172,7 @@ def test_secret_header_values_never_reach_the_output(capsys, closed_port):
     assert result["checks"][0]["detail"] == "connection refused"
 
 
-class _Docker(object):
+class _Docker:
     def __init__(self, containers):
         self.containers = containers
         self.calls = []
@@ -194,10 +190,10 @@ def _container(service, health):
         state["Health"] = {"Status": health, "Log": []}
     return {
         "Id": service * 8,
-        "Name": "/avatar-%s-1" % service,
+        "Name": f"/avatar-{service}-1",
         "Image": "sha256:" + "ab" * 32,
         "State": state,
-        "Config": {"Image": "ghcr.io/rayhu/avatar-mgmt/%s:v1.2.0" % service,
+        "Config": {"Image": f"ghcr.io/rayhu/avatar-mgmt/{service}:v1.2.0",
                    "Labels": {"com.docker.compose.project": "avatar", "com.docker.compose.service": service,
                               "com.docker.compose.oneoff": "False"}},
     }

@@ -1,0 +1,121 @@
+"""State of bare servers after bootstrap + ghcr_login, checked on the hosts."""
+import json
+import os
+import subprocess
+
+import pytest
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+
+REGISTRY = "ghcr.avatar.test"
+IMAGE = REGISTRY + "/rayhu/avatar-mgmt/api:v1.2.0"
+
+
+def playbook(name, *extra, limit=None):
+    """Run one of this scenario's playbooks against the molecule inventory."""
+    cmd = ["ansible-playbook", "-i", INVENTORY, os.path.join(SCENARIO, name), *extra]
+    if limit:
+        cmd += ["--limit", limit]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_docker_service_active_and_enabled(host):
+    svc = host.service("docker")
+    assert svc.is_running
+    assert svc.is_enabled
+
+
+def test_compose_v2(host):
+    out = host.check_output("docker compose version --short")
+    assert out.lstrip("v").startswith("2."), out
+
+
+def test_deploy_user_runs_docker_without_password(host):
+    assert host.user().name == "deploy"
+    assert "docker" in host.user().groups
+    # No sudo: the deploy user's own session talks to the daemon.
+    cmd = host.run("docker ps --format '{{.ID}}'")
+    assert cmd.rc == 0, cmd.stderr
+
+
+def test_daemon_json(host):
+    cfg = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert cfg["live-restore"] is True
+    assert cfg["log-driver"] == "json-file"
+    assert cfg["log-opts"]["max-size"]
+    info = host.check_output("docker info --format '{{.LiveRestoreEnabled}}'")
+    assert info == "true"
+
+
+def test_registry_ca_installed(host):
+    ca = host.file("/etc/docker/certs.d/%s/ca.crt" % REGISTRY)
+    assert ca.exists and ca.user == "root" and ca.mode == 0o644
+    assert "BEGIN CERTIFICATE" in ca.content_string
+
+
+def test_directories(host):
+    envdir = "/opt/deploy-avatar" if "stage" in host.backend.get_hostname() else "/opt/deploy-avatar-prod"
+    d = host.file(envdir)
+    assert d.is_directory and d.user == "deploy" and d.mode == 0o750
+    for sub in ("uploads", "extensions", "schemas"):
+        f = host.file("%s/directus/%s" % (envdir, sub))
+        assert f.is_directory and f.uid == 1000 and f.gid == 1000
+
+
+def test_login_lets_host_pull(host):
+    cfg = host.file("/home/deploy/.docker/config.json")
+    assert cfg.mode == 0o600
+    assert REGISTRY in json.loads(cfg.content_string)["auths"]
+    pulled = host.run("docker pull -q %s" % IMAGE)
+    assert pulled.rc == 0, pulled.stderr
+    digests = host.check_output("docker image inspect -f '{{json .RepoDigests}}' %s" % IMAGE)
+    assert "sha256:" in digests
+
+
+@pytest.mark.parametrize("token", ["wrong-token-123"])
+def test_wrong_token_fails_and_leaves_no_credential(host, token):
+    name = host.backend.get_hostname()
+    res = playbook("login.yml", "-e", "ghcr_login_token=" + token, limit=name)
+    assert res.returncode != 0
+    assert REGISTRY in res.stdout and "failed" in res.stdout
+    assert token not in res.stdout + res.stderr
+    cfg = json.loads(host.file("/home/deploy/.docker/config.json").content_string)
+    assert REGISTRY not in cfg.get("auths", {})
+    # Logging in again with the right token restores access for the other tests.
+    again = playbook("login.yml", limit=name)
+    assert again.returncode == 0, again.stdout[-2000:]
+
+
+def test_daemon_change_keeps_containers_running(host):
+    """A daemon.json change needing a restart keeps containers up (live-restore)."""
+    name = host.backend.get_hostname()
+    host.run("docker rm -f dh-keepalive")
+    cid = host.check_output("docker run -d --name dh-keepalive --entrypoint sleep %s 600" % IMAGE)
+    started = host.check_output("docker inspect -f '{{.State.StartedAt}}' dh-keepalive")
+    try:
+        res = playbook("docker_host.yml", "-e", "docker_host_log_max_size=21m", limit=name)
+        assert res.returncode == 0, res.stdout[-3000:]
+        assert "21m" in host.file("/etc/docker/daemon.json").content_string
+        assert host.check_output("docker inspect -f '{{.Id}} {{.State.Running}} {{.State.StartedAt}}' dh-keepalive") == \
+            "%s true %s" % (cid, started)
+
+        # With live-restore off in the running daemon, a restart is refused and nothing is written.
+        off = playbook("docker_host.yml", "-e", "docker_host_log_max_size=21m", "-e", "docker_host_live_restore=false",
+                       limit=name)
+        assert off.returncode == 0, off.stdout[-3000:]
+        assert host.check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "false"
+        refused = playbook("docker_host.yml", "-e", "docker_host_log_max_size=33m", "-e", "docker_host_live_restore=false",
+                           limit=name)
+        assert refused.returncode != 0
+        assert "would stop them" in refused.stdout
+        assert "33m" not in host.file("/etc/docker/daemon.json").content_string
+        assert host.check_output("docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' dh-keepalive") == \
+            "true %s" % started
+    finally:
+        back = playbook("docker_host.yml", limit=name)
+        host.run("docker rm -f dh-keepalive")
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert host.check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "true"
