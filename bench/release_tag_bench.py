@@ -26,9 +26,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '.collections'))
 
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci import RegistryClient  # noqa: E402
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._release import resolve_release  # noqa: E402
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import (  # noqa: E402
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci import RegistryClient
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._release import (
+    resolve_release,
+)
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import (
     FakeRegistry,
     Manifest,
 )
@@ -48,10 +50,10 @@ def make_tags(image, count):
         if i % NOISE_EVERY == 0:
             name = 'sha-%07x' % (i * 2654435761 % (1 << 28))
         elif i % 3 == 0:
-            name = 'v%d.%d.%d-rc.%d' % (major, minor, patch + 1, 1 + i % 4)
+            name = f'v{major}.{minor}.{patch + 1}-rc.{1 + i % 4}'
         else:
-            name = 'v%d.%d.%d' % (major, minor, patch)
-        tags[name] = Manifest('%s-%s' % (image, name))
+            name = f'v{major}.{minor}.{patch}'
+        tags[name] = Manifest(f'{image}-{name}')
         i += 1
     releases = sorted((t for t in tags if t.startswith('v') and '-' not in t),
                       key=lambda t: tuple(int(x) for x in t[1:].split('.')))
@@ -65,7 +67,7 @@ def run(count):
     repos = {}
     expected = None
     for image in IMAGES:
-        repos['%s/%s' % (REPO, image)], expected = make_tags(image, count)
+        repos[f'{REPO}/{image}'], expected = make_tags(image, count)
     with FakeRegistry(repos, page_max=PAGE_SIZE) as reg:
         client = RegistryClient(reg.url, page_size=PAGE_SIZE, timeout=10)
         start = time.perf_counter()
@@ -74,7 +76,7 @@ def run(count):
         client.close()
         heads = len(reg.requests('HEAD'))
     assert result['version'] == expected, (result['version'], expected)
-    total_tags = len(repos['%s/api' % REPO])
+    total_tags = len(repos[f'{REPO}/api'])
     pages = math.ceil(total_tags / PAGE_SIZE)
     return {
         'tags_per_image': total_tags,
@@ -91,19 +93,18 @@ def main(argv=None):
     parser.add_argument('--json', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
     small, large = run(500), run(5000)
-    print('%-14s %8s %10s %10s %8s %10s' % ('tags/image', 'version', 'requests', 'tag pages', 'HEADs', 'elapsed'))
+    print(f"{'tags/image':<14} {'version':>8} {'requests':>10} {'tag pages':>10} {'HEADs':>8} {'elapsed':>10}")
     for row in (small, large):
-        print('%-14d %8s %10d %10d %8d %9.3fs' % (row['tags_per_image'], row['version'], row['requests'],
-                                                  row['tag_pages'], row['manifest_heads'], row['elapsed_s']))
+        print(f"{row['tags_per_image']:<14d} {row['version']:>8} {row['requests']:>10d} {row['tag_pages']:>10d} "
+              f"{row['manifest_heads']:>8d} {row['elapsed_s']:>9.3f}s")
     ratio = {
         'tags': large['tags_per_image'] / small['tags_per_image'],
         'requests': large['requests'] / small['requests'],
         'elapsed': large['elapsed_s'] / small['elapsed_s'] if small['elapsed_s'] else float('nan'),
     }
-    print('ratio 5000/500: tags x%.1f, requests x%.1f, elapsed x%.1f'
-          % (ratio['tags'], ratio['requests'], ratio['elapsed']))
-    print('requests = tag pages + %d manifest HEADs (2 per image): they follow pages, not tags'
-          % large['manifest_heads'])
+    print('ratio 5000/500: tags x{:.1f}, requests x{:.1f}, elapsed x{:.1f}'.format(ratio['tags'], ratio['requests'], ratio['elapsed']))
+    print(f"requests = tag pages + {large['manifest_heads']} manifest HEADs (2 per image): "
+          'they follow pages, not tags')
     for row in (small, large):
         assert row['requests'] == row['tag_pages'] + row['manifest_heads'] == row['tag_pages'] + 2 * len(IMAGES)
     if args.json:

@@ -110,7 +110,7 @@ def test_daemon_change_keeps_containers_running(host):
         refused = playbook("docker_host.yml", "-e", "docker_host_log_max_size=33m", "-e", "docker_host_live_restore=false",
                            limit=name)
         assert refused.returncode != 0
-        assert "would stop them" in refused.stdout
+        assert "would stop them" in refused.stdout + refused.stderr
         assert "33m" not in host.file("/etc/docker/daemon.json").content_string
         assert host.check_output("docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' dh-keepalive") == \
             "true %s" % started

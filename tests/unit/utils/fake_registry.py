@@ -93,11 +93,11 @@ class FakeRegistry:
 
     @property
     def host(self):
-        return '127.0.0.1:%d' % self.port
+        return f'127.0.0.1:{self.port}'
 
     @property
     def url(self):
-        return '%s://%s' % ('https' if self.tls_context else 'http', self.host)
+        return '{}://{}'.format('https' if self.tls_context else 'http', self.host)
 
     def requests(self, method=None, contains=None):
         return [(m, p) for m, p, _h in self.log
@@ -143,9 +143,10 @@ class FakeRegistry:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
     reg = None  # set by FakeRegistry.start
 
-    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+    def log_message(self, format, *args):
         pass
 
     def _send(self, status, headers=None, body=b'', head=False):
@@ -166,10 +167,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status, code, message, headers=None, head=False):
         self._json(status, {'errors': [{'code': code, 'message': message}]}, headers, head=head)
 
-    def do_GET(self):  # noqa: N802 - http.server naming
+    def do_GET(self):
         self._dispatch('GET')
 
-    def do_HEAD(self):  # noqa: N802 - http.server naming
+    def do_HEAD(self):
         self._dispatch('HEAD')
 
     def _dispatch(self, method):
@@ -205,16 +206,16 @@ class _Handler(BaseHTTPRequestHandler):
         head = method == 'HEAD'
         auth = self.headers.get('Authorization')
         if reg.auth == 'basic':
-            expected = 'Basic ' + base64.b64encode(('%s:%s' % (reg.username, reg.password)).encode()).decode()
+            expected = 'Basic ' + base64.b64encode((f'{reg.username}:{reg.password}').encode()).decode()
             if auth != expected:
                 self._error(401, 'UNAUTHORIZED', 'authentication required',
                             {'WWW-Authenticate': 'Basic realm="fake registry"'}, head=head)
                 return False
         elif reg.auth == 'bearer':
-            scope = 'repository:%s:pull' % name
+            scope = f'repository:{name}:pull'
             token = auth[len('Bearer '):] if auth and auth.startswith('Bearer ') else None
             if not reg.accept_tokens or token is None or reg.tokens.get(token) != scope:
-                challenge = 'Bearer realm="%s/token",service="fake,registry",scope="%s"' % (reg.url, scope)
+                challenge = f'Bearer realm="{reg.url}/token",service="fake,registry",scope="{scope}"'
                 self._error(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': challenge},
                             head=head)
                 return False
@@ -225,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get('Authorization')
         reg.token_log.append((query, auth))
         if auth:
-            expected = 'Basic ' + base64.b64encode(('%s:%s' % (reg.username, reg.password)).encode()).decode()
+            expected = 'Basic ' + base64.b64encode((f'{reg.username}:{reg.password}').encode()).decode()
             if reg.username is None or auth != expected:
                 self._json(401, {'errors': [{'code': 'UNAUTHORIZED', 'message': 'bad credentials'}]})
                 return
@@ -246,10 +247,10 @@ class _Handler(BaseHTTPRequestHandler):
         page = tags[:count]
         headers = {}
         if len(tags) > count and reg.link:
-            link = '%s?%s' % (path, urllib.parse.urlencode({'n': count, 'last': page[-1]}))
+            link = '{}?{}'.format(path, urllib.parse.urlencode({'n': count, 'last': page[-1]}))
             if reg.link == 'absolute':
                 link = reg.url + link
-            headers['Link'] = '<%s>; rel="next"' % link
+            headers['Link'] = f'<{link}>; rel="next"'
         self._json(200, {'name': name, 'tags': page}, headers)
 
     def _manifest(self, name, ref, method):
@@ -275,13 +276,14 @@ def make_tls_files(directory):
 
     Returns ``(ca_path, server_context)``.
     """
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'avatar_mgmt.ops test CA')])
     ca_cert = (
@@ -314,9 +316,9 @@ def make_tls_files(directory):
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    ca_path = '%s/ca.pem' % directory
-    cert_path = '%s/server.pem' % directory
-    key_path = '%s/server.key' % directory
+    ca_path = f'{directory}/ca.pem'
+    cert_path = f'{directory}/server.pem'
+    key_path = f'{directory}/server.key'
     with open(ca_path, 'wb') as handle:
         handle.write(ca_cert.public_bytes(serialization.Encoding.PEM))
     with open(cert_path, 'wb') as handle:

@@ -9,7 +9,6 @@ import pathlib
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.avatar_mgmt.ops.plugins.filter import semver
 
 FILTERS = semver.FilterModule().filters()
@@ -75,7 +74,7 @@ def test_prerelease_and_channel(value, prerelease, channel):
 @pytest.mark.parametrize('name', ['semver_is_prerelease', 'semver_channel'])
 @pytest.mark.parametrize('value', ['latest', 'v1.2', '', None])
 def test_single_value_errors(name, value):
-    with pytest.raises(AnsibleFilterError, match='^%s: ' % name):
+    with pytest.raises(AnsibleFilterError, match=f'^{name}: '):
         FILTERS[name](value)
 
 

@@ -11,7 +11,6 @@ import socket
 import time
 
 import pytest
-
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import (
     DOCKER_LIST,
@@ -28,7 +27,7 @@ PASSWORD = 'ghp_s3cretTokenValue'
 
 
 def tags_repo(count, prefix='v1.0.'):
-    return {NAME: {'%s%d' % (prefix, i): Manifest(i) for i in range(count)}}
+    return {NAME: {f'{prefix}{i}': Manifest(i) for i in range(count)}}
 
 
 def client_for(reg, **kwargs):
@@ -131,7 +130,7 @@ def test_pagination_follows_link(link):
     assert len(tags) == 250
     assert set(tags) == set(tags_repo(250)[NAME])
     assert client.request_count == 3
-    assert [p for _m, p in reg.requests()][0].endswith('/tags/list?n=100')
+    assert next(p for _m, p in reg.requests()).endswith('/tags/list?n=100')
 
 
 def test_pagination_when_registry_caps_page_below_n():
@@ -163,7 +162,7 @@ def test_pagination_registry_ignoring_n_and_last():
 def test_pagination_registry_ignoring_last_stops():
     with FakeRegistry(tags_repo(250), link=None) as reg:
         reg.inject(r'/tags/list', 200, {'Content-Type': 'application/json'},
-                   json.dumps({'tags': ['v1.0.%d' % i for i in range(100)]}).encode(), times=5)
+                   json.dumps({'tags': [f'v1.0.{i}' for i in range(100)]}).encode(), times=5)
         client = client_for(reg, page_size=100)
         assert len(client.list_tags(NAME)) == 100
     assert client.request_count == 2  # the repeated page brought nothing new
@@ -202,7 +201,7 @@ def test_manifest_digest_by_head(media_type):
         client = client_for(reg)
         info = client.manifest_digest(NAME, 'v1.0.0')
     assert info == _oci.ManifestInfo(manifest.digest, media_type)
-    assert reg.requests() == [('HEAD', '/v2/%s/manifests/v1.0.0' % NAME)]
+    assert reg.requests() == [('HEAD', f'/v2/{NAME}/manifests/v1.0.0')]
     accept = reg.log[0][2]['Accept']
     for wanted in _oci.MANIFEST_MEDIA_TYPES:
         assert wanted in accept
@@ -235,18 +234,16 @@ def test_manifest_media_type_from_body_when_no_content_type():
 
 
 def test_manifest_not_found_names_image_and_tag():
-    with FakeRegistry({NAME: {'v1.0.0': Manifest(1)}}) as reg:
-        with pytest.raises(_oci.NotFoundError) as excinfo:
-            client_for(reg).manifest_digest(NAME, 'v9.9.9')
+    with FakeRegistry({NAME: {'v1.0.0': Manifest(1)}}) as reg, pytest.raises(_oci.NotFoundError) as excinfo:
+        client_for(reg).manifest_digest(NAME, 'v9.9.9')
     assert excinfo.value.image == NAME
     assert excinfo.value.reference == 'v9.9.9'
     assert 'v9.9.9' in str(excinfo.value) and NAME in str(excinfo.value) and reg.host in str(excinfo.value)
 
 
 def test_repository_not_found_names_image():
-    with FakeRegistry({NAME: {}}) as reg:
-        with pytest.raises(_oci.NotFoundError) as excinfo:
-            client_for(reg).list_tags('rayhu/avatar-mgmt/frontend')
+    with FakeRegistry({NAME: {}}) as reg, pytest.raises(_oci.NotFoundError) as excinfo:
+        client_for(reg).list_tags('rayhu/avatar-mgmt/frontend')
     assert 'rayhu/avatar-mgmt/frontend' in str(excinfo.value)
     assert 'NAME_UNKNOWN' in str(excinfo.value)
 
@@ -271,15 +268,13 @@ def test_basic_auth_challenge_then_proactive():
 
 
 def test_basic_auth_without_credentials():
-    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg:
-        with pytest.raises(_oci.AuthError, match='requires a login'):
-            client_for(reg).list_tags(NAME)
+    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg, pytest.raises(_oci.AuthError, match='requires a login'):
+        client_for(reg).list_tags(NAME)
 
 
 def test_basic_auth_wrong_password_does_not_leak_it():
-    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg:
-        with pytest.raises(_oci.AuthError) as excinfo:
-            client_for(reg, username='me', password='wrong-password-123').list_tags(NAME)
+    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg, pytest.raises(_oci.AuthError) as excinfo:
+        client_for(reg, username='me', password='wrong-password-123').list_tags(NAME)
     message = str(excinfo.value)
     assert 'rejected the credentials' in message and reg.host in message
     assert 'wrong-password-123' not in message
@@ -293,7 +288,7 @@ def test_bearer_anonymous():
     assert len(reg.token_log) == 1  # token cached for the scope
     query, authorization = reg.token_log[0]
     assert authorization is None
-    assert query == {'service': 'fake,registry', 'scope': 'repository:%s:pull' % NAME}
+    assert query == {'service': 'fake,registry', 'scope': f'repository:{NAME}:pull'}
     # 401, token, 3 pages, 1 HEAD
     assert client.request_count == 6
 
@@ -308,15 +303,13 @@ def test_bearer_with_credentials(token_key):
 
 
 def test_bearer_anonymous_refused_for_private_repo():
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False) as reg:
-        with pytest.raises(_oci.AuthError, match='refused anonymous access'):
-            client_for(reg).list_tags(NAME)
+    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False) as reg, pytest.raises(_oci.AuthError, match='refused anonymous access'):
+        client_for(reg).list_tags(NAME)
 
 
 def test_bearer_wrong_credentials_at_token_endpoint():
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD) as reg:
-        with pytest.raises(_oci.AuthError) as excinfo:
-            client_for(reg, username='me', password='nope-nope').list_tags(NAME)
+    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD) as reg, pytest.raises(_oci.AuthError) as excinfo:
+        client_for(reg, username='me', password='nope-nope').list_tags(NAME)
     assert 'refused the credentials' in str(excinfo.value)
     assert 'nope-nope' not in str(excinfo.value)
 
@@ -425,11 +418,11 @@ def test_connection_refused_is_retried_then_reported():
     port = sock.getsockname()[1]
     sock.close()
     sleeps = []
-    client = _oci.RegistryClient('http://127.0.0.1:%d' % port, max_retries=2, sleep=sleeps.append, timeout=2)
+    client = _oci.RegistryClient(f'http://127.0.0.1:{port}', max_retries=2, sleep=sleeps.append, timeout=2)
     with pytest.raises(_oci.RegistryConnectionError) as excinfo:
         client.list_tags(NAME)
     assert len(sleeps) == 2
-    assert '127.0.0.1:%d' % port in str(excinfo.value)
+    assert f'127.0.0.1:{port}' in str(excinfo.value)
 
 
 def test_timeout_is_reported():
@@ -437,7 +430,7 @@ def test_timeout_is_reported():
     listener.bind(('127.0.0.1', 0))
     listener.listen(5)
     try:
-        client = _oci.RegistryClient('http://127.0.0.1:%d' % listener.getsockname()[1], timeout=0.2,
+        client = _oci.RegistryClient(f'http://127.0.0.1:{listener.getsockname()[1]}', timeout=0.2,
                                      max_retries=0)
         with pytest.raises(_oci.RegistryConnectionError, match='Timed out'):
             client.list_tags(NAME)
@@ -488,7 +481,7 @@ def test_bad_ca_file(tmp_path):
 
 def test_error_body_echoing_password_is_redacted():
     with FakeRegistry(tags_repo(1)) as reg:
-        body = ('{"errors":[{"code":"DENIED","message":"bad token %s"}]}' % PASSWORD).encode()
+        body = (f'{{"errors":[{{"code":"DENIED","message":"bad token {PASSWORD}"}}]}}').encode()
         reg.inject(r'/tags/list', 403, {'Content-Type': 'application/json'}, body)
         client = client_for(reg, username='me', password=PASSWORD)
         with pytest.raises(_oci.AuthError) as excinfo:
@@ -502,7 +495,7 @@ def test_request_counter_and_reset():
         client = client_for(reg)
         client.list_tags(NAME)
         assert client.request_count == 1
-        assert client.request_log == [('GET', '/v2/%s/tags/list?n=100' % NAME)]
+        assert client.request_log == [('GET', f'/v2/{NAME}/tags/list?n=100')]
         client.reset_counter()
         assert client.request_count == 0
         client.close()

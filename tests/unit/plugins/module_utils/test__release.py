@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci, _release
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import (
     DOCKER_MANIFEST,
@@ -20,7 +19,7 @@ IMAGES = ['api', 'frontend']
 
 def image_tags(image, versions, channels=None, noise=True):
     """``{tag: Manifest}``: one manifest per version; channels point at a version's manifest."""
-    tags = {v: Manifest('%s-%s' % (image, v)) for v in versions}
+    tags = {v: Manifest(f'{image}-{v}') for v in versions}
     for channel, target in (channels or {}).items():
         tags[channel] = tags[target]
     if noise:
@@ -35,8 +34,8 @@ CHANNELS = {'latest': 'v1.2.0', 'staging': 'v1.3.0-rc.1'}
 
 def standard_repos(api=None, frontend=None):
     return {
-        '%s/api' % REPO: api if api is not None else image_tags('api', STANDARD, CHANNELS),
-        '%s/frontend' % REPO: frontend if frontend is not None else image_tags('frontend', STANDARD, CHANNELS),
+        f'{REPO}/api': api if api is not None else image_tags('api', STANDARD, CHANNELS),
+        f'{REPO}/frontend': frontend if frontend is not None else image_tags('frontend', STANDARD, CHANNELS),
     }
 
 
@@ -53,7 +52,7 @@ def test_latest_resolves_by_digest():
         result = resolve(reg, 'latest')
         host = reg.host
     requests = result.pop('_requests')
-    api = repos['%s/api' % REPO]['v1.2.0']
+    api = repos[f'{REPO}/api']['v1.2.0']
     assert result == {
         'version': 'v1.2.0',
         'prerelease': False,
@@ -62,16 +61,16 @@ def test_latest_resolves_by_digest():
         'versions': ['v1.3.0-rc.1', 'v1.2.0', 'v1.2.0-rc.1', 'v1.2.0-beta.1', 'v1.1.0', 'v1.0.0'],
         'images': {
             'api': {
-                'tag': '%s/%s/api:v1.2.0' % (host, REPO),
+                'tag': f'{host}/{REPO}/api:v1.2.0',
                 'digest': api.digest,
-                'reference': '%s/%s/api@%s' % (host, REPO, api.digest),
+                'reference': f'{host}/{REPO}/api@{api.digest}',
                 'media_type': OCI_INDEX,
                 'resolved_by': 'channel_digest',
             },
             'frontend': {
-                'tag': '%s/%s/frontend:v1.2.0' % (host, REPO),
-                'digest': repos['%s/frontend' % REPO]['v1.2.0'].digest,
-                'reference': '%s/%s/frontend@%s' % (host, REPO, repos['%s/frontend' % REPO]['v1.2.0'].digest),
+                'tag': f'{host}/{REPO}/frontend:v1.2.0',
+                'digest': repos[f'{REPO}/frontend']['v1.2.0'].digest,
+                'reference': '{}/{}/frontend@{}'.format(host, REPO, repos[f'{REPO}/frontend']['v1.2.0'].digest),
                 'media_type': OCI_INDEX,
                 'resolved_by': 'channel_digest',
             },
@@ -111,16 +110,15 @@ def test_several_versions_share_the_digest_highest_wins(channel, expected):
         tags['v1.3.0-rc.2'] = tags['v1.3.0-rc.1']
         tags['latest'] = tags['v1.2.0']
         tags['staging'] = tags['v1.3.0-rc.1']
-        repos['%s/%s' % (REPO, image)] = tags
+        repos[f'{REPO}/{image}'] = tags
     with FakeRegistry(repos) as reg:
         assert resolve(reg, channel)['version'] == expected
 
 
 def test_images_disagree_names_the_image():
     repos = standard_repos(frontend=image_tags('frontend', STANDARD, {'latest': 'v1.1.0'}))
-    with FakeRegistry(repos) as reg:
-        with pytest.raises(_release.ResolutionError) as excinfo:
-            resolve(reg, 'latest')
+    with FakeRegistry(repos) as reg, pytest.raises(_release.ResolutionError) as excinfo:
+        resolve(reg, 'latest')
     message = str(excinfo.value)
     assert 'image frontend resolves to v1.1.0' in message and 'image api resolves to v1.2.0' in message
 
@@ -152,22 +150,20 @@ def test_missing_channel_on_one_image_only():
 
 def test_missing_staging_and_no_prerelease():
     tags = ['v1.0.0', 'v1.1.0']
-    with FakeRegistry(standard_repos(image_tags('api', tags), image_tags('frontend', tags))) as reg:
-        with pytest.raises(_release.ResolutionError, match='no staging tag and no pre-release'):
-            resolve(reg, 'staging')
+    with FakeRegistry(standard_repos(image_tags('api', tags), image_tags('frontend', tags))) as reg, pytest.raises(_release.ResolutionError, match='no staging tag and no pre-release'):
+        resolve(reg, 'staging')
 
 
 def test_channel_matching_no_version():
     api = image_tags('api', STANDARD, CHANNELS)
     api['latest'] = Manifest('orphan')
-    with FakeRegistry(standard_repos(api=api)) as reg:
-        with pytest.raises(_release.ResolutionError) as excinfo:
-            resolve(reg, 'latest')
+    with FakeRegistry(standard_repos(api=api)) as reg, pytest.raises(_release.ResolutionError) as excinfo:
+        resolve(reg, 'latest')
     assert 'api:latest' in str(excinfo.value) and 'matches any version tag of image api' in str(excinfo.value)
 
 
 def test_channel_search_is_bounded():
-    versions = ['v1.%d.0' % i for i in range(50)]
+    versions = [f'v1.{i}.0' for i in range(50)]
     api = image_tags('api', versions, {'latest': 'v1.0.0'})
     frontend = image_tags('frontend', versions, {'latest': 'v1.0.0'})
     with FakeRegistry(standard_repos(api, frontend)) as reg:
@@ -177,8 +173,8 @@ def test_channel_search_is_bounded():
 
 
 def test_efficiency_with_many_tags():
-    versions = ['v1.%d.%d' % (minor, patch) for minor in range(30) for patch in range(10)]
-    versions += ['v2.0.0-rc.%d' % i for i in range(1, 30)]
+    versions = [f'v1.{minor}.{patch}' for minor in range(30) for patch in range(10)]
+    versions += [f'v2.0.0-rc.{i}' for i in range(1, 30)]
     channels = {'latest': 'v1.29.9', 'staging': 'v2.0.0-rc.29'}
     repos = standard_repos(image_tags('api', versions, channels), image_tags('frontend', versions, channels))
     with FakeRegistry(repos, page_max=100) as reg:
@@ -197,7 +193,7 @@ def test_explicit_version():
     assert result['version'] == 'v1.1.0'
     assert 'channel' not in result
     assert result['requested'] == 'v1.1.0'
-    assert result['images']['api']['digest'] == repos['%s/api' % REPO]['v1.1.0'].digest
+    assert result['images']['api']['digest'] == repos[f'{REPO}/api']['v1.1.0'].digest
     assert result['images']['api']['resolved_by'] == 'version'
     assert result['_requests'] == 4  # 2 tag lists + 2 HEAD
 
@@ -223,10 +219,9 @@ def test_version_missing_for_one_image_names_it():
 
 def test_missing_image_repository_names_it():
     repos = standard_repos()
-    with FakeRegistry(repos) as reg:
-        with pytest.raises(_oci.NotFoundError) as excinfo:
-            resolve(reg, 'latest', images=['api', 'worker'])
-    assert '%s/worker' % REPO in str(excinfo.value)
+    with FakeRegistry(repos) as reg, pytest.raises(_oci.NotFoundError) as excinfo:
+        resolve(reg, 'latest', images=['api', 'worker'])
+    assert f'{REPO}/worker' in str(excinfo.value)
 
 
 def test_media_type_is_reported():

@@ -8,10 +8,9 @@ import functools
 import itertools
 
 import pytest
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _semver
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _semver
 
 SPEC_ORDER = [
     '1.0.0-alpha', '1.0.0-alpha.1', '1.0.0-alpha.beta', '1.0.0-beta', '1.0.0-beta.2',
@@ -19,7 +18,7 @@ SPEC_ORDER = [
 ]
 
 
-@pytest.mark.parametrize('lower, higher', list(zip(SPEC_ORDER, SPEC_ORDER[1:])))
+@pytest.mark.parametrize('lower, higher', list(itertools.pairwise(SPEC_ORDER)))
 @pytest.mark.parametrize('prefix', ['', 'v'])
 def test_spec_section_11_precedence(lower, higher, prefix):
     assert _semver.compare(prefix + lower, prefix + higher) == -1
@@ -181,7 +180,7 @@ versions = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(versions)
 def test_property_round_trip(version):
     text = version.format()
@@ -191,13 +190,13 @@ def test_property_round_trip(version):
     assert _semver.compare(parsed, version) == 0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(st.lists(versions, max_size=12))
 def test_property_sort_is_consistent_with_compare(items):
     tags = [v.format() for v in items]
     ordered = _semver.sort_tags(tags, reverse=False)
     assert len(ordered) == len(set(tags))
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         assert _semver.compare(a, b) <= 0
         assert _semver.sort_key(a) < _semver.sort_key(b)  # strict: total order on distinct tags
     assert _semver.sort_tags(tags) == list(reversed(ordered))
@@ -208,7 +207,7 @@ def test_property_sort_is_consistent_with_compare(items):
     assert by_compare == ordered
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(versions, versions, versions)
 def test_property_compare_is_a_total_preorder(a, b, c):
     assert _semver.compare(a, b) == -_semver.compare(b, a)
@@ -217,7 +216,7 @@ def test_property_compare_is_a_total_preorder(a, b, c):
         assert _semver.compare(a, c) <= 0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(st.text(max_size=20))
 def test_property_parse_never_crashes(text):
     try:

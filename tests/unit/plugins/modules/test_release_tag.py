@@ -10,10 +10,12 @@ import pytest
 import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_tag
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import FakeRegistry, Manifest
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import (
+    FakeRegistry,
+    Manifest,
+)
 
 REPO = 'rayhu/avatar-mgmt'
 PASSWORD = 'ghp_moduleSecretToken'
@@ -71,7 +73,7 @@ def repos():
         tags['latest'] = tags['v1.1.0']
         tags['staging'] = tags['v1.2.0-rc.1']
         tags['sha-3f2a9c1'] = Manifest(image + 'sha')
-        result['%s/%s' % (REPO, image)] = tags
+        result[f'{REPO}/{image}'] = tags
     return result
 
 
@@ -97,8 +99,8 @@ def test_resolves(registry, tag, version, prerelease, check_mode):
     assert result['versions'] == ['v1.2.0-rc.1', 'v1.1.0', 'v1.0.0']
     assert sorted(result['images']) == ['api', 'frontend']
     api = result['images']['api']
-    assert api['tag'] == '%s/%s/api:%s' % (registry.host, REPO, version)
-    assert api['reference'] == '%s/%s/api@%s' % (registry.host, REPO, api['digest'])
+    assert api['tag'] == f'{registry.host}/{REPO}/api:{version}'
+    assert api['reference'] == '{}/{}/api@{}'.format(registry.host, REPO, api['digest'])
     assert ('channel' in result) is (tag in ('latest', 'staging'))
 
 

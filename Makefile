@@ -1,0 +1,61 @@
+# The two commands of the README:
+#   make test   set everything up on a fresh machine and run every test
+#   make demo   start the sandbox and deploy to it
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
+MOLECULE_SCENARIOS ?= default deploy
+
+.PHONY: test demo venv docker images platform lint unit molecule build-check bench clean down
+
+test:
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory venv docker images lint unit build-check molecule; \
+	echo "make test: venv, docker, images, lint (yamllint, ansible-lint, ruff), unit, build, molecule ($(MOLECULE_SCENARIOS)) passed in $$(( $$(date +%s) - start ))s"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt constraints.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt -c constraints.txt
+	touch $@
+
+docker:
+	bash hack/ensure-docker.sh
+
+images: docker
+	bash tests/platform/platform.sh images
+
+platform: images venv
+	bash tests/platform/platform.sh registry
+
+lint: venv
+	$(BIN)/yamllint -s .
+	$(BIN)/ruff check plugins tests bench hack
+	$(BIN)/ansible-lint
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+build-check: venv
+	bash hack/build-check.sh
+
+molecule: venv platform
+	@for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
+
+demo: venv images
+	bash hack/demo.sh
+
+bench: venv
+	$(PY) bench/release_tag_bench.py
+
+down:
+	bash tests/platform/platform.sh down
+
+clean: down
+	rm -rf .cache $(VENV)
