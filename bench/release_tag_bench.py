@@ -102,7 +102,8 @@ def main(argv=None):
         'requests': large['requests'] / small['requests'],
         'elapsed': large['elapsed_s'] / small['elapsed_s'] if small['elapsed_s'] else float('nan'),
     }
-    print('ratio 5000/500: tags x{:.1f}, requests x{:.1f}, elapsed x{:.1f}'.format(ratio['tags'], ratio['requests'], ratio['elapsed']))
+    print(f"ratio 5000/500: tags x{ratio['tags']:.1f}, requests x{ratio['requests']:.1f}, "
+          f"elapsed x{ratio['elapsed']:.1f}")
     print(f"requests = tag pages + {large['manifest_heads']} manifest HEADs (2 per image): "
           'they follow pages, not tags')
     for row in (small, large):

@@ -132,7 +132,7 @@ class _Resolver:
         versions = _semver.sort_tags(common)
 
         if self.request.channel is None:
-            version, how = self.resolve_version(tags, versions), {image: 'version' for image in self.images}
+            version, how = self.resolve_version(tags, versions), dict.fromkeys(self.images, 'version')
         else:
             version, how = self.resolve_channel(semver, versions)
 

@@ -58,11 +58,16 @@ ensure_ca() {
   chmod 0700 "$state"
   if [ ! -f "$state/ca/ca.crt" ]; then
     log "making the test CA and the registry certificate"
+    # Extensions that strict X.509 verification (Python 3.13+) insists on.
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=avatar-test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -addext "subjectKeyIdentifier=hash" \
       -keyout "$state/ca/ca.key" -out "$state/ca/ca.crt" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -subj "/CN=$registry_host" \
       -keyout "$state/registry/registry.key" -out "$state/registry/registry.csr" 2>/dev/null
-    printf 'subjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' "$registry_host" \
+    printf '%s\n' "subjectAltName=DNS:$registry_host,DNS:localhost,IP:127.0.0.1" "extendedKeyUsage=serverAuth" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "basicConstraints=critical,CA:FALSE" \
+      "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid,issuer" \
       >"$state/registry/ext.cnf"
     openssl x509 -req -in "$state/registry/registry.csr" -CA "$state/ca/ca.crt" -CAkey "$state/ca/ca.key" \
       -CAcreateserial -days 3650 -extfile "$state/registry/ext.cnf" -out "$state/registry/registry.crt" 2>/dev/null

@@ -51,27 +51,33 @@ def test_daemon_json(host):
 
 
 def test_registry_ca_installed(host):
-    ca = host.file("/etc/docker/certs.d/%s/ca.crt" % REGISTRY)
-    assert ca.exists and ca.user == "root" and ca.mode == 0o644
+    ca = host.file(f"/etc/docker/certs.d/{REGISTRY}/ca.crt")
+    assert ca.exists
+    assert ca.user == "root"
+    assert ca.mode == 0o644
     assert "BEGIN CERTIFICATE" in ca.content_string
 
 
 def test_directories(host):
     envdir = "/opt/deploy-avatar" if "stage" in host.backend.get_hostname() else "/opt/deploy-avatar-prod"
     d = host.file(envdir)
-    assert d.is_directory and d.user == "deploy" and d.mode == 0o750
+    assert d.is_directory
+    assert d.user == "deploy"
+    assert d.mode == 0o750
     for sub in ("uploads", "extensions", "schemas"):
-        f = host.file("%s/directus/%s" % (envdir, sub))
-        assert f.is_directory and f.uid == 1000 and f.gid == 1000
+        f = host.file(f"{envdir}/directus/{sub}")
+        assert f.is_directory
+        assert f.uid == 1000
+        assert f.gid == 1000
 
 
 def test_login_lets_host_pull(host):
     cfg = host.file("/home/deploy/.docker/config.json")
     assert cfg.mode == 0o600
     assert REGISTRY in json.loads(cfg.content_string)["auths"]
-    pulled = host.run("docker pull -q %s" % IMAGE)
+    pulled = host.run(f"docker pull -q {IMAGE}")
     assert pulled.rc == 0, pulled.stderr
-    digests = host.check_output("docker image inspect -f '{{json .RepoDigests}}' %s" % IMAGE)
+    digests = host.check_output(f"docker image inspect -f '{{{{json .RepoDigests}}}}' {IMAGE}")
     assert "sha256:" in digests
 
 
@@ -80,7 +86,8 @@ def test_wrong_token_fails_and_leaves_no_credential(host, token):
     name = host.backend.get_hostname()
     res = playbook("login.yml", "-e", "ghcr_login_token=" + token, limit=name)
     assert res.returncode != 0
-    assert REGISTRY in res.stdout and "failed" in res.stdout
+    assert REGISTRY in res.stdout
+    assert "failed" in res.stdout
     assert token not in res.stdout + res.stderr
     cfg = json.loads(host.file("/home/deploy/.docker/config.json").content_string)
     assert REGISTRY not in cfg.get("auths", {})
@@ -93,27 +100,27 @@ def test_daemon_change_keeps_containers_running(host):
     """A daemon.json change needing a restart keeps containers up (live-restore)."""
     name = host.backend.get_hostname()
     host.run("docker rm -f dh-keepalive")
-    cid = host.check_output("docker run -d --name dh-keepalive --entrypoint sleep %s 600" % IMAGE)
+    cid = host.check_output(f"docker run -d --name dh-keepalive --entrypoint sleep {IMAGE} 600")
     started = host.check_output("docker inspect -f '{{.State.StartedAt}}' dh-keepalive")
     try:
         res = playbook("docker_host.yml", "-e", "docker_host_log_max_size=21m", limit=name)
         assert res.returncode == 0, res.stdout[-3000:]
         assert "21m" in host.file("/etc/docker/daemon.json").content_string
-        assert host.check_output("docker inspect -f '{{.Id}} {{.State.Running}} {{.State.StartedAt}}' dh-keepalive") == \
-            "%s true %s" % (cid, started)
+        state = host.check_output("docker inspect -f '{{.Id}} {{.State.Running}} {{.State.StartedAt}}' dh-keepalive")
+        assert state == f"{cid} true {started}"
 
         # With live-restore off in the running daemon, a restart is refused and nothing is written.
         off = playbook("docker_host.yml", "-e", "docker_host_log_max_size=21m", "-e", "docker_host_live_restore=false",
                        limit=name)
         assert off.returncode == 0, off.stdout[-3000:]
         assert host.check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "false"
-        refused = playbook("docker_host.yml", "-e", "docker_host_log_max_size=33m", "-e", "docker_host_live_restore=false",
-                           limit=name)
+        refused = playbook("docker_host.yml", "-e", "docker_host_log_max_size=33m",
+                           "-e", "docker_host_live_restore=false", limit=name)
         assert refused.returncode != 0
         assert "would stop them" in refused.stdout + refused.stderr
         assert "33m" not in host.file("/etc/docker/daemon.json").content_string
         assert host.check_output("docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' dh-keepalive") == \
-            "true %s" % started
+            f"true {started}"
     finally:
         back = playbook("docker_host.yml", limit=name)
         host.run("docker rm -f dh-keepalive")

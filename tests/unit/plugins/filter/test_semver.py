@@ -57,7 +57,7 @@ def test_semver_compare(a, b, expected):
 
 @pytest.mark.parametrize('a, b', [('latest', 'v1.0.0'), ('v1.0.0', 'V1.0.0'), (None, 'v1.0.0'), ('v1.0.0', 1)])
 def test_semver_compare_errors(a, b):
-    with pytest.raises(AnsibleFilterError, match='^semver_compare: '):
+    with pytest.raises(AnsibleFilterError, match=r'^semver_compare: '):
         FILTERS['semver_compare'](a, b)
 
 

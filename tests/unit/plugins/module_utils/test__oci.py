@@ -91,7 +91,7 @@ def test_split_registry(registry, scheme, host):
 
 @pytest.mark.parametrize('registry', ['', 'ghcr.io/evil path', 'ftp://ghcr.io', 'ghcr.io/x', 'user@ghcr.io', None])
 def test_split_registry_rejects(registry):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='registry'):
         _oci.RegistryClient.split_registry(registry)
 
 
@@ -105,9 +105,9 @@ def test_constructor_needs_both_credentials():
 @pytest.mark.parametrize('name', ['Rayhu/api', 'a//b', '../etc', 'a/b?x=1', '', 'a b'])
 def test_invalid_names_are_refused_before_any_request(name):
     client = _oci.RegistryClient('http://127.0.0.1:9', max_retries=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='Invalid repository name'):
         client.list_tags(name)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='Invalid repository name'):
         client.manifest_digest(name, 'v1.0.0')
     assert client.request_count == 0
 
@@ -115,7 +115,7 @@ def test_invalid_names_are_refused_before_any_request(name):
 @pytest.mark.parametrize('reference', ['v1.0.0; rm', '../x', '', '-v1', 'a' * 129])
 def test_invalid_reference_refused(reference):
     client = _oci.RegistryClient('http://127.0.0.1:9', max_retries=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='Invalid tag or digest'):
         client.manifest_digest(NAME, reference)
     assert client.request_count == 0
 
@@ -238,7 +238,9 @@ def test_manifest_not_found_names_image_and_tag():
         client_for(reg).manifest_digest(NAME, 'v9.9.9')
     assert excinfo.value.image == NAME
     assert excinfo.value.reference == 'v9.9.9'
-    assert 'v9.9.9' in str(excinfo.value) and NAME in str(excinfo.value) and reg.host in str(excinfo.value)
+    assert 'v9.9.9' in str(excinfo.value)
+    assert NAME in str(excinfo.value)
+    assert reg.host in str(excinfo.value)
 
 
 def test_repository_not_found_names_image():
@@ -268,15 +270,18 @@ def test_basic_auth_challenge_then_proactive():
 
 
 def test_basic_auth_without_credentials():
-    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg, pytest.raises(_oci.AuthError, match='requires a login'):
+    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg, \
+            pytest.raises(_oci.AuthError, match='requires a login'):
         client_for(reg).list_tags(NAME)
 
 
 def test_basic_auth_wrong_password_does_not_leak_it():
-    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg, pytest.raises(_oci.AuthError) as excinfo:
+    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg, \
+            pytest.raises(_oci.AuthError) as excinfo:
         client_for(reg, username='me', password='wrong-password-123').list_tags(NAME)
     message = str(excinfo.value)
-    assert 'rejected the credentials' in message and reg.host in message
+    assert 'rejected the credentials' in message
+    assert reg.host in message
     assert 'wrong-password-123' not in message
 
 
@@ -303,12 +308,14 @@ def test_bearer_with_credentials(token_key):
 
 
 def test_bearer_anonymous_refused_for_private_repo():
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False) as reg, pytest.raises(_oci.AuthError, match='refused anonymous access'):
+    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False) as reg, \
+            pytest.raises(_oci.AuthError, match='refused anonymous access'):
         client_for(reg).list_tags(NAME)
 
 
 def test_bearer_wrong_credentials_at_token_endpoint():
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD) as reg, pytest.raises(_oci.AuthError) as excinfo:
+    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD) as reg, \
+            pytest.raises(_oci.AuthError) as excinfo:
         client_for(reg, username='me', password='nope-nope').list_tags(NAME)
     assert 'refused the credentials' in str(excinfo.value)
     assert 'nope-nope' not in str(excinfo.value)
@@ -321,7 +328,9 @@ def test_bearer_401_after_fresh_token_is_auth_error():
         with pytest.raises(_oci.AuthError) as excinfo:
             client.list_tags(NAME)
     message = str(excinfo.value)
-    assert 'freshly issued token' in message and 'read:packages' in message and reg.host in message
+    assert 'freshly issued token' in message
+    assert 'read:packages' in message
+    assert reg.host in message
     assert PASSWORD not in message
     assert client.request_count == 3  # no loop: 401, token, 401
 
@@ -381,7 +390,8 @@ def test_429_honours_retry_after_http_date():
         reg.inject(r'/tags/list', 429, {'Retry-After': email.utils.formatdate(time.time() + 20, usegmt=True)})
         client = client_for(reg)
         client.list_tags(NAME)
-    assert len(client.sleeps) == 1 and 17 <= client.sleeps[0] <= 21
+    assert len(client.sleeps) == 1
+    assert 17 <= client.sleeps[0] <= 21
 
 
 def test_retry_after_beyond_limit_fails_fast():
@@ -401,7 +411,8 @@ def test_persistent_503_gives_up_with_exponential_backoff():
             client.list_tags(NAME)
     assert client.sleeps == [1, 2, 4]
     assert client.request_count == 4
-    assert 'after 4 attempts' in str(excinfo.value) and reg.host in str(excinfo.value)
+    assert 'after 4 attempts' in str(excinfo.value)
+    assert reg.host in str(excinfo.value)
 
 
 def test_404_is_not_retried():
@@ -459,7 +470,8 @@ def test_tls_unknown_ca_fails_with_advice(tls):
         client = client_for(reg)
         with pytest.raises(_oci.TLSError) as excinfo:
             client.list_tags(NAME)
-    assert 'ca_path' in str(excinfo.value) and 'validate_certs' in str(excinfo.value)
+    assert 'ca_path' in str(excinfo.value)
+    assert 'validate_certs' in str(excinfo.value)
     assert client.sleeps == []  # not retried
 
 

@@ -120,7 +120,8 @@ def test_images_disagree_names_the_image():
     with FakeRegistry(repos) as reg, pytest.raises(_release.ResolutionError) as excinfo:
         resolve(reg, 'latest')
     message = str(excinfo.value)
-    assert 'image frontend resolves to v1.1.0' in message and 'image api resolves to v1.2.0' in message
+    assert 'image frontend resolves to v1.1.0' in message
+    assert 'image api resolves to v1.2.0' in message
 
 
 @pytest.mark.parametrize('channel, expected, how', [
@@ -150,7 +151,8 @@ def test_missing_channel_on_one_image_only():
 
 def test_missing_staging_and_no_prerelease():
     tags = ['v1.0.0', 'v1.1.0']
-    with FakeRegistry(standard_repos(image_tags('api', tags), image_tags('frontend', tags))) as reg, pytest.raises(_release.ResolutionError, match='no staging tag and no pre-release'):
+    with FakeRegistry(standard_repos(image_tags('api', tags), image_tags('frontend', tags))) as reg, \
+            pytest.raises(_release.ResolutionError, match='no staging tag and no pre-release'):
         resolve(reg, 'staging')
 
 
@@ -159,7 +161,8 @@ def test_channel_matching_no_version():
     api['latest'] = Manifest('orphan')
     with FakeRegistry(standard_repos(api=api)) as reg, pytest.raises(_release.ResolutionError) as excinfo:
         resolve(reg, 'latest')
-    assert 'api:latest' in str(excinfo.value) and 'matches any version tag of image api' in str(excinfo.value)
+    assert 'api:latest' in str(excinfo.value)
+    assert 'matches any version tag of image api' in str(excinfo.value)
 
 
 def test_channel_search_is_bounded():

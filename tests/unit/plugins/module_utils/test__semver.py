@@ -127,7 +127,7 @@ def test_is_prerelease_and_channel(text, expected):
 
 
 def test_channel_of_rejects_invalid():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='Invalid version'):
         _semver.channel_of('latest')
 
 

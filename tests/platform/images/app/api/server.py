@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "v0.0.0")
@@ -26,7 +26,7 @@ START = time.time()
 
 
 def iso(ts=None):
-    dt = datetime.fromtimestamp(ts if ts is not None else time.time(), tz=timezone.utc)
+    dt = datetime.fromtimestamp(ts if ts is not None else time.time(), tz=UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -42,7 +42,7 @@ def build_info():
 
 
 def log(msg):
-    sys.stdout.write("%s %s\n" % (iso(), msg))
+    sys.stdout.write(f"{iso()} {msg}\n")
     sys.stdout.flush()
 
 
@@ -52,15 +52,15 @@ def directus_health():
         with urllib.request.urlopen(DIRECTUS_URL + "/server/health", timeout=HEALTH_TIMEOUT) as r:
             body = r.read(65536)
     except urllib.error.HTTPError as e:
-        return False, "directus unhealthy (HTTP %d)" % e.code
+        return False, f"directus unhealthy (HTTP {e.code:d})"
     except Exception as e:  # connection refused, DNS, timeout
-        return False, "directus unreachable (%s)" % type(e).__name__
+        return False, f"directus unreachable ({type(e).__name__})"
     try:
         status = json.loads(body).get("status")
     except Exception:
         return False, "directus answered non-JSON"
     if status != "ok":
-        return False, "directus status %s" % status
+        return False, f"directus status {status}"
     return True, "ok"
 
 
@@ -69,7 +69,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def log_message(self, fmt, *args):
-        log("%s %s" % (self.address_string(), fmt % args))
+        log(f"{self.address_string()} {fmt % args}")
 
     def send(self, code, body, ctype):
         data = body.encode() if isinstance(body, str) else body
@@ -110,9 +110,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    log("avatar-api stand-in %s (healthy=%s) on port %d; directus=%s"
-        % (VERSION, HEALTHY, PORT, DIRECTUS_URL))
-    log("environment variable names: %s" % ", ".join(sorted(os.environ)))
+    log(f"avatar-api stand-in {VERSION} (healthy={HEALTHY}) on port {PORT:d}; directus={DIRECTUS_URL}")
+    log("environment variable names: {}".format(", ".join(sorted(os.environ))))
     srv = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
     srv.daemon_threads = True
     try:

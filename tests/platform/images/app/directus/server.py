@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -30,8 +30,8 @@ _schema_lock = threading.Lock()
 
 
 def log(msg):
-    ts = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    sys.stdout.write("%s %s\n" % (ts, msg))
+    ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    sys.stdout.write(f"{ts} {msg}\n")
     sys.stdout.flush()
 
 
@@ -95,7 +95,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):
-        log("%s %s" % (self.address_string(), fmt % args))
+        log(f"{self.address_string()} {fmt % args}")
 
     def send(self, code, data, ctype):
         if isinstance(data, str):
@@ -175,7 +175,7 @@ class Handler(BaseHTTPRequestHandler):
             with open(fp, "rb") as f:
                 data = f.read()
             return self.send(200, data, "application/octet-stream")
-        return self.error(404, "Route %s doesn't exist." % path, "ROUTE_NOT_FOUND")
+        return self.error(404, f"Route {path} doesn't exist.", "ROUTE_NOT_FOUND")
 
     do_HEAD = do_GET
 
@@ -214,21 +214,20 @@ class Handler(BaseHTTPRequestHandler):
                     f.write(data)
                 os.replace(tmp, fp)
             except OSError as e:
-                log("upload failed: %s" % e.strerror)
-                return self.error(500, "Could not store file: %s" % e.strerror)
+                log(f"upload failed: {e.strerror}")
+                return self.error(500, f"Could not store file: {e.strerror}")
             return self.send_json(200, {"data": {"filename_disk": name, "filesize": len(data)}})
-        return self.error(404, "Route %s doesn't exist." % path, "ROUTE_NOT_FOUND")
+        return self.error(404, f"Route {path} doesn't exist.", "ROUTE_NOT_FOUND")
 
     # ---- helpers ------------------------------------------------------------
     def with_db(self, fn):
         try:
             conn = db()
         except Exception as e:
-            return self.error(503, "Database unavailable: %s" % db_error_reason(e), "SERVICE_UNAVAILABLE")
+            return self.error(503, f"Database unavailable: {db_error_reason(e)}", "SERVICE_UNAVAILABLE")
         try:
-            with conn:
-                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                    result = fn(cur)
+            with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                result = fn(cur)
         except Exception as e:
             return self.error(500, db_error_reason(e))
         finally:
@@ -258,14 +257,14 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(503, {
                 "status": "error",
                 "checks": {"storage:local:responseTime": [{"status": "error", "componentType": "objectstore",
-                                                           "output": "%s not writable" % UPLOADS}]},
+                                                           "output": f"{UPLOADS} not writable"}]},
             })
         return self.send_json(200, {"status": "ok"})
 
 
 def main():
-    log("directus stand-in 11.8.0 on port %d (uid %d), uploads %s" % (PORT, os.getuid(), UPLOADS))
-    log("environment variable names: %s" % ", ".join(sorted(os.environ)))
+    log(f"directus stand-in 11.8.0 on port {PORT:d} (uid {os.getuid():d}), uploads {UPLOADS}")
+    log("environment variable names: {}".format(", ".join(sorted(os.environ))))
     srv = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
     srv.daemon_threads = True
     srv.serve_forever()

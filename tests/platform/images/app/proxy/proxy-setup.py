@@ -56,7 +56,7 @@ def parse(spec):
         domain = domain.strip().lower()
         if not sep or not sep2 or not DOMAIN_RE.match(domain) or not HOST_RE.match(host) \
                 or not port.isdigit() or not 0 < int(port) < 65536:
-            sys.exit("proxy: invalid PROXY_HOSTS entry %r (want domain=host:port)" % item)
+            sys.exit(f"proxy: invalid PROXY_HOSTS entry {item!r} (want domain=host:port)")
         routes.append((domain, host, int(port)))
     return routes
 
@@ -81,27 +81,27 @@ def main():
     for domain, host, port in parse(os.environ.get("PROXY_HOSTS", "")):
         path = os.path.join(HOSTS_DIR, domain + ".conf")
         if os.path.exists(path):
-            print("proxy: keeping existing %s" % path, flush=True)
+            print(f"proxy: keeping existing {path}", flush=True)
             continue
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(TEMPLATE.format(domain=domain, host=host, port=port, resolver=RESOLVER))
         os.replace(tmp, path)
-        print("proxy: wrote %s -> http://%s:%d" % (domain, host, port), flush=True)
+        print(f"proxy: wrote {domain} -> http://{host}:{port:d}", flush=True)
 
     routes = existing_routes()
     with open(os.path.join(ADMIN, "api.json"), "w") as f:
         json.dump({"status": "OK", "setup": True, "standin": True,
                    "version": {"major": 2, "minor": 12, "revision": 0},
                    "proxy_hosts": [{"file": n, "domain": d, "upstream": u} for n, d, u in routes]}, f)
-    rows = "\n".join("<tr><td>%s</td><td>%s</td><td>%s</td></tr>"
-                     % (html.escape(d), html.escape(u), html.escape(n)) for n, d, u in routes)
+    rows = "\n".join(f"<tr><td>{html.escape(d)}</td><td>{html.escape(u)}</td><td>{html.escape(n)}</td></tr>"
+                     for n, d, u in routes)
     with open(os.path.join(ADMIN, "index.html"), "w") as f:
         f.write("<!doctype html><html><head><meta charset='utf-8'><title>Nginx Proxy Manager (stand-in)"
                 "</title></head><body><h1>Nginx Proxy Manager (test stand-in)</h1>"
                 "<p>status: OK</p><table border='1'><tr><th>domain</th><th>upstream</th><th>file</th></tr>\n"
-                "%s\n</table></body></html>\n" % rows)
-    print("proxy: %d proxy host(s) in %s" % (len(routes), HOSTS_DIR), flush=True)
+                f"{rows}\n</table></body></html>\n")
+    print(f"proxy: {len(routes):d} proxy host(s) in {HOSTS_DIR}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,17 @@
+"""Filters on compose documents (see compose_image_changes.yml)."""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._compose import image_changes
+
+
+def compose_image_changes(new, old=None):
+    try:
+        return image_changes(new, old)
+    except ValueError as exc:
+        raise AnsibleFilterError("compose_image_changes: %s" % exc) from exc
+
+
+class FilterModule:
+    def filters(self):
+        return {"compose_image_changes": compose_image_changes}
