@@ -4,26 +4,13 @@
 
 """Fixtures of the integration tests: two real Distribution 2.8 registries in containers.
 
-``real_registries`` (session) makes a CA and a server certificate, starts a
-token issuer on 127.0.0.1 (HTTPS, in a thread), then two registry containers on
-one storage volume:
-
-* ``itest-reg-basic``: htpasswd (Basic) auth, TLS, read-write (seeded with ``docker push``);
-* ``itest-reg-token``: ``auth.token`` (GHCR-like Bearer tokens from the issuer), TLS, read-only.
-
-Both are published on ephemeral 127.0.0.1 ports and removed, with the volume and
-every image tag the suite made, at the end of the session.
+See ``utils/world.py`` for what runs where and what is seeded.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import secrets
-import ssl
 import sys
-import tempfile
 
 import pytest
 
@@ -34,185 +21,28 @@ COLLECTIONS_PATH = os.path.join(ROOT, '.collections')
 if COLLECTIONS_PATH not in sys.path:
     sys.path.insert(0, COLLECTIONS_PATH)
 
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci import RegistryClient  # noqa: E402
-from ansible_collections.avatar_mgmt.ops.tests.integration.utils import docker_registry as dr  # noqa: E402
-from ansible_collections.avatar_mgmt.ops.tests.integration.utils.pki import TestPKI  # noqa: E402
-from ansible_collections.avatar_mgmt.ops.tests.integration.utils.token_issuer import TokenIssuer  # noqa: E402
-
-BASIC_NAME = 'itest-reg-basic'
-TOKEN_NAME = 'itest-reg-token'
-VOLUME = 'itest-reg-data'
-LOCAL_PREFIX = 'avatar-itest'
-SERVICE = 'itest-registry'
-ISSUER = 'itest-token-issuer'
-
-REPOSITORY = 'rayhu/avatar-mgmt'
-IMAGES = ('api', 'frontend')
-VERSIONS = ('v1.0.0', 'v1.1.0', 'v1.2.0', 'v1.3.0-beta.1')
-# Tags that point at another tag's image; noise tags resolution must ignore.
-ALIASES = {
-    'latest': 'v1.2.0',
-    'staging': 'v1.3.0-beta.1',
-    'sha-3f2a9c1': 'v1.3.0-beta.1',
-    'main': 'v1.3.0-beta.1',
-    '20240101': 'v1.0.0',
-}
-OWN_IMAGES = (*VERSIONS, 'buildcache')  # tags with an image of their own
-ALL_TAGS = frozenset(OWN_IMAGES) | frozenset(ALIASES)
-PUBLIC_REPO = 'public/hello'
-MANY_REPO = f'{REPOSITORY}/many'
-MANY_TAGS = tuple(f't{i:03d}' for i in range(250))
-# Published as buildx / GHCR do it: an OCI index over an OCI image manifest.
-OCI_IMAGE = 'worker'
-OCI_TAGS = {'v1.1.0': 'manifest', 'v1.2.0': 'index', 'latest': 'index'}
-USER = 'avatar-bot'
-OUTSIDER = 'outsider'
+from ansible_collections.avatar_mgmt.ops.tests.integration.utils import docker_registry  # noqa: E402
+from ansible_collections.avatar_mgmt.ops.tests.integration.utils import world as registry_world  # noqa: E402
 
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'docker: needs a docker engine (skipped when none answers)')
 
 
-@dataclasses.dataclass
-class Target:
-    """One registry as a client sees it."""
-
-    mode: str
-    host: str
-    username: str
-    password: str
-    ca_path: str
-    wrong_password: str
-
-    def client(self, **kwargs):
-        kwargs.setdefault('username', self.username)
-        kwargs.setdefault('password', self.password)
-        kwargs.setdefault('ca_path', self.ca_path)
-        kwargs.setdefault('timeout', 10)
-        kwargs.setdefault('max_retries', 1)
-        kwargs.setdefault('backoff_base', 0.05)
-        return RegistryClient(kwargs.pop('registry', self.host), **kwargs)
-
-
-@dataclasses.dataclass
-class RealRegistries:
-    pki: TestPKI
-    issuer: TokenIssuer
-    basic: Target
-    token: Target
-    outsider_password: str
-    pushed: dict          # {image: {tag: digest printed by docker push}}
-    repo_digests: dict    # {image: {own tag: [RepoDigests of the local image]}}
-    many_digest: str
-    public_digest: str
-    oci: dict             # {'index' | 'manifest': (digest, body)} of the OCI_IMAGE repository
-
-    def target(self, mode):
-        return {'basic': self.basic, 'token': self.token}[mode]
-
-    def client_context(self):
-        return ssl.create_default_context(cafile=self.pki.ca_path)
-
-
-def _seed(basic_host, password, conf_dir, made_refs):
-    docker_config = tempfile.mkdtemp(prefix='docker-config-', dir=conf_dir)
-    dr.docker('--config', docker_config, 'login', '-u', USER, '--password-stdin', basic_host,
-              input_text=password + '\n', timeout=60)
-    pushed = {}
-    repo_digests = {}
-    try:
-        for image in IMAGES:
-            remote = f'{basic_host}/{REPOSITORY}/{image}'
-            for tag in OWN_IMAGES:
-                local = f'{LOCAL_PREFIX}/{image}:{tag}'
-                dr.build_label_image(local, {'org.opencontainers.image.title': image,
-                                             'org.opencontainers.image.version': tag})
-                made_refs.append(local)
-                dr.docker('tag', local, f'{remote}:{tag}', timeout=30)
-                made_refs.append(f'{remote}:{tag}')
-            for alias, tag in ALIASES.items():
-                dr.docker('tag', f'{LOCAL_PREFIX}/{image}:{tag}', f'{remote}:{alias}', timeout=30)
-                made_refs.append(f'{remote}:{alias}')
-            pushed[image] = dr.push_all_tags(remote, docker_config)
-            missing = ALL_TAGS - set(pushed[image])
-            if missing:
-                raise dr.DockerError(f'docker push did not report digests for {image}: {sorted(missing)}')
-            repo_digests[image] = {}
-            for tag in OWN_IMAGES:
-                out = dr.docker('image', 'inspect', '--format', '{{json .RepoDigests}}',
-                                f'{LOCAL_PREFIX}/{image}:{tag}', timeout=30).stdout
-                repo_digests[image][tag] = json.loads(out)
-        # A public repository (anonymous pulls in token mode) and one with 250 tags.
-        for repo, tag in ((PUBLIC_REPO, 'v1.0.0'), (MANY_REPO, MANY_TAGS[0])):
-            ref = f'{basic_host}/{repo}:{tag}'
-            dr.docker('tag', f'{LOCAL_PREFIX}/api:v1.0.0', ref, timeout=30)
-            made_refs.append(ref)
-        public_digest = dr.push_all_tags(f'{basic_host}/{PUBLIC_REPO}', docker_config)['v1.0.0']
-        dr.push_all_tags(f'{basic_host}/{MANY_REPO}', docker_config)
-    finally:
-        dr.docker('--config', docker_config, 'logout', basic_host, timeout=30, check=False)
-    return pushed, repo_digests, public_digest
-
-
 @pytest.fixture(scope='session')
 def real_registries(tmp_path_factory):
-    reason = dr.unavailable_reason()
+    """The two registries, seeded; removed (containers, volume, image tags) at the end of the session."""
+    reason = docker_registry.unavailable_reason()
     if reason:
         pytest.skip(f'real registry tests need Docker: {reason}')
-    conf_dir = str(tmp_path_factory.mktemp('itest-registry'))
-    os.chmod(conf_dir, 0o755)
-    pki = TestPKI(conf_dir)
-    password = 'pw-' + secrets.token_urlsafe(18)
-    ghcr_token = 'ghp_' + secrets.token_urlsafe(27)
-    outsider_token = 'ghp_' + secrets.token_urlsafe(27)
-    with open(os.path.join(conf_dir, 'htpasswd'), 'w', encoding='ascii') as handle:
-        handle.write(dr.htpasswd_line(USER, password))
-    os.chmod(os.path.join(conf_dir, 'htpasswd'), 0o644)
-
-    issuer = TokenIssuer(
-        pki.signer_key, pki.signer_cert_der, issuer=ISSUER, service=SERVICE,
-        users={USER: (ghcr_token, {f'{REPOSITORY}/*': ['pull']}),
-               OUTSIDER: (outsider_token, {'someone-else/*': ['pull']})},
-        public=('public/*',), tls_context=pki.server_context(),
-    ).start()
-    made_refs = []
-    client_ctx = ssl.create_default_context(cafile=pki.ca_path)
+    world = registry_world.start(str(tmp_path_factory.mktemp('itest-registry')))
     try:
-        secret = secrets.token_hex(16)
-        with open(os.path.join(conf_dir, 'basic.yml'), 'w', encoding='ascii') as handle:
-            handle.write(dr.basic_config(secret))
-        with open(os.path.join(conf_dir, 'token.yml'), 'w', encoding='ascii') as handle:
-            handle.write(dr.token_config(secret, issuer.realm, SERVICE, ISSUER))
-        for name in (BASIC_NAME, TOKEN_NAME):
-            dr.remove_container(name)
-        dr.docker('volume', 'rm', '-f', VOLUME, timeout=60, check=False)
-        dr.docker('volume', 'create', '--label', 'avatar-test.itest=registry', VOLUME, timeout=60)
-        basic_host = dr.run_registry(BASIC_NAME, conf_dir, 'basic.yml', VOLUME)
-        token_host = dr.run_registry(TOKEN_NAME, conf_dir, 'token.yml', VOLUME, read_only=True)
-        dr.wait_ready(BASIC_NAME, basic_host, client_ctx)
-        dr.wait_ready(TOKEN_NAME, token_host, client_ctx)
-
-        pushed, repo_digests, public_digest = _seed(basic_host, password, conf_dir, made_refs)
-        many_digest = dr.put_tags(basic_host, client_ctx, dr.basic_auth(USER, password), MANY_REPO,
-                                  MANY_TAGS[0], MANY_TAGS[1:])
-        oci = dr.put_oci_index(basic_host, client_ctx, dr.basic_auth(USER, password),
-                               f'{REPOSITORY}/api:v1.2.0', f'{REPOSITORY}/{OCI_IMAGE}', OCI_TAGS)
-        yield RealRegistries(
-            pki=pki, issuer=issuer,
-            basic=Target('basic', basic_host, USER, password, pki.ca_path, password + 'x'),
-            token=Target('token', token_host, USER, ghcr_token, pki.ca_path, 'ghp_' + secrets.token_urlsafe(27)),
-            outsider_password=outsider_token, pushed=pushed, repo_digests=repo_digests,
-            many_digest=many_digest, public_digest=public_digest, oci=oci,
-        )
+        yield world
     finally:
-        for name in (BASIC_NAME, TOKEN_NAME):
-            dr.remove_container(name)
-        dr.docker('volume', 'rm', '-f', VOLUME, timeout=60, check=False)
-        if made_refs:
-            dr.docker('rmi', *sorted(set(made_refs)), timeout=120, check=False)
-        issuer.stop()
+        registry_world.stop(world)
 
 
 @pytest.fixture(params=['basic', 'token'])
 def target(request, real_registries):
+    """Each registry in turn: ``basic`` (htpasswd) and ``token`` (GHCR-like Bearer tokens)."""
     return real_registries.target(request.param)

@@ -116,7 +116,7 @@ class PagingProxy:
                 for name, value in out:
                     self.send_header(name, value)
                 if method == 'HEAD':
-                    length = dict((n.lower(), v) for n, v in up_headers).get('content-length', '0')
+                    length = {n.lower(): v for n, v in up_headers}.get('content-length', '0')
                     self.send_header('Content-Length', length)
                     self.end_headers()
                     return

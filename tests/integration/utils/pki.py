@@ -23,9 +23,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def _key_usage(**kwargs):
-    flags = {name: False for name in ('digital_signature', 'content_commitment', 'key_encipherment',
-                                      'data_encipherment', 'key_agreement', 'key_cert_sign', 'crl_sign',
-                                      'encipher_only', 'decipher_only')}
+    flags = dict.fromkeys(('digital_signature', 'content_commitment', 'key_encipherment', 'data_encipherment',
+                           'key_agreement', 'key_cert_sign', 'crl_sign', 'encipher_only', 'decipher_only'), False)
     flags.update(kwargs)
     return x509.KeyUsage(**flags)
 

@@ -102,7 +102,9 @@ class TokenIssuer:
             return False, user
         return True, user
 
-    def issue(self, user, scopes, service):
+    def issue(self, user, scopes, service, ttl=None):
+        """Return ``(jwt, access)`` for ``user`` (None: anonymous); a negative ``ttl`` makes it expired."""
+        ttl = self.ttl if ttl is None else ttl
         access = []
         for scope in scopes:
             parts = scope.split(':')
@@ -117,8 +119,8 @@ class TokenIssuer:
             'iss': self.issuer,
             'sub': user or '',
             'aud': service,
-            'exp': now + self.ttl,
-            'nbf': now - 5,
+            'exp': now + ttl,
+            'nbf': min(now, now + ttl) - 5,
             'iat': now,
             'jti': secrets.token_hex(16),
             'access': access,

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# make demo: start the sandbox (GHCR stand-in, a staging and a production server),
+# deploy v1.2.0 to production and the staging channel to staging, print the status
+# and where the deployed frontend answers through the proxy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ANSIBLE_CONFIG=$PWD/ansible.cfg
+ap=.venv/bin/ansible-playbook
+inv=inventories/sandbox
+
+bash tests/platform/platform.sh registry
+bash tests/platform/platform.sh server sandbox-stage-1 2221 8121
+bash tests/platform/platform.sh server sandbox-prod-1 2222 8122
+
+$ap -i $inv playbooks/bootstrap.yml
+$ap -i $inv playbooks/deploy.yml --limit production -e image_tag=v1.2.0
+$ap -i $inv playbooks/deploy.yml --limit staging
+if [ -f playbooks/status.yml ]; then $ap -i $inv playbooks/status.yml; fi
+
+echo
+for pair in "production 8122 daidai.amis.hk api.daidai.amis.hk" "staging 8121 daidai-preview.amis.hk api.daidai-preview.amis.hk"; do
+  set -- $pair
+  version=$(curl -s --max-time 5 -H "Host: $4" "http://127.0.0.1:$2/api/version" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["backend"]["version"])')
+  echo "$1: frontend at http://127.0.0.1:$2/ (Host: $3), api reports $version"
+  echo "    try: curl -H 'Host: $3' http://127.0.0.1:$2/"
+done

@@ -1,0 +1,164 @@
+"""The deploy lifecycle on a real server, checked on the host (ordered: each test builds on the last)."""
+import base64
+import json
+import os
+import ssl
+import subprocess
+import urllib.request
+
+import testinfra.utils.ansible_runner
+
+ROOT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+STATE = os.environ.get("AVATAR_PLATFORM_STATE", os.path.join(ROOT, ".cache/platform"))
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+
+PROJECT = "avatar-production"
+DIR = "/opt/deploy-avatar-prod"
+PLATFORM = os.path.join(ROOT, "tests/platform/platform.sh")
+
+
+def vault():
+    out = subprocess.run(
+        [os.path.join(ROOT, ".venv/bin/ansible-vault"), "view", "--vault-password-file",
+         os.path.join(ROOT, "inventories/sandbox/vault-password.txt"),
+         os.path.join(ROOT, "inventories/sandbox/group_vars/all/vault.yml")],
+        capture_output=True, text=True, check=True).stdout
+    return dict(line.split(": ", 1) for line in out.splitlines() if line.startswith("vault_"))
+
+
+def registry_digest(image, tag):
+    """What the GHCR stand-in itself says the tag's digest is."""
+    secrets = vault()
+    ctx = ssl.create_default_context(cafile=os.path.join(STATE, "ca/ca.crt"))
+    req = urllib.request.Request(
+        "https://127.0.0.1:5443/v2/rayhu/avatar-mgmt/%s/manifests/%s" % (image, tag), method="HEAD",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                           "application/vnd.oci.image.manifest.v1+json, "
+                           "application/vnd.oci.image.index.v1+json, "
+                           "application/vnd.docker.distribution.manifest.list.v2+json",
+                 "Authorization": "Basic " + base64.b64encode(
+                     ("%s:%s" % (secrets["vault_ghcr_username"], secrets["vault_ghcr_token"])).encode()).decode()})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        return resp.headers["Docker-Content-Digest"]
+
+
+def playbook(name, *extra):
+    cmd = [os.path.join(ROOT, ".venv/bin/ansible-playbook"), "-i", INVENTORY,
+           os.path.join(ROOT, "playbooks", name), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=ROOT)
+
+
+def running(host):
+    """service -> (container id, image digest it runs)."""
+    out = host.check_output("docker ps -q --filter label=com.docker.compose.project=%s" % PROJECT)
+    result = {}
+    for cid in out.split():
+        svc, image, full = host.check_output(
+            "docker inspect -f '{{index .Config.Labels \"com.docker.compose.service\"}} {{.Config.Image}} {{.Id}}' %s"
+            % cid).split()
+        result[svc] = (full, image.split("@", 1)[1] if "@" in image else image)
+    return result
+
+
+def ledger(host):
+    return json.loads(host.file(DIR + "/releases/index.json").content_string)
+
+
+def test_first_release_runs_registry_digests(host):
+    now = running(host)
+    assert set(now) == {"db", "directus", "api", "frontend", "proxy"}
+    assert now["api"][1] == registry_digest("api", "v1.1.0")
+    assert now["frontend"][1] == registry_digest("frontend", "v1.1.0")
+
+
+def test_upgrade_recreates_only_release_services(host):
+    before = running(host)
+    res = playbook("deploy.yml", "-e", "image_tag=v1.2.0")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    after = running(host)
+    assert after["api"][1] == registry_digest("api", "v1.2.0")
+    assert after["frontend"][1] == registry_digest("frontend", "v1.2.0")
+    for svc in ("db", "directus", "proxy"):
+        assert after[svc][0] == before[svc][0], svc + " was recreated"
+    assert after["api"][0] != before["api"][0]
+    book = ledger(host)
+    cur = [r for r in book["releases"] if r["id"] == book["current"]][0]
+    assert cur["version"] == "v1.2.0" and cur["result"] == "success"
+    assert cur["images"]["api"]["digest"] == after["api"][1]
+
+
+def test_same_deploy_reports_no_change(host):
+    res = playbook("deploy.yml", "-e", "image_tag=v1.2.0")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "changed=0" in res.stdout.split("PLAY RECAP")[-1]
+
+
+def test_check_mode_changes_nothing(host):
+    before = running(host)
+    compose = host.file(DIR + "/docker-compose.prod.yml").sha256sum
+    res = playbook("deploy.yml", "-e", "image_tag=v1.1.0", "--check", "--diff")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "Would recreate 2 service(s)" in res.stdout
+    assert registry_digest("api", "v1.1.0") in res.stdout
+    assert running(host) == before
+    assert host.file(DIR + "/docker-compose.prod.yml").sha256sum == compose
+    assert not host.file(DIR + "/.deploy.lock").exists
+
+
+def test_unhealthy_release_is_rolled_back(host):
+    good = running(host)
+    res = playbook("deploy.yml", "-e", "image_tag=v1.2.1")
+    assert res.returncode != 0
+    assert "Rolled back automatically: v1.2.0" in res.stdout + res.stderr
+    now = running(host)
+    assert now["api"][1] == good["api"][1] == registry_digest("api", "v1.2.0")
+    assert now["db"][0] == good["db"][0]
+    book = ledger(host)
+    last = book["releases"][-1]
+    assert last["version"] == "v1.2.1" and last["result"] == "rolled_back"
+    assert [r for r in book["releases"] if r["id"] == book["current"]][0]["version"] == "v1.2.0"
+    assert not host.file(DIR + "/.deploy.lock").exists
+
+
+def test_concurrent_deploy_is_refused(host):
+    lock = json.dumps({"holder": "alice@laptop", "since": "2026-11-28T10:00:00Z", "action": "deploy", "version": "v1.1.0"})
+    host.run("printf '%%s' '%s' > %s/.deploy.lock" % (lock, DIR))
+    try:
+        before = running(host)
+        res = playbook("deploy.yml", "-e", "image_tag=v1.1.0")
+        assert res.returncode != 0
+        out = res.stdout + res.stderr
+        assert "alice@laptop" in out and "2026-11-28T10:00:00Z" in out and "v1.1.0" in out
+        assert running(host) == before
+        assert host.file(DIR + "/.deploy.lock").exists  # someone else's lock stays
+        again = playbook("deploy.yml", "-e", "image_tag=v1.2.0", "-e", "compose_deploy_break_lock=true")
+        assert again.returncode == 0, again.stdout[-3000:]
+    finally:
+        host.run("rm -f %s/.deploy.lock" % DIR)
+    assert not host.file(DIR + "/.deploy.lock").exists
+
+
+def test_env_files_private_and_secrets_never_printed(host):
+    for name in (".env.prod.api", ".env.prod.directus"):
+        f = host.file("%s/%s" % (DIR, name))
+        assert f.mode == 0o600 and f.user == "deploy"
+    res = playbook("deploy.yml", "-e", "image_tag=v1.2.0", "-vvv")
+    assert res.returncode == 0, res.stdout[-3000:]
+    out = res.stdout + res.stderr
+    for key, value in vault().items():
+        if key != "vault_ghcr_username":
+            assert value not in out, key + " leaked into -vvv output"
+
+
+def test_registry_down_aborts_new_deploy(host):
+    before = running(host)
+    subprocess.run(["bash", PLATFORM, "stop-registry"], check=True)
+    try:
+        res = playbook("deploy.yml", "-e", "image_tag=v1.3.0-beta.1")
+        assert res.returncode != 0
+        assert "ghcr.avatar.test" in res.stdout + res.stderr
+        assert running(host) == before
+        assert not host.file(DIR + "/.deploy.lock").exists
+    finally:
+        subprocess.run(["bash", PLATFORM, "start-registry"], check=True)
