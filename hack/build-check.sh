@@ -5,16 +5,17 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 .venv/bin/ansible-galaxy collection build --force --output-path "$out" . >/dev/null
 tarball=$(ls "$out"/avatar_mgmt-ops-*.tar.gz)
-bad=$(tar -tzf "$tarball" | grep -E '^(molecule|tests|inventories|\.cache|\.venv|\.collections|bench|hack|\.ci)/' || true)
+listing=$(tar -tzf "$tarball")
+bad=$(echo "$listing" | grep -E '^(molecule|tests|inventories|\.cache|\.venv|\.collections|bench|hack|\.ci)/' || true)
 if [ -n "$bad" ]; then echo "artifact holds development files:"; echo "$bad" | head; exit 1; fi
 for f in plugins/modules/release_tag.py plugins/modules/health_verify.py roles/compose_deploy/tasks/main.yml playbooks/deploy.yml; do
-  tar -tzf "$tarball" | grep -qx "$f" || { echo "artifact lacks $f"; exit 1; }
+  grep -qx "$f" <<<"$listing" || { echo "artifact lacks $f"; exit 1; }
 done
 for m in release_tag health_verify; do .venv/bin/ansible-doc "avatar_mgmt.ops.$m" >/dev/null; done
-for r in docker_host ghcr_login compose_deploy health_check backup; do
+for r in $(ls roles); do
   .venv/bin/ansible-doc -t role "avatar_mgmt.ops.$r" >/dev/null
 done
-for f in semver_sort semver_compare semver_is_prerelease semver_channel; do
+for f in semver_sort semver_compare semver_is_prerelease semver_channel compose_image_changes; do
   .venv/bin/ansible-doc -t filter "avatar_mgmt.ops.$f" >/dev/null
 done
-echo "build-check: $(basename "$tarball") is clean ($(tar -tzf "$tarball" | wc -l) entries); ansible-doc answers for every module, role and filter"
+echo "build-check: $(basename "$tarball") is clean ($(wc -l <<<"$listing") entries); ansible-doc answers for every module, role and filter"
