@@ -17,6 +17,7 @@ volume and every image tag made here.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -103,44 +104,54 @@ class RealRegistries:
         return ssl.create_default_context(cafile=self.pki.ca_path)
 
 
+def _parallel(calls, workers=4):
+    """Run ``[(function, args), ...]`` on a few threads; return the results in order (first error raised)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(function, *args) for function, args in calls]
+        return [future.result() for future in futures]
+
+
 def _seed(basic_host, password, conf_dir, made_refs):
+    """Build the images and ``docker push`` them; return (pushed digests, RepoDigests, public digest)."""
     docker_config = tempfile.mkdtemp(prefix='docker-config-', dir=conf_dir)
     dr.docker('--config', docker_config, 'login', '-u', USER, '--password-stdin', basic_host,
               input_text=password + '\n', timeout=60)
-    pushed = {}
-    repo_digests = {}
+    remote = {image: f'{basic_host}/{REPOSITORY}/{image}' for image in IMAGES}
     try:
+        builds, tags = [], []
         for image in IMAGES:
-            remote = f'{basic_host}/{REPOSITORY}/{image}'
             for tag in OWN_IMAGES:
                 local = f'{LOCAL_PREFIX}/{image}:{tag}'
-                dr.build_label_image(local, {'org.opencontainers.image.title': image,
-                                             'org.opencontainers.image.version': tag})
+                builds.append((dr.build_label_image, (local, {'org.opencontainers.image.title': image,
+                                                              'org.opencontainers.image.version': tag})))
                 made_refs.append(local)
-                dr.docker('tag', local, f'{remote}:{tag}', timeout=30)
-                made_refs.append(f'{remote}:{tag}')
-            for alias, tag in ALIASES.items():
-                dr.docker('tag', f'{LOCAL_PREFIX}/{image}:{tag}', f'{remote}:{alias}', timeout=30)
-                made_refs.append(f'{remote}:{alias}')
-            pushed[image] = dr.push_all_tags(remote, docker_config)
-            missing = ALL_TAGS - set(pushed[image])
-            if missing:
-                raise dr.DockerError(f'docker push did not report digests for {image}: {sorted(missing)}')
-            repo_digests[image] = {}
-            for tag in OWN_IMAGES:
-                out = dr.docker('image', 'inspect', '--format', '{{json .RepoDigests}}',
-                                f'{LOCAL_PREFIX}/{image}:{tag}', timeout=30).stdout
-                repo_digests[image][tag] = json.loads(out)
-        # A public repository (anonymous pulls in token mode) and one with 250 tags.
-        for repo, tag in ((PUBLIC_REPO, 'v1.0.0'), (MANY_REPO, MANY_TAGS[0])):
-            ref = f'{basic_host}/{repo}:{tag}'
-            dr.docker('tag', f'{LOCAL_PREFIX}/api:v1.0.0', ref, timeout=30)
-            made_refs.append(ref)
-        public_digest = dr.push_all_tags(f'{basic_host}/{PUBLIC_REPO}', docker_config)['v1.0.0']
-        dr.push_all_tags(f'{basic_host}/{MANY_REPO}', docker_config)
+                tags.append((local, f'{remote[image]}:{tag}'))
+            tags.extend((f'{LOCAL_PREFIX}/{image}:{tag}', f'{remote[image]}:{alias}') for alias, tag in ALIASES.items())
+        # A public repository (anonymous pulls in token mode) and one to carry 250 tags.
+        tags.extend((f'{LOCAL_PREFIX}/api:v1.0.0', f'{basic_host}/{repo}:{tag}')
+                    for repo, tag in ((PUBLIC_REPO, 'v1.0.0'), (MANY_REPO, MANY_TAGS[0])))
+        _parallel(builds)
+        made_refs.extend(ref for _local, ref in tags)
+        _parallel([(dr.docker, ('tag', local, ref)) for local, ref in tags])
+        # The first push uploads the shared base layer; the others then only mount it.
+        first, *others = [remote[image] for image in IMAGES] + [f'{basic_host}/{PUBLIC_REPO}',
+                                                                 f'{basic_host}/{MANY_REPO}']
+        results = [dr.push_all_tags(first, docker_config)]
+        results += _parallel([(dr.push_all_tags, (ref, docker_config)) for ref in others])
     finally:
         dr.docker('--config', docker_config, 'logout', basic_host, timeout=30, check=False)
-    return pushed, repo_digests, public_digest
+    pushed = dict(zip(IMAGES, results, strict=False))
+    for image in IMAGES:
+        missing = ALL_TAGS - set(pushed[image])
+        if missing:
+            raise dr.DockerError(f'docker push did not report digests for {image}: {sorted(missing)}')
+    repo_digests = {image: {} for image in IMAGES}
+    for image in IMAGES:
+        for tag in OWN_IMAGES:
+            out = dr.docker('image', 'inspect', '--format', '{{json .RepoDigests}}',
+                            f'{LOCAL_PREFIX}/{image}:{tag}', timeout=30).stdout
+            repo_digests[image][tag] = json.loads(out)
+    return pushed, repo_digests, results[len(IMAGES)]['v1.0.0']
 
 
 
@@ -188,7 +199,10 @@ def start(conf_dir):
 
         pushed, repo_digests, public_digest = _seed(basic_host, password, conf_dir, made_refs)
         auth = dr.basic_auth(USER, password)
-        many_digest = dr.put_tags(basic_host, client_ctx, auth, MANY_REPO, MANY_TAGS[0], MANY_TAGS[1:])
+        # The 250 tags: the pushed manifest PUT under 249 more tags, on a few connections at once.
+        many_tags = MANY_TAGS[1:]
+        many_digest = _parallel([(dr.put_tags, (basic_host, client_ctx, auth, MANY_REPO, MANY_TAGS[0], many_tags[i::4]))
+                                 for i in range(4)])[0]
         oci = dr.put_oci_index(basic_host, client_ctx, auth, f'{REPOSITORY}/api:v1.2.0',
                                f'{REPOSITORY}/{OCI_IMAGE}', OCI_TAGS)
     except BaseException:
