@@ -1,7 +1,6 @@
 """Filters on compose documents (see compose_image_changes.yml)."""
 
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._compose import image_changes
 
 
@@ -9,7 +8,7 @@ def compose_image_changes(new, old=None):
     try:
         return image_changes(new, old)
     except ValueError as exc:
-        raise AnsibleFilterError("compose_image_changes: %s" % exc) from exc
+        raise AnsibleFilterError(f"compose_image_changes: {exc}") from exc
 
 
 class FilterModule:

@@ -6,7 +6,7 @@ def service_images(compose):
     if not compose:
         return {}
     if not isinstance(compose, dict):
-        raise ValueError("a compose document must be a mapping, got %s" % type(compose).__name__)
+        raise ValueError(f"a compose document must be a mapping, got {type(compose).__name__}")
     services = compose.get("services") or {}
     if not isinstance(services, dict):
         raise ValueError("'services' of a compose document must be a mapping")

@@ -1,9 +1,10 @@
 import pytest
-
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._compose import image_changes, service_images
 
 OLD = {"services": {"db": {"image": "pg:15"}, "api": {"image": "r/api@sha256:aa"}, "gone": {"image": "x"}}}
-NEW = {"services": {"db": {"image": "pg:15"}, "api": {"image": "r/api@sha256:bb"}, "frontend": {"image": "r/fe@sha256:cc"}}}
+NEW = {
+    "services": {"db": {"image": "pg:15"}, "api": {"image": "r/api@sha256:bb"}, "frontend": {"image": "r/fe@sha256:cc"}}
+}
 
 
 def test_changes_list_only_differing_services():
@@ -25,5 +26,5 @@ def test_same_file_no_changes():
 
 @pytest.mark.parametrize("bad", [["a"], {"services": ["a"]}])
 def test_bad_documents(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="mapping"):
         service_images(bad)
