@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import time
 
+import yaml
+
 REGISTRY_IMAGE = 'avatar-test/registry:2.8'
 BASE_IMAGE = 'avatar-test/debian:bookworm'
 REGISTRY_PORT = 5000
@@ -67,58 +69,39 @@ def htpasswd_line(user, password):
     return proc.stdout.strip() + '\n'
 
 
+def registry_config(secret, auth, read_only=False):
+    """The YAML configuration of a registry: TLS on ``REGISTRY_PORT``, filesystem storage, ``auth`` as given.
+
+    ``read_only``: refuse writes (and purge no uploads) on storage another registry writes.
+    """
+    storage = {'filesystem': {'rootdirectory': '/var/lib/registry'}}
+    if read_only:
+        storage['maintenance'] = {'uploadpurging': {'enabled': False}, 'readonly': {'enabled': True}}
+    else:
+        storage['delete'] = {'enabled': True}
+    config = {
+        'version': 0.1,
+        'log': {'level': 'warn', 'accesslog': {'disabled': True}},
+        'storage': storage,
+        'http': {
+            'addr': f':{REGISTRY_PORT}',
+            'secret': secret,
+            'tls': {'certificate': '/conf/server.crt', 'key': '/conf/server.key'},
+        },
+        'auth': auth,
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
 def basic_config(secret):
-    return f'''version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: /var/lib/registry
-  delete:
-    enabled: true
-http:
-  addr: :{REGISTRY_PORT}
-  secret: {secret}
-  tls:
-    certificate: /conf/server.crt
-    key: /conf/server.key
-auth:
-  htpasswd:
-    realm: itest-basic
-    path: /conf/htpasswd
-'''
+    return registry_config(secret, {'htpasswd': {'realm': 'itest-basic', 'path': '/conf/htpasswd'}})
 
 
 def token_config(secret, realm, service, issuer):
     # Read-only: it shares the storage the basic registry writes (seeding happens there).
-    return f'''version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: /var/lib/registry
-  maintenance:
-    uploadpurging:
-      enabled: false
-    readonly:
-      enabled: true
-http:
-  addr: :{REGISTRY_PORT}
-  secret: {secret}
-  tls:
-    certificate: /conf/server.crt
-    key: /conf/server.key
-auth:
-  token:
-    realm: {realm}
-    service: {service}
-    issuer: {issuer}
-    rootcertbundle: /conf/token-signer.crt
-'''
+    auth = {'token': {'realm': realm, 'service': service, 'issuer': issuer,
+                      'rootcertbundle': '/conf/token-signer.crt'}}
+    return registry_config(secret, auth, read_only=True)
 
 
 def remove_container(name):

@@ -21,9 +21,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ansible_collections.avatar_mgmt.ops.tests.support.local_server import LocalHTTPService, QuietHandler
 
 _TAGS_RE = re.compile(r'/v2/(?P<name>.+)/tags/list\Z')
 _FORWARD_REQUEST = ('Authorization', 'Accept', 'User-Agent')
@@ -33,22 +33,21 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
 
-class PagingProxy:
+class PagingProxy(LocalHTTPService):
     """``with PagingProxy('127.0.0.1:PORT', upstream_context, tls_context) as front:``.
 
     ``front.host`` is ``127.0.0.1:PORT`` of the front; ``front.log`` lists
     ``(method, path with query, status, tags served or None)`` for every request.
     """
 
+    thread_name = 'paging-proxy'
+
     def __init__(self, upstream, upstream_context, tls_context=None, timeout=10):
+        super().__init__(tls_context)
         self.upstream = upstream
         self.upstream_context = upstream_context
-        self.tls_context = tls_context
         self.timeout = timeout
         self.log = []
-        self._lock = threading.Lock()
-        self._server = None
-        self._thread = None
 
     def reset(self):
         with self._lock:
@@ -83,12 +82,7 @@ class PagingProxy:
     def _handler(self):
         front = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _serve(self, method):
                 url = urllib.parse.urlsplit(self.path)
                 match = _TAGS_RE.match(url.path)
@@ -131,30 +125,3 @@ class PagingProxy:
                 self._serve('HEAD')
 
         return Handler
-
-    def start(self):
-        self._server = ThreadingHTTPServer(('127.0.0.1', 0), self._handler())
-        self._server.daemon_threads = True
-        if self.tls_context is not None:
-            self._server.socket = self.tls_context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={'poll_interval': 0.1},
-                                        daemon=True, name='paging-proxy')
-        self._thread.start()
-        return self
-
-    @property
-    def host(self):
-        return f'127.0.0.1:{self._server.server_address[1]}'
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

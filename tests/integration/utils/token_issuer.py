@@ -26,11 +26,10 @@ import base64
 import fnmatch
 import json
 import secrets
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ansible_collections.avatar_mgmt.ops.tests.support.local_server import LocalHTTPService, QuietHandler
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -49,7 +48,7 @@ def make_jwt(claims, private_key, cert_der):
     return f'{signing_input}.{b64url(signature)}'
 
 
-class TokenIssuer:
+class TokenIssuer(LocalHTTPService):
     """Start with ``with TokenIssuer(...) as issuer:``; ``issuer.realm`` is the URL to configure.
 
     :param users: ``{username: (token, {repository glob: [actions]})}``.
@@ -59,20 +58,19 @@ class TokenIssuer:
     :param tls_context: server SSLContext (HTTPS) or None (HTTP).
     """
 
+    thread_name = 'token-issuer'
+
     def __init__(self, private_key, cert_der, users, issuer, service, public=('public/*',),
                  tls_context=None, ttl=300):
+        super().__init__(tls_context)
         self.private_key = private_key
         self.cert_der = cert_der
         self.users = users
         self.public = tuple(public)
         self.issuer = issuer
         self.service = service
-        self.tls_context = tls_context
         self.ttl = ttl
         self.log = []  # (user or None, scopes, status)
-        self._lock = threading.Lock()
-        self._server = None
-        self._thread = None
 
     # -- policy -------------------------------------------------------------
 
@@ -132,12 +130,7 @@ class TokenIssuer:
     def _handler(self):
         issuer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _reply(self, status, doc, headers=()):
                 body = json.dumps(doc).encode()
                 self.send_response(status)
@@ -176,34 +169,6 @@ class TokenIssuer:
 
         return Handler
 
-    def start(self):
-        self._server = ThreadingHTTPServer(('127.0.0.1', 0), self._handler())
-        self._server.daemon_threads = True
-        if self.tls_context is not None:
-            self._server.socket = self.tls_context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={'poll_interval': 0.1},
-                                        daemon=True, name='token-issuer')
-        self._thread.start()
-        return self
-
-    @property
-    def port(self):
-        return self._server.server_address[1]
-
     @property
     def realm(self):
-        scheme = 'https' if self.tls_context is not None else 'http'
-        return f'{scheme}://127.0.0.1:{self.port}/token'
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        return f'{self.url}/token'

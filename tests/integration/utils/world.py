@@ -27,8 +27,8 @@ import tempfile
 
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci import RegistryClient
 from ansible_collections.avatar_mgmt.ops.tests.integration.utils import docker_registry as dr
-from ansible_collections.avatar_mgmt.ops.tests.integration.utils.pki import TestPKI
 from ansible_collections.avatar_mgmt.ops.tests.integration.utils.token_issuer import TokenIssuer
+from ansible_collections.avatar_mgmt.ops.tests.support.pki import TestPKI
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 BASIC_NAME = 'itest-reg-basic'
@@ -173,7 +173,7 @@ def _remove(made_refs):
 def start(conf_dir):
     """Start and seed everything; return a RealRegistries (``stop`` it at the end)."""
     os.chmod(conf_dir, 0o755)
-    pki = TestPKI(conf_dir)
+    pki = TestPKI(conf_dir, ca_name='avatar_mgmt.ops integration CA')
     password = 'pw-' + secrets.token_urlsafe(18)
     ghcr_token = 'ghp_' + secrets.token_urlsafe(27)
     outsider_token = 'ghp_' + secrets.token_urlsafe(27)

@@ -13,15 +13,14 @@ Everything listens on 127.0.0.1 on an ephemeral port.
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import json
 import re
 import secrets
-import ssl
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ansible_collections.avatar_mgmt.ops.tests.support.local_server import LocalHTTPService, QuietHandler
+from ansible_collections.avatar_mgmt.ops.tests.support.pki import TestPKI
 
 OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
@@ -45,7 +44,7 @@ class Manifest:
         self.digest = 'sha256:' + hashlib.sha256(self.body).hexdigest()
 
 
-class FakeRegistry:
+class FakeRegistry(LocalHTTPService):
     """Start with ``with FakeRegistry(...) as reg:``; ``reg.url`` is its base URL.
 
     :param repos: ``{name: {tag: Manifest}}``.
@@ -60,9 +59,13 @@ class FakeRegistry:
     :param tls_context: a server-side SSLContext to serve HTTPS.
     """
 
+    thread_name = 'fake-registry'
+    poll_interval = 0.05
+
     def __init__(self, repos, auth=None, username=None, password=None, anonymous=True, page_max=1000,
                  link='relative', digest_header=True, head_allowed=True, token_key='token',
                  tls_context=None, accept_tokens=True):
+        super().__init__(tls_context)
         self.repos = repos
         self.auth = auth
         self.username = username
@@ -73,16 +76,11 @@ class FakeRegistry:
         self.digest_header = digest_header
         self.head_allowed = head_allowed
         self.token_key = token_key
-        self.tls_context = tls_context
         self.accept_tokens = accept_tokens
         self.tokens = {}
         self.log = []       # (method, path, headers dict)
         self.token_log = []  # (query dict, authorization header or None)
         self._injected = []  # [regex, method or None, (status, headers, body)]
-        self._lock = threading.Lock()
-        self._server = None
-        self._thread = None
-        self.port = None
 
     # -- control -----------------------------------------------------------
 
@@ -91,46 +89,17 @@ class FakeRegistry:
         for _ in range(times):
             self._injected.append([re.compile(path_regex), method, (status, headers or {}, body)])
 
-    @property
-    def host(self):
-        return f'127.0.0.1:{self.port}'
-
-    @property
-    def url(self):
-        return '{}://{}'.format('https' if self.tls_context else 'http', self.host)
-
     def requests(self, method=None, contains=None):
         return [(m, p) for m, p, _h in self.log
                 if (method is None or m == method) and (contains is None or contains in p)]
 
-    def start(self):
+    def _handler(self):
         registry = self
 
         class Handler(_Handler):
             reg = registry
 
-        self._server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.port = self._server.server_address[1]
-        self._server.daemon_threads = True
-        if self.tls_context is not None:
-            self._server.socket = self.tls_context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={'poll_interval': 0.05})
-        self._thread.daemon = True
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        return Handler
 
     def take_injected(self, method, path):
         with self._lock:
@@ -141,13 +110,9 @@ class FakeRegistry:
         return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
+class _Handler(QuietHandler):
     disable_nagle_algorithm = True  # headers and body go out in separate writes
-    reg = None  # set by FakeRegistry.start
-
-    def log_message(self, format, *args):
-        pass
+    reg = None  # set by FakeRegistry._handler
 
     def _send(self, status, headers=None, body=b'', head=False):
         self.send_response(status)
@@ -272,60 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def make_tls_files(directory):
-    """Write a CA and a server certificate for 127.0.0.1 into ``directory``.
+    """Write a CA and a server certificate for localhost / 127.0.0.1 into ``directory``.
 
     Returns ``(ca_path, server_context)``.
     """
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'avatar_mgmt.ops test CA')])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, '127.0.0.1')]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]),
-                       critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path = f'{directory}/ca.pem'
-    cert_path = f'{directory}/server.pem'
-    key_path = f'{directory}/server.key'
-    with open(ca_path, 'wb') as handle:
-        handle.write(ca_cert.public_bytes(serialization.Encoding.PEM))
-    with open(cert_path, 'wb') as handle:
-        handle.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, 'wb') as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    return ca_path, context
+    pki = TestPKI(directory, token_signer=False)
+    return pki.ca_path, pki.server_context()
