@@ -9,15 +9,14 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
-# The deploy scenario runs with: make molecule MOLECULE_SCENARIOS=deploy (not yet green, see issue 4 note).
-MOLECULE_SCENARIOS ?= default
+MOLECULE_SCENARIOS ?= default deploy
 
-.PHONY: test demo venv docker images platform lint unit molecule build-check bench clean down
+.PHONY: test demo venv docker images platform lint unit integration molecule build-check bench clean down
 
 test:
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory venv docker images lint unit build-check molecule; \
-	echo "make test: venv, docker, images, lint (yamllint, ansible-lint, ruff), unit, build, molecule ($(MOLECULE_SCENARIOS)) passed in $$(( $$(date +%s) - start ))s"
+	$(MAKE) --no-print-directory venv docker images lint unit build-check integration molecule; \
+	echo "make test: venv, docker, images, lint (yamllint, ansible-lint, ruff), unit, build, integration (real registries), molecule ($(MOLECULE_SCENARIOS)) passed in $$(( $$(date +%s) - start ))s"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt
@@ -37,11 +36,14 @@ platform: images venv
 
 lint: venv
 	$(BIN)/yamllint -s .
-	$(BIN)/ruff check plugins tests bench hack
+	$(BIN)/ruff check plugins tests bench hack molecule
 	$(BIN)/ansible-lint
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
+
+integration: venv images
+	$(BIN)/pytest -q tests/integration
 
 build-check: venv
 	bash hack/build-check.sh

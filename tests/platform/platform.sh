@@ -107,6 +107,9 @@ auth:
 YAML
 }
 
+# A container made from another checkout mounts that checkout's CA and keys: replace it.
+foreign() { [ "$(docker inspect -f '{{index .Config.Labels "avatar-test.state"}}' "$1" 2>/dev/null)" != "$state" ]; }
+
 registry_running() { [ "$(docker inspect -f '{{.State.Running}}' "$registry_name" 2>/dev/null)" = true ]; }
 
 start_registry() {
@@ -114,11 +117,16 @@ start_registry() {
   local pw; pw=$(registry_password)
   htpasswd -Bbn "$registry_user" "$pw" >"$state/registry/htpasswd"
   registry_config >"$state/registry/config.yml"
+  if docker inspect "$registry_name" >/dev/null 2>&1 && foreign "$registry_name"; then
+    log "replacing a registry container made from another checkout"
+    docker rm -f "$registry_name" >/dev/null
+    rm -f "$state/registry/seeded"
+  fi
   if docker inspect "$registry_name" >/dev/null 2>&1; then
     registry_running || docker start "$registry_name" >/dev/null
   else
     docker run -d --name "$registry_name" --network "$net" --network-alias "$registry_host" \
-      --label avatar-test.platform=registry --restart unless-stopped \
+      --label avatar-test.platform=registry --label "avatar-test.state=$state" --restart unless-stopped \
       -p "127.0.0.1:$registry_port:443" \
       -v "$registry_volume:/var/lib/registry" \
       -v "$state/registry:/certs:ro" -v "$state/registry:/auth:ro" \
@@ -178,9 +186,10 @@ cmd_registry() { start_registry; seed_registry; log "registry ready: $registry_h
 start_server() { # name ssh http
   local name=$1 ssh=$2 http=$3
   ensure_ca; ensure_network
+  if docker inspect "$name" >/dev/null 2>&1 && foreign "$name"; then remove_servers "$name"; fi
   if ! docker inspect "$name" >/dev/null 2>&1; then
     docker run -d --name "$name" --hostname "$name" --network "$net" \
-      --label avatar-test.platform=server \
+      --label avatar-test.platform=server --label "avatar-test.state=$state" \
       --sysctl net.ipv6.conf.all.disable_ipv6=0 --sysctl net.ipv6.conf.default.disable_ipv6=0 \
       --cap-add=ALL --cap-drop=SYS_RESOURCE \
       --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined \

@@ -16,6 +16,7 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_ho
 PROJECT = "avatar-production"
 DIR = "/opt/deploy-avatar-prod"
 PLATFORM = os.path.join(ROOT, "tests/platform/platform.sh")
+INSPECT_FORMAT = '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}} {{.Id}}'
 
 
 def vault():
@@ -32,13 +33,13 @@ def registry_digest(image, tag):
     secrets = vault()
     ctx = ssl.create_default_context(cafile=os.path.join(STATE, "ca/ca.crt"))
     req = urllib.request.Request(
-        "https://127.0.0.1:5443/v2/rayhu/avatar-mgmt/%s/manifests/%s" % (image, tag), method="HEAD",
+        f"https://127.0.0.1:5443/v2/rayhu/avatar-mgmt/{image}/manifests/{tag}", method="HEAD",
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
                            "application/vnd.oci.image.manifest.v1+json, "
                            "application/vnd.oci.image.index.v1+json, "
                            "application/vnd.docker.distribution.manifest.list.v2+json",
                  "Authorization": "Basic " + base64.b64encode(
-                     ("%s:%s" % (secrets["vault_ghcr_username"], secrets["vault_ghcr_token"])).encode()).decode()})
+                     ("{}:{}".format(secrets["vault_ghcr_username"], secrets["vault_ghcr_token"])).encode()).decode()})
     with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
         return resp.headers["Docker-Content-Digest"]
 
@@ -51,12 +52,10 @@ def playbook(name, *extra):
 
 def running(host):
     """service -> (container id, image digest it runs)."""
-    out = host.check_output("docker ps -q --filter label=com.docker.compose.project=%s" % PROJECT)
+    out = host.check_output(f"docker ps -q --filter label=com.docker.compose.project={PROJECT}")
     result = {}
     for cid in out.split():
-        svc, image, full = host.check_output(
-            "docker inspect -f '{{index .Config.Labels \"com.docker.compose.service\"}} {{.Config.Image}} {{.Id}}' %s"
-            % cid).split()
+        svc, image, full = host.check_output(f"docker inspect -f '{INSPECT_FORMAT}' {cid}").split()
         result[svc] = (full, image.split("@", 1)[1] if "@" in image else image)
     return result
 
@@ -83,8 +82,9 @@ def test_upgrade_recreates_only_release_services(host):
         assert after[svc][0] == before[svc][0], svc + " was recreated"
     assert after["api"][0] != before["api"][0]
     book = ledger(host)
-    cur = [r for r in book["releases"] if r["id"] == book["current"]][0]
-    assert cur["version"] == "v1.2.0" and cur["result"] == "success"
+    cur = next(r for r in book["releases"] if r["id"] == book["current"])
+    assert cur["version"] == "v1.2.0"
+    assert cur["result"] == "success"
     assert cur["images"]["api"]["digest"] == after["api"][1]
 
 
@@ -116,33 +116,39 @@ def test_unhealthy_release_is_rolled_back(host):
     assert now["db"][0] == good["db"][0]
     book = ledger(host)
     last = book["releases"][-1]
-    assert last["version"] == "v1.2.1" and last["result"] == "rolled_back"
-    assert [r for r in book["releases"] if r["id"] == book["current"]][0]["version"] == "v1.2.0"
+    assert last["version"] == "v1.2.1"
+    assert last["result"] == "rolled_back"
+    assert next(r for r in book["releases"] if r["id"] == book["current"])["version"] == "v1.2.0"
     assert not host.file(DIR + "/.deploy.lock").exists
 
 
 def test_concurrent_deploy_is_refused(host):
-    lock = json.dumps({"holder": "alice@laptop", "since": "2026-11-28T10:00:00Z", "action": "deploy", "version": "v1.1.0"})
-    host.run("printf '%%s' '%s' > %s/.deploy.lock" % (lock, DIR))
+    lock = json.dumps(
+        {"holder": "alice@laptop", "since": "2026-11-28T10:00:00Z", "action": "deploy", "version": "v1.1.0"}
+    )
+    host.run(f"printf '%s' '{lock}' > {DIR}/.deploy.lock")
     try:
         before = running(host)
         res = playbook("deploy.yml", "-e", "image_tag=v1.1.0")
         assert res.returncode != 0
         out = res.stdout + res.stderr
-        assert "alice@laptop" in out and "2026-11-28T10:00:00Z" in out and "v1.1.0" in out
+        assert "alice@laptop" in out
+        assert "2026-11-28T10:00:00Z" in out
+        assert "v1.1.0" in out
         assert running(host) == before
         assert host.file(DIR + "/.deploy.lock").exists  # someone else's lock stays
         again = playbook("deploy.yml", "-e", "image_tag=v1.2.0", "-e", "compose_deploy_break_lock=true")
         assert again.returncode == 0, again.stdout[-3000:]
     finally:
-        host.run("rm -f %s/.deploy.lock" % DIR)
+        host.run(f"rm -f {DIR}/.deploy.lock")
     assert not host.file(DIR + "/.deploy.lock").exists
 
 
 def test_env_files_private_and_secrets_never_printed(host):
     for name in (".env.prod.api", ".env.prod.directus"):
-        f = host.file("%s/%s" % (DIR, name))
-        assert f.mode == 0o600 and f.user == "deploy"
+        f = host.file(f"{DIR}/{name}")
+        assert f.mode == 0o600
+        assert f.user == "deploy"
     res = playbook("deploy.yml", "-e", "image_tag=v1.2.0", "-vvv")
     assert res.returncode == 0, res.stdout[-3000:]
     out = res.stdout + res.stderr
@@ -162,3 +168,30 @@ def test_registry_down_aborts_new_deploy(host):
         assert not host.file(DIR + "/.deploy.lock").exists
     finally:
         subprocess.run(["bash", PLATFORM, "start-registry"], check=True)
+
+
+def test_rollback_works_with_registry_down(host):
+    """rollback.yml uses the ledger and the images kept on the host: no registry needed."""
+    v110 = registry_digest("api", "v1.1.0")
+    v120 = registry_digest("api", "v1.2.0")
+    assert running(host)["api"][1] == v120
+    before = running(host)
+    subprocess.run(["bash", PLATFORM, "stop-registry"], check=True)
+    try:
+        res = playbook("rollback.yml", "-e", "rollback_to=v1.1.0")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        now = running(host)
+        assert now["api"][1] == v110
+        assert now["db"][0] == before["db"][0]
+        book = ledger(host)
+        cur = next(r for r in book["releases"] if r["id"] == book["current"])
+        assert cur["version"] == "v1.1.0"
+        assert cur["action"] == "rollback"
+        assert cur["result"] == "success"
+        # With no target: back to the previous successful release of another version.
+        back = playbook("rollback.yml")
+        assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-2000:]
+        assert running(host)["api"][1] == v120
+    finally:
+        subprocess.run(["bash", PLATFORM, "start-registry"], check=True)
+    assert not host.file(DIR + "/.deploy.lock").exists
