@@ -9,7 +9,9 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
-MOLECULE_SCENARIOS ?= default deploy
+# Only this checkout is avatar_mgmt.ops: a stale copy under ~/.ansible must not shadow it.
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+MOLECULE_SCENARIOS ?= default deploy backup
 
 .PHONY: test demo venv docker images platform lint unit integration molecule build-check bench clean down
 

@@ -1,67 +1,15 @@
 """The deploy lifecycle on a real server, checked on the host (ordered: each test builds on the last)."""
-import base64
 import json
 import os
-import ssl
 import subprocess
-import urllib.request
+import sys
 
 import testinfra.utils.ansible_runner
 
-ROOT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
-STATE = os.environ.get("AVATAR_PLATFORM_STATE", os.path.join(ROOT, ".cache/platform"))
+sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
+from avatar_testlib import DIR, INVENTORY, PLATFORM, ledger, playbook, registry_digest, running, vault
+
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
-
-PROJECT = "avatar-production"
-DIR = "/opt/deploy-avatar-prod"
-PLATFORM = os.path.join(ROOT, "tests/platform/platform.sh")
-INSPECT_FORMAT = '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}} {{.Id}}'
-
-
-def vault():
-    out = subprocess.run(
-        [os.path.join(ROOT, ".venv/bin/ansible-vault"), "view", "--vault-password-file",
-         os.path.join(ROOT, "inventories/sandbox/vault-password.txt"),
-         os.path.join(ROOT, "inventories/sandbox/group_vars/all/vault.yml")],
-        capture_output=True, text=True, check=True).stdout
-    return dict(line.split(": ", 1) for line in out.splitlines() if line.startswith("vault_"))
-
-
-def registry_digest(image, tag):
-    """What the GHCR stand-in itself says the tag's digest is."""
-    secrets = vault()
-    ctx = ssl.create_default_context(cafile=os.path.join(STATE, "ca/ca.crt"))
-    req = urllib.request.Request(
-        f"https://127.0.0.1:5443/v2/rayhu/avatar-mgmt/{image}/manifests/{tag}", method="HEAD",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
-                           "application/vnd.oci.image.manifest.v1+json, "
-                           "application/vnd.oci.image.index.v1+json, "
-                           "application/vnd.docker.distribution.manifest.list.v2+json",
-                 "Authorization": "Basic " + base64.b64encode(
-                     ("{}:{}".format(secrets["vault_ghcr_username"], secrets["vault_ghcr_token"])).encode()).decode()})
-    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-        return resp.headers["Docker-Content-Digest"]
-
-
-def playbook(name, *extra):
-    cmd = [os.path.join(ROOT, ".venv/bin/ansible-playbook"), "-i", INVENTORY,
-           os.path.join(ROOT, "playbooks", name), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=ROOT)
-
-
-def running(host):
-    """service -> (container id, image digest it runs)."""
-    out = host.check_output(f"docker ps -q --filter label=com.docker.compose.project={PROJECT}")
-    result = {}
-    for cid in out.split():
-        svc, image, full = host.check_output(f"docker inspect -f '{INSPECT_FORMAT}' {cid}").split()
-        result[svc] = (full, image.split("@", 1)[1] if "@" in image else image)
-    return result
-
-
-def ledger(host):
-    return json.loads(host.file(DIR + "/releases/index.json").content_string)
 
 
 def test_first_release_runs_registry_digests(host):

@@ -1,0 +1,126 @@
+"""Backups proven on a real server: rows and files survive losing the database and
+the uploads; corruption is caught; restore needs its confirmation; retention keeps
+the right backups. Ordered: each test builds on the last."""
+import json
+import os
+import sys
+import time
+import urllib.request
+
+import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
+from avatar_testlib import DIR, INVENTORY, PROJECT, playbook, vault
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+
+BACKUPS = "/var/backups/avatar-mgmt/production"
+PROXY = "http://127.0.0.1:8151"
+CMS = "directus.daidai.amis.hk"
+COMPOSE = f"docker compose -p {PROJECT} -f {DIR}/docker-compose.prod.yml"
+NAMES = ["ada", "grace", "linus"]
+FILE = b"avatar model bytes \x00\x01\x02 " * 100
+
+
+def cms(path, data=None, content_type="application/json"):
+    """Talk to the stand-in Directus through the proxy, as an operator's client would."""
+    req = urllib.request.Request(PROXY + path, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Host": CMS, "Content-Type": content_type,
+                                          "Authorization": "Bearer " + vault()["vault_directus_admin_token"]})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read()
+
+
+def rows():
+    return sorted(r["name"] for r in json.loads(cms("/items/avatars"))["data"])
+
+
+def wait_cms(deadline=90):
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return rows()
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(1)
+
+
+def backups(host):
+    return sorted(host.check_output(f"sudo ls {BACKUPS}").split())
+
+
+def manifest(host, backup_id):
+    return json.loads(host.check_output(f"sudo cat {BACKUPS}/{backup_id}/manifest.json"))
+
+
+def test_backup_restores_rows_and_files_after_loss(host):
+    for name in NAMES:
+        cms("/items/avatars", json.dumps({"name": name}).encode())
+    cms("/files?filename=model.glb", FILE, "application/octet-stream")
+    assert rows() == NAMES
+
+    res = playbook("backup.yml")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    (backup_id,) = backups(host)
+    info = manifest(host, backup_id)
+    assert info["row_counts"]["public.avatars"] == 3
+    assert info["verification"]["result"] == "ok"
+    assert info["verification"]["restored_row_counts"]["public.avatars"] == 3
+    assert info["release"]["version"] == "v1.2.0"
+    for name in ("db.dump", "directus.tar.gz", "proxy.tar.gz", "manifest.json"):
+        f = host.file(f"{BACKUPS}/{backup_id}/{name}")
+        assert f.mode == 0o600
+    assert not host.run(f"sudo ls -d {BACKUPS}/.tmp-*").succeeded
+
+    # Lose everything: the database volume and the uploads.
+    host.check_output(f"{COMPOSE} down -v")
+    host.check_output(f"sudo find {DIR}/directus/uploads -mindepth 1 -delete")
+    host.check_output(f"{COMPOSE} up -d")
+    assert wait_cms() == []
+
+    res = playbook("restore.yml", "-e", "backup_id=latest", "-e", "confirm_restore=production")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert rows() == NAMES
+    assert cms("/assets/model.glb") == FILE
+    assert host.file(f"{DIR}/directus/uploads/model.glb").uid == 1000
+
+
+def test_restore_without_confirmation_changes_nothing(host):
+    cms("/items/avatars", json.dumps({"name": "margaret"}).encode())
+    before = backups(host)
+    for confirm in ("staging", "", "yes"):
+        res = playbook("restore.yml", "-e", "backup_id=latest", "-e", f"confirm_restore={confirm}")
+        assert res.returncode != 0
+        assert "Restore refused, nothing was changed" in res.stdout + res.stderr
+    assert rows() == sorted([*NAMES, "margaret"])
+    assert backups(host) == before
+    assert not host.file(f"{DIR}/.deploy.lock").exists
+
+
+def test_corrupted_dump_is_caught(host):
+    latest = backups(host)[-1]
+    host.check_output(f"sudo dd if=/dev/urandom of={BACKUPS}/{latest}/db.dump bs=1 count=64 seek=200 conv=notrunc")
+    check = playbook("backup.yml", "-e", f"backup_check_id={latest}")
+    assert check.returncode != 0
+    assert "db.dump: sha256 differs from the manifest" in check.stdout + check.stderr
+    restore = playbook("restore.yml", "-e", f"backup_id={latest}", "-e", "confirm_restore=production")
+    assert restore.returncode != 0
+    assert f"Backup {latest} is damaged" in restore.stdout + restore.stderr
+    assert rows() == sorted([*NAMES, "margaret"])
+    assert not host.file(f"{DIR}/.deploy.lock").exists
+
+
+def test_retention_keeps_the_right_backups(host):
+    fake = ["20261101T010000Z", "20261101T020000Z", "20261102T010000Z", "20261103T010000Z"]
+    for backup_id in fake + [".tmp-20261101T000000Z"]:
+        host.check_output(f"sudo install -d -o deploy -m 0700 {BACKUPS}/{backup_id}")
+    before = set(backups(host))
+    res = playbook("backup.yml", "-e", "backup_keep_daily=3", "-e", "backup_keep_weekly=0",
+                   "-e", "backup_keep_monthly=0")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    after = backups(host)
+    (new,) = set(after) - before
+    # Newest of each of the last 3 days with a backup: today (the new one), Nov 3, Nov 2.
+    assert after == sorted([new, "20261102T010000Z", "20261103T010000Z"])
+    assert host.file(f"{BACKUPS}/.tmp-20261101T000000Z").is_directory  # being written: never touched
