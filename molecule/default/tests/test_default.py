@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 import testinfra.utils.ansible_runner
@@ -127,3 +128,30 @@ def test_daemon_change_keeps_containers_running(host):
         back = playbook("docker_host.yml", limit=name)
     assert back.returncode == 0, back.stdout[-3000:]
     assert host.check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "true"
+
+
+def test_release_tag_from_the_server(host, tmp_path):
+    """Channels and versions resolve on the server to the digests the registry itself reports."""
+    sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
+    from avatar_testlib import registry_digest
+
+    name = host.backend.get_hostname()
+    out = tmp_path / "resolved.json"
+    res = playbook("release_tag.yml", "-e", f"out={out}", limit=name)
+    assert res.returncode == 0, res.stdout[-3000:]
+    latest, staging, v110, missing = json.loads((tmp_path / f"resolved.json.{name}").read_text())
+    expected = {"latest": ("v1.2.0", False), "staging": ("v1.3.0-beta.1", True), "v1.1.0": ("v1.1.0", False)}
+    for result in (latest, staging, v110):
+        version, prerelease = expected[result["requested"]]
+        assert result["version"] == version
+        assert result["prerelease"] is prerelease
+        assert result["changed"] is False
+        for image in ("api", "frontend"):
+            digest = registry_digest(image, version)
+            assert result["images"][image]["digest"] == digest
+            assert result["images"][image]["reference"] == f"{REGISTRY}/rayhu/avatar-mgmt/{image}@{digest}"
+    assert latest["versions"][:2] == ["v1.3.0-beta.1", "v1.2.1"]
+    assert "main" not in latest["versions"]
+    assert "sha-3f2a9c1" not in latest["versions"]
+    assert missing["failed"] is True
+    assert "v9.9.9" in missing["msg"]
