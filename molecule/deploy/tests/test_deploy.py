@@ -37,9 +37,13 @@ def test_upgrade_recreates_only_release_services(host):
 
 
 def test_same_deploy_reports_no_change(host):
+    before = running(host)
+    releases = len(ledger(host)["releases"])
     res = playbook("deploy.yml", "-e", "image_tag=v1.2.0")
     assert res.returncode == 0, res.stdout[-3000:]
     assert "changed=0" in res.stdout.split("PLAY RECAP")[-1]
+    assert running(host) == before
+    assert len(ledger(host)["releases"]) == releases
 
 
 def test_check_mode_changes_nothing(host):
