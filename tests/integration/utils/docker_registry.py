@@ -163,10 +163,16 @@ def put_tags(host, ssl_context, auth, name, source_tag, new_tags, timeout=10):
     """Tag an existing manifest under many tags with the registry API (GET once, PUT each tag)."""
     conn = http.client.HTTPSConnection(host, timeout=timeout, context=ssl_context)
     try:
-        conn.request('GET', f'/v2/{name}/manifests/{source_tag}',
-                     headers={'Authorization': auth, 'Accept': DOCKER_V2_MANIFEST})
-        resp = conn.getresponse()
-        body = resp.read()
+        # Right after a push, a cold registry sometimes answers 500 for a moment: a few
+        # bounded retries keep the seeding from failing on that.
+        for attempt in range(6):
+            conn.request('GET', f'/v2/{name}/manifests/{source_tag}',
+                         headers={'Authorization': auth, 'Accept': DOCKER_V2_MANIFEST})
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status < 500 or attempt == 5:
+                break
+            time.sleep(0.5 * (attempt + 1))
         if resp.status != 200:
             raise DockerError(f'GET manifest {name}:{source_tag}: HTTP {resp.status}')
         media_type = resp.getheader('Content-Type')
