@@ -107,8 +107,10 @@ auth:
 YAML
 }
 
-# A container made from another checkout mounts that checkout's CA and keys: replace it.
-foreign() { [ "$(docker inspect -f '{{index .Config.Labels "avatar-test.state"}}' "$1" 2>/dev/null)" != "$state" ]; }
+# A container made from another checkout (or from state since made anew) mounts
+# another CA and key: replace it. The label names the state folder and its CA.
+state_id() { echo "$state:$(sha256sum "$state/ca/ca.crt" | cut -c1-16)"; }
+foreign() { [ "$(docker inspect -f '{{index .Config.Labels "avatar-test.state"}}' "$1" 2>/dev/null)" != "$(state_id)" ]; }
 
 registry_running() { [ "$(docker inspect -f '{{.State.Running}}' "$registry_name" 2>/dev/null)" = true ]; }
 
@@ -126,7 +128,7 @@ start_registry() {
     registry_running || docker start "$registry_name" >/dev/null
   else
     docker run -d --name "$registry_name" --network "$net" --network-alias "$registry_host" \
-      --label avatar-test.platform=registry --label "avatar-test.state=$state" --restart unless-stopped \
+      --label avatar-test.platform=registry --label "avatar-test.state=$(state_id)" --restart unless-stopped \
       -p "127.0.0.1:$registry_port:443" \
       -v "$registry_volume:/var/lib/registry" \
       -v "$state/registry:/certs:ro" -v "$state/registry:/auth:ro" \
@@ -134,7 +136,7 @@ start_registry() {
       avatar-test/registry:2.8 >/dev/null
   fi
   local code
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 150); do
     code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$state/ca/ca.crt" "https://localhost:$registry_port/v2/" || true)
     [ "$code" = 401 ] && return 0
     sleep 0.2
@@ -189,7 +191,7 @@ start_server() { # name ssh http
   if docker inspect "$name" >/dev/null 2>&1 && foreign "$name"; then remove_servers "$name"; fi
   if ! docker inspect "$name" >/dev/null 2>&1; then
     docker run -d --name "$name" --hostname "$name" --network "$net" \
-      --label avatar-test.platform=server --label "avatar-test.state=$state" \
+      --label avatar-test.platform=server --label "avatar-test.state=$(state_id)" \
       --sysctl net.ipv6.conf.all.disable_ipv6=0 --sysctl net.ipv6.conf.default.disable_ipv6=0 \
       --cap-add=ALL --cap-drop=SYS_RESOURCE \
       --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
