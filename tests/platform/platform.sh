@@ -190,6 +190,8 @@ start_server() { # name ssh http
   ensure_ca; ensure_network
   if docker inspect "$name" >/dev/null 2>&1 && foreign "$name"; then remove_servers "$name"; fi
   if ! docker inspect "$name" >/dev/null 2>&1; then
+    # A new server is bare: no Docker data left over from an earlier one of that name.
+    docker volume rm -f "$name-docker" >/dev/null 2>&1 || true
     docker run -d --name "$name" --hostname "$name" --network "$net" \
       --label avatar-test.platform=server --label "avatar-test.state=$(state_id)" \
       --sysctl net.ipv6.conf.all.disable_ipv6=0 --sysctl net.ipv6.conf.default.disable_ipv6=0 \
