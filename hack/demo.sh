@@ -12,10 +12,11 @@ bash tests/platform/platform.sh registry
 bash tests/platform/platform.sh server sandbox-stage-1 2221 8121
 bash tests/platform/platform.sh server sandbox-prod-1 2222 8122
 
-$ap -i $inv playbooks/bootstrap.yml
-$ap -i $inv playbooks/deploy.yml --limit production -e image_tag=v1.2.0
-$ap -i $inv playbooks/deploy.yml --limit staging
-if [ -f playbooks/status.yml ]; then $ap -i $inv playbooks/status.yml; fi
+# The commands an operator types, from the repository root.
+$ap bootstrap.yml -i $inv
+$ap deploy.yml -i $inv --limit production -e image_tag=v1.2.0
+$ap deploy.yml -i $inv --limit staging
+$ap status.yml -i $inv
 
 echo
 for pair in "production 8122 daidai.amis.hk api.daidai.amis.hk" "staging 8121 daidai-preview.amis.hk api.daidai-preview.amis.hk"; do

@@ -1,0 +1,118 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""deploy.yml refuses bad input and a registry that refuses the credentials on the
+control node, before any server is contacted.
+
+The "servers" of this inventory are a TCP listener on 127.0.0.1 that counts the
+connections it receives; ``ansible-playbook deploy.yml`` (the root playbook an
+operator types) runs against the real registry of the integration tests. A
+control run with good input proves that the listener does see the connection
+attempt of play 2, so a count of 0 means something.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+import yaml
+
+ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), '..', '..'))
+SECRETS = ('vault_db_password', 'vault_directus_key', 'vault_directus_secret', 'vault_directus_admin_password',
+           'vault_directus_admin_token', 'vault_api_directus_token', 'vault_openai_api_key', 'vault_azure_speech_key',
+           'vault_jwt_secret')
+
+
+class Listener:
+    """Accepts and counts TCP connections on 127.0.0.1 until closed."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.count += 1
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    srv = Listener()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def _inventory(tmp_path, target, port, password):
+    host_vars = {
+        'ansible_host': '127.0.0.1', 'ansible_port': port, 'ansible_user': 'deploy',
+        'ansible_ssh_common_args': '-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o ConnectTimeout=3',
+        'ghcr_login_registry': target.host,
+        'release_registry_ca_path': target.ca_path,
+        'vault_ghcr_username': target.username,
+        'vault_ghcr_token': password,
+    }
+    host_vars.update({name: f'itest-{name}-s3cret' for name in SECRETS})
+    inventory = {'all': {'children': {'production': {'hosts': {'itest-prod-1': host_vars, 'itest-prod-2': host_vars}}}}}
+    path = tmp_path / 'hosts.yml'
+    path.write_text(yaml.safe_dump(inventory))
+    return str(path)
+
+
+def _deploy(inventory, *extra):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.collections'))
+    cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), 'deploy.yml', '-i', inventory, *extra]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return res.returncode, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize('image_tag', ['v1.2', '1.2.0.0', 'v1.2.0; rm -rf /', 'V1.2.0', 'v9.9.9'])
+def test_bad_image_tag_is_refused_before_connecting(tmp_path, real_registries, listener, image_tag):
+    target = real_registries.basic
+    rc, out = _deploy(_inventory(tmp_path, target, listener.port, target.password), '-e', f'image_tag={image_tag}')
+    assert rc != 0, out[-3000:]
+    assert f'image_tag={image_tag} cannot be deployed' in out, out[-3000:]
+    assert 'No server was contacted' in out
+    assert listener.count == 0, 'a server was contacted: ' + out[-3000:]
+
+
+def test_wrong_registry_password_is_refused_before_connecting(tmp_path, real_registries, listener):
+    target = real_registries.basic
+    rc, out = _deploy(_inventory(tmp_path, target, listener.port, target.wrong_password), '-e', 'image_tag=v1.2.0')
+    assert rc != 0, out[-3000:]
+    assert 'ghcr_login_token' in out and 'image_tag=v1.2.0 cannot be deployed' in out, out[-3000:]
+    assert target.wrong_password not in out
+    assert listener.count == 0, 'a server was contacted: ' + out[-3000:]
+
+
+def test_good_input_goes_on_to_the_servers(tmp_path, real_registries, listener):
+    """The control case: with input the registry accepts, play 2 does try the servers."""
+    target = real_registries.basic
+    rc, out = _deploy(_inventory(tmp_path, target, listener.port, target.password), '-e', 'image_tag=v1.2.0')
+    assert rc != 0  # the listener is no SSH server
+    assert 'cannot be deployed' not in out, out[-3000:]
+    assert listener.count >= 1, out[-3000:]
