@@ -12,8 +12,8 @@ short_description: Read or record the release ledger of a deploy directory
 version_added: 0.1.0
 description:
   - The release ledger of a Docker Compose deploy directory is C(releases/index.json)
-    (V({"current": "<id>", "releases": [entry, ...]}), oldest first), C(releases/current) (the current id)
-    and C(releases/<id>/<compose file>) for each kept release. Release ids are C(%Y%m%dT%H%M%SZ-<version>),
+    (an object with the current release id in C(current) and the entries, oldest first, in C(releases)),
+    C(releases/current) (the current id) and C(releases/<id>/<compose file>) for each kept release. Release ids are C(%Y%m%dT%H%M%SZ-<version>),
     so they sort by time.
   - O(state=read) reads the ledger and answers which release is current, which release a rollback goes to,
     which releases, versions and image references are kept, and which backup was taken before a release.
@@ -280,7 +280,6 @@ def main():
             'group': {'type': 'str', 'default': ''},
         },
         required_if=[('state', 'record', ['release'])],
-        required_together=[['compose_file', 'compose_content']],
         supports_check_mode=True,
     )
     params = module.params
