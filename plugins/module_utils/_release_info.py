@@ -1,0 +1,227 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What runs here: the ledger's current release against the running containers.
+
+Logic of the ``avatar_mgmt.ops.release_info`` module.  The comparison works on
+plain dicts (unit-tested without Docker); the query goes through the Docker SDK
+for Python, imported guarded so this file imports on a host without it.
+
+Only the fields listed in ``CONTAINER_FIELDS`` leave this file.  The inspect
+answer of the engine holds the container's environment; it is never looked at
+or copied.
+"""
+
+from __future__ import annotations
+
+try:
+    import docker
+    from docker.errors import DockerException, NotFound
+except ImportError as _exc:  # checked by the module, which fails with MISSING_SDK
+    docker = None
+
+    class DockerException(Exception):
+        pass
+
+    class NotFound(DockerException):
+        pass
+
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = str(_exc)
+else:
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR = ''
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger
+
+__all__ = [
+    'CONTAINER_FIELDS', 'DOCKER_IMPORT_ERROR', 'HAS_DOCKER', 'MISSING_SDK', 'DockerQueryError',
+    'compare', 'connect', 'container_facts', 'last_releases', 'query_project', 'release_info', 'short_digest',
+]
+
+MISSING_SDK = 'the Python Docker SDK (python3-docker) is missing on {host}: run playbooks/bootstrap.yml, which installs it'
+
+PROJECT_LABEL = 'com.docker.compose.project'
+SERVICE_LABEL = 'com.docker.compose.service'
+ONEOFF_LABEL = 'com.docker.compose.oneoff'
+VERSION_LABEL = 'org.opencontainers.image.version'
+
+CONTAINER_FIELDS = ('name', 'id', 'state', 'health', 'image', 'image_id', 'repo_digests', 'digest', 'version',
+                    'started_at')
+RELEASE_FIELDS = ('id', 'version', 'result', 'action', 'operator', 'finished', 'backup')
+
+
+class DockerQueryError(Exception):
+    """The Docker engine could not be asked (not running, no permission, ...)."""
+
+
+# ---------------------------------------------------------------------------
+# Query (Docker SDK)
+# ---------------------------------------------------------------------------
+
+def container_facts(inspect, image_inspect):
+    """The reported fields of one container from its inspect and its image's inspect (service in ``service``).
+
+    ``digest`` is left '' here; compare() chooses it.
+    """
+    config = inspect.get('Config') or {}
+    state = inspect.get('State') or {}
+    labels = config.get('Labels') or {}
+    image_labels = ((image_inspect or {}).get('Config') or {}).get('Labels') or {}
+    return {
+        'service': labels.get(SERVICE_LABEL, ''),
+        'name': (inspect.get('Name') or '').lstrip('/'),
+        'id': (inspect.get('Id') or '')[:12],
+        'state': state.get('Status') or 'unknown',
+        'health': (state.get('Health') or {}).get('Status') or 'none',
+        'image': config.get('Image') or '',
+        'image_id': inspect.get('Image') or '',
+        'repo_digests': list((image_inspect or {}).get('RepoDigests') or []),
+        'digest': '',
+        'version': labels.get(VERSION_LABEL) or image_labels.get(VERSION_LABEL) or '',
+        'started_at': state.get('StartedAt') or '',
+    }
+
+
+def connect(timeout=60):
+    """A Docker client from the environment (DOCKER_HOST, ...); raise DockerQueryError when the engine does not answer."""
+    if not HAS_DOCKER:
+        raise DockerQueryError(MISSING_SDK.format(host='this host'))
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except DockerException as exc:
+        raise DockerQueryError(f'the Docker engine does not answer: {exc}')
+    return client
+
+
+def query_project(client, project_name):
+    """Containers of compose project ``project_name`` (one-off containers left out), as {service: [facts, ...]}.
+
+    ``client`` is a ``docker.DockerClient``; only its low-level API is used (list, inspect container, inspect image).
+    """
+    try:
+        listed = client.api.containers(all=True, filters={'label': [f'{PROJECT_LABEL}={project_name}']})
+        images = {}
+        found = {}
+        for item in listed:
+            try:
+                inspect = client.api.inspect_container(item['Id'])
+            except NotFound:
+                continue  # removed between the list and the inspect
+            labels = (inspect.get('Config') or {}).get('Labels') or {}
+            if labels.get(PROJECT_LABEL) != project_name or str(labels.get(ONEOFF_LABEL, '')).lower() == 'true':
+                continue
+            image_id = inspect.get('Image') or ''
+            if image_id not in images:
+                try:
+                    images[image_id] = client.api.inspect_image(image_id) if image_id else {}
+                except NotFound:
+                    images[image_id] = {}
+            facts = container_facts(inspect, images[image_id])
+            del inspect
+            found.setdefault(facts.pop('service') or '?', []).append(facts)
+    except DockerException as exc:
+        raise DockerQueryError(f'the Docker engine did not answer the query of project {project_name}: {exc}')
+    for items in found.values():
+        items.sort(key=lambda c: c['name'])
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Comparison (plain dicts)
+# ---------------------------------------------------------------------------
+
+def short_digest(digest):
+    """``sha256:0123456789ab…`` (the algorithm and 12 hex digits)."""
+    if not digest:
+        return 'no digest'
+    algo, _sep, hexpart = digest.partition(':')
+    return f'{algo}:{hexpart[:12]}…' if len(hexpart) > 12 else digest
+
+
+def _digests(container):
+    return [d.rsplit('@', 1)[1] for d in container.get('repo_digests') or [] if '@' in d]
+
+
+def _runs(container, want):
+    return bool(want) and (want in _digests(container) or container.get('image', '').endswith('@' + want))
+
+
+def _pick(items):
+    running = [c for c in items if c.get('state') == 'running']
+    return (running or items)[0]
+
+
+def compare(current, current_id, found, services, has_ledger=True):
+    """Compare the ledger's current entry with the containers found.
+
+    ``current`` is the current entry ({} when none), ``current_id`` the ledger's current id, ``found``
+    {service: [container facts]} as query_project() returns, ``services`` the release services.  Returns
+    (containers {service: facts with ``digest``}, agrees, differences).
+    """
+    images = (current or {}).get('images') or {}
+    containers = {}
+    for service in sorted(found):
+        chosen = dict(_pick(found[service]))
+        want = (images.get(service) or {}).get('digest', '') if service in services else ''
+        digests = _digests(chosen)
+        chosen['digest'] = want if _runs(chosen, want) else (digests[0] if digests else '')
+        containers[service] = {k: chosen.get(k, '') for k in CONTAINER_FIELDS}
+
+    differences = []
+    if not has_ledger:
+        differences.append('no ledger on this host')
+    elif not current:
+        differences.append(f"the ledger's current release {current_id} is not among its releases" if current_id
+                           else 'the ledger names no current release')
+    what = f"the ledger's current release {current.get('version', '?')} ({current.get('id')})" if current else ''
+    for service in services:
+        items = found.get(service) or []
+        if not items:
+            differences.append(f'{service} is not running (no container)')
+            continue
+        if len(items) > 1:
+            differences.append('{} runs {} containers ({}); one is expected'.format(
+                service, len(items), ', '.join(c.get('name', '?') for c in items)))
+        container = containers[service]
+        if container['state'] != 'running':
+            differences.append(f"{service} is not running (state {container['state']})")
+        if not current:
+            continue
+        want = (images.get(service) or {}).get('digest', '')
+        if not want:
+            differences.append(f'{what} names no image for {service}')
+        elif not _runs(container, want):
+            running = short_digest(container['digest']) if container['digest'] else 'an image without a repo digest'
+            differences.append(f'{service} runs {running} but {what} says {short_digest(want)}')
+    agrees = bool(current) and not differences
+    return containers, agrees, differences
+
+
+def last_releases(ledger, last):
+    """The last ``last`` entries, newest first, with the fields an operator reads."""
+    if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+        raise ValueError(f'last must be an integer of at least 0, got {last!r}')
+    releases = sorted(ledger.get('releases', []), key=lambda e: str(e.get('id', '')), reverse=True)[:last]
+    return [{k: e.get(k, '') for k in RELEASE_FIELDS} for e in releases]
+
+
+def release_info(loaded, found, services, last=5):
+    """The module's answer from a _ledger.LoadedLedger and query_project()'s answer."""
+    if not isinstance(services, (list, tuple)) or not all(isinstance(s, str) and s for s in services):
+        raise ValueError('services must be a list of service names such as [api, frontend]')
+    ledger = loaded.ledger
+    current = _ledger.current_entry(ledger)
+    has_ledger = bool(ledger.get('releases') or ledger.get('current'))
+    containers, agrees, differences = compare(current, ledger.get('current', ''), found, list(services), has_ledger)
+    return {
+        'current': current,
+        'problem': loaded.problem,
+        'containers': containers,
+        'agrees': agrees,
+        'differences': differences,
+        'releases': last_releases(ledger, last),
+        'changed': False,
+    }

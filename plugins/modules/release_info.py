@@ -1,0 +1,233 @@
+#!/usr/bin/python
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: release_info
+short_description: What runs here - the ledger's current release against the running containers
+version_added: 0.1.0
+description:
+  - Reads the release ledger in O(project_dir)C(/releases) (as M(avatar_mgmt.ops.release_ledger) with
+    O(avatar_mgmt.ops.release_ledger#module:state=read) does) and the containers of the Docker Compose project
+    O(project_name), and says whether they agree.
+  - They agree when every service of O(services) runs exactly one container, that container is running, and the
+    repo digests of its image include the digest the ledger's current release records for that service.
+  - Containers are found by the label C(com.docker.compose.project); one-off containers
+    (C(com.docker.compose.oneoff=True)) are left out.
+  - Only the fields listed under RV(containers) are read from the engine's answers and returned; container
+    environment variables (which hold secrets) are never read or returned.
+  - A corrupt ledger does not fail the module; RV(problem) says what is wrong.
+requirements:
+  - The Docker SDK for Python (C(python3-docker)) on the target host; C(playbooks/bootstrap.yml) installs it.
+author:
+  - avatar_mgmt.ops developers
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; check mode runs it as usual.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+  idempotent:
+    support: full
+    description: The module never changes anything and always returns RV(ignore:changed=false).
+options:
+  project_dir:
+    description:
+      - The deploy directory; the ledger is in its C(releases) folder.
+    type: path
+    required: true
+  project_name:
+    description:
+      - The Docker Compose project name (label C(com.docker.compose.project)), such as V(avatar-production).
+    type: str
+    required: true
+  services:
+    description:
+      - The release services whose image must match the ledger.
+    type: list
+    elements: str
+    default: [api, frontend]
+  last:
+    description:
+      - How many of the last releases to return in RV(releases).
+    type: int
+    default: 5
+notes:
+  - The engine is found as the C(docker) CLI finds it (C(DOCKER_HOST) and the other C(DOCKER_*) variables, or the
+    local socket).
+seealso:
+  - module: avatar_mgmt.ops.release_ledger
+  - name: community.docker.docker_container_info
+    description: The C(*_info) convention this module follows.
+    link: https://docs.ansible.com/ansible/latest/collections/community/docker/docker_container_info_module.html
+'''
+
+EXAMPLES = r'''
+- name: Compare the ledger with what runs
+  avatar_mgmt.ops.release_info:
+    project_dir: /opt/deploy-avatar-prod
+    project_name: avatar-production
+  register: info
+
+- name: Say what does not agree
+  ansible.builtin.debug:
+    msg: "{{ info.differences if not info.agrees else 'runs ' ~ info.current.version ~ ' as recorded' }}"
+
+- name: List the last ten releases, newest first
+  avatar_mgmt.ops.release_info:
+    project_dir: /opt/deploy-avatar-staging
+    project_name: avatar-staging
+    services:
+      - api
+    last: 10
+  register: staging
+'''
+
+RETURN = r'''
+current:
+  description: The ledger's current entry, or V({}).
+  returned: always
+  type: dict
+  sample: {id: 20260301T101500Z-v1.2.0, version: v1.2.0, result: success}
+problem:
+  description: V('') when the ledger is fine; otherwise what is wrong with C(releases/index.json) and what was used instead.
+  returned: always
+  type: str
+  sample: ''
+containers:
+  description: Per compose service of the project, its container (the running one when there are several).
+  returned: always
+  type: dict
+  sample:
+    api:
+      name: avatar-production-api-1
+      id: 3f2a9c1b7d4e
+      state: running
+      health: healthy
+      image: ghcr.io/rayhu/avatar-mgmt/api@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b
+      image_id: sha256:0d0652a257190a3b6a4d2d4b0f3f8f4c3b1e0f3d2c1b0a9f8e7d6c5b4a392817
+      repo_digests: [ghcr.io/rayhu/avatar-mgmt/api@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b]
+      digest: sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b
+      version: v1.2.0
+      started_at: '2026-03-01T10:16:02.123456789Z'
+  contains:
+    name:
+      description: Container name.
+      returned: always
+      type: str
+    id:
+      description: Short container id (12 characters).
+      returned: always
+      type: str
+    state:
+      description: Container state (V(running), V(exited), V(created), ...).
+      returned: always
+      type: str
+    health:
+      description: Docker health status, or V(none) without a healthcheck.
+      returned: always
+      type: str
+    image:
+      description: The image reference the container was configured with.
+      returned: always
+      type: str
+    image_id:
+      description: The id of the image the container runs.
+      returned: always
+      type: str
+    repo_digests:
+      description: The repo digests of that image (C(repo@sha256:...)).
+      returned: always
+      type: list
+      elements: str
+    digest:
+      description: The digest that matches the ledger's reference of the service, or the first repo digest, or V('').
+      returned: always
+      type: str
+    version:
+      description: The label C(org.opencontainers.image.version), or V('').
+      returned: always
+      type: str
+    started_at:
+      description: When the container last started (engine time, UTC).
+      returned: always
+      type: str
+agrees:
+  description:
+    - Whether every service of O(services) runs exactly one running container whose image's repo digests include the
+      ledger's digest for it. V(false) without a current release in the ledger.
+  returned: always
+  type: bool
+  sample: true
+differences:
+  description: Why it does not agree, one sentence each; V([]) when it agrees.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "api runs sha256:0d0652a25719… but the ledger's current release v1.2.0 (20260301T101500Z-v1.2.0) says sha256:6c3c624b58db…"
+    - frontend is not running (state exited)
+releases:
+  description: The last O(last) ledger entries, newest first, with the fields an operator reads.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: 20260301T101500Z-v1.2.0
+      version: v1.2.0
+      result: success
+      action: deploy
+      operator: alice
+      finished: '2026-03-01T10:17:40Z'
+      backup: 20260301T101000Z
+'''
+
+import os
+import platform
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _release_info
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            'project_dir': {'type': 'path', 'required': True},
+            'project_name': {'type': 'str', 'required': True},
+            'services': {'type': 'list', 'elements': 'str', 'default': ['api', 'frontend']},
+            'last': {'type': 'int', 'default': 5},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not _release_info.HAS_DOCKER:
+        module.fail_json(msg=_release_info.MISSING_SDK.format(host=platform.node() or 'this host'),
+                         error=_release_info.DOCKER_IMPORT_ERROR, changed=False)
+    if params['last'] < 0:
+        module.fail_json(msg=f"last must be at least 0, got {params['last']}", changed=False)
+    if not params['project_name'].strip():
+        module.fail_json(msg='project_name must name the compose project, such as avatar-production', changed=False)
+
+    loaded = _ledger.load(os.path.join(params['project_dir'], 'releases'))
+    try:
+        client = _release_info.connect()
+        try:
+            found = _release_info.query_project(client, params['project_name'])
+        finally:
+            client.close()
+        result = _release_info.release_info(loaded, found, params['services'], params['last'])
+    except _release_info.DockerQueryError as exc:
+        module.fail_json(msg=f'{exc} (on {platform.node() or "this host"}). Start Docker or check that this user may '
+                             'use it; nothing was changed.', changed=False)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,202 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Unit tests of _release_info.py: the comparison with plain dicts, and one query against a real Docker engine."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _release_info
+
+A1 = 'sha256:' + 'a1' * 32
+A2 = 'sha256:' + 'a2' * 32
+F1 = 'sha256:' + 'f1' * 32
+REPO = 'ghcr.io/rayhu/avatar-mgmt'
+ID = '20260301T101500Z-v1.2.0'
+
+CURRENT = {
+    'id': ID, 'version': 'v1.2.0', 'result': 'success',
+    'images': {'api': {'digest': A1, 'reference': f'{REPO}/api@{A1}'},
+               'frontend': {'digest': F1, 'reference': f'{REPO}/frontend@{F1}'}},
+}
+
+
+def container(service, digest, state='running', name=None, **extra):
+    facts = {
+        'name': name or f'avatar-production-{service}-1', 'id': '0123456789ab', 'state': state, 'health': 'healthy',
+        'image': f'{REPO}/{service}@{digest}', 'image_id': 'sha256:' + 'e' * 64,
+        'repo_digests': [f'{REPO}/{service}@{digest}'], 'digest': '', 'version': 'v1.2.0',
+        'started_at': '2026-03-01T10:16:02Z',
+    }
+    facts.update(extra)
+    return facts
+
+
+def test_agrees():
+    found = {'api': [container('api', A1)], 'frontend': [container('frontend', F1)],
+             'db': [container('db', 'sha256:' + 'd' * 64)]}
+    containers, agrees, differences = _release_info.compare(CURRENT, ID, found, ['api', 'frontend'])
+    assert (agrees, differences) == (True, [])
+    assert containers['api']['digest'] == A1
+    assert containers['db']['digest'] == 'sha256:' + 'd' * 64, 'not a release service: the first repo digest'
+    assert set(containers['api']) == set(_release_info.CONTAINER_FIELDS)
+
+
+def test_digest_prefers_the_ledgers_among_several():
+    found = {'api': [container('api', A1, repo_digests=[f'other/api@{A2}', f'{REPO}/api@{A1}'], image='x:tag')],
+             'frontend': [container('frontend', F1)]}
+    containers, agrees, _differences = _release_info.compare(CURRENT, ID, found, ['api', 'frontend'])
+    assert containers['api']['digest'] == A1
+    assert agrees
+
+
+@pytest.mark.parametrize('found, expected', [
+    ({'api': [container('api', A2)], 'frontend': [container('frontend', F1)]},
+     [("api runs sha256:a2a2a2a2a2a2… but the ledger's current release v1.2.0 (20260301T101500Z-v1.2.0) says "
+      'sha256:a1a1a1a1a1a1…')]),
+    ({'api': [container('api', A1)]}, ['frontend is not running (no container)']),
+    ({'api': [container('api', A1)], 'frontend': [container('frontend', F1, state='exited')]},
+     ['frontend is not running (state exited)']),
+    ({'api': [container('api', A1), container('api', A1, name='extra-api')], 'frontend': [container('frontend', F1)]},
+     ['api runs 2 containers (avatar-production-api-1, extra-api); one is expected']),
+    ({'api': [container('api', A1, repo_digests=[], image='local/api:dev')], 'frontend': [container('frontend', F1)]},
+     [("api runs an image without a repo digest but the ledger's current release v1.2.0 (20260301T101500Z-v1.2.0) "
+      'says sha256:a1a1a1a1a1a1…')]),
+])
+def test_differences(found, expected):
+    _containers, agrees, differences = _release_info.compare(CURRENT, ID, found, ['api', 'frontend'])
+    assert agrees is False
+    assert differences == expected
+
+
+def test_no_ledger():
+    found = {'api': [container('api', A1)], 'frontend': [container('frontend', F1)]}
+    _containers, agrees, differences = _release_info.compare({}, '', found, ['api', 'frontend'], has_ledger=False)
+    assert agrees is False
+    assert differences == ['no ledger on this host']
+
+
+def test_current_missing_from_the_releases():
+    _containers, agrees, differences = _release_info.compare({}, ID, {}, ['api'])
+    assert agrees is False
+    assert differences == [f"the ledger's current release {ID} is not among its releases",
+                           'api is not running (no container)']
+
+
+def test_ledger_names_no_image_for_a_service():
+    found = {'api': [container('api', A1)], 'worker': [container('worker', A2)]}
+    _containers, agrees, differences = _release_info.compare(CURRENT, ID, found, ['api', 'worker'])
+    assert not agrees
+    assert differences == ["the ledger's current release v1.2.0 (20260301T101500Z-v1.2.0) names no image for worker"]
+
+
+def test_release_info_and_last_releases():
+    ledger = {'current': ID, 'releases': [
+        {'id': '20260201T000000Z-v1.1.0', 'version': 'v1.1.0', 'result': 'success', 'operator': 'bob',
+         'images': {}, 'message': 'kept out'},
+        dict(CURRENT, action='deploy', operator='alice', finished='2026-03-01T10:17:40Z', backup='b'),
+    ]}
+    found = {'api': [container('api', A1)], 'frontend': [container('frontend', F1)]}
+    result = _release_info.release_info(_ledger.LoadedLedger(ledger), found, ['api', 'frontend'], last=1)
+    assert result['agrees'] is True
+    assert result['changed'] is False
+    assert result['problem'] == ''
+    assert result['current']['id'] == ID
+    assert result['releases'] == [{'id': ID, 'version': 'v1.2.0', 'result': 'success', 'action': 'deploy',
+                                   'operator': 'alice', 'finished': '2026-03-01T10:17:40Z', 'backup': 'b'}]
+    assert len(_release_info.release_info(_ledger.LoadedLedger(ledger), found, [], last=5)['releases']) == 2
+
+
+@pytest.mark.parametrize('last', [-1, True, '5'])
+def test_last_must_be_a_count(last):
+    with pytest.raises(ValueError, match='last must be an integer'):
+        _release_info.last_releases({'releases': []}, last)
+
+
+def test_container_facts_never_copies_the_environment():
+    inspect = {
+        'Id': 'f' * 64, 'Name': '/avatar-production-api-1', 'Image': 'sha256:' + 'e' * 64,
+        'Config': {'Image': f'{REPO}/api@{A1}', 'Env': ['DB_PASSWORD=hunter2'],
+                   'Labels': {'com.docker.compose.service': 'api', 'org.opencontainers.image.version': 'v1.2.0'}},
+        'State': {'Status': 'running', 'StartedAt': '2026-03-01T10:16:02Z', 'Health': {'Status': 'healthy'}},
+    }
+    facts = _release_info.container_facts(inspect, {'RepoDigests': [f'{REPO}/api@{A1}']})
+    assert 'hunter2' not in json.dumps(facts)
+    assert facts == {'service': 'api', 'name': 'avatar-production-api-1', 'id': 'f' * 12, 'state': 'running',
+                     'health': 'healthy', 'image': f'{REPO}/api@{A1}', 'image_id': 'sha256:' + 'e' * 64,
+                     'repo_digests': [f'{REPO}/api@{A1}'], 'digest': '', 'version': 'v1.2.0',
+                     'started_at': '2026-03-01T10:16:02Z'}
+
+
+@pytest.mark.parametrize('digest, short', [
+    (A1, 'sha256:a1a1a1a1a1a1…'),
+    ('sha256:abc', 'sha256:abc'),
+    ('', 'no digest'),
+])
+def test_short_digest(digest, short):
+    assert _release_info.short_digest(digest) == short
+
+
+# ---------------------------------------------------------------------------
+# Against a real Docker engine
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def engine():
+    if not _release_info.HAS_DOCKER:
+        pytest.skip('the Docker SDK for Python is not installed')
+    try:
+        client = _release_info.connect(timeout=20)
+    except _release_info.DockerQueryError as exc:
+        pytest.skip(str(exc))
+    try:
+        images = [i for i in client.images.list() if i.tags]
+        if not images:
+            pytest.skip('no local image with a tag to create a container from')
+        # Prefer an image with a repo digest (pulled or pushed), so the digest is checked too.
+        images.sort(key=lambda i: (not i.attrs.get('RepoDigests'), i.tags[0]))
+        yield client, images[0]
+    finally:
+        client.close()
+
+
+@pytest.mark.docker
+def test_query_project_against_docker(engine):
+    client, image = engine
+    project = f'relinfo-test-{uuid.uuid4().hex[:10]}'
+    secret = f'secret-{uuid.uuid4().hex}'
+    made = []
+    try:
+        for service, oneoff in (('api', 'False'), ('api', 'True')):
+            made.append(client.containers.create(
+                image.tags[0], command=['true'], name=f'{project}-{service}-{len(made) + 1}',
+                environment={'DB_PASSWORD': secret},
+                labels={'com.docker.compose.project': project, 'com.docker.compose.service': service,
+                        'com.docker.compose.oneoff': oneoff}))
+        found = _release_info.query_project(client, project)
+        assert list(found) == ['api']
+        assert len(found['api']) == 1, 'the one-off container is left out'
+        api = found['api'][0]
+        assert api['name'] == f'{project}-api-1'
+        assert api['id'] == made[0].id[:12]
+        assert api['state'] == 'created'
+        assert api['image'] == image.tags[0]
+        assert api['image_id'] == image.id
+        assert api['repo_digests'] == (image.attrs.get('RepoDigests') or [])
+        assert secret not in json.dumps(found)
+
+        want = api['repo_digests'][0].rsplit('@', 1)[1] if api['repo_digests'] else 'sha256:' + '0' * 64
+        current = {'id': ID, 'version': 'v1.2.0', 'images': {'api': {'digest': want}}}
+        containers, agrees, differences = _release_info.compare(current, ID, found, ['api'])
+        assert agrees is False
+        assert 'api is not running (state created)' in differences
+        if api['repo_digests']:
+            assert containers['api']['digest'] == want
+        assert _release_info.query_project(client, project + '-none') == {}
+    finally:
+        for item in made:
+            item.remove(force=True)

@@ -1,0 +1,119 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Unit tests of the avatar_mgmt.ops.release_info module glue (exit_json / fail_json patched to raise, no Docker)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_info
+from ansible_collections.avatar_mgmt.ops.plugins.modules import release_info
+
+DIGEST = 'sha256:' + 'a' * 64
+ID = '20260301T101500Z-v1.2.0'
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+def _exit_json(self, **kwargs):
+    raise ExitJson(kwargs)
+
+
+def _fail_json(self, msg='', **kwargs):
+    kwargs.update(failed=True, msg=msg)
+    raise FailJson(kwargs)
+
+
+class FakeClient:
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture(autouse=True)
+def patched(monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
+    monkeypatch.setattr(_release_info, 'HAS_DOCKER', True)
+    monkeypatch.setattr(_release_info, 'connect', lambda timeout=60: FakeClient())
+
+
+def run(args, expect=ExitJson):
+    with patch_module_args(args), pytest.raises(expect) as excinfo:
+        release_info.main()
+    return excinfo.value.args[0]
+
+
+def api(state='running'):
+    return {'name': 'p-api-1', 'id': 'abc', 'state': state, 'health': 'none', 'image': f'r/api@{DIGEST}',
+            'image_id': 'sha256:1', 'repo_digests': [f'r/api@{DIGEST}'], 'digest': '', 'version': '',
+            'started_at': ''}
+
+
+def test_documentation_parses():
+    doc = yaml.safe_load(release_info.DOCUMENTATION)
+    yaml.safe_load(release_info.EXAMPLES)
+    yaml.safe_load(release_info.RETURN)
+    assert set(doc['options']) == {'project_dir', 'project_name', 'services', 'last'}
+
+
+def test_agrees(tmp_path, monkeypatch):
+    (tmp_path / 'releases').mkdir()
+    (tmp_path / 'releases' / 'index.json').write_text(json.dumps({'current': ID, 'releases': [
+        {'id': ID, 'version': 'v1.2.0', 'result': 'success', 'images': {'api': {'digest': DIGEST}}}]}))
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'services': ['api'], '_ansible_check_mode': True})
+    assert result['agrees'] is True
+    assert result['changed'] is False
+    assert result['containers']['api']['digest'] == DIGEST
+    assert result['releases'][0]['id'] == ID
+
+
+def test_no_ledger(tmp_path, monkeypatch):
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p'})
+    assert result['agrees'] is False
+    assert result['differences'] == ['no ledger on this host', 'api is not running (no container)',
+                                     'frontend is not running (no container)']
+    assert result['releases'] == []
+    assert not (tmp_path / 'releases').exists()
+
+
+def test_missing_sdk(tmp_path, monkeypatch):
+    monkeypatch.setattr(_release_info, 'HAS_DOCKER', False)
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p'}, FailJson)
+    assert 'the Python Docker SDK (python3-docker) is missing on ' in result['msg']
+    assert result['msg'].endswith(': run playbooks/bootstrap.yml, which installs it')
+
+
+def test_engine_down(tmp_path, monkeypatch):
+    def down(timeout=60):
+        raise _release_info.DockerQueryError('the Docker engine does not answer: connection refused')
+
+    monkeypatch.setattr(_release_info, 'connect', down)
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p'}, FailJson)
+    assert result['msg'].startswith('the Docker engine does not answer: connection refused (on ')
+
+
+@pytest.mark.parametrize('args, message', [
+    ({'last': -1}, 'last must be at least 0'),
+    ({'project_name': ' '}, 'project_name must name the compose project'),
+    ({'services': ['']}, 'services must be a list of service names'),
+])
+def test_refusals(tmp_path, monkeypatch, args, message):
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    result = run(dict({'project_dir': str(tmp_path), 'project_name': 'p'}, **args), FailJson)
+    assert message in result['msg']

@@ -1,0 +1,132 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Unit tests of the avatar_mgmt.ops.release_ledger module glue (exit_json / fail_json patched to raise)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.avatar_mgmt.ops.plugins.modules import release_ledger
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+def _exit_json(self, **kwargs):
+    raise ExitJson(kwargs)
+
+
+def _fail_json(self, msg='', **kwargs):
+    kwargs.update(failed=True, msg=msg)
+    raise FailJson(kwargs)
+
+
+@pytest.fixture(autouse=True)
+def patched(monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: None)
+
+
+def run(args, expect=ExitJson):
+    with patch_module_args(args), pytest.raises(expect) as excinfo:
+        release_ledger.main()
+    return excinfo.value.args[0]
+
+
+def release(n, version, result='success', **extra):
+    entry = {'id': f'2026010{n}T000000Z-{version}', 'version': version, 'result': result,
+             'images': {'api': {'digest': f'sha256:{n}', 'reference': f'r/api@sha256:{n}'}}, 'backup': f'b{n}'}
+    entry.update(extra)
+    return entry
+
+
+def test_documentation_matches_argument_spec():
+    doc = yaml.safe_load(release_ledger.DOCUMENTATION)
+    returns = yaml.safe_load(release_ledger.RETURN)
+    yaml.safe_load(release_ledger.EXAMPLES)
+    with open(release_ledger.__file__, encoding='utf-8') as handle:
+        source = handle.read()
+    for name, option in doc['options'].items():
+        assert f"'{name}': {{'type': '{option['type']}'" in source, name
+    for key in ('ledger', 'current', 'rollback_target', 'rollback_reason', 'kept', 'kept_versions', 'kept_references',
+                'backup_id', 'problem', 'removed'):
+        assert key in returns
+
+
+def test_read_empty(tmp_path):
+    result = run({'path': str(tmp_path / 'releases')})
+    assert result['changed'] is False
+    assert result['ledger'] == {'current': '', 'releases': []}
+    assert result['rollback_target'] == {}
+    assert result['rollback_reason'].startswith('No earlier successful release')
+    assert 'removed' not in result
+    assert not (tmp_path / 'releases').exists()
+
+
+def test_record_then_read(tmp_path):
+    path = str(tmp_path / 'releases')
+    env = tmp_path / '.env'
+    env.write_text('TOKEN=x\n')
+    first = run({'path': path, 'state': 'record', 'release': release(1, 'v1.0.0'),
+                 'compose_file': 'docker-compose.prod.yml', 'compose_content': 'services: {}\n',
+                 'env_files': [str(env)]})
+    assert first['changed'] is True
+    assert first['entry']['env_checksums'].keys() == {'.env'}
+    assert first['removed'] == []
+    run({'path': path, 'state': 'record', 'release': release(2, 'v1.1.0')})
+    result = run({'path': path, 'backup_before': 'v1.0.0', 'rollback_to': '1.0.0'})
+    assert result['current']['version'] == 'v1.1.0'
+    assert result['rollback_target']['id'] == '20260101T000000Z-v1.0.0'
+    assert result['backup_id'] == 'b1'
+    assert result['kept_versions'] == ['v1.1.0', 'v1.0.0']
+    assert result['kept_references'] == ['r/api@sha256:2', 'r/api@sha256:1']
+    assert result['changed'] is False
+
+
+def test_record_check_mode_and_diff(tmp_path):
+    path = tmp_path / 'releases'
+    run({'path': str(path), 'state': 'record', 'release': release(1, 'v1.0.0')})
+    before = (path / 'index.json').read_text()
+    result = run({'path': str(path), 'state': 'record', 'release': release(2, 'v1.1.0'),
+                  '_ansible_check_mode': True, '_ansible_diff': True})
+    assert result['changed'] is True
+    assert result['ledger']['current'] == '20260102T000000Z-v1.1.0'
+    assert (path / 'index.json').read_text() == before
+    assert result['diff']['before'] == before
+    assert json.loads(result['diff']['after']) == result['ledger']
+
+
+def test_read_corrupt_reports_a_problem(tmp_path):
+    path = tmp_path / 'releases'
+    path.mkdir()
+    (path / 'index.json').write_text('{')
+    result = run({'path': str(path)})
+    assert result['problem'].startswith('releases/index.json is corrupt (not JSON')
+    assert result['changed'] is False
+
+
+@pytest.mark.parametrize('args, message', [
+    ({'state': 'record'}, 'state is record but all of the following are missing: release'),
+    ({'state': 'record', 'release': {'id': 'x', 'version': 'v1', 'result': 'success'}},
+     'release.id must look like'),
+    ({'keep': 0}, 'keep must be an integer of at least 1, got 0. Nothing was changed.'),
+    ({'state': 'record', 'release': release(1, 'v1.0.0'), 'compose_file': 'c.yml'},
+     'compose_file and compose_content go together'),
+])
+def test_refusals(tmp_path, args, message):
+    args = dict(args, path=str(tmp_path))
+    result = run(args, FailJson)
+    assert message in result['msg']
+    assert list(tmp_path.iterdir()) == []
