@@ -37,6 +37,9 @@ platform: images venv
 	bash tests/platform/platform.sh registry
 
 lint: venv
+	@# A copy of this collection under ~/.ansible (left by older molecule runs) would
+	@# shadow the checkout for ansible-lint: only the checkout is avatar_mgmt.ops.
+	rm -rf $(HOME)/.ansible/collections/ansible_collections/avatar_mgmt/ops
 	$(BIN)/yamllint -s .
 	$(BIN)/ruff check plugins tests bench hack molecule
 	$(BIN)/ansible-lint

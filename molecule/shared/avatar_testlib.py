@@ -43,8 +43,8 @@ def registry_digest(image, tag):
 
 
 def playbook(name, *extra):
-    cmd = [os.path.join(ROOT, ".venv/bin/ansible-playbook"), "-i", INVENTORY,
-           os.path.join(ROOT, "playbooks", name), *extra]
+    """Run a playbook as an operator types it at the repository root (deploy.yml imports playbooks/deploy.yml)."""
+    cmd = [os.path.join(ROOT, ".venv/bin/ansible-playbook"), name, "-i", INVENTORY, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=ROOT)
 
 

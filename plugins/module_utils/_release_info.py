@@ -46,6 +46,8 @@ PROJECT_LABEL = 'com.docker.compose.project'
 SERVICE_LABEL = 'com.docker.compose.service'
 ONEOFF_LABEL = 'com.docker.compose.oneoff'
 VERSION_LABEL = 'org.opencontainers.image.version'
+# The label compose_deploy puts on release containers (the version it deployed).
+DEPLOYED_VERSION_LABEL = 'org.avatar-mgmt.version'
 
 CONTAINER_FIELDS = ('name', 'id', 'state', 'health', 'image', 'image_id', 'repo_digests', 'digest', 'version',
                     'started_at')
@@ -79,7 +81,7 @@ def container_facts(inspect, image_inspect):
         'image_id': inspect.get('Image') or '',
         'repo_digests': list((image_inspect or {}).get('RepoDigests') or []),
         'digest': '',
-        'version': labels.get(VERSION_LABEL) or image_labels.get(VERSION_LABEL) or '',
+        'version': labels.get(DEPLOYED_VERSION_LABEL) or labels.get(VERSION_LABEL) or image_labels.get(VERSION_LABEL) or '',
         'started_at': state.get('StartedAt') or '',
     }
 

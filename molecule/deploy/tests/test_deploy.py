@@ -140,8 +140,16 @@ def test_rollback_works_with_registry_down(host):
         assert cur["version"] == "v1.1.0"
         assert cur["action"] == "rollback"
         assert cur["result"] == "success"
-        # With no target: back to the previous successful release of another version.
-        back = playbook("rollback.yml")
+        assert cur["source"] and next(r for r in book["releases"] if r["id"] == cur["source"])["version"] == "v1.1.0"
+        # With no target: the release before the one that runs now. v1.1.0 was the first release
+        # here, so there is none; a rollback never goes forward again by itself.
+        stay = running(host)
+        none = playbook("rollback.yml")
+        assert none.returncode != 0
+        assert "No earlier successful release" in none.stdout + none.stderr, none.stdout[-3000:]
+        assert running(host) == stay
+        # Forward again only when asked for by name.
+        back = playbook("rollback.yml", "-e", "rollback_to=v1.2.0")
         assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-2000:]
         assert running(host)["api"][1] == v120
     finally:
