@@ -1,32 +1,30 @@
-# Copyright (c) avatar_mgmt.ops contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# SPDX-License-Identifier: GPL-3.0-or-later
-
-"""Backup filters: backup_retention (documented in backup_retention.yml beside this file)."""
-
-from __future__ import annotations
+"""Filters of the backup role (see backup_psql_report.yml, backup_file_facts.yml, backup_count_mismatches.yml)."""
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._retention import select_backups
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._backup import (
+    count_mismatches,
+    file_facts,
+    file_mismatches,
+    list_line,
+    parse_psql_report,
+)
 
 
-def _count(value):
-    """Counts given as extra vars (``-e daily=7``) arrive as strings; accept decimal digits."""
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())
-    return value
-
-
-def backup_retention(backups, daily=7, weekly=4, monthly=6, now=None):
-    """Grandfather-father-son retention: ``{'keep': [...], 'delete': [...], 'reasons': {...}}``."""
-    try:
-        return select_backups(backups, _count(daily), _count(weekly), _count(monthly), now=now)
-    except ValueError as exc:
-        raise AnsibleFilterError(f'backup_retention: {exc}')
+def _wrap(name, func):
+    def filter_func(*args):
+        try:
+            return func(*args)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AnsibleFilterError(f"{name}: {exc}") from exc
+    return filter_func
 
 
 class FilterModule:
-    """Backup filters."""
-
     def filters(self):
-        return {'backup_retention': backup_retention}
+        return {
+            "backup_psql_report": _wrap("backup_psql_report", parse_psql_report),
+            "backup_file_facts": _wrap("backup_file_facts", file_facts),
+            "backup_count_mismatches": _wrap("backup_count_mismatches", count_mismatches),
+            "backup_file_mismatches": _wrap("backup_file_mismatches", file_mismatches),
+            "backup_list_line": _wrap("backup_list_line", list_line),
+        }

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from ansible_collections.avatar_mgmt.ops.plugins.filter import backup
+from ansible_collections.avatar_mgmt.ops.plugins.filter import retention as backup
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._retention import select_backups
 
 FILTERS = backup.FilterModule().filters()
