@@ -51,6 +51,7 @@ except ImportError:  # urllib3 comes with requests; without it nothing here send
 __all__ = [
     'HAS_REQUESTS',
     'REQUESTS_IMPORT_ERROR',
+    'BodyError',
     'HTTPResult',
     'check_ca_file',
     'content_charset',
@@ -58,6 +59,7 @@ __all__ = [
     'exception_chain',
     'find_cause',
     'make_session',
+    'os_cause',
     'redact_url',
     'safe_message',
     'send',
@@ -126,6 +128,14 @@ def find_cause(exc, types):
     return None
 
 
+def os_cause(exc):
+    """The operating-system error behind ``exc`` (requests' own exceptions, OSError subclasses too, skipped)."""
+    for item in exception_chain(exc):
+        if isinstance(item, OSError) and not (HAS_REQUESTS and isinstance(item, requests.exceptions.RequestException)):
+            return item
+    return None
+
+
 def _is_timeout(exc):
     if HAS_REQUESTS and isinstance(exc, requests.exceptions.Timeout):
         return True
@@ -140,11 +150,11 @@ def describe_exception(exc, timeout=None):
     """
     cert = find_cause(exc, ssl.SSLCertVerificationError)
     if cert is not None:
-        reason = cert.verify_message or cert.reason
+        reason = getattr(cert, 'verify_message', None) or getattr(cert, 'reason', None) or cert
         return f'TLS certificate verification failed ({reason}); fix the certificate or set validate_certs: false'
     if HAS_REQUESTS and isinstance(exc, requests.exceptions.ProxyError):
-        cause = find_cause(exc, OSError)
-        detail = _os_reason(cause) if cause is not None else 'no answer'
+        cause = os_cause(exc)
+        detail = describe_exception(cause, timeout) if cause is not None else 'no answer'
         return f'the proxy from the environment (https_proxy / http_proxy) failed: {detail}'
     if _is_timeout(exc):
         return f'timed out after {_fmt_seconds(timeout)}s' if timeout is not None else 'timed out'
@@ -157,13 +167,13 @@ def describe_exception(exc, timeout=None):
         return f'name resolution failed: {gai.strerror or gai}'
     tls = find_cause(exc, ssl.SSLError)
     if tls is not None:
-        return f'TLS error: {tls.reason or tls}'
+        return f'TLS error: {getattr(tls, "reason", None) or tls}'
     if HAS_REQUESTS and isinstance(exc, requests.exceptions.TooManyRedirects):
         return 'too many redirects'
     bad = find_cause(exc, http.client.HTTPException)
     if bad is not None:
         return f'invalid HTTP response: {safe_message(bad) or type(bad).__name__}'
-    oserror = find_cause(exc, OSError)
+    oserror = os_cause(exc)
     if oserror is not None and getattr(oserror, 'strerror', None):
         return _os_reason(oserror)
     return safe_message(f'{type(exc).__name__}: {exc}')
@@ -235,6 +245,15 @@ def make_session(validate_certs=True, ca_path=None, user_agent=None, pool_size=D
     return session
 
 
+class BodyError(Exception):
+    """The status line and headers came (``status``), then reading the body failed (``cause``)."""
+
+    def __init__(self, status, cause):
+        super().__init__(f'HTTP {status}, then reading the body failed: {type(cause).__name__}')
+        self.status = status
+        self.cause = cause
+
+
 class HTTPResult:
     """One HTTP exchange: ``status``, ``headers`` (case-insensitive), ``body`` (bytes), ``url``, ``truncated``."""
 
@@ -255,7 +274,8 @@ def send(session, method, url, headers=None, timeout=None, max_body=None, allow_
     """One request through ``session``; reads at most ``max_body`` bytes of body (None: no limit).
 
     Returns an :class:`HTTPResult`; ``truncated`` tells that the body was longer than
-    ``max_body`` (the connection is then closed, not reused). requests' exceptions propagate.
+    ``max_body`` (the connection is then closed, not reused). requests' exceptions propagate;
+    one raised while reading the body comes wrapped in :class:`BodyError` with the status.
     """
     with warnings.catch_warnings():
         if session.verify is False:
@@ -271,12 +291,15 @@ def send(session, method, url, headers=None, timeout=None, max_body=None, allow_
             truncated = False
             # Read to the end even for HEAD (no body): a consumed response gives its
             # connection back to the pool instead of closing it.
-            for chunk in response.iter_content(chunk_size=65536):
-                chunks.append(chunk)
-                size += len(chunk)
-                if max_body is not None and size > max_body:
-                    truncated = True
-                    break
+            try:
+                for chunk in response.iter_content(chunk_size=65536):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if max_body is not None and size > max_body:
+                        truncated = True
+                        break
+            except (requests.exceptions.RequestException, OSError, http.client.HTTPException) as exc:
+                raise BodyError(response.status_code, exc) from exc
             body = b''.join(chunks)
             if truncated:
                 body = body[:max_body]

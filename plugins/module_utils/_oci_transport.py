@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import socket
 import ssl
 import time
 import urllib.parse
@@ -129,36 +130,43 @@ class Transport:
             try:
                 result = _http.send(self._session, method, url, headers=headers, timeout=self.timeout,
                                     max_body=max_body)
-            except _rexc.SSLError as exc:
-                raise self._tls_error(netloc, exc)
-            except _rexc.ProxyError as exc:
-                raise RegistryConnectionError(
-                    f'Cannot reach {netloc} through the proxy set in the environment (https_proxy / http_proxy): '
-                    f'{self._reason(exc)}. Check the proxy, or list the registry in no_proxy.', registry=self.host)
-            except _rexc.Timeout:
-                raise RegistryConnectionError(
-                    f'Timed out after {self.timeout} seconds waiting for {netloc}. Check the network or raise timeout.',
-                    registry=self.host)
-            except (_rexc.ConnectionError, _rexc.ChunkedEncodingError) as exc:
-                closed = _http.find_cause(exc, _CLOSED_UNEXPECTEDLY)
-                if closed is not None:
-                    if attempt == 0:
-                        continue  # stale keep-alive connection: reconnect once
-                    raise RegistryConnectionError(
-                        f'The connection to {netloc} was closed unexpectedly ({closed.__class__.__name__}).',
-                        registry=self.host)
-                raise RegistryConnectionError(
-                    f'Cannot reach {netloc}: {self._reason(exc)}. Check the registry name, DNS and network access.',
-                    registry=self.host)
+            except _http.BodyError as exc:
+                failure = exc.cause
             except (_rexc.RequestException, OSError, http.client.HTTPException) as exc:
-                raise RegistryConnectionError(
-                    f'Cannot reach {netloc}: {self._reason(exc)}. Check the registry name, DNS and network access.',
-                    registry=self.host)
+                failure = exc
+            else:
+                failure = None
+            if failure is not None:
+                closed = _http.find_cause(failure, _CLOSED_UNEXPECTEDLY)
+                if closed is not None and attempt == 0 and not isinstance(failure, _rexc.ProxyError):
+                    continue  # a stale keep-alive connection: reconnect once, at once
+                raise self._connection_error(netloc, failure, closed)
             if result.truncated:
                 raise ProtocolError(f'The response of {method} {parts.path} from registry {self.host} '
                                     f'is larger than {max_body} bytes.', registry=self.host)
             return result
         raise AssertionError('unreachable')  # pragma: no cover
+
+    def _connection_error(self, netloc, exc, closed=None):
+        """The RegistryConnectionError (or TLSError) that tells what went wrong with ``exc``."""
+        if isinstance(exc, _rexc.SSLError):
+            return self._tls_error(netloc, exc)
+        if isinstance(exc, _rexc.ProxyError):
+            return RegistryConnectionError(
+                f'Cannot reach {netloc} through the proxy set in the environment (https_proxy / http_proxy): '
+                f'{self._reason(_http.os_cause(exc) or exc)}. Check the proxy, or list the registry in no_proxy.',
+                registry=self.host)
+        if isinstance(exc, _rexc.Timeout) or _http.find_cause(exc, (socket.timeout, TimeoutError)) is not None:
+            return RegistryConnectionError(
+                f'Timed out after {self.timeout} seconds waiting for {netloc}. Check the network or raise timeout.',
+                registry=self.host)
+        if closed is not None:
+            return RegistryConnectionError(
+                f'The connection to {netloc} was closed unexpectedly ({closed.__class__.__name__}).',
+                registry=self.host)
+        return RegistryConnectionError(
+            f'Cannot reach {netloc}: {self._reason(exc)}. Check the registry name, DNS and network access.',
+            registry=self.host)
 
     def _reason(self, exc):
         return self._redact(_http.describe_exception(exc, self.timeout))
@@ -166,13 +174,13 @@ class Transport:
     def _tls_error(self, netloc, exc):
         cert = _http.find_cause(exc, ssl.SSLCertVerificationError)
         if cert is not None:
-            reason = cert.verify_message or cert.reason or cert
+            reason = getattr(cert, 'verify_message', None) or getattr(cert, 'reason', None) or cert
             return TLSError(
                 f'TLS certificate verification failed for {netloc}: {reason}. Give the CA that signed the registry '
                 'certificate in ca_path, or set validate_certs=false only for a registry you trust.',
                 registry=self.host)
         tls = _http.find_cause(exc, ssl.SSLError)
-        reason = (tls.reason or tls) if tls is not None else self._reason(exc)
+        reason = (getattr(tls, 'reason', None) or tls) if tls is not None else self._reason(exc)
         return TLSError(f'TLS handshake with {netloc} failed: {reason}. Check that the registry speaks HTTPS on that '
                         'port and that ca_path / validate_certs fit it.', registry=self.host)
 
