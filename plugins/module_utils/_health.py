@@ -4,18 +4,24 @@
 """Health checks polled until they pass or a deadline expires.
 
 Pure logic for the ``avatar_mgmt.ops.health_verify`` module. It runs on the
-target host, uses only the standard library (Python >= 3.9) and imports nothing
-from ``AnsibleModule``: the command runner, the clock and the sleep function are
-injected, so the whole file is unit-testable.
+target host (Python >= 3.9) and imports nothing from ``AnsibleModule``: the
+Docker client, the clock and the sleep function are injectable, so the whole
+file is unit-testable.
 
 Three check types:
 
-* ``http``: one request; expected status, body substring, body regex and a
-  value at a dotted JSON path.
+* ``http``: one request through ``_http`` (requests, the HTTP helper shared
+  with the OCI client; environment proxies honoured); expected status, body
+  substring, body regex and a value at a dotted JSON path.
 * ``tcp``: a TCP connect to ``host:port``.
-* ``compose``: the containers of a Docker Compose project, read with the
-  ``docker`` CLI: each expected service has a running container whose Docker
-  health state is ``healthy`` (or that has no healthcheck).
+* ``compose``: the containers of a Docker Compose project, read through the
+  Docker Engine API with the Docker SDK for Python (``docker.from_env()``):
+  each expected service has a running container whose Docker health state is
+  ``healthy`` (or that has no healthcheck).
+
+Third-party libraries: requests (2.25+) for ``http`` checks, the Docker SDK
+(5.0+) for ``compose`` checks; Debian's python3-requests and python3-docker.
+Without them this file still imports; the check reports what is missing.
 
 Header values are never copied into results or messages: they may hold
 credentials.
@@ -23,15 +29,72 @@ credentials.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import socket
-import ssl
 import time
-import urllib.error
+import traceback
 import urllib.parse
-import urllib.request
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _http
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._http import (
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    redact_url,
+)
+
+try:
+    import docker
+    from docker.errors import APIError, DockerException
+except ImportError:
+    docker = None
+    HAS_DOCKER_SDK = False
+    DOCKER_SDK_IMPORT_ERROR = traceback.format_exc()
+
+    class DockerException(Exception):
+        """Stands in for docker.errors.DockerException when the SDK is missing."""
+
+    class APIError(DockerException):
+        """Stands in for docker.errors.APIError when the SDK is missing."""
+else:
+    HAS_DOCKER_SDK = True
+    DOCKER_SDK_IMPORT_ERROR = None
+
+if HAS_REQUESTS:
+    from requests.exceptions import RequestException
+else:
+    class RequestException(Exception):
+        """Stands in for requests.exceptions.RequestException when requests is missing."""
+
+MISSING_DOCKER_SDK = "the Python Docker SDK (python3-docker) is missing on this host: run playbooks/bootstrap.yml"
+MISSING_REQUESTS = "the Python library requests (python3-requests) is missing on this host: run playbooks/bootstrap.yml"
+
+__all__ = [
+    "CHECK_TYPES",
+    "DOCKER_SDK_IMPORT_ERROR",
+    "HAS_DOCKER_SDK",
+    "HAS_REQUESTS",
+    "MISSING_DOCKER_SDK",
+    "MISSING_REQUESTS",
+    "REQUESTS_IMPORT_ERROR",
+    "HealthSpecError",
+    "Outcome",
+    "docker_client_from_env",
+    "evaluate_http_response",
+    "failure_message",
+    "list_compose_containers",
+    "lookup_json_path",
+    "normalize_check",
+    "normalize_checks",
+    "parse_json_path",
+    "probe",
+    "probe_compose",
+    "probe_http",
+    "probe_tcp",
+    "redact_url",
+    "run_checks",
+    "values_equal",
+]
 
 CHECK_TYPES = ("http", "tcp", "compose")
 HTTP_METHODS = ("GET", "HEAD")
@@ -278,22 +341,6 @@ def normalize_checks(specs):
 # Helpers
 # ---------------------------------------------------------------------------
 
-def redact_url(url):
-    """Drop ``user:password@`` from a URL before it is shown anywhere."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def _excerpt(text, limit=EXCERPT_CHARS):
     text = " ".join(text.split())
     if len(text) > limit:
@@ -357,29 +404,7 @@ def values_equal(actual, expected):
 
 def _describe_error(exc, timeout):
     """A short human reason for a network error, without URLs or headers."""
-    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
-        reason = exc.reason
-        if isinstance(reason, BaseException):
-            return _describe_error(reason, timeout)
-        return f"request failed: {reason}"
-    if isinstance(exc, socket.timeout):
-        return f"timed out after {_fmt_seconds(timeout)}s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by peer"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason
-        return f"TLS certificate verification failed ({reason}); fix the certificate or set validate_certs: false"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, socket.gaierror):
-        return f"name resolution failed: {exc.strerror or exc}"
-    if isinstance(exc, http.client.HTTPException):
-        return f"invalid HTTP response: {str(exc) or type(exc).__name__}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[:1].lower() + exc.strerror[1:]
-    return f"{type(exc).__name__}: {exc}"
+    return _http.describe_exception(exc, timeout)
 
 
 def _fmt_seconds(value):
@@ -390,60 +415,32 @@ def _fmt_seconds(value):
 # HTTP
 # ---------------------------------------------------------------------------
 
-class _RedirectHandler(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only when asked; never carry a Host override along."""
-
-    def __init__(self, follow):
-        self.follow = follow
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if not self.follow:
-            return None
-        new = urllib.request.HTTPRedirectHandler.redirect_request(self, req, fp, code, msg, headers, newurl)
-        if new is not None:
-            new.headers.pop("Host", None)
-        return new
-
-
-def _http_opener(check):
-    context = ssl.create_default_context()
-    if not check["validate_certs"]:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return urllib.request.build_opener(
-        urllib.request.HTTPSHandler(context=context),
-        _RedirectHandler(check["follow_redirects"]),
-    )
-
-
 def probe_http(check):
-    """One HTTP request; returns an Outcome."""
-    request = urllib.request.Request(check["url"], method=check["method"])
-    for key, value in check["headers"].items():
-        request.add_header(key, value)
+    """One HTTP request; returns an Outcome.
+
+    Redirects are followed only with ``follow_redirects`` (at most 10; a ``Host``
+    header is not carried to the target, nor ``Authorization`` to another host).
+    """
+    if not HAS_REQUESTS:
+        return Outcome(False, None, MISSING_REQUESTS)
     timeout = check["timeout"]
+    session = _http.make_session(validate_certs=check["validate_certs"], pool_size=1)
     try:
-        response = _http_opener(check).open(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        response = exc
-    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        result = _http.send(session, check["method"], check["url"], headers=check["headers"], timeout=timeout,
+                            max_body=MAX_BODY_BYTES, allow_redirects=check["follow_redirects"])
+    except _http.BodyError as exc:
+        return Outcome(False, exc.status,
+                       f"HTTP {exc.status}, then reading the body failed: {_describe_error(exc.cause, timeout)}")
+    except (RequestException, OSError, ValueError) as exc:
         return Outcome(False, None, _describe_error(exc, timeout))
-    try:
-        status = response.getcode()
-        try:
-            raw = response.read(MAX_BODY_BYTES) if check["method"] != "HEAD" else b""
-        except (OSError, http.client.HTTPException) as exc:
-            return Outcome(False, status, f"HTTP {status}, then reading the body failed: {_describe_error(exc, timeout)}")
-        charset = None
-        if response.headers is not None:
-            charset = response.headers.get_content_charset()
     finally:
-        response.close()
+        session.close()
+    charset = _http.content_charset(result.headers)
     try:
-        body = raw.decode(charset or "utf-8", errors="replace")
+        body = result.body.decode(charset or "utf-8", errors="replace")
     except LookupError:
-        body = raw.decode("utf-8", errors="replace")
-    return evaluate_http_response(check, status, body)
+        body = result.body.decode("utf-8", errors="replace")
+    return evaluate_http_response(check, result.status, body)
 
 
 def evaluate_http_response(check, status, body):
@@ -504,7 +501,7 @@ def probe_tcp(check):
     address = f"{check['host']}:{check['port']}"
     try:
         conn = socket.create_connection((check["host"], check["port"]), timeout=check["timeout"])
-    except TimeoutError:
+    except (TimeoutError, socket.timeout):  # distinct classes before Python 3.10
         return Outcome(False, "timeout", f"{address}: timed out after {_fmt_seconds(check['timeout'])}s")
     except ConnectionRefusedError:
         return Outcome(False, "refused", f"{address}: connection refused")
@@ -535,50 +532,92 @@ def _last_line(text):
     return lines[-1] if lines else ""
 
 
-def list_compose_containers(project, runner, docker_bin="docker"):
-    """Inspect the containers of ``project`` (one-off ``compose run`` ones excluded).
+def docker_client_from_env():
+    """A Docker SDK client configured like the docker CLI (``DOCKER_HOST`` etc.), API version negotiated."""
+    return docker.from_env(version="auto")
 
-    ``runner(argv)`` returns ``(rc, stdout, stderr)``. Raises RuntimeError with
-    the docker error when the CLI fails.
+
+def _docker_reason(exc):
+    """Why talking to the Docker Engine failed, in a few words and with the fix."""
+    if _http.find_cause(exc, PermissionError) is not None:
+        return ("permission denied on the Docker socket: run the task as root (become: true) "
+                "or as a member of the docker group")
+    if _http.find_cause(exc, (FileNotFoundError, ConnectionRefusedError)) is not None:
+        return "the Docker daemon does not answer on its socket: check that the docker service runs"
+    if isinstance(exc, APIError):
+        explanation = getattr(exc, "explanation", None) or str(exc)
+        return _http.safe_message(f"the Docker API answered an error: {explanation}")
+    return _http.describe_exception(exc)
+
+
+class _DockerAccess:
+    """The Docker client of one run: the injected one, or one from the environment made on first use."""
+
+    def __init__(self, client=None):
+        self._client = client
+        self._owned = False
+
+    def get(self):
+        if self._client is None:
+            if not HAS_DOCKER_SDK:
+                raise RuntimeError(MISSING_DOCKER_SDK)
+            try:
+                self._client = docker_client_from_env()
+            except (DockerException, RequestException, OSError) as exc:
+                raise RuntimeError(f"cannot connect to the Docker Engine: {_docker_reason(exc)}")
+            self._owned = True
+        return self._client
+
+    def close(self):
+        if self._owned and self._client is not None:
+            self._client.close()
+            self._client = None
+            self._owned = False
+
+
+def _container_record(item):
+    """The fields a compose check needs from a container's inspect data (``Container.attrs``)."""
+    labels = (item.get("Config") or {}).get("Labels") or {}
+    state = item.get("State") or {}
+    health = state.get("Health") or None
+    log = (health or {}).get("Log") or []
+    return {
+        "id": item.get("Id", ""),
+        "name": (item.get("Name") or "").lstrip("/"),
+        "service": labels.get(COMPOSE_SERVICE_LABEL, ""),
+        "state": state.get("Status") or ("running" if state.get("Running") else "unknown"),
+        "health": health.get("Status") if health else None,
+        "health_output": _last_line(log[-1].get("Output", "")) if log and isinstance(log[-1], dict) else "",
+        "exit_code": state.get("ExitCode"),
+        "image": (item.get("Config") or {}).get("Image", ""),
+        "image_id": item.get("Image", ""),
+        "oneoff": str(labels.get(COMPOSE_ONEOFF_LABEL, "False")).lower() == "true",
+    }
+
+
+def list_compose_containers(project, client):
+    """The containers of compose ``project`` (one-off ``compose run`` ones excluded), from the Docker API.
+
+    ``client`` is a Docker SDK client (``docker.from_env()``) or any object with
+    ``containers.list(all=..., filters=..., ignore_removed=...)`` returning objects
+    with ``attrs`` (inspect data). A container removed while being listed is skipped.
+    Raises RuntimeError saying why the Docker Engine could not be read.
     """
-    argv = [docker_bin, "ps", "--all", "--quiet", "--no-trunc",
-            "--filter", f"label={COMPOSE_PROJECT_LABEL}={project}"]
-    rc, out, err = runner(argv)
-    if rc != 0:
-        raise RuntimeError(f"docker ps failed (rc={rc}): {_last_line(err) or _last_line(out)}")
-    ids = [line.strip() for line in (out or "").splitlines() if line.strip()]
-    if not ids:
-        return []
-    rc, out, err = runner([docker_bin, "inspect", "--type", "container"] + ids)
     try:
-        data = json.loads(out or "[]")
-    except ValueError:
-        data = None
-    if not isinstance(data, list) or (rc != 0 and not data):
-        # A container removed between `ps` and `inspect` makes inspect exit 1
-        # while still printing the others; only a total failure is an error.
-        raise RuntimeError(f"docker inspect failed (rc={rc}): {_last_line(err) or _last_line(out)}")
+        found = client.containers.list(all=True, filters={"label": f"{COMPOSE_PROJECT_LABEL}={project}"},
+                                       ignore_removed=True)
+        items = [container.attrs for container in found]
+    except (DockerException, RequestException, OSError) as exc:
+        raise RuntimeError(f"cannot list the containers of compose project {project!r} through the Docker "
+                           f"Engine API: {_docker_reason(exc)}")
     containers = []
-    for item in data:
+    for item in items:
         if not isinstance(item, dict):
             continue
-        labels = (item.get("Config") or {}).get("Labels") or {}
-        if str(labels.get(COMPOSE_ONEOFF_LABEL, "False")).lower() == "true":
+        record = _container_record(item)
+        if record.pop("oneoff"):
             continue
-        state = item.get("State") or {}
-        health = state.get("Health") or None
-        log = (health or {}).get("Log") or []
-        containers.append({
-            "id": item.get("Id", ""),
-            "name": (item.get("Name") or "").lstrip("/"),
-            "service": labels.get(COMPOSE_SERVICE_LABEL, ""),
-            "state": state.get("Status") or ("running" if state.get("Running") else "unknown"),
-            "health": health.get("Status") if health else None,
-            "health_output": _last_line(log[-1].get("Output", "")) if log and isinstance(log[-1], dict) else "",
-            "exit_code": state.get("ExitCode"),
-            "image": (item.get("Config") or {}).get("Image", ""),
-            "image_id": item.get("Image", ""),
-        })
+        containers.append(record)
     return containers
 
 
@@ -629,15 +668,20 @@ def _container_status(container):
     return container["health"]
 
 
-def probe_compose(check, runner, docker_bin="docker"):
-    """One look at a compose project; returns an Outcome with per-service results."""
+def probe_compose(check, docker_client=None):
+    """One look at a compose project; returns an Outcome with per-service results.
+
+    ``docker_client``: a Docker SDK client (or a stand-in), or None for one from the environment.
+    """
     project = check["project"]
-    if runner is None or not docker_bin:
-        return Outcome(False, "error", "the docker CLI was not found on the target host", {"services": []})
+    access = docker_client if isinstance(docker_client, _DockerAccess) else _DockerAccess(docker_client)
     try:
-        containers = list_compose_containers(project, runner, docker_bin)
-    except (RuntimeError, OSError) as exc:
+        containers = list_compose_containers(project, access.get())
+    except RuntimeError as exc:
         return Outcome(False, "error", str(exc), {"services": []})
+    finally:
+        if access is not docker_client:
+            access.close()
 
     by_service = {}
     for container in containers:
@@ -669,14 +713,14 @@ def _service_status_key(service):
 # Polling
 # ---------------------------------------------------------------------------
 
-def probe(check, runner=None, docker_bin="docker"):
+def probe(check, docker_client=None):
     """Run one attempt of ``check`` (a normalized definition)."""
     try:
         if check["type"] == "http":
             return probe_http(check)
         if check["type"] == "tcp":
             return probe_tcp(check)
-        return probe_compose(check, runner, docker_bin)
+        return probe_compose(check, docker_client)
     except Exception as exc:  # noqa: BLE001 - one broken probe must not hide the others' results
         return Outcome(False, "error", f"unexpected error: {type(exc).__name__}: {exc}")
 
@@ -700,14 +744,16 @@ def _public_result(check, attempts, elapsed, outcome):
     return result
 
 
-def run_checks(specs, deadline=120, interval=2, runner=None, docker_bin="docker",
-               clock=time.monotonic, sleep=time.sleep):
+def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.monotonic, sleep=time.sleep):
     """Poll every check until it passes or ``deadline`` seconds have passed.
 
     Each round probes the checks that have not passed yet, then sleeps
     ``interval`` seconds (never past the deadline). Every check gets at least
     one attempt, and one last attempt when the deadline is reached; a request
     in flight may overrun the deadline by at most its own ``timeout``.
+
+    ``docker_client`` is the Docker SDK client of compose checks; None makes one
+    from the environment (``docker.from_env()``) at the first compose attempt.
 
     Returns ``{"checks": [...], "summary": {...}, "healthy": bool}``.
     Raises HealthSpecError (a ValueError) on invalid definitions.
@@ -727,21 +773,25 @@ def run_checks(specs, deadline=120, interval=2, runner=None, docker_bin="docker"
     end = start + deadline
     state = [{"attempts": 0, "elapsed": 0.0, "outcome": None} for _ in checks]
     pending = list(range(len(checks)))
-    while True:
-        for index in list(pending):
-            outcome = probe(checks[index], runner, docker_bin)
-            entry = state[index]
-            entry["attempts"] += 1
-            entry["outcome"] = outcome
-            entry["elapsed"] = max(clock() - start, 0.0)
-            if outcome.ok:
-                pending.remove(index)
-        if not pending:
-            break
-        now = clock()
-        if now >= end:
-            break
-        sleep(min(interval, end - now))
+    access = _DockerAccess(docker_client)
+    try:
+        while True:
+            for index in list(pending):
+                outcome = probe(checks[index], access)
+                entry = state[index]
+                entry["attempts"] += 1
+                entry["outcome"] = outcome
+                entry["elapsed"] = max(clock() - start, 0.0)
+                if outcome.ok:
+                    pending.remove(index)
+            if not pending:
+                break
+            now = clock()
+            if now >= end:
+                break
+            sleep(min(interval, end - now))
+    finally:
+        access.close()
 
     results = [
         _public_result(check, entry["attempts"], entry["elapsed"], entry["outcome"])

@@ -17,17 +17,22 @@ description:
   - An V(http) check sends one request and can require a status code, a substring or a
     regular expression in the body, and a value at a dotted JSON path.
   - A V(tcp) check connects to a host and port.
-  - A V(compose) check reads the containers of a Docker Compose project with the C(docker) CLI
-    (C(docker ps) and C(docker inspect)) and requires, for every expected service, a running
+  - A V(compose) check reads the containers of a Docker Compose project through the Docker Engine API
+    with the Docker SDK for Python (the containers labelled C(com.docker.compose.project), as
+    C(docker ps --all) and C(docker inspect) show them) and requires, for every expected service, a running
     container whose Docker health state is C(healthy), or that is running when the
     service defines no healthcheck. It also reports each service's image and image ID.
+  - The Docker Engine is found as the C(docker) CLI finds it (C(DOCKER_HOST), C(DOCKER_TLS_VERIFY),
+    C(DOCKER_CERT_PATH), else the local socket); the API version is negotiated with the engine.
   - The module only reads; it never changes the host and always returns RV(ignore:changed=false).
   - Header values are never returned or written into messages.
 author:
   - avatar_mgmt.ops developers
 requirements:
-  - Python 3.9 or later on the target host (standard library only).
-  - The C(docker) CLI on the target host, and permission to use it, for V(compose) checks.
+  - Python 3.9 or later on the target host
+  - for V(http) checks, the Python library C(requests) 2.25 or later on the target host (Debian package C(python3-requests))
+  - for V(compose) checks, the Docker SDK for Python C(docker) 5.0 or later on the target host (Debian package
+    C(python3-docker)) and permission to use the Docker socket (root, or a member of the C(docker) group)
 attributes:
   check_mode:
     support: full
@@ -155,8 +160,13 @@ options:
     type: bool
     default: true
 notes:
+  - Without the library a check type needs (see requirements), the module fails before any check, naming the
+    missing Debian package; C(playbooks/bootstrap.yml) installs them.
   - Checks are probed in turn, in the order given; a slow check delays the others within a round.
-  - Environment proxies (C(http_proxy), C(https_proxy), C(no_proxy)) apply to V(http) checks.
+  - Environment proxies (C(HTTPS_PROXY), C(HTTP_PROXY), C(NO_PROXY), also lowercase) apply to V(http)
+    checks, as the C(requests) library reads them; C(~/.netrc) is not read.
+  - When O(checks[].follow_redirects=true), an C(Authorization) header is not sent to a redirect
+    target on another host.
   - For an C(https://) URL the TLS server name is the URL's host, whatever the C(Host) header says.
 seealso:
   - module: ansible.builtin.uri
@@ -386,6 +396,12 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
+    DOCKER_SDK_IMPORT_ERROR,
+    HAS_DOCKER_SDK,
+    HAS_REQUESTS,
+    MISSING_DOCKER_SDK,
+    MISSING_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
     HealthSpecError,
     failure_message,
     run_checks,
@@ -453,19 +469,19 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
 
-    needs_docker = any(c.get("type") == "compose" for c in params["checks"])
-    docker_bin = module.get_bin_path("docker") if needs_docker else "docker"
-
-    def runner(argv):
-        return module.run_command(argv, environ_update={"LC_ALL": "C"})
+    types = {c.get("type") for c in params["checks"]}
+    if "http" in types and not HAS_REQUESTS:
+        module.fail_json(msg=f"HTTP checks need requests, and {MISSING_REQUESTS}. Nothing was checked.",
+                         exception=REQUESTS_IMPORT_ERROR)
+    if "compose" in types and not HAS_DOCKER_SDK:
+        module.fail_json(msg=f"Compose checks need the Docker SDK, and {MISSING_DOCKER_SDK}. Nothing was checked.",
+                         exception=DOCKER_SDK_IMPORT_ERROR)
 
     try:
         report = run_checks(
             [_user_check(c) for c in params["checks"]],
             deadline=params["deadline"],
             interval=params["interval"],
-            runner=runner,
-            docker_bin=docker_bin,
         )
     except HealthSpecError as exc:
         module.fail_json(msg=f"Invalid health check definition: {exc}")

@@ -27,10 +27,19 @@ description:
     highest pre-release tagged in all images.
   - A version must be tagged in every image; otherwise the module fails naming the image and the tag.
   - Speaks the OCI distribution API directly (tag lists with pagination, manifest HEAD requests,
-    Basic or Bearer token authentication, retries with backoff on HTTP 429 and 5xx). Only reads.
-  - Proxy environment variables are not used.
+    Basic or Bearer token authentication, retries with backoff on HTTP 429 and 5xx) over pooled,
+    kept-alive connections. Only reads.
+  - Proxies are taken from the environment where the module runs, as the C(requests) library reads them,
+    C(HTTPS_PROXY) (and C(HTTP_PROXY) for a V(http://) registry), with C(NO_PROXY) listing hosts to reach
+    directly; lowercase names work too and win. They apply to the registry and to the token endpoint
+    it names. Set them with the task's C(environment) keyword. C(~/.netrc) is not read.
+  - The default CA store is the one C(requests) uses, which C(REQUESTS_CA_BUNDLE) can replace;
+    O(ca_path) and O(validate_certs=false) take precedence over that variable.
 author:
   - avatar_mgmt.ops developers
+requirements:
+  - the Python library C(requests) 2.25 or later where the module runs, usually the controller (it is in the
+    collection's C(requirements.txt)); without it the module fails with a message saying so and requests nothing
 attributes:
   check_mode:
     support: full
@@ -87,7 +96,7 @@ options:
     default: true
   timeout:
     description:
-      - Socket timeout in seconds for each HTTP request.
+      - Connect and read timeout in seconds for each HTTP request (also through a proxy).
     type: int
     default: 30
 notes:
@@ -141,6 +150,15 @@ EXAMPLES = r'''
     tag: latest
     ca_path: /etc/pki/registry-ca.pem
   delegate_to: localhost
+
+- name: Resolve through a corporate proxy; the internal registry is reached directly
+  avatar_mgmt.ops.release_tag:
+    tag: latest
+  environment:
+    HTTPS_PROXY: http://proxy.corp.example:3128
+    NO_PROXY: registry.corp.example,localhost,127.0.0.1
+  delegate_to: localhost
+  run_once: true
 '''
 
 RETURN = r'''
@@ -212,7 +230,13 @@ versions:
   sample: [v1.2.0, v1.2.0-rc.1, v1.1.0]
 '''
 
+import sys
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._http import (
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+)
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci import (
     RegistryClient,
     RegistryError,
@@ -241,6 +265,12 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    if not HAS_REQUESTS:
+        module.fail_json(
+            msg=f'The Python library requests is missing from {sys.executable}, where release_tag runs (usually the '
+                'controller): install the collection\'s requirements.txt (pip install -r requirements.txt) or the '
+                'python3-requests package. Nothing was requested from the registry.',
+            exception=REQUESTS_IMPORT_ERROR, changed=False)
 
     # Validate everything before any network request.
     try:

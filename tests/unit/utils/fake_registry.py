@@ -79,6 +79,7 @@ class FakeRegistry(LocalHTTPService):
         self.accept_tokens = accept_tokens
         self.tokens = {}
         self.log = []       # (method, path, headers dict)
+        self.peers = []     # client (host, port) of each request: one port per TCP connection
         self.token_log = []  # (query dict, authorization header or None)
         self._injected = []  # [regex, method or None, (status, headers, body)]
 
@@ -141,6 +142,7 @@ class _Handler(QuietHandler):
     def _dispatch(self, method):
         reg = self.reg
         reg.log.append((method, self.path, dict(self.headers.items())))
+        reg.peers.append(self.client_address)
         injected = reg.take_injected(method, self.path)
         if injected is not None:
             status, headers, body = injected

@@ -4,8 +4,8 @@
 """Unit tests of plugins/module_utils/_health.py.
 
 HTTP checks run against a real HTTP server on 127.0.0.1 (ephemeral port) in a
-thread; TCP checks against real sockets; compose checks with a runner that
-replays recorded ``docker`` outputs. Deadlines use a fake clock.
+thread; TCP checks against real sockets; compose checks with a fake Docker SDK
+client that serves recorded ``docker inspect`` documents. Deadlines use a fake clock.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
     HealthSpecError,
     failure_message,
@@ -28,6 +30,8 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
     run_checks,
     values_equal,
 )
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_docker import FakeDockerClient
+from docker import errors as docker_errors
 
 VERSION_DOC = {
     "frontend": {"version": "v1.2.0", "commitHash": "abc123"},
@@ -113,6 +117,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(401, "denied")
         elif path == "/redirect":
             self._send(302, "", headers={"Location": "/health"})
+        elif path == "/redirect-host":
+            self._send(302, "", headers={"Location": "/host"})
+        elif path == "/latin1":
+            self._send(200, "caf\u00e9".encode("latin-1"), "text/plain; charset=iso-8859-1")
+        elif path == "/nocharset":
+            self._send(200, "caf\u00e9".encode("utf-8"), "text/plain")
+        elif path == "/short-body":
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"only part")
+            self.close_connection = True
         elif path == "/error":
             self._send(500, "boom")
         else:
@@ -329,6 +345,33 @@ def test_header_values_are_sent_but_never_reported(server, headers, ok, status):
     assert "Authorization" not in text
 
 
+def test_host_header_is_not_carried_to_a_redirect_target(server):
+    result = _one({"name": "routed", "url": server.base + "/redirect-host", "follow_redirects": True,
+                   "headers": {"Host": "api.daidai.amis.hk"}, "body_contains": "host=127.0.0.1"})
+    assert result["ok"] is True, result["detail"]
+
+
+@pytest.mark.parametrize("path, text", [("/latin1", "caf\u00e9"), ("/nocharset", "caf\u00e9")])
+def test_body_charset_from_content_type_else_utf8(server, path, text):
+    result = _one({"name": "charset", "url": server.base + path, "body_contains": text})
+    assert result["ok"] is True, result["detail"]
+
+
+def test_body_cut_short_keeps_the_status(server):
+    result = _one({"name": "short", "url": server.base + "/short-body"})
+    assert result["ok"] is False
+    assert result["status"] == 200
+    assert result["detail"].startswith("HTTP 200, then reading the body failed: ")
+
+
+def test_http_without_requests(monkeypatch, server):
+    monkeypatch.setattr(_health, "HAS_REQUESTS", False)
+    result = _one({"name": "api", "url": server.base + "/health"})
+    assert result["ok"] is False
+    assert result["detail"] == ("the Python library requests (python3-requests) is missing on this host: "
+                                "run playbooks/bootstrap.yml")
+
+
 def test_url_credentials_are_not_reported(server):
     url = f"http://operator:hunter2@127.0.0.1:{server.server_address[1]}/health"
     report = run_checks([{"name": "creds", "url": url}], deadline=0)
@@ -372,7 +415,7 @@ def test_tcp_closed_port_polled_until_deadline():
 
 
 # ---------------------------------------------------------------------------
-# Compose (recorded docker outputs)
+# Compose (recorded `docker inspect` documents served by a fake SDK client)
 # ---------------------------------------------------------------------------
 
 IMAGE_ID = "sha256:7b6041e5d1e429dbc07b0527341d40744e5578c4e0bff6bc201c20b985d381b7"
@@ -380,7 +423,7 @@ IMAGE_ID = "sha256:7b6041e5d1e429dbc07b0527341d40744e5578c4e0bff6bc201c20b985d38
 
 def container(service, status="running", health="healthy", output="", project="avatar",
               number=1, exit_code=0, oneoff=False, image="ghcr.io/rayhu/avatar-mgmt/api:v1.2.0"):
-    """One element of `docker inspect` output, trimmed to the fields docker 20.10+ prints."""
+    """One `docker inspect` document (the SDK's ``Container.attrs``), trimmed to the fields docker 20.10+ prints."""
     cid = f"{service}{number}".encode().hex().ljust(64, "0")[:64]
     state = {
         "Status": status, "Running": status == "running", "Paused": False, "Restarting": False,
@@ -409,39 +452,13 @@ def container(service, status="running", health="healthy", output="", project="a
     }
 
 
-class RecordedDocker:
-    """Replays one recorded `docker ps` + `docker inspect` pair per attempt."""
-
-    def __init__(self, *snapshots, ps_rc=0, ps_err="", inspect_rc=0, inspect_err="", missing_ids=()):
-        self.snapshots = list(snapshots)
-        self.calls = []
-        self.ps_rc, self.ps_err = ps_rc, ps_err
-        self.inspect_rc, self.inspect_err = inspect_rc, inspect_err
-        self.missing_ids = set(missing_ids)
-        self.current = []
-
-    def __call__(self, argv):
-        self.calls.append(list(argv))
-        if argv[1] == "ps":
-            if len(self.snapshots) > 1:
-                self.current = self.snapshots.pop(0)
-            else:
-                self.current = self.snapshots[0]
-            if self.ps_rc:
-                return self.ps_rc, "", self.ps_err
-            return 0, "".join(c["Id"] + "\n" for c in self.current), ""
-        assert argv[1:4] == ["inspect", "--type", "container"]
-        found = [c for c in self.current if c["Id"] in argv[4:] and c["Id"] not in self.missing_ids]
-        return self.inspect_rc, json.dumps(found, indent=4) + "\n", self.inspect_err
-
-
 STACK = [container("db", image="postgres:15.7"), container("directus", image="directus/directus:11.8.0"),
          container("api"), container("frontend", health=None)]
 
 
 def test_compose_all_services_healthy():
-    docker = RecordedDocker(STACK)
-    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, runner=docker)
+    docker = FakeDockerClient(STACK + [container("api", project="other")])
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
     assert result["ok"] is True
     assert result["status"] == "healthy"
     assert result["project"] == "avatar"
@@ -452,10 +469,10 @@ def test_compose_all_services_healthy():
         "image": "ghcr.io/rayhu/avatar-mgmt/api:v1.2.0", "image_id": IMAGE_ID, "detail": "healthy",
     }
     assert result["services"][3]["detail"] == "running (no healthcheck)"
-    assert docker.calls[0] == ["docker", "ps", "--all", "--quiet", "--no-trunc",
-                               "--filter", "label=com.docker.compose.project=avatar"]
-    assert docker.calls[1][:4] == ["docker", "inspect", "--type", "container"]
-    assert len(docker.calls[1]) == 4 + len(STACK)
+    # One query, as `docker ps --all --filter label=...` then `docker inspect` did.
+    assert docker.calls == [{"all": True, "filters": {"label": "com.docker.compose.project=avatar"},
+                             "ignore_removed": True}]
+    assert docker.closed is False  # an injected client belongs to the caller
 
 
 @pytest.mark.parametrize(
@@ -480,66 +497,137 @@ def test_compose_all_services_healthy():
     ],
 )
 def test_compose_failures(snapshot, services, status, detail):
-    docker = RecordedDocker(snapshot)
+    docker = FakeDockerClient(snapshot)
     result = _one({"name": "stack", "type": "compose", "project": "avatar", "services": services},
-                  runner=docker)
+                  docker_client=docker)
     assert result["ok"] is False
     assert result["status"] == status
     assert result["detail"] == detail
 
 
 def test_compose_ignores_one_off_containers():
-    docker = RecordedDocker([container("api"), container("api", number=9, status="exited", oneoff=True)])
-    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, runner=docker)
+    docker = FakeDockerClient([container("api"), container("api", number=9, status="exited", oneoff=True)])
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
     assert result["ok"] is True
     assert result["services"][0]["containers"] == 1
 
 
 def test_compose_polls_until_healthy():
     clock = FakeClock()
-    docker = RecordedDocker(
+    docker = FakeDockerClient(
         [container("db", health="starting"), container("api", health="starting")],
         [container("db"), container("api", health="starting")],
         [container("db"), container("api")],
     )
     result = _one({"name": "stack", "type": "compose", "project": "avatar", "services": ["db", "api"]},
-                  deadline=30, interval=2, runner=docker, clock=clock, sleep=clock.sleep)
+                  deadline=30, interval=2, docker_client=docker, clock=clock, sleep=clock.sleep)
     assert result["ok"] is True
     assert result["attempts"] == 3
     assert result["elapsed"] == 4.0
     assert clock.sleeps == [2, 2]
 
 
-def test_compose_docker_errors_are_reported():
-    docker = RecordedDocker(STACK, ps_rc=1, ps_err=(
-        "permission denied while trying to connect to the Docker daemon socket at "
-        "unix:///var/run/docker.sock\n"))
-    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, runner=docker)
+def _raised(outer, inner):
+    """``outer`` raised while handling ``inner``, as the SDK wraps socket errors."""
+    try:
+        try:
+            raise inner
+        except OSError as exc:
+            raise outer from exc
+    except Exception as exc:  # noqa: BLE001 - whatever outer is
+        return exc
+
+
+@pytest.mark.parametrize(
+    "error, detail",
+    [
+        (_raised(docker_errors.DockerException(
+            "Error while fetching server API version: ('Connection aborted.', PermissionError(13, 'Permission "
+            "denied'))"), PermissionError(13, "Permission denied")),
+         ("permission denied on the Docker socket: run the task as root (become: true) or as a member of the "
+          "docker group")),
+        (_raised(requests.exceptions.ConnectionError("Connection aborted."),
+                 FileNotFoundError(2, "No such file or directory")),
+         "the Docker daemon does not answer on its socket: check that the docker service runs"),
+        (docker_errors.APIError("500 Server Error for http+docker://localhost/v1.45/containers/json",
+                                explanation="filter: invalid filter 'label'"),
+         "the Docker API answered an error: filter: invalid filter 'label'"),
+    ],
+)
+def test_compose_docker_errors_are_reported(error, detail):
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"},
+                  docker_client=FakeDockerClient(STACK, error=error))
     assert result["ok"] is False
     assert result["status"] == "error"
-    assert result["detail"].startswith("docker ps failed (rc=1): permission denied")
+    assert result["detail"] == ("cannot list the containers of compose project 'avatar' through the Docker Engine "
+                                f"API: {detail}")
     assert result["services"] == []
 
 
 def test_compose_tolerates_a_container_removed_during_inspect():
-    docker = RecordedDocker(STACK, inspect_rc=1, inspect_err="Error: No such container: x\n",
-                            missing_ids=[STACK[3]["Id"]])
+    docker = FakeDockerClient(STACK, removed_ids=[STACK[3]["Id"]])
     result = _one({"name": "stack", "type": "compose", "project": "avatar",
-                   "services": ["db", "directus", "api"]}, runner=docker)
+                   "services": ["db", "directus", "api"]}, docker_client=docker)
     assert result["ok"] is True
+    assert docker.calls[0]["ignore_removed"] is True
 
 
-def test_compose_without_docker_cli():
-    result = _one({"name": "stack", "type": "compose", "project": "avatar"},
-                  runner=RecordedDocker(STACK), docker_bin=None)
+def test_compose_without_docker_sdk(monkeypatch):
+    monkeypatch.setattr(_health, "HAS_DOCKER_SDK", False)
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"})
     assert result["ok"] is False
-    assert result["detail"] == "the docker CLI was not found on the target host"
+    assert result["status"] == "error"
+    assert result["detail"] == ("the Python Docker SDK (python3-docker) is missing on this host: "
+                                "run playbooks/bootstrap.yml")
 
 
-def test_compose_uses_the_given_docker_binary():
-    docker = RecordedDocker(STACK)
-    _one({"name": "stack", "type": "compose", "project": "avatar"}, runner=docker, docker_bin="/usr/bin/docker")
-    assert {call[0] for call in docker.calls} == {"/usr/bin/docker"}
+def test_compose_makes_one_client_from_the_environment_per_run_and_closes_it(monkeypatch):
+    made = []
+
+    def from_env():
+        made.append(FakeDockerClient([container("api", health="starting")], [container("api")]))
+        return made[-1]
+
+    monkeypatch.setattr(_health, "docker_client_from_env", from_env)
+    clock = FakeClock()
+    report = run_checks([{"name": "a", "type": "compose", "project": "avatar"},
+                         {"name": "b", "type": "compose", "project": "avatar", "services": ["api"]}],
+                        deadline=10, interval=1, clock=clock, sleep=clock.sleep)
+    assert report["healthy"] is True
+    assert len(made) == 1
+    # Round one: a sees api starting, b (next snapshot) healthy; round two: only a, healthy.
+    assert len(made[0].calls) == 3
+    assert [r["attempts"] for r in report["checks"]] == [2, 1]
+    assert made[0].closed is True
+
+
+def test_compose_engine_that_does_not_answer_yet_is_polled(monkeypatch):
+    attempts = []
+
+    def from_env():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise _raised(docker_errors.DockerException("Error while fetching server API version"),
+                          ConnectionRefusedError(111, "Connection refused"))
+        return FakeDockerClient([container("api")])
+
+    monkeypatch.setattr(_health, "docker_client_from_env", from_env)
+    clock = FakeClock()
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, deadline=10, interval=1,
+                  clock=clock, sleep=clock.sleep)
+    assert result["ok"] is True
+    assert result["attempts"] == 3
+
+
+def test_compose_engine_unreachable_detail(monkeypatch):
+    def from_env():
+        raise _raised(docker_errors.DockerException("Error while fetching server API version"),
+                      FileNotFoundError(2, "No such file or directory"))
+
+    monkeypatch.setattr(_health, "docker_client_from_env", from_env)
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"})
+    assert result["detail"] == ("cannot connect to the Docker Engine: the Docker daemon does not answer on its "
+                                "socket: check that the docker service runs")
 
 
 # ---------------------------------------------------------------------------

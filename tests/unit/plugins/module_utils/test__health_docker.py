@@ -1,12 +1,14 @@
 # Copyright (c) avatar_mgmt.ops developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Compose checks of _health.py against a real Docker engine.
+"""Compose checks of _health.py against a real Docker engine, read through the Docker SDK.
 
 A tiny compose project (`hvtest-<random>`) with three services:
 ``ready`` turns healthy after a few seconds, ``never`` never does, ``plain``
-has no healthcheck. Skipped, with the reason, when no engine, no compose
-plugin or no `avatar-test/debian:bookworm` image is available.
+has no healthcheck; and one labelled container (`hvtest-sdk-<random>`) made
+with the SDK for ``list_compose_containers``. Everything is created here and
+removed in ``finally``. Skipped, with the reason, when no engine, no compose
+plugin, no Docker SDK or no `avatar-test/debian:bookworm` image is available.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import subprocess
 import uuid
 
 import pytest
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import run_checks
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import list_compose_containers, run_checks
 
 pytestmark = pytest.mark.docker
 
@@ -55,6 +58,8 @@ def _sh(argv, timeout=120):
 
 
 def _skip_reason():
+    if not _health.HAS_DOCKER_SDK:
+        return "the Docker SDK for Python is not installed"
     if shutil.which("docker") is None:
         return "the docker CLI is not installed"
     try:
@@ -104,7 +109,6 @@ def test_compose_check_waits_for_healthy_and_reports_unhealthy(project):
         ],
         deadline=15,
         interval=0.5,
-        runner=_sh,
     )
     app, broken = report["checks"]
 
@@ -130,7 +134,7 @@ def test_compose_check_waits_for_healthy_and_reports_unhealthy(project):
 
 
 def test_compose_check_of_all_services(project):
-    report = run_checks([{"name": "all", "type": "compose", "project": project}], deadline=0, runner=_sh)
+    report = run_checks([{"name": "all", "type": "compose", "project": project}], deadline=0)
     result = report["checks"][0]
     assert [s["service"] for s in result["services"]] == ["never", "plain", "ready"]
     assert result["ok"] is False
@@ -143,8 +147,42 @@ def test_compose_check_of_an_unknown_project():
     if reason:
         pytest.skip(reason)
     name = f"hvtest-absent-{uuid.uuid4().hex[:10]}"
-    report = run_checks([{"name": "none", "type": "compose", "project": name}], deadline=0, runner=_sh)
+    report = run_checks([{"name": "none", "type": "compose", "project": name}], deadline=0)
     result = report["checks"][0]
     assert result["ok"] is False
     assert result["status"] == "missing"
     assert result["detail"] == f"compose project {name!r} has no containers"
+
+
+def test_list_compose_containers_through_the_sdk():
+    """One labelled container of our own, made from a present image, read back by the SDK."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    client = _health.docker_client_from_env()
+    suffix = uuid.uuid4().hex[:10]
+    project = f"hvtest-sdk-{suffix}"
+    labels = {
+        "com.docker.compose.project": project,
+        "com.docker.compose.service": "probe",
+        "com.docker.compose.oneoff": "False",
+    }
+    made = None
+    try:
+        made = client.containers.run(IMAGE, ["sleep", "infinity"], name=f"{project}-probe-1", labels=labels,
+                                     detach=True, stop_signal="SIGKILL")
+        containers = list_compose_containers(project, client)
+        assert len(containers) == 1
+        found = containers[0]
+        assert found["id"] == made.id
+        assert found["name"] == f"{project}-probe-1"
+        assert found["service"] == "probe"
+        assert found["state"] == "running"
+        assert found["health"] is None
+        assert found["image"] == IMAGE
+        assert found["image_id"] == _image_id()
+        assert list_compose_containers(f"hvtest-sdk-absent-{suffix}", client) == []
+    finally:
+        if made is not None:
+            made.remove(force=True)
+        client.close()

@@ -14,7 +14,9 @@ import socket
 
 import pytest
 from ansible.module_utils import basic
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health
 from ansible_collections.avatar_mgmt.ops.plugins.modules import health_verify
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_docker import FakeDockerClient
 
 try:
     from ansible.module_utils.testing import patch_module_args
@@ -172,18 +174,6 @@ def test_secret_header_values_never_reach_the_output(capsys, closed_port):
     assert result["checks"][0]["detail"] == "connection refused"
 
 
-class _Docker:
-    def __init__(self, containers):
-        self.containers = containers
-        self.calls = []
-
-    def run_command(self, args, **kwargs):
-        self.calls.append(list(args))
-        if args[1] == "ps":
-            return 0, "".join(c["Id"] + "\n" for c in self.containers), ""
-        return 0, json.dumps(self.containers), ""
-
-
 def _container(service, health):
     state = {"Status": "running", "Running": True, "ExitCode": 0}
     if health:
@@ -204,22 +194,42 @@ def _container(service, health):
     "health, expect, healthy",
     [("healthy", AnsibleExitJson, True), ("unhealthy", AnsibleFailJson, False)],
 )
-def test_compose_check_uses_run_command(monkeypatch, health, expect, healthy):
-    docker = _Docker([_container("api", health), _container("frontend", None)])
-    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: "/usr/bin/docker")
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, args, **kw: docker.run_command(args, **kw))
+def test_compose_check_reads_the_docker_api(monkeypatch, health, expect, healthy):
+    docker = FakeDockerClient([_container("api", health), _container("frontend", None)])
+    monkeypatch.setattr(_health, "docker_client_from_env", lambda: docker)
     result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0},
                   expect)
     assert result["healthy"] is healthy
     services = result["checks"][0]["services"]
     assert [(s["service"], s["ok"]) for s in services] == [("api", healthy), ("frontend", True)]
     assert services[0]["image"] == "ghcr.io/rayhu/avatar-mgmt/api:v1.2.0"
-    assert docker.calls[0][:2] == ["/usr/bin/docker", "ps"]
+    assert docker.calls[0]["filters"] == {"label": "com.docker.compose.project=avatar"}
+    assert docker.closed is True
 
 
 @pytest.mark.usefixtures("patched")
-def test_compose_check_without_docker_cli(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: None)
+def test_compose_check_without_docker_sdk(monkeypatch):
+    monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
+    monkeypatch.setattr(health_verify, "DOCKER_SDK_IMPORT_ERROR", "Traceback: No module named 'docker'")
     result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0},
                   AnsibleFailJson)
-    assert "stack (compose check, 1 attempt: the docker CLI was not found on the target host)" in result["msg"]
+    assert "the Python Docker SDK (python3-docker) is missing on this host: run playbooks/bootstrap.yml" in \
+        result["msg"]
+    assert "Nothing was checked" in result["msg"]
+    assert "No module named 'docker'" in result["exception"]
+
+
+@pytest.mark.usefixtures("patched")
+def test_http_check_without_requests(monkeypatch):
+    monkeypatch.setattr(health_verify, "HAS_REQUESTS", False)
+    result = _run({"checks": [{"name": "api", "url": "http://127.0.0.1:1/"}], "deadline": 0}, AnsibleFailJson)
+    assert "the Python library requests (python3-requests) is missing on this host: run playbooks/bootstrap.yml" \
+        in result["msg"]
+
+
+@pytest.mark.usefixtures("patched")
+def test_tcp_checks_need_neither_library(monkeypatch, open_port):
+    monkeypatch.setattr(health_verify, "HAS_REQUESTS", False)
+    monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
+    result = _run({"checks": [_tcp("db", open_port)], "deadline": 0}, AnsibleExitJson)
+    assert result["healthy"] is True

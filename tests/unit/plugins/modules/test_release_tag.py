@@ -10,7 +10,7 @@ import pytest
 import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci, _oci_transport
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_tag
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import (
     FakeRegistry,
@@ -57,7 +57,7 @@ def no_network(monkeypatch):
     def refuse(self, *args, **kwargs):
         raise AssertionError('no request may be sent')
 
-    monkeypatch.setattr(_oci.RegistryClient, '_send_once', refuse)
+    monkeypatch.setattr(_oci_transport.Transport, 'send_once', refuse)
 
 
 def run(args, expect):
