@@ -129,6 +129,8 @@ class RegistryClient:
 
     :param registry: host[:port] such as ``ghcr.io``; ``https://`` is assumed.
         ``http://host:port`` or ``https://host:port`` selects the scheme.
+    :param endpoint: optional ``host[:port]`` (or URL) to connect to instead of ``registry``;
+        references still name ``registry``.
     :param username: optional user for Basic auth or for the token endpoint.
     :param password: optional password or token (never shown in errors).
     :param ca_path: optional PEM file of CA certificates to trust.
@@ -149,11 +151,13 @@ class RegistryClient:
     def __init__(self, registry='ghcr.io', username=None, password=None, ca_path=None,
                  validate_certs=True, timeout=30, page_size=100, max_retries=4,
                  backoff_base=1.0, backoff_max=60.0, sleep=time.sleep, max_pages=10000,
-                 user_agent=USER_AGENT):
-        scheme, host = self.split_registry(registry)
+                 user_agent=USER_AGENT, endpoint=None):
+        # ``registry`` names the images (``registry/repository/image@digest``); ``endpoint``, when
+        # given, is where this client connects instead (a mirror, a tunnel, a published port).
+        self.registry = self.split_registry(registry)[1]
+        scheme, host = self.split_registry(endpoint or registry)
         self.scheme = scheme
         self.host = host
-        self.registry = host
         self.base_url = f'{scheme}://{host}'
         if bool(password) != bool(username):
             raise ValueError(f'Give both username and password (a token) for registry {host}, or neither for '

@@ -57,6 +57,12 @@ options:
       - HTTPS is used unless the value starts with V(http://).
     type: str
     default: ghcr.io
+  endpoint:
+    description:
+      - Where to connect, as C(host[:port]) or an C(https://) URL, when it is not O(registry) itself (a mirror, an
+        SSH tunnel, a port published on the control node). Image references still name O(registry).
+    type: str
+    version_added: 0.2.0
   repository:
     description:
       - Repository path under the registry; each image is O(repository)/IMAGE.
@@ -252,6 +258,7 @@ def main():
     module = AnsibleModule(
         argument_spec={
             'registry': {'type': 'str', 'default': 'ghcr.io'},
+            'endpoint': {'type': 'str'},
             'repository': {'type': 'str', 'default': 'rayhu/avatar-mgmt'},
             'images': {'type': 'list', 'elements': 'str', 'default': ['api', 'frontend']},
             'tag': {'type': 'str', 'required': True},
@@ -279,6 +286,7 @@ def main():
             raise ValueError(f"timeout must be at least 1 second, got {params['timeout']}")
         client = RegistryClient(
             registry=params['registry'],
+            endpoint=params['endpoint'] or None,
             username=params['username'],
             password=params['password'],
             ca_path=params['ca_path'],

@@ -252,3 +252,13 @@ def test_request_counter_and_reset():
         client.reset_counter()
         assert client.request_count == 0
         client.close()
+
+
+def test_endpoint_is_where_the_client_connects_and_registry_what_references_name():
+    from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci import RegistryClient as Client
+
+    client = Client('ghcr.avatar.test', endpoint='127.0.0.1:5443')
+    assert client.registry == 'ghcr.avatar.test'
+    assert client.base_url == 'https://127.0.0.1:5443'
+    plain = Client('ghcr.io')
+    assert plain.registry == 'ghcr.io' and plain.base_url == 'https://ghcr.io'
