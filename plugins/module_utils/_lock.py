@@ -389,14 +389,15 @@ def _owner_phrase(lock):
     return lock.get('holder') or 'an unknown owner'
 
 
-def acquire(path, record, timeout=0, interval=1.0, break_fingerprint='', check_mode=False,
-            clock=time.monotonic, sleep=time.sleep):
+def acquire(path, record, timeout=0, interval=1.0, break_fingerprint='', check_mode=False, break_hint='',
+            force_hint='', clock=time.monotonic, sleep=time.sleep):
     """Take the lock at ``path`` with ``record`` (from new_record).
 
     With ``break_fingerprint``, the lock with exactly that fingerprint is
     removed first (a different lock is left alone).  While the lock is held,
     the file is polled every ``interval`` seconds until ``timeout`` seconds
-    have passed.
+    have passed.  ``break_hint`` and ``force_hint`` are quoted in the message
+    about a held lock.
 
     Returns a dict: ``acquired``, ``changed``, ``held``, ``lock`` (public view
     of our lock, or of the lock that is held), ``token`` (ours when taken),
@@ -444,7 +445,8 @@ def acquire(path, record, timeout=0, interval=1.0, break_fingerprint='', check_m
                     'acquired': False, 'changed': bool(broken) and not check_mode, 'held': True,
                     'lock': public_view(lock), 'token': '', 'waited': round(elapsed, 3), 'broken': broken,
                     'msg': held_message(path, lock, waited=elapsed if timeout else None,
-                                        removed=broken if not check_mode else None),
+                                        removed=broken if not check_mode else None,
+                                        break_hint=break_hint, force_hint=force_hint),
                 }
             sleep(max(0.0, min(interval, timeout - elapsed)))
             newer = read_raw(path)

@@ -369,7 +369,8 @@ def main():
                 controller=params['_controller'],
             )
             result = acquire(path, record, timeout=params['timeout'],
-                             break_fingerprint=params['_break_fingerprint'], check_mode=module.check_mode)
+                             break_fingerprint=params['_break_fingerprint'], check_mode=module.check_mode,
+                             break_hint=params['break_hint'], force_hint=params['force_hint'])
     except LockError as exc:
         module.fail_json(msg=str(exc), changed=False, **base)
 
