@@ -66,6 +66,7 @@ class ActionModule(ActionBase):
         hints = {'break_hint': str(args.get('break_hint', '-e compose_deploy_break_lock=true')),
                  'force_hint': str(args.get('force_hint', ''))}
 
+        prefix = ''
         breaking = state == 'present' and (break_lock or force)
         first = dict(args, timeout=0) if breaking else args
         outcome = self._run_module(first, task_vars)
@@ -86,13 +87,15 @@ class ActionModule(ActionBase):
                 judged = outcome['lock']
                 outcome = self._run_module(second, task_vars)
                 outcome['waited'] = round(waited + float(outcome.get('waited') or 0.0), 3)
-                if outcome.get('broken'):
+                if outcome.get('acquired') and outcome.get('broken'):
                     outcome['msg'] = f"{outcome.get('msg', '')} The removed lock's run: {reason} ({_verdict(stale)})."
-                elif not outcome.get('acquired') and judged.get('fingerprint') != (outcome.get('lock') or {}).get('fingerprint'):
-                    outcome['msg'] = f"The lock changed while it was being broken. {outcome.get('msg', '')}"
+                elif not outcome.get('acquired') and not outcome.get('broken') and judged.get('fingerprint') != (outcome.get('lock') or {}).get('fingerprint'):
+                    prefix = 'The lock changed while it was being broken, so it was left alone. '
 
         if self._held_by_other(outcome) and 'stale_reason' not in outcome:
             self._judge(outcome, args, here, hints, timeout)
+        if prefix:
+            outcome['msg'] = prefix + outcome.get('msg', '')
 
         result.update(outcome)
         return result
