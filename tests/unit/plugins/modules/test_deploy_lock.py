@@ -14,26 +14,19 @@ from pathlib import Path
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
 from ansible_collections.avatar_mgmt.ops.plugins.modules import deploy_lock
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import (
-    ExitJson,
-    FailJson,
-    assert_documented_options,
-    assert_documented_returns,
-    module_kwargs,
-    patch_exits,
-    run_module,
-)
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 RESULT_KEYS = {'token', 'acquired', 'released', 'held', 'lock', 'stale', 'waited', 'broken', 'msg', 'changed'}
 
 
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
-    patch_exits(monkeypatch)
+    module_harness.patch_exits(monkeypatch)
 
 
 def run(args, expect):
-    return run_module(deploy_lock, args, expect)
+    return module_harness.run_module(deploy_lock, args, expect)
 
 
 @pytest.fixture
@@ -170,12 +163,12 @@ def test_bad_state_is_refused(path):
 
 
 def test_documentation_matches_argument_spec(monkeypatch):
-    captured = module_kwargs(monkeypatch, deploy_lock)
+    captured = module_harness.module_kwargs(monkeypatch, deploy_lock)
     spec = captured['argument_spec']
     assert captured['supports_check_mode'] is True
-    doc = assert_documented_options(deploy_lock, spec)
+    doc = module_harness.assert_documented_options(deploy_lock, spec)
     assert spec['token']['no_log'] is True
     assert set(doc['attributes']) >= {'check_mode', 'diff_mode', 'idempotent'}
-    returned = assert_documented_returns(deploy_lock)
+    returned = module_harness.assert_documented_returns(deploy_lock)
     assert set(returned) == RESULT_KEYS - {'changed'} | {'stale_reason'}
     assert set(returned['lock']['contains']) >= set(_lock.public_view(_lock.parse_lock(b'{}'))) - {'problem'}

@@ -14,23 +14,18 @@ import socket
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health
 from ansible_collections.avatar_mgmt.ops.plugins.modules import health_verify
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_docker import FakeDockerClient
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import (
-    ExitJson,
-    FailJson,
-    patch_exits,
-    patch_module_args,
-    run_module,
-)
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 
 @pytest.fixture
 def patched(monkeypatch):
-    patch_exits(monkeypatch)
+    module_harness.patch_exits(monkeypatch)
 
 
 def _run(args, expect):
-    return run_module(health_verify, args, expect)
+    return module_harness.run_module(health_verify, args, expect)
 
 
 @pytest.fixture
@@ -134,7 +129,7 @@ def test_secret_header_values_never_reach_the_output(capsys, closed_port):
         "deadline": 0,
         "fail_on_error": False,
     }
-    with patch_module_args(args), pytest.raises(SystemExit):
+    with module_harness.patch_module_args(args), pytest.raises(SystemExit):
         health_verify.main()
     out = capsys.readouterr().out
     result = json.loads(out)

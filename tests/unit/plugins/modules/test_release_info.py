@@ -11,15 +11,8 @@ import json
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_info
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_info
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import (
-    ExitJson,
-    FailJson,
-    assert_documented_options,
-    assert_documented_returns,
-    module_kwargs,
-    patch_exits,
-    run_module,
-)
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 DIGEST = 'sha256:' + 'a' * 64
 ID = '20260301T101500Z-v1.2.0'
@@ -34,13 +27,13 @@ class FakeClient:
 
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
-    patch_exits(monkeypatch)
+    module_harness.patch_exits(monkeypatch)
     monkeypatch.setattr(_release_info, 'HAS_DOCKER', True)
     monkeypatch.setattr(_release_info, 'connect', lambda timeout=60: FakeClient())
 
 
 def run(args, expect=ExitJson):
-    return run_module(release_info, args, expect)
+    return module_harness.run_module(release_info, args, expect)
 
 
 def api(state='running'):
@@ -50,8 +43,9 @@ def api(state='running'):
 
 
 def test_documentation_parses(monkeypatch):
-    doc = assert_documented_options(release_info, module_kwargs(monkeypatch, release_info)['argument_spec'])
-    assert_documented_returns(release_info)
+    spec = module_harness.module_kwargs(monkeypatch, release_info)['argument_spec']
+    doc = module_harness.assert_documented_options(release_info, spec)
+    module_harness.assert_documented_returns(release_info)
     assert set(doc['options']) == {'project_dir', 'project_name', 'services', 'last'}
 
 

@@ -11,25 +11,18 @@ import json
 import pytest
 from ansible.module_utils import basic
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_ledger
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import (
-    ExitJson,
-    FailJson,
-    assert_documented_options,
-    assert_documented_returns,
-    module_kwargs,
-    patch_exits,
-    run_module,
-)
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
-    patch_exits(monkeypatch)
+    module_harness.patch_exits(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: None)
 
 
 def run(args, expect=ExitJson):
-    return run_module(release_ledger, args, expect)
+    return module_harness.run_module(release_ledger, args, expect)
 
 
 def release(n, version, result='success', **extra):
@@ -40,8 +33,9 @@ def release(n, version, result='success', **extra):
 
 
 def test_documentation_matches_argument_spec(monkeypatch):
-    assert_documented_options(release_ledger, module_kwargs(monkeypatch, release_ledger)['argument_spec'])
-    returns = assert_documented_returns(release_ledger)
+    spec = module_harness.module_kwargs(monkeypatch, release_ledger)['argument_spec']
+    module_harness.assert_documented_options(release_ledger, spec)
+    returns = module_harness.assert_documented_returns(release_ledger)
     for key in ('ledger', 'current', 'rollback_target', 'rollback_reason', 'kept', 'kept_versions', 'kept_references',
                 'backup_id', 'problem', 'removed'):
         assert key in returns

@@ -9,19 +9,12 @@ from __future__ import annotations
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci, _oci_transport
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_tag
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import (
     FakeRegistry,
     Manifest,
 )
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import (
-    ExitJson,
-    FailJson,
-    assert_documented_options,
-    assert_documented_returns,
-    module_kwargs,
-    patch_exits,
-    run_module,
-)
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 REPO = 'rayhu/avatar-mgmt'
 PASSWORD = 'ghp_moduleSecretToken'
@@ -29,7 +22,7 @@ PASSWORD = 'ghp_moduleSecretToken'
 
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
-    patch_exits(monkeypatch)
+    module_harness.patch_exits(monkeypatch)
     # Never wait in retries.
     original_init = _oci.RegistryClient.__init__
 
@@ -49,7 +42,7 @@ def no_network(monkeypatch):
 
 
 def run(args, expect):
-    return run_module(release_tag, args, expect)
+    return module_harness.run_module(release_tag, args, expect)
 
 
 def repos():
@@ -136,9 +129,9 @@ def test_unreachable_registry_fails_clearly():
 
 
 def test_documentation_matches_argument_spec(monkeypatch):
-    captured = module_kwargs(monkeypatch, release_tag)
+    captured = module_harness.module_kwargs(monkeypatch, release_tag)
     spec = captured['argument_spec']
     assert captured['supports_check_mode'] is True
-    assert_documented_options(release_tag, spec)
+    module_harness.assert_documented_options(release_tag, spec)
     assert spec['password']['no_log'] is True
-    assert_documented_returns(release_tag)
+    module_harness.assert_documented_returns(release_tag)
