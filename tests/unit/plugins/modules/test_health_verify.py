@@ -9,12 +9,11 @@ exit_json / fail_json are patched to raise, as community.general's tests do.
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health
 from ansible_collections.avatar_mgmt.ops.plugins.modules import health_verify
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, ports
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_docker import FakeDockerClient
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
@@ -30,22 +29,13 @@ def _run(args, expect):
 
 @pytest.fixture
 def open_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
+    with ports.listening_port(4) as port:
+        yield port
 
 
 @pytest.fixture
 def closed_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+    return ports.closed_port()
 
 
 def _tcp(name, port):
