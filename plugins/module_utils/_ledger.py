@@ -487,25 +487,21 @@ def summarize(ledger, keep, rollback_to='', backup_ref=''):
 # Files
 # ---------------------------------------------------------------------------
 
+def _id(kind, name, lookup):
+    """The numeric id of ``name`` (a number or a name ``lookup`` resolves); -1 (keep) when unset."""
+    if not name:
+        return -1
+    if str(name).isdigit():
+        return int(name)
+    try:
+        return lookup(name)
+    except KeyError:
+        raise LedgerError(f'{kind} {name} does not exist on this host. Nothing was changed.')
+
+
 def _ids(owner, group):
-    uid = gid = -1
-    if owner:
-        if str(owner).isdigit():
-            uid = int(owner)
-        else:
-            try:
-                uid = pwd.getpwnam(owner).pw_uid
-            except KeyError:
-                raise LedgerError(f'owner {owner} does not exist on this host. Nothing was changed.')
-    if group:
-        if str(group).isdigit():
-            gid = int(group)
-        else:
-            try:
-                gid = grp.getgrnam(group).gr_gid
-            except KeyError:
-                raise LedgerError(f'group {group} does not exist on this host. Nothing was changed.')
-    return uid, gid
+    return (_id('owner', owner, lambda name: pwd.getpwnam(name).pw_uid),
+            _id('group', group, lambda name: grp.getgrnam(name).gr_gid))
 
 
 def _fsync_dir(path):

@@ -19,30 +19,17 @@ from unittest.mock import MagicMock
 
 import pytest
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.avatar_mgmt.ops.plugins.action.deploy_lock import ActionModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
 from ansible_collections.avatar_mgmt.ops.plugins.modules import deploy_lock
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 
 HERE = _lock.controller_identity(os.getpid(), 'ctl')
 
 
-class Done(Exception):
-    pass
-
-
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Done(kwargs)
-
-    def fail_json(self, msg='', **kwargs):
-        kwargs.update(failed=True, msg=msg)
-        raise Done(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    module_harness.patch_exits(monkeypatch)
 
 
 class Plugin:
@@ -65,9 +52,8 @@ class Plugin:
     def execute(self, module_name=None, module_args=None, task_vars=None, **_kwargs):
         assert module_name == 'avatar_mgmt.ops.deploy_lock'
         self.calls.append(dict(module_args))
-        with patch_module_args(dict(module_args, _ansible_check_mode=self.check_mode)), pytest.raises(Done) as excinfo:
-            deploy_lock.main()
-        return excinfo.value.args[0]
+        return module_harness.run_module(deploy_lock, dict(module_args, _ansible_check_mode=self.check_mode),
+                                         (module_harness.ExitJson, module_harness.FailJson))
 
     def run(self):
         return self.action.run(task_vars={'inventory_hostname': 'prod-1'})

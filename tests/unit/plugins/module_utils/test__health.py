@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +29,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
     run_checks,
     values_equal,
 )
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import ports
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_docker import FakeDockerClient
 from docker import errors as docker_errors
 
@@ -150,14 +150,6 @@ def server():
     finally:
         httpd.shutdown()
         httpd.server_close()
-
-
-def _free_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 class FakeClock:
@@ -310,7 +302,7 @@ def test_slow_response_against_timeout(server, timeout, ok, detail):
 
 
 def test_connection_refused():
-    result = _one({"name": "down", "url": f"http://127.0.0.1:{_free_port()}/health"})
+    result = _one({"name": "down", "url": f"http://127.0.0.1:{ports.closed_port()}/health"})
     assert result["ok"] is False
     assert result["status"] is None
     assert result["detail"] == "connection refused"
@@ -385,13 +377,8 @@ def test_url_credentials_are_not_reported(server):
 
 @pytest.fixture
 def listener():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
+    with ports.listening_port(8) as port:
+        yield port
 
 
 def test_tcp_open_port(listener):
@@ -405,7 +392,7 @@ def test_tcp_open_port(listener):
 
 def test_tcp_closed_port_polled_until_deadline():
     clock = FakeClock()
-    port = _free_port()
+    port = ports.closed_port()
     result = _one({"name": "db", "type": "tcp", "host": "127.0.0.1", "port": port},
                   deadline=3, interval=1, clock=clock, sleep=clock.sleep)
     assert result["ok"] is False
@@ -758,7 +745,7 @@ def test_failure_message_is_one_sentence_naming_each_failure(server):
             {"name": "api health", "url": server.base + "/health", "body_contains": "ok"},
             {"name": "api version", "url": server.base + "/api/old-version",
              "json_path": "backend.version", "json_value": "v1.2.0"},
-            {"name": "database", "type": "tcp", "host": "127.0.0.1", "port": _free_port()},
+            {"name": "database", "type": "tcp", "host": "127.0.0.1", "port": ports.closed_port()},
         ],
         deadline=4, interval=2, clock=clock, sleep=clock.sleep,
     )

@@ -261,4 +261,5 @@ def test_endpoint_is_where_the_client_connects_and_registry_what_references_name
     assert client.registry == 'ghcr.avatar.test'
     assert client.base_url == 'https://127.0.0.1:5443'
     plain = Client('ghcr.io')
-    assert plain.registry == 'ghcr.io' and plain.base_url == 'https://ghcr.io'
+    assert plain.registry == 'ghcr.io'
+    assert plain.base_url == 'https://ghcr.io'

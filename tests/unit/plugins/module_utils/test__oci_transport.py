@@ -18,6 +18,7 @@ import urllib.parse
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci, _oci_transport
 from ansible_collections.avatar_mgmt.ops.tests.support.local_server import LocalHTTPService, QuietHandler
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import ports
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import FakeRegistry, make_tls_files
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.oci_client import NAME, client_for, tags_repo
 
@@ -93,10 +94,7 @@ def test_404_is_not_retried():
 
 
 def test_connection_refused_is_retried_then_reported():
-    sock = socket.socket()
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = ports.closed_port()
     sleeps = []
     client = _oci.RegistryClient(f'http://127.0.0.1:{port}', max_retries=2, sleep=sleeps.append, timeout=2)
     with pytest.raises(_oci.RegistryConnectionError) as excinfo:
@@ -279,14 +277,6 @@ def clean_proxy_env(monkeypatch):
     return monkeypatch
 
 
-def _dead_port():
-    sock = socket.socket()
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 @pytest.mark.parametrize('variable', ['HTTP_PROXY', 'http_proxy'])
 def test_requests_go_through_the_proxy_from_the_environment(clean_proxy_env, variable):
     with FakeRegistry(tags_repo(3)) as reg, _ForwardProxy(reg.host) as proxy:
@@ -300,14 +290,14 @@ def test_requests_go_through_the_proxy_from_the_environment(clean_proxy_env, var
 
 
 def test_no_proxy_bypasses_the_proxy(clean_proxy_env):
-    clean_proxy_env.setenv('HTTP_PROXY', f'http://127.0.0.1:{_dead_port()}')
+    clean_proxy_env.setenv('HTTP_PROXY', f'http://127.0.0.1:{ports.closed_port()}')
     clean_proxy_env.setenv('NO_PROXY', '127.0.0.1,localhost')
     with FakeRegistry(tags_repo(3)) as reg:
         assert len(client_for(reg).list_tags(NAME)) == 3
 
 
 def test_an_unreachable_proxy_is_named_without_its_credentials(clean_proxy_env):
-    port = _dead_port()
+    port = ports.closed_port()
     clean_proxy_env.setenv('HTTP_PROXY', f'http://proxyuser:proxy-s3cret@127.0.0.1:{port}')
     client = _oci.RegistryClient('http://oci.proxy-test.invalid:5000', sleep=lambda _s: None, timeout=5,
                                  max_retries=1)

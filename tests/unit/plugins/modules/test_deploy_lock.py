@@ -12,42 +12,21 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
 from ansible_collections.avatar_mgmt.ops.plugins.modules import deploy_lock
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 RESULT_KEYS = {'token', 'acquired', 'released', 'held', 'lock', 'stale', 'waited', 'broken', 'msg', 'changed'}
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    raise ExitJson(kwargs)
-
-
-def _fail_json(self, msg='', **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise FailJson(kwargs)
-
-
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
+    module_harness.patch_exits(monkeypatch)
 
 
 def run(args, expect):
-    with patch_module_args(args), pytest.raises(expect) as excinfo:
-        deploy_lock.main()
-    return excinfo.value.args[0]
+    return module_harness.run_module(deploy_lock, args, expect)
 
 
 @pytest.fixture
@@ -184,32 +163,12 @@ def test_bad_state_is_refused(path):
 
 
 def test_documentation_matches_argument_spec(monkeypatch):
-    captured = {}
-
-    class Capture(Exception):
-        pass
-
-    def fake_module(**kwargs):
-        captured.update(kwargs)
-        raise Capture()
-
-    monkeypatch.setattr(deploy_lock, 'AnsibleModule', fake_module)
-    with pytest.raises(Capture):
-        deploy_lock.main()
+    captured = module_harness.module_kwargs(monkeypatch, deploy_lock)
     spec = captured['argument_spec']
-    doc = yaml.safe_load(deploy_lock.DOCUMENTATION)
     assert captured['supports_check_mode'] is True
-    assert set(doc['options']) == set(spec)
-    for name, option in doc['options'].items():
-        assert option['type'] == spec[name]['type'], name
-        assert option.get('default') == spec[name].get('default'), name
-        assert option.get('required', False) == spec[name].get('required', False), name
-        assert option.get('choices') == spec[name].get('choices'), name
+    doc = module_harness.assert_documented_options(deploy_lock, spec)
     assert spec['token']['no_log'] is True
     assert set(doc['attributes']) >= {'check_mode', 'diff_mode', 'idempotent'}
-    returned = yaml.safe_load(deploy_lock.RETURN)
+    returned = module_harness.assert_documented_returns(deploy_lock)
     assert set(returned) == RESULT_KEYS - {'changed'} | {'stale_reason'}
-    for key, entry in returned.items():
-        assert {'description', 'returned', 'type', 'sample'} <= set(entry), key
     assert set(returned['lock']['contains']) >= set(_lock.public_view(_lock.parse_lock(b'{}'))) - {'problem'}
-    yaml.safe_load(deploy_lock.EXAMPLES)

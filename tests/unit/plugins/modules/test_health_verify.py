@@ -8,80 +8,34 @@ exit_json / fail_json are patched to raise, as community.general's tests do.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 
 import pytest
-from ansible.module_utils import basic
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health
 from ansible_collections.avatar_mgmt.ops.plugins.modules import health_verify
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, ports
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_docker import FakeDockerClient
-
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    from unittest import mock
-
-    @contextlib.contextmanager
-    def patch_module_args(args=None):
-        args = dict(args or {})
-        args.setdefault("_ansible_remote_tmp", "/tmp")
-        args.setdefault("_ansible_keep_remote_files", False)
-        payload = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", payload):
-            yield
-
-
-class AnsibleExitJson(Exception):
-    pass
-
-
-class AnsibleFailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault("changed", False)
-    raise AnsibleExitJson(kwargs)
-
-
-def _fail_json(self, msg="", **kwargs):
-    kwargs["failed"] = True
-    kwargs["msg"] = msg
-    raise AnsibleFailJson(kwargs)
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 
 @pytest.fixture
 def patched(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", _fail_json)
+    module_harness.patch_exits(monkeypatch)
 
 
 def _run(args, expect):
-    with patch_module_args(args), pytest.raises(expect) as excinfo:
-        health_verify.main()
-    return excinfo.value.args[0]
+    return module_harness.run_module(health_verify, args, expect)
 
 
 @pytest.fixture
 def open_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
+    with ports.listening_port(4) as port:
+        yield port
 
 
 @pytest.fixture
 def closed_port():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+    return ports.closed_port()
 
 
 def _tcp(name, port):
@@ -92,7 +46,7 @@ def _tcp(name, port):
 @pytest.mark.parametrize("check_mode", [False, True])
 def test_all_checks_pass(open_port, check_mode):
     result = _run({"checks": [_tcp("db", open_port)], "deadline": 0, "_ansible_check_mode": check_mode},
-                  AnsibleExitJson)
+                  ExitJson)
     assert result["changed"] is False
     assert result["healthy"] is True
     assert result["summary"] == {"total": 1, "passed": 1, "failed": 0, "failed_names": [], "elapsed": pytest.approx(
@@ -105,7 +59,7 @@ def test_all_checks_pass(open_port, check_mode):
 @pytest.mark.usefixtures("patched")
 @pytest.mark.parametrize(
     "fail_on_error, expect",
-    [(True, AnsibleFailJson), (False, AnsibleExitJson)],
+    [(True, FailJson), (False, ExitJson)],
 )
 def test_fail_on_error(open_port, closed_port, fail_on_error, expect):
     args = {
@@ -141,7 +95,7 @@ def test_fail_on_error(open_port, closed_port, fail_on_error, expect):
     ],
 )
 def test_invalid_arguments_fail_with_a_message(checks, message):
-    result = _run({"checks": checks}, AnsibleFailJson)
+    result = _run({"checks": checks}, FailJson)
     assert message in result["msg"]
 
 
@@ -165,7 +119,7 @@ def test_secret_header_values_never_reach_the_output(capsys, closed_port):
         "deadline": 0,
         "fail_on_error": False,
     }
-    with patch_module_args(args), pytest.raises(SystemExit):
+    with module_harness.patch_module_args(args), pytest.raises(SystemExit):
         health_verify.main()
     out = capsys.readouterr().out
     result = json.loads(out)
@@ -192,7 +146,7 @@ def _container(service, health):
 @pytest.mark.usefixtures("patched")
 @pytest.mark.parametrize(
     "health, expect, healthy",
-    [("healthy", AnsibleExitJson, True), ("unhealthy", AnsibleFailJson, False)],
+    [("healthy", ExitJson, True), ("unhealthy", FailJson, False)],
 )
 def test_compose_check_reads_the_docker_api(monkeypatch, health, expect, healthy):
     docker = FakeDockerClient([_container("api", health), _container("frontend", None)])
@@ -212,7 +166,7 @@ def test_compose_check_without_docker_sdk(monkeypatch):
     monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
     monkeypatch.setattr(health_verify, "DOCKER_SDK_IMPORT_ERROR", "Traceback: No module named 'docker'")
     result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0},
-                  AnsibleFailJson)
+                  FailJson)
     assert "the Python Docker SDK (python3-docker) is missing on this host: run playbooks/bootstrap.yml" in \
         result["msg"]
     assert "Nothing was checked" in result["msg"]
@@ -222,7 +176,7 @@ def test_compose_check_without_docker_sdk(monkeypatch):
 @pytest.mark.usefixtures("patched")
 def test_http_check_without_requests(monkeypatch):
     monkeypatch.setattr(health_verify, "HAS_REQUESTS", False)
-    result = _run({"checks": [{"name": "api", "url": "http://127.0.0.1:1/"}], "deadline": 0}, AnsibleFailJson)
+    result = _run({"checks": [{"name": "api", "url": "http://127.0.0.1:1/"}], "deadline": 0}, FailJson)
     assert "the Python library requests (python3-requests) is missing on this host: run playbooks/bootstrap.yml" \
         in result["msg"]
 
@@ -231,5 +185,5 @@ def test_http_check_without_requests(monkeypatch):
 def test_tcp_checks_need_neither_library(monkeypatch, open_port):
     monkeypatch.setattr(health_verify, "HAS_REQUESTS", False)
     monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
-    result = _run({"checks": [_tcp("db", open_port)], "deadline": 0}, AnsibleExitJson)
+    result = _run({"checks": [_tcp("db", open_port)], "deadline": 0}, ExitJson)
     assert result["healthy"] is True

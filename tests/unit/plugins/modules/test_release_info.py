@@ -9,31 +9,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_info
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_info
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 DIGEST = 'sha256:' + 'a' * 64
 ID = '20260301T101500Z-v1.2.0'
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    raise ExitJson(kwargs)
-
-
-def _fail_json(self, msg='', **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise FailJson(kwargs)
 
 
 class FakeClient:
@@ -45,16 +27,13 @@ class FakeClient:
 
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
+    module_harness.patch_exits(monkeypatch)
     monkeypatch.setattr(_release_info, 'HAS_DOCKER', True)
     monkeypatch.setattr(_release_info, 'connect', lambda timeout=60: FakeClient())
 
 
 def run(args, expect=ExitJson):
-    with patch_module_args(args), pytest.raises(expect) as excinfo:
-        release_info.main()
-    return excinfo.value.args[0]
+    return module_harness.run_module(release_info, args, expect)
 
 
 def api(state='running'):
@@ -63,10 +42,10 @@ def api(state='running'):
             'started_at': ''}
 
 
-def test_documentation_parses():
-    doc = yaml.safe_load(release_info.DOCUMENTATION)
-    yaml.safe_load(release_info.EXAMPLES)
-    yaml.safe_load(release_info.RETURN)
+def test_documentation_parses(monkeypatch):
+    spec = module_harness.module_kwargs(monkeypatch, release_info)['argument_spec']
+    doc = module_harness.assert_documented_options(release_info, spec)
+    module_harness.assert_documented_returns(release_info)
     assert set(doc['options']) == {'project_dir', 'project_name', 'services', 'last'}
 
 

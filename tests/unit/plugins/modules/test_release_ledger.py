@@ -9,40 +9,20 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_ledger
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    raise ExitJson(kwargs)
-
-
-def _fail_json(self, msg='', **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise FailJson(kwargs)
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
+    module_harness.patch_exits(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: None)
 
 
 def run(args, expect=ExitJson):
-    with patch_module_args(args), pytest.raises(expect) as excinfo:
-        release_ledger.main()
-    return excinfo.value.args[0]
+    return module_harness.run_module(release_ledger, args, expect)
 
 
 def release(n, version, result='success', **extra):
@@ -52,14 +32,10 @@ def release(n, version, result='success', **extra):
     return entry
 
 
-def test_documentation_matches_argument_spec():
-    doc = yaml.safe_load(release_ledger.DOCUMENTATION)
-    returns = yaml.safe_load(release_ledger.RETURN)
-    yaml.safe_load(release_ledger.EXAMPLES)
-    with open(release_ledger.__file__, encoding='utf-8') as handle:
-        source = handle.read()
-    for name, option in doc['options'].items():
-        assert f"'{name}': {{'type': '{option['type']}'" in source, name
+def test_documentation_matches_argument_spec(monkeypatch):
+    spec = module_harness.module_kwargs(monkeypatch, release_ledger)['argument_spec']
+    module_harness.assert_documented_options(release_ledger, spec)
+    returns = module_harness.assert_documented_returns(release_ledger)
     for key in ('ledger', 'current', 'rollback_target', 'rollback_reason', 'kept', 'kept_versions', 'kept_references',
                 'backup_id', 'problem', 'removed'):
         assert key in returns

@@ -7,41 +7,22 @@
 from __future__ import annotations
 
 import pytest
-import yaml
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci, _oci_transport
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_tag
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import (
     FakeRegistry,
     Manifest,
 )
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 
 REPO = 'rayhu/avatar-mgmt'
 PASSWORD = 'ghp_moduleSecretToken'
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-def _exit_json(self, **kwargs):
-    raise ExitJson(kwargs)
-
-
-def _fail_json(self, msg='', **kwargs):
-    kwargs.update(failed=True, msg=msg)
-    raise FailJson(kwargs)
-
-
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', _fail_json)
+    module_harness.patch_exits(monkeypatch)
     # Never wait in retries.
     original_init = _oci.RegistryClient.__init__
 
@@ -61,9 +42,7 @@ def no_network(monkeypatch):
 
 
 def run(args, expect):
-    with patch_module_args(args), pytest.raises(expect) as excinfo:
-        release_tag.main()
-    return excinfo.value.args[0]
+    return module_harness.run_module(release_tag, args, expect)
 
 
 def repos():
@@ -150,29 +129,9 @@ def test_unreachable_registry_fails_clearly():
 
 
 def test_documentation_matches_argument_spec(monkeypatch):
-    captured = {}
-
-    class Capture(Exception):
-        pass
-
-    def fake_module(**kwargs):
-        captured.update(kwargs)
-        raise Capture()
-
-    monkeypatch.setattr(release_tag, 'AnsibleModule', fake_module)
-    with pytest.raises(Capture):
-        release_tag.main()
+    captured = module_harness.module_kwargs(monkeypatch, release_tag)
     spec = captured['argument_spec']
-    doc = yaml.safe_load(release_tag.DOCUMENTATION)
     assert captured['supports_check_mode'] is True
-    assert set(doc['options']) == set(spec)
-    for name, option in doc['options'].items():
-        assert option['type'] == spec[name]['type'], name
-        assert option.get('default') == spec[name].get('default'), name
-        assert option.get('required', False) == spec[name].get('required', False), name
-        assert option.get('elements') == spec[name].get('elements'), name
+    module_harness.assert_documented_options(release_tag, spec)
     assert spec['password']['no_log'] is True
-    returned = yaml.safe_load(release_tag.RETURN)
-    for key, entry in returned.items():
-        assert {'description', 'returned', 'type', 'sample'} <= set(entry), key
-    yaml.safe_load(release_tag.EXAMPLES)
+    module_harness.assert_documented_returns(release_tag)
