@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.avatar_mgmt.ops.plugins.test.placeholder import TestModule
+from ansible_collections.avatar_mgmt.ops.plugins.test.placeholder import TestModule as PlaceholderTests
 
 
 def test_the_test_is_registered():
-    placeholder = TestModule().tests()['placeholder']
+    placeholder = PlaceholderTests().tests()['placeholder']
     assert placeholder('CHANGE_ME')
     assert not placeholder('s3cret')
