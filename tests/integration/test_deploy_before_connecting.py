@@ -14,6 +14,7 @@ attempt of play 2, so a count of 0 means something.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -93,7 +94,7 @@ def _deploy(inventory, *extra):
 @pytest.mark.parametrize('image_tag', ['v1.2', '1.2.0.0', 'v1.2.0; rm -rf /', 'V1.2.0', 'v9.9.9'])
 def test_bad_image_tag_is_refused_before_connecting(tmp_path, real_registries, listener, image_tag):
     target = real_registries.basic
-    rc, out = _deploy(_inventory(tmp_path, target, listener.port, target.password), '-e', f'image_tag={image_tag}')
+    rc, out = _deploy(_inventory(tmp_path, target, listener.port, target.password), '-e', json.dumps({'image_tag': image_tag}))
     assert rc != 0, out[-3000:]
     assert f'image_tag={image_tag} cannot be deployed' in out, out[-3000:]
     assert 'No server was contacted' in out
