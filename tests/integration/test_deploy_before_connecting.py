@@ -118,3 +118,19 @@ def test_good_input_goes_on_to_the_servers(tmp_path, real_registries, listener):
     assert rc != 0  # the listener is no SSH server
     assert 'cannot be deployed' not in out, out[-3000:]
     assert listener.count >= 1, out[-3000:]
+
+
+def test_ad_hoc_module_from_the_checkout(real_registries):
+    """What a new operator types first works from the checkout: the sandbox inventory (ansible.cfg's
+    default) applies nothing to the implicit localhost, and no variable needs exporting."""
+    target = real_registries.basic
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('AVATAR_', 'ANSIBLE_'))}
+    env['ANSIBLE_CONFIG'] = os.path.join(ROOT, 'ansible.cfg')
+    args = (f'tag=latest registry={target.host} ca_path={target.ca_path} '
+            f'username={target.username} password={target.password}')
+    res = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible'), 'localhost', '-m', 'avatar_mgmt.ops.release_tag',
+                          '-a', args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert 'SUCCESS' in out and '\n    version: v1.2.0\n' in out.replace('\r', '')
+    assert target.password not in out
