@@ -13,12 +13,12 @@ export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 MOLECULE_SCENARIOS ?= default deploy backup
 
-.PHONY: test demo venv docker images platform lint unit integration molecule build-check bench clean down
+.PHONY: test demo venv docker images platform lint sanity unit integration molecule build-check bench clean down
 
 test:
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory venv docker images lint unit build-check integration molecule; \
-	echo "make test: venv, docker, images, lint (yamllint, ansible-lint, ruff), unit, build, integration (real registries), molecule ($(MOLECULE_SCENARIOS)) passed in $$(( $$(date +%s) - start ))s"
+	$(MAKE) --no-print-directory venv docker images lint sanity unit build-check integration molecule; \
+	echo "make test: venv, docker, images, lint (yamllint, ruff, ansible-lint, SPDX headers), sanity (ansible-test), unit, build, integration (real registries), molecule ($(MOLECULE_SCENARIOS)) passed in $$(( $$(date +%s) - start ))s"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt
@@ -40,6 +40,9 @@ lint: venv
 	$(BIN)/yamllint -s .
 	$(BIN)/ruff check plugins tests bench hack molecule
 	$(BIN)/ansible-lint
+
+sanity: venv
+	VENV=$(VENV) bash hack/sanity.sh
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
