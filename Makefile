@@ -39,6 +39,7 @@ platform: images venv
 lint: venv
 	$(BIN)/yamllint -s .
 	$(BIN)/ruff check plugins tests bench hack molecule
+	$(BIN)/ruff format --check plugins tests bench hack molecule
 	$(BIN)/ansible-lint
 
 sanity: venv

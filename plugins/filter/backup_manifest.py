@@ -16,6 +16,7 @@ def _wrap(name, func):
             return func(*args)
         except (ValueError, KeyError, TypeError) as exc:
             raise AnsibleFilterError(f"{name}: {exc}") from exc
+
     return filter_func
 
 

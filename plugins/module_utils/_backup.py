@@ -39,8 +39,11 @@ def count_mismatches(expected, actual):
     for table in sorted(set(expected) | set(actual)):
         want, got = expected.get(table), actual.get(table)
         if want != got:
-            problems.append("{}: {} rows in the manifest, {} after restore".format(
-                table, "no" if want is None else want, "no table" if got is None else got))
+            problems.append(
+                "{}: {} rows in the manifest, {} after restore".format(
+                    table, "no" if want is None else want, "no table" if got is None else got
+                )
+            )
     return problems
 
 

@@ -1,4 +1,5 @@
 """The deploy lifecycle on a real server, checked on the host (ordered: each test builds on the last)."""
+
 import json
 import os
 import subprocess

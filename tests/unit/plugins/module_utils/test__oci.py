@@ -41,29 +41,53 @@ def client_for(reg, **kwargs):
 
 # -- pure helpers ----------------------------------------------------------------
 
-@pytest.mark.parametrize('header, expected', [
-    ('Basic realm="Registry Realm"', [('basic', {'realm': 'Registry Realm'})]),
-    ('Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:rayhu/avatar-mgmt/api:pull"',
-     [('bearer', {'realm': 'https://ghcr.io/token', 'service': 'ghcr.io',
-                  'scope': 'repository:rayhu/avatar-mgmt/api:pull'})]),
-    ('Bearer realm="https://auth.example/token", scope="repository:a/b:pull,push", service="x"',
-     [('bearer', {'realm': 'https://auth.example/token', 'scope': 'repository:a/b:pull,push', 'service': 'x'})]),
-    ('Bearer realm="a\\"b",error="insufficient_scope"', [('bearer', {'realm': 'a"b', 'error': 'insufficient_scope'})]),
-    ('Basic realm=simple, Bearer realm="t",service="s"',
-     [('basic', {'realm': 'simple'}), ('bearer', {'realm': 't', 'service': 's'})]),
-    ('BEARER Realm="x"', [('bearer', {'realm': 'x'})]),
-    ('', []),
-])
+
+@pytest.mark.parametrize(
+    'header, expected',
+    [
+        ('Basic realm="Registry Realm"', [('basic', {'realm': 'Registry Realm'})]),
+        (
+            'Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:rayhu/avatar-mgmt/api:pull"',
+            [
+                (
+                    'bearer',
+                    {
+                        'realm': 'https://ghcr.io/token',
+                        'service': 'ghcr.io',
+                        'scope': 'repository:rayhu/avatar-mgmt/api:pull',
+                    },
+                )
+            ],
+        ),
+        (
+            'Bearer realm="https://auth.example/token", scope="repository:a/b:pull,push", service="x"',
+            [('bearer', {'realm': 'https://auth.example/token', 'scope': 'repository:a/b:pull,push', 'service': 'x'})],
+        ),
+        (
+            'Bearer realm="a\\"b",error="insufficient_scope"',
+            [('bearer', {'realm': 'a"b', 'error': 'insufficient_scope'})],
+        ),
+        (
+            'Basic realm=simple, Bearer realm="t",service="s"',
+            [('basic', {'realm': 'simple'}), ('bearer', {'realm': 't', 'service': 's'})],
+        ),
+        ('BEARER Realm="x"', [('bearer', {'realm': 'x'})]),
+        ('', []),
+    ],
+)
 def test_parse_www_authenticate(header, expected):
     assert _oci.parse_www_authenticate(header) == expected
 
 
-@pytest.mark.parametrize('header, expected', [
-    ('</v2/a/tags/list?n=100&last=v1>; rel="next"', {'next': '/v2/a/tags/list?n=100&last=v1'}),
-    ('<https://r.example/v2/a/tags/list?last=x>; rel=next', {'next': 'https://r.example/v2/a/tags/list?last=x'}),
-    ('</p1>; rel="prev", </p3>; rel="next"', {'prev': '/p1', 'next': '/p3'}),
-    ('', {}),
-])
+@pytest.mark.parametrize(
+    'header, expected',
+    [
+        ('</v2/a/tags/list?n=100&last=v1>; rel="next"', {'next': '/v2/a/tags/list?n=100&last=v1'}),
+        ('<https://r.example/v2/a/tags/list?last=x>; rel=next', {'next': 'https://r.example/v2/a/tags/list?last=x'}),
+        ('</p1>; rel="prev", </p3>; rel="next"', {'prev': '/p1', 'next': '/p3'}),
+        ('', {}),
+    ],
+)
 def test_parse_link_header(header, expected):
     assert _oci.parse_link_header(header) == expected
 
@@ -78,13 +102,16 @@ def test_parse_retry_after():
     assert _oci.parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
 
 
-@pytest.mark.parametrize('registry, scheme, host', [
-    ('ghcr.io', 'https', 'ghcr.io'),
-    ('GHCR.io', 'https', 'ghcr.io'),
-    ('https://ghcr.io/', 'https', 'ghcr.io'),
-    ('http://127.0.0.1:5000', 'http', '127.0.0.1:5000'),
-    ('registry.example.com:5000', 'https', 'registry.example.com:5000'),
-])
+@pytest.mark.parametrize(
+    'registry, scheme, host',
+    [
+        ('ghcr.io', 'https', 'ghcr.io'),
+        ('GHCR.io', 'https', 'ghcr.io'),
+        ('https://ghcr.io/', 'https', 'ghcr.io'),
+        ('http://127.0.0.1:5000', 'http', '127.0.0.1:5000'),
+        ('registry.example.com:5000', 'https', 'registry.example.com:5000'),
+    ],
+)
 def test_split_registry(registry, scheme, host):
     assert _oci.RegistryClient.split_registry(registry) == (scheme, host)
 
@@ -121,6 +148,7 @@ def test_invalid_reference_refused(reference):
 
 
 # -- pagination ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize('link', ['relative', 'absolute'])
 def test_pagination_follows_link(link):
@@ -161,8 +189,13 @@ def test_pagination_registry_ignoring_n_and_last():
 
 def test_pagination_registry_ignoring_last_stops():
     with FakeRegistry(tags_repo(250), link=None) as reg:
-        reg.inject(r'/tags/list', 200, {'Content-Type': 'application/json'},
-                   json.dumps({'tags': [f'v1.0.{i}' for i in range(100)]}).encode(), times=5)
+        reg.inject(
+            r'/tags/list',
+            200,
+            {'Content-Type': 'application/json'},
+            json.dumps({'tags': [f'v1.0.{i}' for i in range(100)]}).encode(),
+            times=5,
+        )
         client = client_for(reg, page_size=100)
         assert len(client.list_tags(NAME)) == 100
     assert client.request_count == 2  # the repeated page brought nothing new
@@ -170,9 +203,12 @@ def test_pagination_registry_ignoring_last_stops():
 
 def test_link_to_another_origin_is_not_followed():
     with FakeRegistry(tags_repo(5)) as reg:
-        reg.inject(r'/tags/list', 200, {'Content-Type': 'application/json',
-                                        'Link': '<https://evil.example/v2/x/tags/list?n=1>; rel="next"'},
-                   b'{"tags": ["v1.0.0"]}')
+        reg.inject(
+            r'/tags/list',
+            200,
+            {'Content-Type': 'application/json', 'Link': '<https://evil.example/v2/x/tags/list?n=1>; rel="next"'},
+            b'{"tags": ["v1.0.0"]}',
+        )
         client = client_for(reg)
         with pytest.raises(_oci.ProtocolError, match='another server'):
             client.list_tags(NAME)
@@ -193,6 +229,7 @@ def test_tag_list_not_json():
 
 
 # -- manifests -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize('media_type', [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 def test_manifest_digest_by_head(media_type):
@@ -252,13 +289,15 @@ def test_repository_not_found_names_image():
 
 def test_invalid_digest_header_is_refused():
     with FakeRegistry({NAME: {}}) as reg:
-        reg.inject(r'/manifests/', 200, {'Docker-Content-Digest': 'md5 nonsense', 'Content-Type': OCI_INDEX},
-                   method='HEAD')
+        reg.inject(
+            r'/manifests/', 200, {'Docker-Content-Digest': 'md5 nonsense', 'Content-Type': OCI_INDEX}, method='HEAD'
+        )
         with pytest.raises(_oci.ProtocolError, match='invalid digest'):
             client_for(reg).manifest_digest(NAME, 'v1.0.0')
 
 
 # -- authentication --------------------------------------------------------------
+
 
 def test_basic_auth_challenge_then_proactive():
     with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg:
@@ -270,18 +309,25 @@ def test_basic_auth_challenge_then_proactive():
 
 
 def test_basic_auth_without_credentials():
-    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg, \
-            pytest.raises(_oci.AuthError, match='requires a login'):
+    with (
+        FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg,
+        pytest.raises(_oci.AuthError, match='requires a login'),
+    ):
         client_for(reg).list_tags(NAME)
 
 
-@pytest.mark.parametrize('auth, refusal', [
-    ('basic', 'rejected the credentials'),  # by the registry itself
-    ('bearer', 'refused the credentials'),  # by its token endpoint
-])
+@pytest.mark.parametrize(
+    'auth, refusal',
+    [
+        ('basic', 'rejected the credentials'),  # by the registry itself
+        ('bearer', 'refused the credentials'),  # by its token endpoint
+    ],
+)
 def test_wrong_password_is_auth_error_that_does_not_leak_it(auth, refusal):
-    with FakeRegistry(tags_repo(3), auth=auth, username='me', password=PASSWORD) as reg, \
-            pytest.raises(_oci.AuthError) as excinfo:
+    with (
+        FakeRegistry(tags_repo(3), auth=auth, username='me', password=PASSWORD) as reg,
+        pytest.raises(_oci.AuthError) as excinfo,
+    ):
         client_for(reg, username='me', password='wrong-password-123').list_tags(NAME)
     message = str(excinfo.value)
     assert refusal in message
@@ -304,22 +350,24 @@ def test_bearer_anonymous():
 
 @pytest.mark.parametrize('token_key', ['token', 'access_token'])
 def test_bearer_with_credentials(token_key):
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False,
-                      token_key=token_key) as reg:
+    with FakeRegistry(
+        tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False, token_key=token_key
+    ) as reg:
         client = client_for(reg, username='me', password=PASSWORD)
         assert len(client.list_tags(NAME)) == 3
     assert reg.token_log[0][1].startswith('Basic ')
 
 
 def test_bearer_anonymous_refused_for_private_repo():
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False) as reg, \
-            pytest.raises(_oci.AuthError, match='refused anonymous access'):
+    with (
+        FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False) as reg,
+        pytest.raises(_oci.AuthError, match='refused anonymous access'),
+    ):
         client_for(reg).list_tags(NAME)
 
 
 def test_bearer_401_after_fresh_token_is_auth_error():
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD,
-                      accept_tokens=False) as reg:
+    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, accept_tokens=False) as reg:
         client = client_for(reg, username='me', password=PASSWORD)
         with pytest.raises(_oci.AuthError) as excinfo:
             client.list_tags(NAME)
@@ -356,13 +404,18 @@ def test_401_without_challenge():
 
 def test_403_is_auth_error():
     with FakeRegistry(tags_repo(1)) as reg:
-        reg.inject(r'/tags/list', 403, {'Content-Type': 'application/json'},
-                   b'{"errors":[{"code":"DENIED","message":"permission_denied"}]}')
+        reg.inject(
+            r'/tags/list',
+            403,
+            {'Content-Type': 'application/json'},
+            b'{"errors":[{"code":"DENIED","message":"permission_denied"}]}',
+        )
         with pytest.raises(_oci.AuthError, match='DENIED'):
             client_for(reg).list_tags(NAME)
 
 
 # -- retries ---------------------------------------------------------------------
+
 
 def test_500_then_success():
     with FakeRegistry(tags_repo(3)) as reg:
@@ -437,8 +490,7 @@ def test_timeout_is_reported():
     listener.bind(('127.0.0.1', 0))
     listener.listen(5)
     try:
-        client = _oci.RegistryClient(f'http://127.0.0.1:{listener.getsockname()[1]}', timeout=0.2,
-                                     max_retries=0)
+        client = _oci.RegistryClient(f'http://127.0.0.1:{listener.getsockname()[1]}', timeout=0.2, max_retries=0)
         with pytest.raises(_oci.RegistryConnectionError, match='Timed out'):
             client.list_tags(NAME)
     finally:
@@ -446,6 +498,7 @@ def test_timeout_is_reported():
 
 
 # -- TLS ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope='module')
 def tls(tmp_path_factory):
@@ -486,6 +539,7 @@ def test_bad_ca_file(tmp_path):
 
 
 # -- secrets -------------------------------------------------------------------
+
 
 def test_error_body_echoing_password_is_redacted():
     with FakeRegistry(tags_repo(1)) as reg:

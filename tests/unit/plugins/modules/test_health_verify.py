@@ -89,12 +89,18 @@ def _tcp(name, port):
 @pytest.mark.usefixtures("patched")
 @pytest.mark.parametrize("check_mode", [False, True])
 def test_all_checks_pass(open_port, check_mode):
-    result = _run({"checks": [_tcp("db", open_port)], "deadline": 0, "_ansible_check_mode": check_mode},
-                  AnsibleExitJson)
+    result = _run(
+        {"checks": [_tcp("db", open_port)], "deadline": 0, "_ansible_check_mode": check_mode}, AnsibleExitJson
+    )
     assert result["changed"] is False
     assert result["healthy"] is True
-    assert result["summary"] == {"total": 1, "passed": 1, "failed": 0, "failed_names": [], "elapsed": pytest.approx(
-        result["summary"]["elapsed"])}
+    assert result["summary"] == {
+        "total": 1,
+        "passed": 1,
+        "failed": 0,
+        "failed_names": [],
+        "elapsed": pytest.approx(result["summary"]["elapsed"]),
+    }
     assert result["checks"][0]["status"] == "connected"
     assert result["checks"][0]["attempts"] == 1
     assert result["msg"] == "All 1 health checks passed."
@@ -131,10 +137,14 @@ def test_fail_on_error(open_port, closed_port, fail_on_error, expect):
         ([{"name": "a", "type": "http"}], "type is http but all of the following are missing: url"),
         ([{"name": "a", "type": "compose"}], "type is compose but all of the following are missing: project"),
         ([{"name": "a", "url": "http://x/", "json_value": "ok"}], "json_path"),
-        ([{"name": "a", "type": "tcp", "host": "h", "port": 1, "url": "http://x/"}],
-         "Invalid health check definition: check 'a': option 'url' does not apply to a tcp check"),
-        ([{"name": "a", "url": "http://x/", "body_regex": "(["}],
-         "Invalid health check definition: check 'a': body_regex '([' does not compile"),
+        (
+            [{"name": "a", "type": "tcp", "host": "h", "port": 1, "url": "http://x/"}],
+            "Invalid health check definition: check 'a': option 'url' does not apply to a tcp check",
+        ),
+        (
+            [{"name": "a", "url": "http://x/", "body_regex": "(["}],
+            "Invalid health check definition: check 'a': body_regex '([' does not compile",
+        ),
         ([], "Invalid health check definition: checks must be a non-empty list"),
     ],
 )
@@ -144,8 +154,18 @@ def test_invalid_arguments_fail_with_a_message(checks, message):
 
 
 def test_type_defaults_do_not_leak_into_other_types():
-    spec = {"name": "db", "type": "tcp", "host": "h", "port": 1, "method": "GET", "status_code": [200],
-            "validate_certs": True, "follow_redirects": False, "services": [], "url": None}
+    spec = {
+        "name": "db",
+        "type": "tcp",
+        "host": "h",
+        "port": 1,
+        "method": "GET",
+        "status_code": [200],
+        "validate_certs": True,
+        "follow_redirects": False,
+        "services": [],
+        "url": None,
+    }
     assert health_verify._user_check(spec) == {"name": "db", "type": "tcp", "host": "h", "port": 1, "url": None}
 
 
@@ -158,8 +178,14 @@ def test_secret_header_values_never_reach_the_output(capsys, closed_port):
     """Unpatched exit_json: what Ansible would really print."""
     secret = "Bearer do-not-print-me-42"
     args = {
-        "checks": [{"name": "cms", "url": f"http://127.0.0.1:{closed_port}/server/health",
-                    "secret_headers": {"Authorization": secret}, "headers": {"Host": "directus.example.test"}}],
+        "checks": [
+            {
+                "name": "cms",
+                "url": f"http://127.0.0.1:{closed_port}/server/health",
+                "secret_headers": {"Authorization": secret},
+                "headers": {"Host": "directus.example.test"},
+            }
+        ],
         "deadline": 0,
         "fail_on_error": False,
     }
@@ -193,9 +219,14 @@ def _container(service, health):
         "Name": f"/avatar-{service}-1",
         "Image": "sha256:" + "ab" * 32,
         "State": state,
-        "Config": {"Image": f"ghcr.io/rayhu/avatar-mgmt/{service}:v1.2.0",
-                   "Labels": {"com.docker.compose.project": "avatar", "com.docker.compose.service": service,
-                              "com.docker.compose.oneoff": "False"}},
+        "Config": {
+            "Image": f"ghcr.io/rayhu/avatar-mgmt/{service}:v1.2.0",
+            "Labels": {
+                "com.docker.compose.project": "avatar",
+                "com.docker.compose.service": service,
+                "com.docker.compose.oneoff": "False",
+            },
+        },
     }
 
 
@@ -208,8 +239,7 @@ def test_compose_check_uses_run_command(monkeypatch, health, expect, healthy):
     docker = _Docker([_container("api", health), _container("frontend", None)])
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: "/usr/bin/docker")
     monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, args, **kw: docker.run_command(args, **kw))
-    result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0},
-                  expect)
+    result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0}, expect)
     assert result["healthy"] is healthy
     services = result["checks"][0]["services"]
     assert [(s["service"], s["ok"]) for s in services] == [("api", healthy), ("frontend", True)]
@@ -220,6 +250,7 @@ def test_compose_check_uses_run_command(monkeypatch, health, expect, healthy):
 @pytest.mark.usefixtures("patched")
 def test_compose_check_without_docker_cli(monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **kw: None)
-    result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0},
-                  AnsibleFailJson)
+    result = _run(
+        {"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0}, AnsibleFailJson
+    )
     assert "stack (compose check, 1 attempt: the docker CLI was not found on the target host)" in result["msg"]

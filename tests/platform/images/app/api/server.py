@@ -7,6 +7,7 @@ Interfaces the collection touches:
 Everything else -> 404 JSON.
 Only environment variable NAMES are ever logged, never values.
 """
+
 import hashlib
 import json
 import os
@@ -93,17 +94,20 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/version":
             now = time.time()
             info = build_info()
-            return self.send_json(200, {
-                "frontend": dict(info),
-                "backend": dict(info),
-                "system": {
-                    "deployTime": iso(START),
-                    "environment": os.environ.get("NODE_ENV", "development"),
-                    "uptime": int(now - START),
-                    "lastCheck": iso(now),
+            return self.send_json(
+                200,
+                {
+                    "frontend": dict(info),
+                    "backend": dict(info),
+                    "system": {
+                        "deployTime": iso(START),
+                        "environment": os.environ.get("NODE_ENV", "development"),
+                        "uptime": int(now - START),
+                        "lastCheck": iso(now),
+                    },
+                    "generatedAt": iso(now),
                 },
-                "generatedAt": iso(now),
-            })
+            )
         return self.send_json(404, {"error": "Not Found", "path": path})
 
     do_HEAD = do_GET
@@ -122,5 +126,6 @@ def main():
 
 if __name__ == "__main__":
     import signal
+
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     main()
