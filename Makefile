@@ -1,3 +1,7 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # The two commands of the README:
 #   make test   set everything up on a fresh machine and run every test
 #   make demo   start the sandbox and deploy to it
@@ -41,6 +45,7 @@ lint: venv
 	$(BIN)/ruff check plugins tests bench hack molecule
 	$(BIN)/ruff format --check plugins tests bench hack molecule
 	$(BIN)/ansible-lint
+	bash hack/spdx.sh --check
 
 sanity: venv
 	VENV=$(VENV) bash hack/sanity.sh

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Build the collection artifact and prove it is clean and self-describing.
 set -euo pipefail
 out=$(mktemp -d)

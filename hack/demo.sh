@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # make demo: start the sandbox (GHCR stand-in, a staging and a production server),
 # deploy v1.2.0 to production and the staging channel to staging, print the status
 # and where the deployed frontend answers through the proxy.

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # make sanity: `ansible-test sanity` on the tracked files of this checkout.
 #
 # ansible-test only tests a collection that sits at
@@ -41,7 +45,7 @@ pyver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 log() { printf '[sanity] %s\n' "$*"; }
 
-# shellcheck: the `shellcheck` sanity test runs it on every .sh file.
+# The `shellcheck` sanity test needs the shellcheck program.
 if ! command -v shellcheck >/dev/null 2>&1; then
   log "installing shellcheck"
   apt-get update -qq

@@ -1,3 +1,7 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """What the molecule scenarios' testinfra tests share: the sandbox vault, the GHCR
 stand-in's own answers, running the collection's playbooks, and the stack's state."""
 

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Build the stand-in application images (tests/platform/images/app/*) FROM avatar-test/debian:bookworm.
 #   avatar-test/api:<v>, avatar-test/frontend:<v>   v in APP_VERSIONS (api v1.2.1 is built HEALTHY=false)
 #   avatar-test/directus:11.8.0, avatar-test/postgres:15.7, avatar-test/nginx-proxy-manager:latest

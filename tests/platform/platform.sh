@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # The local test world: a GHCR stand-in (Distribution 2.8 with TLS and auth)
 # and bare Debian 13 servers reached over SSH on 127.0.0.1.
 #

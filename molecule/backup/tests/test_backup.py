@@ -1,3 +1,7 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Backups proven on a real server: rows and files survive losing the database and
 the uploads; corruption is caught; restore needs its confirmation; retention keeps
 the right backups. Ordered: each test builds on the last."""

@@ -1,3 +1,7 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """State of bare servers after bootstrap + ghcr_login, checked on the hosts."""
 
 import json

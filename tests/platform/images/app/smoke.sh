@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Smoke test of the stand-in application images working together (compose project "appsmoke").
 # Traffic goes only to 127.0.0.1 (the proxy's published ports) and into the project's containers.
 # Usage: tests/platform/images/app/smoke.sh        (KEEP=1 leaves the stack up for inspection)

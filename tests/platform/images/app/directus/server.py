@@ -1,4 +1,8 @@
 #!/usr/bin/env python3
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Stand-in for directus/directus:11.8.0 on port 8055.
 
   GET  /server/health       {"status":"ok"} when PostgreSQL answers SELECT 1, else 503 {"status":"error",...}

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Mimics the official postgres image entrypoint (subset):
 #   POSTGRES_USER (default postgres), POSTGRES_PASSWORD (required unless
 #   POSTGRES_HOST_AUTH_METHOD=trust), POSTGRES_DB (default $POSTGRES_USER),
