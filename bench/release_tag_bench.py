@@ -90,7 +90,7 @@ def run(count):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--json', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
     small, large = run(500), run(5000)

@@ -23,9 +23,9 @@ if [ -f playbooks/status.yml ]; then $ap -i $inv playbooks/status.yml; fi
 
 echo
 for pair in "production 8122 daidai.amis.hk api.daidai.amis.hk" "staging 8121 daidai-preview.amis.hk api.daidai-preview.amis.hk"; do
-  set -- $pair
-  version=$(curl -s --max-time 5 -H "Host: $4" "http://127.0.0.1:$2/api/version" \
+  read -r env port host api_host <<<"$pair"
+  version=$(curl -s --max-time 5 -H "Host: $api_host" "http://127.0.0.1:$port/api/version" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["backend"]["version"])')
-  echo "$1: frontend at http://127.0.0.1:$2/ (Host: $3), api reports $version"
-  echo "    try: curl -H 'Host: $3' http://127.0.0.1:$2/"
+  echo "$env: frontend at http://127.0.0.1:$port/ (Host: $host), api reports $version"
+  echo "    try: curl -H 'Host: $host' http://127.0.0.1:$port/"
 done

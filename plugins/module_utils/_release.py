@@ -177,8 +177,8 @@ class _Resolver:
         for image in self.images:
             if not any(candidate in tags[image] for candidate in candidates):
                 raise ResolutionError(
-                    f'Version {self.request.requested} is not tagged for image {image} ({self.full(image)}). Versions present for all images: {self._show(versions)}. '
-                    'Push the image or ask for another version.'
+                    f'Version {self.request.requested} is not tagged for image {image} ({self.full(image)}). '
+                    f'Versions present for all images: {self._show(versions)}. Push the image or ask for another version.'
                 )
         raise ResolutionError(
             'Version {} is tagged with different spellings ({}) across the images {}; tag it the same way '

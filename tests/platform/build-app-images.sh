@@ -29,7 +29,8 @@ build() {  # build REF DIR [--build-arg ...]
   if [ "$FORCE" != 1 ] && docker image inspect "$ref" >/dev/null 2>&1; then
     echo "skip $ref" >>"$logdir/summary"; return 0
   fi
-  local log="$logdir/$(echo "$ref" | tr '/:' '__').log" t0=$SECONDS
+  local log t0=$SECONDS
+  log="$logdir/$(echo "$ref" | tr '/:' '__').log"
   if ! docker build -q -t "$ref" "$@" "$ctx/$dir" >"$log" 2>&1; then
     echo "[app-images] FAILED $ref" >&2; tail -n 40 "$log" >&2; return 1
   fi

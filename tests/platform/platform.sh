@@ -231,7 +231,9 @@ cmd_down() {
   local ids
   ids=$(docker ps -aq --filter label=avatar-test.platform)
   if [ -n "$ids" ]; then
-    for n in $(docker inspect -f '{{.Name}}' $ids | tr -d /); do remove_servers "$n"; done
+    local idlist
+    mapfile -t idlist <<<"$ids"
+    for n in $(docker inspect -f '{{.Name}}' "${idlist[@]}" | tr -d /); do remove_servers "$n"; done
   fi
   docker volume rm -f "$registry_volume" >/dev/null 2>&1 || true
   rm -f "$state/registry/seeded"

@@ -101,7 +101,7 @@ class FakeRegistry(LocalHTTPService):
 
     def inject(self, path_regex, status, headers=None, body=b'', method=None, times=1):
         """Answer the next ``times`` matching requests with this response instead."""
-        for _ in range(times):
+        for _time in range(times):
             self._injected.append([re.compile(path_regex), method, (status, headers or {}, body)])
 
     def requests(self, method=None, contains=None):

@@ -27,7 +27,7 @@ if [ "$1" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
   chown postgres:postgres "$PGDATA" /var/run/postgresql
   chmod 700 "$PGDATA"; chmod 2775 /var/run/postgresql
   # Re-run this script as postgres (exec, so postgres ends up as PID 1).
-  exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+  exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
 if [ "$1" = 'postgres' ]; then
