@@ -33,8 +33,8 @@
 #   - Ansible Vault ciphertext (first line $ANSIBLE_VAULT;...: the format allows
 #     nothing before it);
 #   - vault password files (*vault-password*): the whole content is the secret;
-#   - changelogs/changelog.yaml: generated and rewritten by antsibull-changelog,
-#     which drops comments;
+#   - changelogs/changelog.yaml and CHANGELOG.md: generated and rewritten by
+#     antsibull-changelog, which drops comments;
 #   - LICENSE, COPYING: the licence text itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,7 +74,7 @@ def exempt(path, data):
         or name.endswith('.json')
         or data.startswith(b'$ANSIBLE_VAULT;')
         or 'vault-password' in name
-        or path == 'changelogs/changelog.yaml'
+        or path in ('changelogs/changelog.yaml', 'CHANGELOG.md')
         or name in ('LICENSE', 'COPYING')
     )
 
