@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # The same licence header on every tracked file.
 #
 #   hack/spdx.sh --check [PATHSPEC...]   list the files that lack the header; exit 1 if any
@@ -45,7 +49,9 @@ case $mode in
   *) echo "usage: $0 --check|--fix [PATHSPEC...]" >&2; exit 2 ;;
 esac
 
-code=$(cat <<'EOF'
+# The logic, in Python; read (exit status 1 at the end of input) into a variable
+# because standard input carries the file list.
+IFS= read -r -d '' code <<'EOF' || true
 import os
 import re
 import sys
@@ -152,5 +158,9 @@ def main():
 
 main()
 EOF
-)
-git ls-files -z -- "$@" | python3 -c "$code" "$mode"
+# One compound command, parsed whole before it runs, ending in exit: --fix may
+# rewrite this very file, and bash would otherwise go on reading it at an old offset.
+{
+  git ls-files -z -- "$@" | python3 -c "$code" "$mode"
+  exit
+}
