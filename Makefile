@@ -1,3 +1,7 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # The two commands of the README:
 #   make test   set everything up on a fresh machine and run every test
 #   make demo   start the sandbox and deploy to it
@@ -13,12 +17,12 @@ export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 MOLECULE_SCENARIOS ?= default deploy backup
 
-.PHONY: test demo venv docker images platform lint unit integration molecule build-check bench clean down
+.PHONY: test demo venv docker images platform lint sanity unit integration molecule build-check bench clean down
 
 test:
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory venv docker images lint unit build-check integration molecule; \
-	echo "make test: venv, docker, images, lint (yamllint, ansible-lint, ruff), unit, build, integration (real registries), molecule ($(MOLECULE_SCENARIOS)) passed in $$(( $$(date +%s) - start ))s"
+	$(MAKE) --no-print-directory venv docker images lint sanity unit build-check integration molecule; \
+	echo "make test: venv, docker, images, lint (yamllint, ruff, ansible-lint, SPDX headers), sanity (ansible-test), unit, build, integration (real registries), molecule ($(MOLECULE_SCENARIOS)) passed in $$(( $$(date +%s) - start ))s"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt
@@ -42,7 +46,12 @@ lint: venv
 	rm -rf $(HOME)/.ansible/collections/ansible_collections/avatar_mgmt/ops
 	$(BIN)/yamllint -s .
 	$(BIN)/ruff check plugins tests bench hack molecule
+	$(BIN)/ruff format --check plugins tests bench hack molecule
 	$(BIN)/ansible-lint
+	bash hack/spdx.sh --check
+
+sanity: venv
+	VENV=$(VENV) bash hack/sanity.sh
 
 unit: venv
 	$(BIN)/pytest -q tests/unit

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Backup cost against a plain pg_dump of the same database, measured in one run on
 # the sandbox production server (start it with `make demo` first).
 #   bash bench/backup_bench.sh [ROWS]      (default 1,500,000 rows, about 400 MB in PostgreSQL)

@@ -55,8 +55,9 @@ def make_tags(image, count):
             name = f'v{major}.{minor}.{patch}'
         tags[name] = Manifest(f'{image}-{name}')
         i += 1
-    releases = sorted((t for t in tags if t.startswith('v') and '-' not in t),
-                      key=lambda t: tuple(int(x) for x in t[1:].split('.')))
+    releases = sorted(
+        (t for t in tags if t.startswith('v') and '-' not in t), key=lambda t: tuple(int(x) for x in t[1:].split('.'))
+    )
     tags['latest'] = tags[releases[-1]]
     for extra in ('main', 'buildcache', 'staging', '20240101'):
         tags.setdefault(extra, Manifest(image + extra))
@@ -89,23 +90,25 @@ def run(count):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--json', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
     small, large = run(500), run(5000)
     print(f"{'tags/image':<14} {'version':>8} {'requests':>10} {'tag pages':>10} {'HEADs':>8} {'elapsed':>10}")
     for row in (small, large):
-        print(f"{row['tags_per_image']:<14d} {row['version']:>8} {row['requests']:>10d} {row['tag_pages']:>10d} "
-              f"{row['manifest_heads']:>8d} {row['elapsed_s']:>9.3f}s")
+        print(
+            f"{row['tags_per_image']:<14d} {row['version']:>8} {row['requests']:>10d} {row['tag_pages']:>10d} "
+            f"{row['manifest_heads']:>8d} {row['elapsed_s']:>9.3f}s"
+        )
     ratio = {
         'tags': large['tags_per_image'] / small['tags_per_image'],
         'requests': large['requests'] / small['requests'],
         'elapsed': large['elapsed_s'] / small['elapsed_s'] if small['elapsed_s'] else float('nan'),
     }
-    print(f"ratio 5000/500: tags x{ratio['tags']:.1f}, requests x{ratio['requests']:.1f}, "
-          f"elapsed x{ratio['elapsed']:.1f}")
-    print(f"requests = tag pages + {large['manifest_heads']} manifest HEADs (2 per image): "
-          'they follow pages, not tags')
+    print(
+        f"ratio 5000/500: tags x{ratio['tags']:.1f}, requests x{ratio['requests']:.1f}, elapsed x{ratio['elapsed']:.1f}"
+    )
+    print(f"requests = tag pages + {large['manifest_heads']} manifest HEADs (2 per image): they follow pages, not tags")
     for row in (small, large):
         assert row['requests'] == row['tag_pages'] + row['manifest_heads'] == row['tag_pages'] + 2 * len(IMAGES)
     if args.json:

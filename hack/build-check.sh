@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Build the collection artifact and prove it is clean and self-describing.
 set -euo pipefail
 out=$(mktemp -d)
@@ -12,7 +16,8 @@ for f in plugins/modules/release_tag.py plugins/modules/health_verify.py roles/c
   grep -qx "$f" <<<"$listing" || { echo "artifact lacks $f"; exit 1; }
 done
 for m in release_tag health_verify; do .venv/bin/ansible-doc "avatar_mgmt.ops.$m" >/dev/null; done
-for r in $(ls roles); do
+for d in roles/*/; do
+  r=$(basename "$d")
   .venv/bin/ansible-doc -t role "avatar_mgmt.ops.$r" >/dev/null
 done
 for f in semver_sort semver_compare semver_is_prerelease semver_channel compose_image_changes; do

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # make demo: start the sandbox (GHCR stand-in, a staging and a production server),
 # deploy v1.2.0 to production and the staging channel to staging, print the status
 # and where the deployed frontend answers through the proxy.
@@ -20,9 +24,9 @@ $ap status.yml -i $inv
 
 echo
 for pair in "production 8122 daidai.amis.hk api.daidai.amis.hk" "staging 8121 daidai-preview.amis.hk api.daidai-preview.amis.hk"; do
-  set -- $pair
-  version=$(curl -s --max-time 5 -H "Host: $4" "http://127.0.0.1:$2/api/version" \
+  read -r env port host api_host <<<"$pair"
+  version=$(curl -s --max-time 5 -H "Host: $api_host" "http://127.0.0.1:$port/api/version" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["backend"]["version"])')
-  echo "$1: frontend at http://127.0.0.1:$2/ (Host: $3), api reports $version"
-  echo "    try: curl -H 'Host: $3' http://127.0.0.1:$2/"
+  echo "$env: frontend at http://127.0.0.1:$port/ (Host: $host), api reports $version"
+  echo "    try: curl -H 'Host: $host' http://127.0.0.1:$port/"
 done

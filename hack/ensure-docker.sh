@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Make sure a Docker engine with the compose v2 plugin answers on this machine.
 # Uses a running engine; otherwise installs Debian's docker.io and starts dockerd
 # by hand (no systemd here). Compose v2 comes from Debian 13's docker-compose

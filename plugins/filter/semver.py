@@ -32,8 +32,9 @@ def semver_sort(tags, reverse=True):
 def semver_compare(a, b):
     """-1, 0 or 1 as version ``a`` has lower, equal or higher precedence than ``b``."""
     try:
-        return _semver.compare(_text(a, 'semver_compare', 'the first version'),
-                               _text(b, 'semver_compare', 'the second version'))
+        return _semver.compare(
+            _text(a, 'semver_compare', 'the first version'), _text(b, 'semver_compare', 'the second version')
+        )
     except ValueError as exc:
         raise AnsibleFilterError(f'semver_compare: {exc}')
 

@@ -1,3 +1,7 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Pure logic of the backup role: read psql's report, describe files, compare row counts."""
 
 
@@ -39,8 +43,11 @@ def count_mismatches(expected, actual):
     for table in sorted(set(expected) | set(actual)):
         want, got = expected.get(table), actual.get(table)
         if want != got:
-            problems.append("{}: {} rows in the manifest, {} after restore".format(
-                table, "no" if want is None else want, "no table" if got is None else got))
+            problems.append(
+                "{}: {} rows in the manifest, {} after restore".format(
+                    table, "no" if want is None else want, "no table" if got is None else got
+                )
+            )
     return problems
 
 

@@ -71,10 +71,17 @@ def parse_request(tag):
     try:
         version = _semver.parse(tag)
     except ValueError as exc:
-        raise ValueError('Invalid tag {!r}: use latest, staging or a version such as v1.2.0 or v1.2.0-rc.1 ({})'.format(tag if len(tag) <= 64 else tag[:61] + '...', exc))
+        raise ValueError(
+            'Invalid tag {!r}: use latest, staging or a version such as v1.2.0 or v1.2.0-rc.1 ({})'.format(
+                tag if len(tag) <= 64 else tag[:61] + '...', exc
+            )
+        )
     if version.build:
-        raise ValueError('Invalid tag {!r}: build metadata ("+...") cannot appear in an image tag; '
-                         'ask for {} instead'.format(tag, version.format().split('+', 1)[0]))
+        raise ValueError(
+            'Invalid tag {!r}: build metadata ("+...") cannot appear in an image tag; ask for {} instead'.format(
+                tag, version.format().split('+', 1)[0]
+            )
+        )
     return Request(tag, version=version)
 
 
@@ -170,11 +177,13 @@ class _Resolver:
         for image in self.images:
             if not any(candidate in tags[image] for candidate in candidates):
                 raise ResolutionError(
-                    f'Version {self.request.requested} is not tagged for image {image} ({self.full(image)}). Versions present for all images: {self._show(versions)}. '
-                    'Push the image or ask for another version.')
+                    f'Version {self.request.requested} is not tagged for image {image} ({self.full(image)}). '
+                    f'Versions present for all images: {self._show(versions)}. Push the image or ask for another version.'
+                )
         raise ResolutionError(
             'Version {} is tagged with different spellings ({}) across the images {}; tag it the same way '
-            'in every image.'.format(self.request.requested, ' / '.join(candidates), ', '.join(self.images)))
+            'in every image.'.format(self.request.requested, ' / '.join(candidates), ', '.join(self.images))
+        )
 
     def resolve_channel(self, semver, versions):
         channel = self.request.channel
@@ -190,15 +199,17 @@ class _Resolver:
                 if not fallback:
                     raise ResolutionError(
                         'Image {} has no {} tag and no {} version is tagged in all images ({}); '
-                        'ask for an explicit version.'.format(image, channel, kind, ', '.join(self.images)))
+                        'ask for an explicit version.'.format(image, channel, kind, ', '.join(self.images))
+                    )
                 found[image] = fallback[0]
                 how[image] = 'highest_%s' % ('prerelease' if want_pre else 'release')
                 continue
             ordered = _semver.sort_tags(semver[image])
-            candidates = ([t for t in ordered if semver[image][t].is_prerelease == want_pre]
-                          + [t for t in ordered if semver[image][t].is_prerelease != want_pre])
+            candidates = [t for t in ordered if semver[image][t].is_prerelease == want_pre] + [
+                t for t in ordered if semver[image][t].is_prerelease != want_pre
+            ]
             match = None
-            for candidate in candidates[:self.max_candidates]:
+            for candidate in candidates[: self.max_candidates]:
                 try:
                     info = self.digest(image, candidate)
                 except NotFoundError:
@@ -207,11 +218,15 @@ class _Resolver:
                     match = candidate
                     break
             if match is None:
-                searched = ('any version tag' if len(candidates) <= self.max_candidates
-                            else f'the {self.max_candidates} highest version tags')
+                searched = (
+                    'any version tag'
+                    if len(candidates) <= self.max_candidates
+                    else f'the {self.max_candidates} highest version tags'
+                )
                 raise ResolutionError(
                     f'{self.full(image)}:{channel} ({channel_info.digest}) matches {searched} of image {image}; tag that image with its version, or ask '
-                    'for an explicit version.')
+                    'for an explicit version.'
+                )
             found[image] = match
             how[image] = 'channel_digest'
         first = self.images[0]
@@ -219,7 +234,8 @@ class _Resolver:
             if found[image] != found[first]:
                 raise ResolutionError(
                     f'The images disagree on {channel}: image {first} resolves to {found[first]} but image {image} resolves to {found[image]}. Move the '
-                    f'{channel} tag of image {image} to the same release, or ask for an explicit version.')
+                    f'{channel} tag of image {image} to the same release, or ask for an explicit version.'
+                )
         return found[first], how
 
 

@@ -70,9 +70,16 @@ def parse_time(value, what='time'):
                 raise ValueError(f'{what} {value!r} has an invalid UTC offset {tz!r}')
             tzinfo = timezone(-offset if tz[0] == '-' else offset)
         try:
-            moment = datetime(int(fields['year']), int(fields['month']), int(fields['day']),
-                              int(fields['hour']), int(fields['minute']), int(fields['second'] or 0),
-                              int(fraction), tzinfo=tzinfo)
+            moment = datetime(
+                int(fields['year']),
+                int(fields['month']),
+                int(fields['day']),
+                int(fields['hour']),
+                int(fields['minute']),
+                int(fields['second'] or 0),
+                int(fraction),
+                tzinfo=tzinfo,
+            )
         except ValueError as exc:
             raise ValueError(f'{what} {value!r} is not a valid date and time: {exc}') from None
     else:

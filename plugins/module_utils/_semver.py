@@ -76,7 +76,7 @@ def _explain(text):
     core = re.match(r'v?([0-9]+)\.([0-9]+)\.([0-9]+)', text).groups()
     if any(len(part) > 1 and part.startswith('0') for part in core):
         return 'numeric parts must not have leading zeros'
-    rest = text[_CORE_RE.match(text).end():]
+    rest = text[_CORE_RE.match(text).end() :]
     if rest and rest[0] not in '-+':
         return 'only "-PRERELEASE" and "+BUILD" may follow MAJOR.MINOR.PATCH'
     pre, _sep, build = rest.partition('+')
@@ -156,8 +156,7 @@ class Version:
         else:
             # Numeric identifiers rank below alphanumeric ones (11.4.3);
             # ints compare numerically, strs in ASCII order.
-            pre = (0,) + tuple((0, ident, '') if isinstance(ident, int) else (1, 0, ident)
-                               for ident in self.prerelease)
+            pre = (0,) + tuple((0, ident, '') if isinstance(ident, int) else (1, 0, ident) for ident in self.prerelease)
         return (self.major, self.minor, self.patch, pre)
 
     def identity(self):
@@ -188,14 +187,21 @@ def parse(text):
     match = _SEMVER_RE.match(text)
     if not match:
         raise ValueError(
-            f'Invalid version {shown!r}: {_explain(text)}. Expected SemVer 2.0.0 such as v1.2.0 or v1.2.0-beta.1')
+            f'Invalid version {shown!r}: {_explain(text)}. Expected SemVer 2.0.0 such as v1.2.0 or v1.2.0-beta.1'
+        )
     prerelease = ()
     if match.group('prerelease'):
-        prerelease = tuple(int(ident) if ident.isdigit() else ident
-                           for ident in match.group('prerelease').split('.'))
+        prerelease = tuple(int(ident) if ident.isdigit() else ident for ident in match.group('prerelease').split('.'))
     build = tuple(match.group('build').split('.')) if match.group('build') else ()
-    return Version(match.group('major'), match.group('minor'), match.group('patch'),
-                   prerelease, build, match.group('prefix'), original=text)
+    return Version(
+        match.group('major'),
+        match.group('minor'),
+        match.group('patch'),
+        prerelease,
+        build,
+        match.group('prefix'),
+        original=text,
+    )
 
 
 def is_valid(text):

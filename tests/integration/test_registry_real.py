@@ -66,6 +66,7 @@ def tag_list_requests(client):
 
 # --- tags and digests -------------------------------------------------------
 
+
 def test_list_tags_returns_every_tag(target):
     with target.client() as client:
         for image in IMAGES:
@@ -97,22 +98,55 @@ def test_push_digests_agree_with_docker_inspect_and_curl(real_registries, target
     pushed = real_registries.pushed
     for image in IMAGES:
         for tag in OWN_IMAGES:
-            assert f'{real_registries.basic.host}/{name_of(image)}@{pushed[image][tag]}' in \
-                real_registries.repo_digests[image][tag]
+            assert (
+                f'{real_registries.basic.host}/{name_of(image)}@{pushed[image][tag]}'
+                in real_registries.repo_digests[image][tag]
+            )
     ca = target.ca_path
     if target.mode == 'basic':
         auth = ['-u', f'{target.username}:{target.password}']
     else:
         query = urllib.parse.urlencode({'service': SERVICE, 'scope': f'repository:{name_of("api")}:pull'})
-        out = subprocess.run(['curl', '-sS', '--fail', '--max-time', '10', '--cacert', ca, '-u',
-                              f'{target.username}:{target.password}', f'{real_registries.issuer.realm}?{query}'],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            [
+                'curl',
+                '-sS',
+                '--fail',
+                '--max-time',
+                '10',
+                '--cacert',
+                ca,
+                '-u',
+                f'{target.username}:{target.password}',
+                f'{real_registries.issuer.realm}?{query}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
         auth = ['-H', 'Authorization: Bearer ' + json.loads(out)['token']]
     for tag in ('latest', 'v1.2.0', 'staging'):
-        out = subprocess.run(['curl', '-sS', '-I', '--fail', '--max-time', '10', '--cacert', ca, *auth,
-                              '-H', f'Accept: {DOCKER_V2_MANIFEST}',
-                              f'https://{target.host}/v2/{name_of("api")}/manifests/{tag}'],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            [
+                'curl',
+                '-sS',
+                '-I',
+                '--fail',
+                '--max-time',
+                '10',
+                '--cacert',
+                ca,
+                *auth,
+                '-H',
+                f'Accept: {DOCKER_V2_MANIFEST}',
+                f'https://{target.host}/v2/{name_of("api")}/manifests/{tag}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
         headers = dict(line.split(':', 1) for line in out.splitlines() if ':' in line)
         headers = {key.strip().lower(): value.strip() for key, value in headers.items()}
         assert headers['docker-content-digest'] == pushed['api'][tag]
@@ -142,12 +176,16 @@ def test_oci_index_and_digest_references(real_registries, target):
 
 # --- release resolution ----------------------------------------------------
 
-@pytest.mark.parametrize('requested, version, resolved_by', [
-    ('latest', 'v1.2.0', 'channel_digest'),
-    ('staging', 'v1.3.0-beta.1', 'channel_digest'),
-    ('v1.1.0', 'v1.1.0', 'version'),
-    ('1.1.0', 'v1.1.0', 'version'),
-])
+
+@pytest.mark.parametrize(
+    'requested, version, resolved_by',
+    [
+        ('latest', 'v1.2.0', 'channel_digest'),
+        ('staging', 'v1.3.0-beta.1', 'channel_digest'),
+        ('v1.1.0', 'v1.1.0', 'version'),
+        ('1.1.0', 'v1.1.0', 'version'),
+    ],
+)
 def test_resolve_release(real_registries, target, requested, version, resolved_by):
     with target.client() as client:
         result = resolve_release(client, REPOSITORY, list(IMAGES), requested)
@@ -200,6 +238,7 @@ def test_missing_repository_is_not_found(target):
 
 # --- authentication --------------------------------------------------------
 
+
 def test_wrong_password_is_an_auth_error_naming_the_registry(target):
     with target.client(password=target.wrong_password) as client, pytest.raises(AuthError) as excinfo:
         client.list_tags(name_of('api'))
@@ -241,7 +280,10 @@ def test_token_mode_renews_an_expired_token(real_registries):
         assert set(client.list_tags(name)) == ALL_TAGS
         # Refused (401), a new token, the retry.
         assert [path.split('?')[0] for _method, path in client.request_log] == [
-            f'/v2/{name}/tags/list', '/token', f'/v2/{name}/tags/list']
+            f'/v2/{name}/tags/list',
+            '/token',
+            f'/v2/{name}/tags/list',
+        ]
         assert client._tokens[scope] != expired
         assert client.manifest_digest(name, 'latest').digest == real_registries.pushed['api']['latest']
         assert client.request_count == 4
@@ -266,6 +308,7 @@ def test_basic_mode_anonymous_is_asked_to_log_in(real_registries):
 
 # --- TLS -------------------------------------------------------------------
 
+
 def test_tls_verification(real_registries, target):
     with target.client() as client:
         assert 'v1.2.0' in client.list_tags(name_of('api'))
@@ -283,6 +326,7 @@ def test_tls_verification(real_registries, target):
 
 
 # --- pagination ------------------------------------------------------------
+
 
 def test_real_registry_ignores_page_size(real_registries, target):
     """Distribution 2.8 answers every tag whatever ``n`` says; the client takes it in one page."""
@@ -324,22 +368,55 @@ def test_pagination_through_a_ghcr_like_front(real_registries, target):
 
 # --- the module, end to end ------------------------------------------------
 
+
 def test_release_tag_module_end_to_end(real_registries):
     basic = real_registries.basic
     ansible = os.path.join(ROOT, '.venv', 'bin', 'ansible')
     python = os.path.join(ROOT, '.venv', 'bin', 'python')
     if not os.access(ansible, os.X_OK):
         pytest.skip(f'{ansible} is missing')
-    args = ' '.join(shlex.quote(f'{key}={value}') for key, value in (
-        ('registry', basic.host), ('repository', REPOSITORY), ('images', ','.join(IMAGES)), ('tag', 'latest'),
-        ('username', basic.username), ('password', basic.password), ('ca_path', basic.ca_path),
-        ('timeout', 10)))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK='json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
-               ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+    args = ' '.join(
+        shlex.quote(f'{key}={value}')
+        for key, value in (
+            ('registry', basic.host),
+            ('repository', REPOSITORY),
+            ('images', ','.join(IMAGES)),
+            ('tag', 'latest'),
+            ('username', basic.username),
+            ('password', basic.password),
+            ('ca_path', basic.ca_path),
+            ('timeout', 10),
+        )
+    )
+    env = dict(
+        os.environ,
+        ANSIBLE_STDOUT_CALLBACK='json',
+        ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
+        ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+        ANSIBLE_NOCOLOR='1',
+    )
     proc = subprocess.run(
-        [ansible, 'localhost', '-i', 'localhost,', '-c', 'local', '-m', 'avatar_mgmt.ops.release_tag', '-a', args,
-         '-e', f'ansible_python_interpreter={python}'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+        [
+            ansible,
+            'localhost',
+            '-i',
+            'localhost,',
+            '-c',
+            'local',
+            '-m',
+            'avatar_mgmt.ops.release_tag',
+            '-a',
+            args,
+            '-e',
+            f'ansible_python_interpreter={python}',
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert basic.password not in proc.stdout
     doc = json.loads(proc.stdout)

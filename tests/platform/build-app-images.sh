@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Build the stand-in application images (tests/platform/images/app/*) FROM avatar-test/debian:bookworm.
 #   avatar-test/api:<v>, avatar-test/frontend:<v>   v in APP_VERSIONS (api v1.2.1 is built HEALTHY=false)
 #   avatar-test/directus:11.8.0, avatar-test/postgres:15.7, avatar-test/nginx-proxy-manager:latest
@@ -25,7 +29,8 @@ build() {  # build REF DIR [--build-arg ...]
   if [ "$FORCE" != 1 ] && docker image inspect "$ref" >/dev/null 2>&1; then
     echo "skip $ref" >>"$logdir/summary"; return 0
   fi
-  local log="$logdir/$(echo "$ref" | tr '/:' '__').log" t0=$SECONDS
+  local log t0=$SECONDS
+  log="$logdir/$(echo "$ref" | tr '/:' '__').log"
   if ! docker build -q -t "$ref" "$@" "$ctx/$dir" >"$log" 2>&1; then
     echo "[app-images] FAILED $ref" >&2; tail -n 40 "$log" >&2; return 1
   fi

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Build the Debian base images every test image starts FROM (nothing can be pulled here).
 #   avatar-test/debian:bookworm  -> application stand-ins (PostgreSQL 15 lives in bookworm)
 #   avatar-test/debian:trixie    -> test servers and the registry

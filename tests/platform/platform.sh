@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # The local test world: a GHCR stand-in (Distribution 2.8 with TLS and auth)
 # and bare Debian 13 servers reached over SSH on 127.0.0.1.
 #
@@ -227,7 +231,9 @@ cmd_down() {
   local ids
   ids=$(docker ps -aq --filter label=avatar-test.platform)
   if [ -n "$ids" ]; then
-    for n in $(docker inspect -f '{{.Name}}' $ids | tr -d /); do remove_servers "$n"; done
+    local idlist
+    mapfile -t idlist <<<"$ids"
+    for n in $(docker inspect -f '{{.Name}}' "${idlist[@]}" | tr -d /); do remove_servers "$n"; done
   fi
   docker volume rm -f "$registry_volume" >/dev/null 2>&1 || true
   rm -f "$state/registry/seeded"

@@ -59,8 +59,12 @@ class LocalHTTPService:
         self.port = self._server.server_address[1]
         if self.tls_context is not None:
             self._server.socket = self.tls_context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={'poll_interval': self.poll_interval},
-                                        daemon=True, name=self.thread_name)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={'poll_interval': self.poll_interval},
+            daemon=True,
+            name=self.thread_name,
+        )
         self._thread.start()
         return self
 

@@ -31,8 +31,20 @@ def _name(common_name):
 
 
 def _key_usage(**kwargs):
-    flags = dict.fromkeys(('digital_signature', 'content_commitment', 'key_encipherment', 'data_encipherment',
-                           'key_agreement', 'key_cert_sign', 'crl_sign', 'encipher_only', 'decipher_only'), False)
+    flags = dict.fromkeys(
+        (
+            'digital_signature',
+            'content_commitment',
+            'key_encipherment',
+            'data_encipherment',
+            'key_agreement',
+            'key_cert_sign',
+            'crl_sign',
+            'encipher_only',
+            'decipher_only',
+        ),
+        False,
+    )
     flags.update(kwargs)
     return x509.KeyUsage(**flags)
 
@@ -46,10 +58,12 @@ def _builder(subject, issuer, public_key, days):
     start, end = _validity(days)
     return (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(issuer)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
+        .not_valid_before(start)
+        .not_valid_after(end)
     )
 
 
@@ -125,8 +139,7 @@ class TestPKI:
         server_key, server_cert = make_server_cert(ca_key, ca_cert)
         self.ca_path = write_file(self._path('ca.crt'), ca_cert.public_bytes(PEM))
         # The server presents its chain; clients trust only the CA.
-        self.cert_path = write_file(self._path('server.crt'),
-                                    server_cert.public_bytes(PEM) + ca_cert.public_bytes(PEM))
+        self.cert_path = write_file(self._path('server.crt'), server_cert.public_bytes(PEM) + ca_cert.public_bytes(PEM))
         self.key_path = write_file(self._path('server.key'), pem_key(server_key))
         self.signer_key = self.signer_cert = self.signer_cert_der = self.signer_cert_path = None
         if token_signer:

@@ -1,3 +1,7 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Every role's public interface is documented three times and the copies must agree.
 
 For each role under ``roles/`` (picked up automatically, so a new role is
@@ -52,8 +56,10 @@ def _load(path: Path):
 def _require(role: str, relative: str) -> Path:
     path = ROLES_DIR / role / relative
     if not path.is_file():
-        pytest.fail(f"role {role} has no {relative}: every role documents its variables in "
-                    "defaults/main.yml, meta/argument_specs.yml and README.md (see STYLE.md)")
+        pytest.fail(
+            f"role {role} has no {relative}: every role documents its variables in "
+            "defaults/main.yml, meta/argument_specs.yml and README.md (see STYLE.md)"
+        )
     return path
 
 
@@ -125,11 +131,14 @@ def test_argument_spec_defaults_equal_defaults(role):
             if _is_templated(value):
                 continue
             if "default" not in (option or {}):
-                wrong.append(f"{name} (entry point {entry_point}) has no default in the spec; defaults/main.yml "
-                             f"has {value!r}")
+                wrong.append(
+                    f"{name} (entry point {entry_point}) has no default in the spec; defaults/main.yml has {value!r}"
+                )
             elif not _same(option["default"], value):
-                wrong.append(f"{name} (entry point {entry_point}): spec default {option['default']!r}, "
-                             f"defaults/main.yml {value!r}")
+                wrong.append(
+                    f"{name} (entry point {entry_point}): spec default {option['default']!r}, "
+                    f"defaults/main.yml {value!r}"
+                )
     assert not wrong, f"roles/{role}: " + "; ".join(wrong)
 
 

@@ -1,6 +1,11 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Backups proven on a real server: rows and files survive losing the database and
 the uploads; corruption is caught; restore needs its confirmation; retention keeps
 the right backups. Ordered: each test builds on the last."""
+
 import json
 import os
 import sys
@@ -24,9 +29,16 @@ FILE = b"avatar model bytes \x00\x01\x02 " * 100
 
 def cms(path, data=None, content_type="application/json"):
     """Talk to the stand-in Directus through the proxy, as an operator's client would."""
-    req = urllib.request.Request(PROXY + path, data=data, method="POST" if data is not None else "GET",
-                                 headers={"Host": CMS, "Content-Type": content_type,
-                                          "Authorization": "Bearer " + vault()["vault_directus_admin_token"]})
+    req = urllib.request.Request(
+        PROXY + path,
+        data=data,
+        method="POST" if data is not None else "GET",
+        headers={
+            "Host": CMS,
+            "Content-Type": content_type,
+            "Authorization": "Bearer " + vault()["vault_directus_admin_token"],
+        },
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.read()
 
@@ -116,8 +128,9 @@ def test_retention_keeps_the_right_backups(host):
     for backup_id in fake + [".tmp-20261101T000000Z"]:
         host.check_output(f"sudo install -d -o deploy -m 0700 {BACKUPS}/{backup_id}")
     before = set(backups(host))
-    res = playbook("backup.yml", "-e", "backup_keep_daily=3", "-e", "backup_keep_weekly=0",
-                   "-e", "backup_keep_monthly=0")
+    res = playbook(
+        "backup.yml", "-e", "backup_keep_daily=3", "-e", "backup_keep_weekly=0", "-e", "backup_keep_monthly=0"
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     after = backups(host)
     (new,) = set(after) - before

@@ -1,4 +1,9 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """State of bare servers after bootstrap + ghcr_login, checked on the hosts."""
+
 import json
 import os
 import subprocess
@@ -111,17 +116,21 @@ def test_daemon_change_keeps_containers_running(host):
         assert state == f"{cid} true {started}"
 
         # With live-restore off in the running daemon, a restart is refused and nothing is written.
-        off = playbook("docker_host.yml", "-e", "docker_host_log_max_size=21m", "-e", "docker_host_live_restore=false",
-                       limit=name)
+        off = playbook(
+            "docker_host.yml", "-e", "docker_host_log_max_size=21m", "-e", "docker_host_live_restore=false", limit=name
+        )
         assert off.returncode == 0, off.stdout[-3000:]
         assert host.check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "false"
-        refused = playbook("docker_host.yml", "-e", "docker_host_log_max_size=33m",
-                           "-e", "docker_host_live_restore=false", limit=name)
+        refused = playbook(
+            "docker_host.yml", "-e", "docker_host_log_max_size=33m", "-e", "docker_host_live_restore=false", limit=name
+        )
         assert refused.returncode != 0
         assert "would stop them" in refused.stdout + refused.stderr
         assert "33m" not in host.file("/etc/docker/daemon.json").content_string
-        assert host.check_output("docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' dh-keepalive") == \
-            f"true {started}"
+        assert (
+            host.check_output("docker inspect -f '{{.State.Running}} {{.State.StartedAt}}' dh-keepalive")
+            == f"true {started}"
+        )
     finally:
         # Without the container the restart back to the defaults is allowed again.
         host.run("docker rm -f dh-keepalive")

@@ -1,4 +1,9 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """The deploy lifecycle on a real server, checked on the host (ordered: each test builds on the last)."""
+
 import json
 import os
 import subprocess

@@ -25,8 +25,9 @@ BASE_IMAGE = 'avatar-test/debian:bookworm'
 REGISTRY_PORT = 5000
 DOCKER_V2_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json'
 
-_PUSHED_RE = re.compile(r'^(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]*): digest: (?P<digest>sha256:[0-9a-f]{64}) size: \d+$',
-                        re.MULTILINE)
+_PUSHED_RE = re.compile(
+    r'^(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]*): digest: (?P<digest>sha256:[0-9a-f]{64}) size: \d+$', re.MULTILINE
+)
 
 
 class DockerError(RuntimeError):
@@ -36,8 +37,9 @@ class DockerError(RuntimeError):
 def docker(*args, timeout=120, check=True, input_text=None, env=None):
     """Run ``docker ARGS``; return the CompletedProcess (text)."""
     try:
-        proc = subprocess.run(['docker', *args], capture_output=True, text=True, timeout=timeout,
-                              input=input_text, env=env, check=False)
+        proc = subprocess.run(
+            ['docker', *args], capture_output=True, text=True, timeout=timeout, input=input_text, env=env, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise DockerError(f'docker {" ".join(args[:3])} timed out after {timeout}s') from exc
     if check and proc.returncode != 0:
@@ -64,8 +66,7 @@ def unavailable_reason():
 
 
 def htpasswd_line(user, password):
-    proc = subprocess.run(['htpasswd', '-Bbn', user, password], capture_output=True, text=True, timeout=30,
-                          check=True)
+    proc = subprocess.run(['htpasswd', '-Bbn', user, password], capture_output=True, text=True, timeout=30, check=True)
     return proc.stdout.strip() + '\n'
 
 
@@ -99,8 +100,7 @@ def basic_config(secret):
 
 def token_config(secret, realm, service, issuer):
     # Read-only: it shares the storage the basic registry writes (seeding happens there).
-    auth = {'token': {'realm': realm, 'service': service, 'issuer': issuer,
-                      'rootcertbundle': '/conf/token-signer.crt'}}
+    auth = {'token': {'realm': realm, 'service': service, 'issuer': issuer, 'rootcertbundle': '/conf/token-signer.crt'}}
     return registry_config(secret, auth, read_only=True)
 
 
@@ -111,11 +111,23 @@ def remove_container(name):
 def run_registry(name, conf_dir, config_file, volume, read_only=False):
     """Start a registry container published on an ephemeral 127.0.0.1 port; return ``127.0.0.1:PORT``."""
     remove_container(name)  # a leftover of an interrupted run of this suite
-    docker('run', '-d', '--name', name, '--label', 'avatar-test.itest=registry',
-           '-p', f'127.0.0.1::{REGISTRY_PORT}',
-           '-v', f'{volume}:/var/lib/registry' + (':ro' if read_only else ''),
-           '-v', f'{conf_dir}:/conf:ro',
-           REGISTRY_IMAGE, f'/conf/{config_file}', timeout=60)
+    docker(
+        'run',
+        '-d',
+        '--name',
+        name,
+        '--label',
+        'avatar-test.itest=registry',
+        '-p',
+        f'127.0.0.1::{REGISTRY_PORT}',
+        '-v',
+        f'{volume}:/var/lib/registry' + (':ro' if read_only else ''),
+        '-v',
+        f'{conf_dir}:/conf:ro',
+        REGISTRY_IMAGE,
+        f'/conf/{config_file}',
+        timeout=60,
+    )
     out = docker('port', name, f'{REGISTRY_PORT}/tcp', timeout=15).stdout.split()
     host = next(line for line in out if line.startswith('127.0.0.1:'))
     return host
@@ -139,8 +151,9 @@ def wait_ready(name, host, ssl_context, timeout=30.0):
             conn.close()
         time.sleep(0.1)
     logs = docker('logs', '--tail', '30', name, timeout=15, check=False)
-    raise DockerError(f'registry {name} on {host} not ready after {timeout}s ({last}): '
-                      f'{(logs.stdout + logs.stderr)[-1500:]}')
+    raise DockerError(
+        f'registry {name} on {host} not ready after {timeout}s ({last}): {(logs.stdout + logs.stderr)[-1500:]}'
+    )
 
 
 def build_label_image(ref, labels):
@@ -166,8 +179,11 @@ def put_tags(host, ssl_context, auth, name, source_tag, new_tags, timeout=10):
         # Right after a push, a cold registry sometimes answers 500 for a moment: a few
         # bounded retries keep the seeding from failing on that.
         for attempt in range(6):
-            conn.request('GET', f'/v2/{name}/manifests/{source_tag}',
-                         headers={'Authorization': auth, 'Accept': DOCKER_V2_MANIFEST})
+            conn.request(
+                'GET',
+                f'/v2/{name}/manifests/{source_tag}',
+                headers={'Authorization': auth, 'Accept': DOCKER_V2_MANIFEST},
+            )
             resp = conn.getresponse()
             body = resp.read()
             if resp.status < 500 or attempt == 5:
@@ -178,8 +194,12 @@ def put_tags(host, ssl_context, auth, name, source_tag, new_tags, timeout=10):
         media_type = resp.getheader('Content-Type')
         digest = resp.getheader('Docker-Content-Digest')
         for tag in new_tags:
-            conn.request('PUT', f'/v2/{name}/manifests/{tag}', body=body,
-                         headers={'Authorization': auth, 'Content-Type': media_type})
+            conn.request(
+                'PUT',
+                f'/v2/{name}/manifests/{tag}',
+                body=body,
+                headers={'Authorization': auth, 'Content-Type': media_type},
+            )
             resp = conn.getresponse()
             resp.read()
             if resp.status != 201:
@@ -212,41 +232,56 @@ def put_oci_index(host, ssl_context, auth, source, target, tags, timeout=10):
     src_name, src_tag = source.rsplit(':', 1)
     conn = http.client.HTTPSConnection(host, timeout=timeout, context=ssl_context)
     try:
-        status, _resp, body = _call(conn, 'GET', f'/v2/{src_name}/manifests/{src_tag}', auth,
-                                    headers={'Accept': DOCKER_V2_MANIFEST})
+        status, _resp, body = _call(
+            conn, 'GET', f'/v2/{src_name}/manifests/{src_tag}', auth, headers={'Accept': DOCKER_V2_MANIFEST}
+        )
         if status != 200:
             raise DockerError(f'GET manifest {source}: HTTP {status}')
         doc = json.loads(body)
         blobs = [doc['config']['digest']] + [layer['digest'] for layer in doc['layers']]
         for digest in blobs:  # cross-repository mount of the blobs
-            status, _resp, _body = _call(conn, 'POST', f'/v2/{target}/blobs/uploads/?mount={digest}&from={src_name}',
-                                         auth, body=b'')
+            status, _resp, _body = _call(
+                conn, 'POST', f'/v2/{target}/blobs/uploads/?mount={digest}&from={src_name}', auth, body=b''
+            )
             if status != 201:
                 raise DockerError(f'mount {digest} into {target}: HTTP {status}')
         manifest = {
             'schemaVersion': 2,
             'mediaType': OCI_MANIFEST,
             'config': dict(doc['config'], mediaType='application/vnd.oci.image.config.v1+json'),
-            'layers': [dict(layer, mediaType='application/vnd.oci.image.layer.v1.tar+gzip')
-                       for layer in doc['layers']],
+            'layers': [dict(layer, mediaType='application/vnd.oci.image.layer.v1.tar+gzip') for layer in doc['layers']],
         }
         manifest_body = json.dumps(manifest, indent=2).encode()
         manifest_digest = 'sha256:' + hashlib.sha256(manifest_body).hexdigest()
         index = {
             'schemaVersion': 2,
             'mediaType': OCI_INDEX,
-            'manifests': [{'mediaType': OCI_MANIFEST, 'digest': manifest_digest, 'size': len(manifest_body),
-                           'platform': {'architecture': 'amd64', 'os': 'linux'}}],
+            'manifests': [
+                {
+                    'mediaType': OCI_MANIFEST,
+                    'digest': manifest_digest,
+                    'size': len(manifest_body),
+                    'platform': {'architecture': 'amd64', 'os': 'linux'},
+                }
+            ],
         }
         index_body = json.dumps(index, indent=2).encode()
         index_digest = 'sha256:' + hashlib.sha256(index_body).hexdigest()
         # The image manifest first (by digest): the index refers to it.
-        docs = {'manifest': (OCI_MANIFEST, manifest_digest, manifest_body),
-                'index': (OCI_INDEX, index_digest, index_body)}
+        docs = {
+            'manifest': (OCI_MANIFEST, manifest_digest, manifest_body),
+            'index': (OCI_INDEX, index_digest, index_body),
+        }
         for reference, kind in [(manifest_digest, 'manifest'), *tags.items()]:
             media_type, digest, payload = docs[kind]
-            status, resp, _body = _call(conn, 'PUT', f'/v2/{target}/manifests/{reference}', auth, body=payload,
-                                        headers={'Content-Type': media_type})
+            status, resp, _body = _call(
+                conn,
+                'PUT',
+                f'/v2/{target}/manifests/{reference}',
+                auth,
+                body=payload,
+                headers={'Content-Type': media_type},
+            )
             if status != 201 or resp.getheader('Docker-Content-Digest') != digest:
                 raise DockerError(f'PUT {kind} {target}:{reference}: HTTP {status}')
     finally:

@@ -27,8 +27,13 @@ from ansible_collections.avatar_mgmt.ops.tests.support.local_server import Local
 
 _TAGS_RE = re.compile(r'/v2/(?P<name>.+)/tags/list\Z')
 _FORWARD_REQUEST = ('Authorization', 'Accept', 'User-Agent')
-_FORWARD_RESPONSE = ('WWW-Authenticate', 'Docker-Content-Digest', 'Content-Type',
-                     'Docker-Distribution-Api-Version', 'Retry-After')
+_FORWARD_RESPONSE = (
+    'WWW-Authenticate',
+    'Docker-Content-Digest',
+    'Content-Type',
+    'Docker-Distribution-Api-Version',
+    'Retry-After',
+)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
@@ -75,7 +80,7 @@ class PagingProxy(LocalHTTPService):
         start = 0
         if last is not None:
             start = tags.index(last) + 1 if last in tags else sum(1 for tag in tags if tag <= last)
-        chunk = tags[start:start + size]
+        chunk = tags[start : start + size]
         more = start + size < len(tags)
         return chunk, (chunk[-1] if more and chunk else None), size
 
@@ -90,8 +95,11 @@ class PagingProxy(LocalHTTPService):
                 # Tag lists: ask upstream for everything (it ignores n/last anyway).
                 upstream_path = url.path if match else self.path
                 status, up_headers, body = front._forward(method, upstream_path, headers)
-                out = [(name, value) for name, value in up_headers if name.title() in
-                       {h.title() for h in _FORWARD_RESPONSE}]
+                out = [
+                    (name, value)
+                    for name, value in up_headers
+                    if name.title() in {h.title() for h in _FORWARD_RESPONSE}
+                ]
                 served = None
                 if match and method == 'GET' and status == 200:
                     doc = json.loads(body.decode('utf-8'))

@@ -43,7 +43,8 @@ def make_jwt(claims, private_key, cert_der):
     header = {'typ': 'JWT', 'alg': 'RS256', 'x5c': [base64.b64encode(cert_der).decode('ascii')]}
     signing_input = '{}.{}'.format(
         b64url(json.dumps(header, separators=(',', ':')).encode()),
-        b64url(json.dumps(claims, separators=(',', ':')).encode()))
+        b64url(json.dumps(claims, separators=(',', ':')).encode()),
+    )
     signature = private_key.sign(signing_input.encode('ascii'), padding.PKCS1v15(), hashes.SHA256())
     return f'{signing_input}.{b64url(signature)}'
 
@@ -60,8 +61,7 @@ class TokenIssuer(LocalHTTPService):
 
     thread_name = 'token-issuer'
 
-    def __init__(self, private_key, cert_der, users, issuer, service, public=('public/*',),
-                 tls_context=None, ttl=300):
+    def __init__(self, private_key, cert_der, users, issuer, service, public=('public/*',), tls_context=None, ttl=300):
         super().__init__(tls_context)
         self.private_key = private_key
         self.cert_der = cert_der
@@ -153,8 +153,11 @@ class TokenIssuer(LocalHTTPService):
                 if not ok:
                     with issuer._lock:
                         issuer.log.append((user, scopes, 401))
-                    self._reply(401, {'errors': [{'code': 'UNAUTHORIZED', 'message': 'authentication required'}]},
-                                [('WWW-Authenticate', 'Basic realm="token issuer"')])
+                    self._reply(
+                        401,
+                        {'errors': [{'code': 'UNAUTHORIZED', 'message': 'authentication required'}]},
+                        [('WWW-Authenticate', 'Basic realm="token issuer"')],
+                    )
                     return
                 if service != issuer.service:
                     with issuer._lock:
@@ -164,8 +167,15 @@ class TokenIssuer(LocalHTTPService):
                 token, _access = issuer.issue(user, scopes, service)
                 with issuer._lock:
                     issuer.log.append((user, scopes, 200))
-                self._reply(200, {'token': token, 'access_token': token, 'expires_in': issuer.ttl,
-                                  'issued_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})
+                self._reply(
+                    200,
+                    {
+                        'token': token,
+                        'access_token': token,
+                        'expires_in': issuer.ttl,
+                        'issued_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                    },
+                )
 
         return Handler
 

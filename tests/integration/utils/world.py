@@ -89,11 +89,11 @@ class RealRegistries:
     basic: Target
     token: Target
     outsider_password: str
-    pushed: dict          # {image: {tag: digest printed by docker push}}
-    repo_digests: dict    # {image: {own tag: [RepoDigests of the local image]}}
+    pushed: dict  # {image: {tag: digest printed by docker push}}
+    repo_digests: dict  # {image: {own tag: [RepoDigests of the local image]}}
     many_digest: str
     public_digest: str
-    oci: dict             # {'index' | 'manifest': (digest, body)} of the OCI_IMAGE repository
+    oci: dict  # {'index' | 'manifest': (digest, body)} of the OCI_IMAGE repository
 
     made_refs: list = dataclasses.field(default_factory=list)  # local image tags to remove at the end
 
@@ -114,28 +114,45 @@ def _parallel(calls, workers=4):
 def _seed(basic_host, password, conf_dir, made_refs):
     """Build the images and ``docker push`` them; return (pushed digests, RepoDigests, public digest)."""
     docker_config = tempfile.mkdtemp(prefix='docker-config-', dir=conf_dir)
-    dr.docker('--config', docker_config, 'login', '-u', USER, '--password-stdin', basic_host,
-              input_text=password + '\n', timeout=60)
+    dr.docker(
+        '--config',
+        docker_config,
+        'login',
+        '-u',
+        USER,
+        '--password-stdin',
+        basic_host,
+        input_text=password + '\n',
+        timeout=60,
+    )
     remote = {image: f'{basic_host}/{REPOSITORY}/{image}' for image in IMAGES}
     try:
         builds, tags = [], []
         for image in IMAGES:
             for tag in OWN_IMAGES:
                 local = f'{LOCAL_PREFIX}/{image}:{tag}'
-                builds.append((dr.build_label_image, (local, {'org.opencontainers.image.title': image,
-                                                              'org.opencontainers.image.version': tag})))
+                builds.append(
+                    (
+                        dr.build_label_image,
+                        (local, {'org.opencontainers.image.title': image, 'org.opencontainers.image.version': tag}),
+                    )
+                )
                 made_refs.append(local)
                 tags.append((local, f'{remote[image]}:{tag}'))
             tags.extend((f'{LOCAL_PREFIX}/{image}:{tag}', f'{remote[image]}:{alias}') for alias, tag in ALIASES.items())
         # A public repository (anonymous pulls in token mode) and one to carry 250 tags.
-        tags.extend((f'{LOCAL_PREFIX}/api:v1.0.0', f'{basic_host}/{repo}:{tag}')
-                    for repo, tag in ((PUBLIC_REPO, 'v1.0.0'), (MANY_REPO, MANY_TAGS[0])))
+        tags.extend(
+            (f'{LOCAL_PREFIX}/api:v1.0.0', f'{basic_host}/{repo}:{tag}')
+            for repo, tag in ((PUBLIC_REPO, 'v1.0.0'), (MANY_REPO, MANY_TAGS[0]))
+        )
         _parallel(builds)
         made_refs.extend(ref for _local, ref in tags)
         _parallel([(dr.docker, ('tag', local, ref)) for local, ref in tags])
         # The first push uploads the shared base layer; the others then only mount it.
-        first, *others = [remote[image] for image in IMAGES] + [f'{basic_host}/{PUBLIC_REPO}',
-                                                                 f'{basic_host}/{MANY_REPO}']
+        first, *others = [remote[image] for image in IMAGES] + [
+            f'{basic_host}/{PUBLIC_REPO}',
+            f'{basic_host}/{MANY_REPO}',
+        ]
         results = [dr.push_all_tags(first, docker_config)]
         results += _parallel([(dr.push_all_tags, (ref, docker_config)) for ref in others])
     finally:
@@ -148,12 +165,11 @@ def _seed(basic_host, password, conf_dir, made_refs):
     repo_digests = {image: {} for image in IMAGES}
     for image in IMAGES:
         for tag in OWN_IMAGES:
-            out = dr.docker('image', 'inspect', '--format', '{{json .RepoDigests}}',
-                            f'{LOCAL_PREFIX}/{image}:{tag}', timeout=30).stdout
+            out = dr.docker(
+                'image', 'inspect', '--format', '{{json .RepoDigests}}', f'{LOCAL_PREFIX}/{image}:{tag}', timeout=30
+            ).stdout
             repo_digests[image][tag] = json.loads(out)
     return pushed, repo_digests, results[len(IMAGES)]['v1.0.0']
-
-
 
 
 def _write(path, text):
@@ -179,10 +195,16 @@ def start(conf_dir):
     outsider_token = 'ghp_' + secrets.token_urlsafe(27)
     _write(os.path.join(conf_dir, 'htpasswd'), dr.htpasswd_line(USER, password))
     issuer = TokenIssuer(
-        pki.signer_key, pki.signer_cert_der, issuer=ISSUER, service=SERVICE,
-        users={USER: (ghcr_token, {f'{REPOSITORY}/*': ['pull']}),
-               OUTSIDER: (outsider_token, {'someone-else/*': ['pull']})},
-        public=('public/*',), tls_context=pki.server_context(),
+        pki.signer_key,
+        pki.signer_cert_der,
+        issuer=ISSUER,
+        service=SERVICE,
+        users={
+            USER: (ghcr_token, {f'{REPOSITORY}/*': ['pull']}),
+            OUTSIDER: (outsider_token, {'someone-else/*': ['pull']}),
+        },
+        public=('public/*',),
+        tls_context=pki.server_context(),
     ).start()
     made_refs = []
     client_ctx = ssl.create_default_context(cafile=pki.ca_path)
@@ -201,20 +223,28 @@ def start(conf_dir):
         auth = dr.basic_auth(USER, password)
         # The 250 tags: the pushed manifest PUT under 249 more tags, on a few connections at once.
         many_tags = MANY_TAGS[1:]
-        many_digest = _parallel([(dr.put_tags, (basic_host, client_ctx, auth, MANY_REPO, MANY_TAGS[0], many_tags[i::4]))
-                                 for i in range(4)])[0]
-        oci = dr.put_oci_index(basic_host, client_ctx, auth, f'{REPOSITORY}/api:v1.2.0',
-                               f'{REPOSITORY}/{OCI_IMAGE}', OCI_TAGS)
+        many_digest = _parallel(
+            [(dr.put_tags, (basic_host, client_ctx, auth, MANY_REPO, MANY_TAGS[0], many_tags[i::4])) for i in range(4)]
+        )[0]
+        oci = dr.put_oci_index(
+            basic_host, client_ctx, auth, f'{REPOSITORY}/api:v1.2.0', f'{REPOSITORY}/{OCI_IMAGE}', OCI_TAGS
+        )
     except BaseException:
         _remove(made_refs)
         issuer.stop()
         raise
     return RealRegistries(
-        pki=pki, issuer=issuer,
+        pki=pki,
+        issuer=issuer,
         basic=Target('basic', basic_host, USER, password, pki.ca_path, password + 'x'),
         token=Target('token', token_host, USER, ghcr_token, pki.ca_path, 'ghp_' + secrets.token_urlsafe(27)),
-        outsider_password=outsider_token, pushed=pushed, repo_digests=repo_digests,
-        many_digest=many_digest, public_digest=public_digest, oci=oci, made_refs=made_refs,
+        outsider_password=outsider_token,
+        pushed=pushed,
+        repo_digests=repo_digests,
+        many_digest=many_digest,
+        public_digest=public_digest,
+        oci=oci,
+        made_refs=made_refs,
     )
 
 

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Smoke test of the stand-in application images working together (compose project "appsmoke").
 # Traffic goes only to 127.0.0.1 (the proxy's published ports) and into the project's containers.
 # Usage: tests/platform/images/app/smoke.sh        (KEEP=1 leaves the stack up for inspection)
+# Checks read `check && ok "what" || fail "what"`: ok only prints and returns 0,
+# so fail runs exactly when the check fails, which is what SC2015 warns about.
+# shellcheck disable=SC2015
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export COMPOSE_FILE=$here/compose-smoke.yml COMPOSE_PROJECT_NAME=appsmoke
@@ -18,8 +25,10 @@ rand() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
 SMOKE_DIR=$(mktemp -d /tmp/appsmoke.XXXXXX)
 export SMOKE_DIR SMOKE_PROXY_PORT SMOKE_ADMIN_PORT
 SMOKE_PROXY_PORT=$(free_port); SMOKE_ADMIN_PORT=$(free_port)
-export SMOKE_DB_PASSWORD=$(rand) SMOKE_KEY=$(rand) SMOKE_SECRET=$(rand) SMOKE_ADMIN_PASSWORD=$(rand) \
-       SMOKE_ADMIN_TOKEN=$(rand) SMOKE_OPENAI_API_KEY=sk-$(rand) API_TAG=v1.2.0 FRONTEND_TAG=v1.2.0
+SMOKE_DB_PASSWORD=$(rand) SMOKE_KEY=$(rand) SMOKE_SECRET=$(rand) SMOKE_ADMIN_PASSWORD=$(rand) \
+  SMOKE_ADMIN_TOKEN=$(rand) SMOKE_OPENAI_API_KEY=sk-$(rand)
+export SMOKE_DB_PASSWORD SMOKE_KEY SMOKE_SECRET SMOKE_ADMIN_PASSWORD SMOKE_ADMIN_TOKEN SMOKE_OPENAI_API_KEY \
+  API_TAG=v1.2.0 FRONTEND_TAG=v1.2.0
 mkdir -p "$SMOKE_DIR"/directus/{uploads,extensions,schemas} "$SMOKE_DIR"/jc21/{data,letsencrypt}
 chown -R 1000:1000 "$SMOKE_DIR/directus"      # Directus runs as node (uid 1000), as upstream
 cleanup() {

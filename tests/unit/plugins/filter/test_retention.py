@@ -19,8 +19,10 @@ NOW = '2026-11-30T00:00:00Z'
 
 def nightly(days, last='2026-11-29'):
     end = date.fromisoformat(last)
-    return [{'id': f'b-{end - timedelta(days=n):%Y%m%d}', 'time': f'{end - timedelta(days=n)}T02:00:00Z'}
-            for n in range(days)]
+    return [
+        {'id': f'b-{end - timedelta(days=n):%Y%m%d}', 'time': f'{end - timedelta(days=n)}T02:00:00Z'}
+        for n in range(days)
+    ]
 
 
 def test_filters_are_registered():
@@ -33,34 +35,43 @@ def test_defaults_are_7_4_6():
     assert len(FILTERS['backup_retention'](backups, now=NOW)['keep']) == 7 + 3 + 5
 
 
-@pytest.mark.parametrize('args, kwargs, keep', [
-    ((1, 0, 0), {}, ['b-20261129']),
-    ((2,), {'weekly': 0, 'monthly': 0}, ['b-20261129', 'b-20261128']),
-    ((), {'daily': 0, 'weekly': 0, 'monthly': 2}, ['b-20261129', 'b-20261031']),
-    # Extra vars (-e daily=3) arrive as strings.
-    (('3', ' 0 ', '0'), {}, ['b-20261129', 'b-20261128', 'b-20261127']),
-])
+@pytest.mark.parametrize(
+    'args, kwargs, keep',
+    [
+        ((1, 0, 0), {}, ['b-20261129']),
+        ((2,), {'weekly': 0, 'monthly': 0}, ['b-20261129', 'b-20261128']),
+        ((), {'daily': 0, 'weekly': 0, 'monthly': 2}, ['b-20261129', 'b-20261031']),
+        # Extra vars (-e daily=3) arrive as strings.
+        (('3', ' 0 ', '0'), {}, ['b-20261129', 'b-20261128', 'b-20261127']),
+    ],
+)
 def test_counts(args, kwargs, keep):
     assert FILTERS['backup_retention'](nightly(60), *args, now=NOW, **kwargs)['keep'] == keep
 
 
 def test_return_shape():
     result = FILTERS['backup_retention'](nightly(3), 1, 0, 0, now=NOW)
-    assert result == {'keep': ['b-20261129'], 'delete': ['b-20261128', 'b-20261127'],
-                      'reasons': {'b-20261129': ['newest', 'daily']}}
+    assert result == {
+        'keep': ['b-20261129'],
+        'delete': ['b-20261128', 'b-20261127'],
+        'reasons': {'b-20261129': ['newest', 'daily']},
+    }
 
 
-@pytest.mark.parametrize('backups, kwargs, fragment', [
-    ('b-1', {}, 'backups must be a list of dicts'),
-    ([{'id': 'x', 'time': 'yesterday'}], {}, "backup 'x': time 'yesterday' is not an ISO 8601"),
-    ([{'time': '2026-11-28T02:00:00Z'}], {}, r'backup #0 has no "id"'),
-    (nightly(2) + nightly(1), {}, "duplicate backup id 'b-20261129'"),
-    (nightly(2), {'daily': -1}, 'daily must be a non-negative integer, got -1'),
-    (nightly(2), {'weekly': '-1'}, "weekly must be a non-negative integer, got '-1'"),
-    (nightly(2), {'monthly': 'six'}, "monthly must be a non-negative integer, got 'six'"),
-    (nightly(2), {'monthly': '\u00b2'}, 'monthly must be a non-negative integer'),
-    (nightly(2), {'now': 'later'}, "now 'later' is not an ISO 8601"),
-])
+@pytest.mark.parametrize(
+    'backups, kwargs, fragment',
+    [
+        ('b-1', {}, 'backups must be a list of dicts'),
+        ([{'id': 'x', 'time': 'yesterday'}], {}, "backup 'x': time 'yesterday' is not an ISO 8601"),
+        ([{'time': '2026-11-28T02:00:00Z'}], {}, r'backup #0 has no "id"'),
+        (nightly(2) + nightly(1), {}, "duplicate backup id 'b-20261129'"),
+        (nightly(2), {'daily': -1}, 'daily must be a non-negative integer, got -1'),
+        (nightly(2), {'weekly': '-1'}, "weekly must be a non-negative integer, got '-1'"),
+        (nightly(2), {'monthly': 'six'}, "monthly must be a non-negative integer, got 'six'"),
+        (nightly(2), {'monthly': '\u00b2'}, 'monthly must be a non-negative integer'),
+        (nightly(2), {'now': 'later'}, "now 'later' is not an ISO 8601"),
+    ],
+)
 def test_errors_name_the_filter(backups, kwargs, fragment):
     with pytest.raises(AnsibleFilterError, match='^backup_retention: ' + fragment):
         FILTERS['backup_retention'](backups, **kwargs)
@@ -71,8 +82,11 @@ def test_sidecar_documentation():
     doc = yaml.safe_load(path.read_text())
     assert doc['DOCUMENTATION']['name'] == 'backup_retention'
     options = doc['DOCUMENTATION']['options']
-    assert {name: options[name].get('default') for name in ('daily', 'weekly', 'monthly')} == \
-        {'daily': 7, 'weekly': 4, 'monthly': 6}
+    assert {name: options[name].get('default') for name in ('daily', 'weekly', 'monthly')} == {
+        'daily': 7,
+        'weekly': 4,
+        'monthly': 6,
+    }
     assert '_input' in options
     assert set(doc['RETURN']['_value']['contains']) == {'keep', 'delete', 'reasons'}
     assert yaml.safe_load(doc['EXAMPLES'])

@@ -19,10 +19,13 @@ def test_filters_are_registered():
     assert sorted(FILTERS) == ['semver_channel', 'semver_compare', 'semver_is_prerelease', 'semver_sort']
 
 
-@pytest.mark.parametrize('reverse, expected', [
-    (True, ['v1.10.0', 'v1.10.0-rc.1', 'v1.9.0']),
-    (False, ['v1.9.0', 'v1.10.0-rc.1', 'v1.10.0']),
-])
+@pytest.mark.parametrize(
+    'reverse, expected',
+    [
+        (True, ['v1.10.0', 'v1.10.0-rc.1', 'v1.9.0']),
+        (False, ['v1.9.0', 'v1.10.0-rc.1', 'v1.10.0']),
+    ],
+)
 def test_semver_sort(reverse, expected):
     assert FILTERS['semver_sort'](TAGS, reverse=reverse) == expected
 
@@ -33,24 +36,30 @@ def test_semver_sort_default_newest_first():
     assert FILTERS['semver_sort'](('v1.0.0', 3, None)) == ['v1.0.0']
 
 
-@pytest.mark.parametrize('value, reverse, fragment', [
-    ('v1.0.0', True, 'input must be a list'),
-    ({'v1.0.0': 1}, True, 'input must be a list'),
-    (5, True, 'input must be a list'),
-    (['v1.0.0'], 'yes', 'reverse must be a boolean'),
-])
+@pytest.mark.parametrize(
+    'value, reverse, fragment',
+    [
+        ('v1.0.0', True, 'input must be a list'),
+        ({'v1.0.0': 1}, True, 'input must be a list'),
+        (5, True, 'input must be a list'),
+        (['v1.0.0'], 'yes', 'reverse must be a boolean'),
+    ],
+)
 def test_semver_sort_errors(value, reverse, fragment):
     with pytest.raises(AnsibleFilterError, match='semver_sort: ' + fragment):
         FILTERS['semver_sort'](value, reverse=reverse)
 
 
-@pytest.mark.parametrize('a, b, expected', [
-    ('v1.9.0', 'v1.10.0', -1),
-    ('v1.10.0', 'v1.9.0', 1),
-    ('v1.0.0', '1.0.0', 0),
-    ('v1.0.0-rc.1', 'v1.0.0', -1),
-    ('1.0.0-beta.11', '1.0.0-beta.2', 1),
-])
+@pytest.mark.parametrize(
+    'a, b, expected',
+    [
+        ('v1.9.0', 'v1.10.0', -1),
+        ('v1.10.0', 'v1.9.0', 1),
+        ('v1.0.0', '1.0.0', 0),
+        ('v1.0.0-rc.1', 'v1.0.0', -1),
+        ('1.0.0-beta.11', '1.0.0-beta.2', 1),
+    ],
+)
 def test_semver_compare(a, b, expected):
     assert FILTERS['semver_compare'](a, b) == expected
 
@@ -61,11 +70,14 @@ def test_semver_compare_errors(a, b):
         FILTERS['semver_compare'](a, b)
 
 
-@pytest.mark.parametrize('value, prerelease, channel', [
-    ('v1.2.0', False, 'latest'),
-    ('v1.2.0-beta.1', True, 'staging'),
-    ('1.0.0-rc.1+build', True, 'staging'),
-])
+@pytest.mark.parametrize(
+    'value, prerelease, channel',
+    [
+        ('v1.2.0', False, 'latest'),
+        ('v1.2.0-beta.1', True, 'staging'),
+        ('1.0.0-rc.1+build', True, 'staging'),
+    ],
+)
 def test_prerelease_and_channel(value, prerelease, channel):
     assert FILTERS['semver_is_prerelease'](value) is prerelease
     assert FILTERS['semver_channel'](value) == channel

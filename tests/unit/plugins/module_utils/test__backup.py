@@ -1,3 +1,7 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._backup import (
     count_mismatches,
@@ -29,19 +33,25 @@ def test_file_facts():
         file_facts([{"item": "x.tar.gz", "stat": {"exists": False}}])
 
 
-@pytest.mark.parametrize("expected, actual, problems", [
-    ({"a": 1}, {"a": 1}, []),
-    ({"a": 1}, {"a": 2}, ["a: 1 rows in the manifest, 2 after restore"]),
-    ({"a": 1}, {}, ["a: 1 rows in the manifest, no table after restore"]),
-    ({}, {"b": 0}, ["b: no rows in the manifest, 0 after restore"]),
-])
+@pytest.mark.parametrize(
+    "expected, actual, problems",
+    [
+        ({"a": 1}, {"a": 1}, []),
+        ({"a": 1}, {"a": 2}, ["a: 1 rows in the manifest, 2 after restore"]),
+        ({"a": 1}, {}, ["a: 1 rows in the manifest, no table after restore"]),
+        ({}, {"b": 0}, ["b: no rows in the manifest, 0 after restore"]),
+    ],
+)
 def test_count_mismatches(expected, actual, problems):
     assert count_mismatches(expected, actual) == problems
 
 
 def test_file_mismatches():
-    expected = {"db.dump": {"size": 10, "sha256": "ab"}, "x.tar.gz": {"size": 5, "sha256": "cd"},
-                "y.tar.gz": {"size": 5, "sha256": "ef"}}
+    expected = {
+        "db.dump": {"size": 10, "sha256": "ab"},
+        "x.tar.gz": {"size": 5, "sha256": "cd"},
+        "y.tar.gz": {"size": 5, "sha256": "ef"},
+    }
     results = [
         {"item": "db.dump", "stat": {"exists": True, "size": 10, "checksum": "ab"}},
         {"item": "x.tar.gz", "stat": {"exists": True, "size": 5, "checksum": "zz"}},
@@ -52,6 +62,13 @@ def test_file_mismatches():
 
 
 def test_list_line():
-    line = list_line({"id": "20261128T020005Z", "time": "2026-11-28T02:00:05Z", "release": {"version": "v1.2.0"},
-                      "files": {"a": {"size": 1048576}, "b": {"size": 1048576}}, "verification": {"result": "ok"}})
+    line = list_line(
+        {
+            "id": "20261128T020005Z",
+            "time": "2026-11-28T02:00:05Z",
+            "release": {"version": "v1.2.0"},
+            "files": {"a": {"size": 1048576}, "b": {"size": 1048576}},
+            "verification": {"result": "ok"},
+        }
+    )
     assert line.split() == ["20261128T020005Z", "2026-11-28T02:00:05Z", "v1.2.0", "2.0", "ok"]

@@ -1,4 +1,4 @@
-# Copyright (c) avatar_mgmt.ops developers
+# Copyright (c) avatar_mgmt.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Compose checks of _health.py against a real Docker engine, read through the Docker SDK.

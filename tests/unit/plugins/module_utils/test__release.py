@@ -23,8 +23,14 @@ def image_tags(image, versions, channels=None, noise=True):
     for channel, target in (channels or {}).items():
         tags[channel] = tags[target]
     if noise:
-        tags.update({'main': Manifest(image + 'main'), 'sha-3f2a9c1': Manifest(image + 'sha'),
-                     'buildcache': Manifest(image + 'cache'), '20240101': Manifest(image + 'date')})
+        tags.update(
+            {
+                'main': Manifest(image + 'main'),
+                'sha-3f2a9c1': Manifest(image + 'sha'),
+                'buildcache': Manifest(image + 'cache'),
+                '20240101': Manifest(image + 'date'),
+            }
+        )
     return tags
 
 
@@ -106,7 +112,7 @@ def test_several_versions_share_the_digest_highest_wins(channel, expected):
     repos = {}
     for image in IMAGES:
         tags = image_tags(image, versions)
-        tags['v1.2.1'] = tags['v1.2.0']            # a rebuild-free re-tag
+        tags['v1.2.1'] = tags['v1.2.0']  # a rebuild-free re-tag
         tags['v1.3.0-rc.2'] = tags['v1.3.0-rc.1']
         tags['latest'] = tags['v1.2.0']
         tags['staging'] = tags['v1.3.0-rc.1']
@@ -124,10 +130,13 @@ def test_images_disagree_names_the_image():
     assert 'image api resolves to v1.2.0' in message
 
 
-@pytest.mark.parametrize('channel, expected, how', [
-    ('latest', 'v1.1.0', 'highest_release'),
-    ('staging', 'v1.2.0-rc.1', 'highest_prerelease'),
-])
+@pytest.mark.parametrize(
+    'channel, expected, how',
+    [
+        ('latest', 'v1.1.0', 'highest_release'),
+        ('staging', 'v1.2.0-rc.1', 'highest_prerelease'),
+    ],
+)
 def test_missing_channel_falls_back_to_highest_common(channel, expected, how):
     # api has newer versions that frontend lacks; nobody has channel tags.
     api = image_tags('api', ['v1.0.0', 'v1.1.0', 'v1.2.0-rc.1', 'v1.2.0', 'v1.3.0-rc.1'])
@@ -151,8 +160,10 @@ def test_missing_channel_on_one_image_only():
 
 def test_missing_staging_and_no_prerelease():
     tags = ['v1.0.0', 'v1.1.0']
-    with FakeRegistry(standard_repos(image_tags('api', tags), image_tags('frontend', tags))) as reg, \
-            pytest.raises(_release.ResolutionError, match='no staging tag and no pre-release'):
+    with (
+        FakeRegistry(standard_repos(image_tags('api', tags), image_tags('frontend', tags))) as reg,
+        pytest.raises(_release.ResolutionError, match='no staging tag and no pre-release'),
+    ):
         resolve(reg, 'staging')
 
 
@@ -235,18 +246,21 @@ def test_media_type_is_reported():
     assert result['images']['api']['media_type'] == DOCKER_MANIFEST
 
 
-@pytest.mark.parametrize('tag, match', [
-    ('', 'Invalid tag'),
-    ('V1.2.0', 'lowercase'),
-    ('v1.2', 'Invalid tag'),
-    ('1.2.0.0', 'Invalid tag'),
-    ('v1.2.0; rm -rf /', 'Invalid tag'),
-    ('Latest', 'Invalid tag'),
-    ('main', 'Invalid tag'),
-    (' latest', 'Invalid tag'),
-    ('v1.2.0+build.1', 'build metadata'),
-    (None, 'must be a string'),
-])
+@pytest.mark.parametrize(
+    'tag, match',
+    [
+        ('', 'Invalid tag'),
+        ('V1.2.0', 'lowercase'),
+        ('v1.2', 'Invalid tag'),
+        ('1.2.0.0', 'Invalid tag'),
+        ('v1.2.0; rm -rf /', 'Invalid tag'),
+        ('Latest', 'Invalid tag'),
+        ('main', 'Invalid tag'),
+        (' latest', 'Invalid tag'),
+        ('v1.2.0+build.1', 'build metadata'),
+        (None, 'must be a string'),
+    ],
+)
 def test_invalid_tag_fails_before_any_request(tag, match):
     client = _oci.RegistryClient('http://127.0.0.1:9', max_retries=0)
     with pytest.raises(ValueError, match=match):
@@ -254,14 +268,17 @@ def test_invalid_tag_fails_before_any_request(tag, match):
     assert client.request_count == 0
 
 
-@pytest.mark.parametrize('repository, images, match', [
-    ('Rayhu/Avatar', IMAGES, 'Invalid repository'),
-    ('rayhu/avatar-mgmt/', IMAGES, 'Invalid repository'),
-    (REPO, [], 'at least one image'),
-    (REPO, ['API'], 'Invalid image name'),
-    (REPO, ['api', '../x'], 'Invalid image name'),
-    (REPO, ['api', None], 'Invalid image name'),
-])
+@pytest.mark.parametrize(
+    'repository, images, match',
+    [
+        ('Rayhu/Avatar', IMAGES, 'Invalid repository'),
+        ('rayhu/avatar-mgmt/', IMAGES, 'Invalid repository'),
+        (REPO, [], 'at least one image'),
+        (REPO, ['API'], 'Invalid image name'),
+        (REPO, ['api', '../x'], 'Invalid image name'),
+        (REPO, ['api', None], 'Invalid image name'),
+    ],
+)
 def test_invalid_inputs_fail_before_any_request(repository, images, match):
     client = _oci.RegistryClient('http://127.0.0.1:9', max_retries=0)
     with pytest.raises(ValueError, match=match):
@@ -275,12 +292,15 @@ def test_duplicate_images_are_merged():
     assert sorted(result['images']) == ['api', 'frontend']
 
 
-@pytest.mark.parametrize('tag, channel, version', [
-    ('latest', 'latest', None),
-    ('staging', 'staging', None),
-    ('v1.2.0', None, 'v1.2.0'),
-    ('1.2.0', None, '1.2.0'),
-])
+@pytest.mark.parametrize(
+    'tag, channel, version',
+    [
+        ('latest', 'latest', None),
+        ('staging', 'staging', None),
+        ('v1.2.0', None, 'v1.2.0'),
+        ('1.2.0', None, '1.2.0'),
+    ],
+)
 def test_parse_request(tag, channel, version):
     request = _release.parse_request(tag)
     assert request.channel == channel

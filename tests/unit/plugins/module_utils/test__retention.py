@@ -29,21 +29,49 @@ def at(*pairs):
 
 
 # 60 nightly backups. ISO weeks end on Sunday.
-@pytest.mark.parametrize('first, last, now, keep', [
-    # 2026-10-01 .. 2026-11-29 (a Sunday, 2026-W48); only two months hold backups.
-    ('2026-10-01', '2026-11-29', '2026-11-29T12:00:00Z', [
-        'b-20261129', 'b-20261128', 'b-20261127', 'b-20261126', 'b-20261125', 'b-20261124', 'b-20261123',  # daily
-        'b-20261122', 'b-20261115', 'b-20261108',  # weekly: W47, W46, W45
-        'b-20261031',  # monthly: October
-    ]),
-    # 2026-11-22 .. 2027-01-20 (a Wednesday, 2027-W03), across the turn of the year.
-    ('2026-11-22', '2027-01-20', '2027-01-20T12:00:00Z', [
-        'b-20270120', 'b-20270119', 'b-20270118', 'b-20270117', 'b-20270116', 'b-20270115', 'b-20270114',
-        'b-20270110',  # weekly: 2027-W01 (Jan 4..10); Jan 17 (W02) is already daily
-        'b-20270103',  # weekly: 2026-W53 (Dec 28 .. Jan 3)
-        'b-20261231', 'b-20261130',  # monthly: December, November
-    ]),
-])
+@pytest.mark.parametrize(
+    'first, last, now, keep',
+    [
+        # 2026-10-01 .. 2026-11-29 (a Sunday, 2026-W48); only two months hold backups.
+        (
+            '2026-10-01',
+            '2026-11-29',
+            '2026-11-29T12:00:00Z',
+            [
+                'b-20261129',
+                'b-20261128',
+                'b-20261127',
+                'b-20261126',
+                'b-20261125',
+                'b-20261124',
+                'b-20261123',  # daily
+                'b-20261122',
+                'b-20261115',
+                'b-20261108',  # weekly: W47, W46, W45
+                'b-20261031',  # monthly: October
+            ],
+        ),
+        # 2026-11-22 .. 2027-01-20 (a Wednesday, 2027-W03), across the turn of the year.
+        (
+            '2026-11-22',
+            '2027-01-20',
+            '2027-01-20T12:00:00Z',
+            [
+                'b-20270120',
+                'b-20270119',
+                'b-20270118',
+                'b-20270117',
+                'b-20270116',
+                'b-20270115',
+                'b-20270114',
+                'b-20270110',  # weekly: 2027-W01 (Jan 4..10); Jan 17 (W02) is already daily
+                'b-20270103',  # weekly: 2026-W53 (Dec 28 .. Jan 3)
+                'b-20261231',
+                'b-20261130',  # monthly: December, November
+            ],
+        ),
+    ],
+)
 def test_sixty_nightly_backups(first, last, now, keep):
     backups = nightly(first, last)
     assert len(backups) == 60
@@ -64,16 +92,20 @@ def test_reasons_of_sixty_nightly_backups():
 
 def test_input_order_does_not_matter():
     backups = nightly('2026-10-01', '2026-11-29')
-    shuffled = backups[::7] + backups[1::7] + backups[2::7] + backups[3::7] + backups[4::7] + backups[5::7] \
-        + backups[6::7]
+    shuffled = (
+        backups[::7] + backups[1::7] + backups[2::7] + backups[3::7] + backups[4::7] + backups[5::7] + backups[6::7]
+    )
     now = '2026-11-30T00:00:00Z'
     assert select_backups(shuffled, 7, 4, 6, now=now) == select_backups(backups, 7, 4, 6, now=now)
 
 
 def test_several_backups_a_day_only_the_newest_counts():
     backups = at(
-        ('d28-01', '2026-11-28T01:00:00Z'), ('d28-23', '2026-11-28T23:00:00Z'), ('d28-12', '2026-11-28T12:00:00Z'),
-        ('d27-05', '2026-11-27T05:00:00Z'), ('d27-22', '2026-11-27T22:00:00Z'),
+        ('d28-01', '2026-11-28T01:00:00Z'),
+        ('d28-23', '2026-11-28T23:00:00Z'),
+        ('d28-12', '2026-11-28T12:00:00Z'),
+        ('d27-05', '2026-11-27T05:00:00Z'),
+        ('d27-22', '2026-11-27T22:00:00Z'),
         ('d26-10', '2026-11-26T10:00:00Z'),
     )
     result = select_backups(backups, 2, 0, 0, now='2026-11-29T00:00:00Z')
@@ -82,62 +114,101 @@ def test_several_backups_a_day_only_the_newest_counts():
     assert result['reasons'] == {'d28-23': ['newest', 'daily'], 'd27-22': ['daily']}
 
 
-@pytest.mark.parametrize('daily, weekly, monthly, keep', [
-    # Days without a backup do not use a daily slot.
-    (3, 0, 0, ['nov20', 'nov10', 'nov01']),
-    (2, 0, 0, ['nov20', 'nov10']),
-    # Weeks and months without a backup do not use a slot either.
-    (0, 3, 0, ['nov20', 'nov10', 'nov01']),
-    (0, 0, 2, ['nov20', 'aug15']),
-    (0, 0, 3, ['nov20', 'aug15', 'jan02']),
-])
+@pytest.mark.parametrize(
+    'daily, weekly, monthly, keep',
+    [
+        # Days without a backup do not use a daily slot.
+        (3, 0, 0, ['nov20', 'nov10', 'nov01']),
+        (2, 0, 0, ['nov20', 'nov10']),
+        # Weeks and months without a backup do not use a slot either.
+        (0, 3, 0, ['nov20', 'nov10', 'nov01']),
+        (0, 0, 2, ['nov20', 'aug15']),
+        (0, 0, 3, ['nov20', 'aug15', 'jan02']),
+    ],
+)
 def test_gaps_do_not_use_slots(daily, weekly, monthly, keep):
-    backups = at(('jan02', '2026-01-02T02:00:00Z'), ('aug15', '2026-08-15T02:00:00Z'),
-                 ('nov01', '2026-11-01T02:00:00Z'), ('nov10', '2026-11-10T02:00:00Z'),
-                 ('nov20', '2026-11-20T02:00:00Z'))
+    backups = at(
+        ('jan02', '2026-01-02T02:00:00Z'),
+        ('aug15', '2026-08-15T02:00:00Z'),
+        ('nov01', '2026-11-01T02:00:00Z'),
+        ('nov10', '2026-11-10T02:00:00Z'),
+        ('nov20', '2026-11-20T02:00:00Z'),
+    )
     assert select_backups(backups, daily, weekly, monthly, now='2026-12-01T00:00:00Z')['keep'] == keep
 
 
-@pytest.mark.parametrize('pairs, counts, keep', [
-    # Dec 31 and Jan 1 are different days and months.
-    ([('dec31', '2026-12-31T23:59:59Z'), ('jan01', '2027-01-01T00:00:00Z')], (2, 0, 0), ['jan01', 'dec31']),
-    ([('dec31', '2026-12-31T23:59:59Z'), ('jan01', '2027-01-01T00:00:00Z')], (0, 0, 2), ['jan01', 'dec31']),
-    # ... but the same ISO week (2026-W53), so one weekly slot covers both.
-    ([('dec31', '2026-12-31T23:59:59Z'), ('jan01', '2027-01-01T00:00:00Z')], (0, 1, 0), ['jan01']),
-    # ISO week 53 of 2026 runs Dec 28 .. Jan 3; Jan 4, 2027 opens 2027-W01.
-    ([('dec31', '2026-12-31T02:00:00Z'), ('jan03', '2027-01-03T02:00:00Z'), ('jan04', '2027-01-04T02:00:00Z')],
-     (0, 2, 0), ['jan04', 'jan03']),
-    ([('dec31', '2026-12-31T02:00:00Z'), ('jan03', '2027-01-03T02:00:00Z'), ('jan04', '2027-01-04T02:00:00Z')],
-     (0, 3, 0), ['jan04', 'jan03']),
-    # Dec 29, 2025 is in ISO week 1 of 2026, together with Jan 1, 2026.
-    ([('dec22', '2025-12-22T02:00:00Z'), ('dec29', '2025-12-29T02:00:00Z'), ('jan01', '2026-01-01T02:00:00Z')],
-     (0, 2, 0), ['jan01', 'dec22']),
-    # ISO week 53 of 2020 (Dec 28, 2020 .. Jan 3, 2021).
-    ([('w52', '2020-12-27T02:00:00Z'), ('w53a', '2020-12-31T02:00:00Z'), ('w53b', '2021-01-03T02:00:00Z'),
-      ('w01', '2021-01-04T02:00:00Z')], (0, 3, 0), ['w01', 'w53b', 'w52']),
-    # Leap year: Feb 29 is the newest of February 2024.
-    ([('feb28', '2024-02-28T02:00:00Z'), ('feb29', '2024-02-29T02:00:00Z'), ('mar01', '2024-03-01T02:00:00Z')],
-     (0, 0, 2), ['mar01', 'feb29']),
-    ([('feb28', '2024-02-28T02:00:00Z'), ('feb29', '2024-02-29T02:00:00Z'), ('mar01', '2024-03-01T02:00:00Z')],
-     (3, 0, 0), ['mar01', 'feb29', 'feb28']),
-    # Not a leap year: Feb 28 is the newest of February 2025.
-    ([('feb27', '2025-02-27T02:00:00Z'), ('feb28', '2025-02-28T02:00:00Z'), ('mar01', '2025-03-01T02:00:00Z')],
-     (0, 0, 2), ['mar01', 'feb28']),
-    # Days are UTC days: 00:30 at +01:00 on Jan 1 is Dec 31 in UTC.
-    ([('dec31', '2026-12-31T10:00:00Z'), ('jan01cet', '2027-01-01T00:30:00+01:00')], (1, 0, 0), ['jan01cet']),
-    ([('dec31', '2026-12-31T10:00:00Z'), ('jan01cet', '2027-01-01T00:30:00+01:00')], (0, 0, 2), ['jan01cet']),
-])
+@pytest.mark.parametrize(
+    'pairs, counts, keep',
+    [
+        # Dec 31 and Jan 1 are different days and months.
+        ([('dec31', '2026-12-31T23:59:59Z'), ('jan01', '2027-01-01T00:00:00Z')], (2, 0, 0), ['jan01', 'dec31']),
+        ([('dec31', '2026-12-31T23:59:59Z'), ('jan01', '2027-01-01T00:00:00Z')], (0, 0, 2), ['jan01', 'dec31']),
+        # ... but the same ISO week (2026-W53), so one weekly slot covers both.
+        ([('dec31', '2026-12-31T23:59:59Z'), ('jan01', '2027-01-01T00:00:00Z')], (0, 1, 0), ['jan01']),
+        # ISO week 53 of 2026 runs Dec 28 .. Jan 3; Jan 4, 2027 opens 2027-W01.
+        (
+            [('dec31', '2026-12-31T02:00:00Z'), ('jan03', '2027-01-03T02:00:00Z'), ('jan04', '2027-01-04T02:00:00Z')],
+            (0, 2, 0),
+            ['jan04', 'jan03'],
+        ),
+        (
+            [('dec31', '2026-12-31T02:00:00Z'), ('jan03', '2027-01-03T02:00:00Z'), ('jan04', '2027-01-04T02:00:00Z')],
+            (0, 3, 0),
+            ['jan04', 'jan03'],
+        ),
+        # Dec 29, 2025 is in ISO week 1 of 2026, together with Jan 1, 2026.
+        (
+            [('dec22', '2025-12-22T02:00:00Z'), ('dec29', '2025-12-29T02:00:00Z'), ('jan01', '2026-01-01T02:00:00Z')],
+            (0, 2, 0),
+            ['jan01', 'dec22'],
+        ),
+        # ISO week 53 of 2020 (Dec 28, 2020 .. Jan 3, 2021).
+        (
+            [
+                ('w52', '2020-12-27T02:00:00Z'),
+                ('w53a', '2020-12-31T02:00:00Z'),
+                ('w53b', '2021-01-03T02:00:00Z'),
+                ('w01', '2021-01-04T02:00:00Z'),
+            ],
+            (0, 3, 0),
+            ['w01', 'w53b', 'w52'],
+        ),
+        # Leap year: Feb 29 is the newest of February 2024.
+        (
+            [('feb28', '2024-02-28T02:00:00Z'), ('feb29', '2024-02-29T02:00:00Z'), ('mar01', '2024-03-01T02:00:00Z')],
+            (0, 0, 2),
+            ['mar01', 'feb29'],
+        ),
+        (
+            [('feb28', '2024-02-28T02:00:00Z'), ('feb29', '2024-02-29T02:00:00Z'), ('mar01', '2024-03-01T02:00:00Z')],
+            (3, 0, 0),
+            ['mar01', 'feb29', 'feb28'],
+        ),
+        # Not a leap year: Feb 28 is the newest of February 2025.
+        (
+            [('feb27', '2025-02-27T02:00:00Z'), ('feb28', '2025-02-28T02:00:00Z'), ('mar01', '2025-03-01T02:00:00Z')],
+            (0, 0, 2),
+            ['mar01', 'feb28'],
+        ),
+        # Days are UTC days: 00:30 at +01:00 on Jan 1 is Dec 31 in UTC.
+        ([('dec31', '2026-12-31T10:00:00Z'), ('jan01cet', '2027-01-01T00:30:00+01:00')], (1, 0, 0), ['jan01cet']),
+        ([('dec31', '2026-12-31T10:00:00Z'), ('jan01cet', '2027-01-01T00:30:00+01:00')], (0, 0, 2), ['jan01cet']),
+    ],
+)
 def test_calendar_boundaries(pairs, counts, keep):
     result = select_backups(at(*pairs), *counts, now='2030-01-01T00:00:00Z')
     assert result['keep'] == keep
     assert sorted(result['keep'] + result['delete']) == sorted(pair[0] for pair in pairs)
 
 
-@pytest.mark.parametrize('backups', [
-    nightly('2026-10-01', '2026-11-29'),
-    at(('only', '2026-11-28T02:00:00Z')),
-    at(('a', '2026-11-28T02:00:00Z'), ('b', '2025-01-01T02:00:00Z')),
-])
+@pytest.mark.parametrize(
+    'backups',
+    [
+        nightly('2026-10-01', '2026-11-29'),
+        at(('only', '2026-11-28T02:00:00Z')),
+        at(('a', '2026-11-28T02:00:00Z'), ('b', '2025-01-01T02:00:00Z')),
+    ],
+)
 def test_all_counts_zero_keeps_only_the_newest(backups):
     result = select_backups(backups, 0, 0, 0, now='2027-01-01T00:00:00Z')
     newest = max(backups, key=lambda b: b['time'])['id']
@@ -170,13 +241,17 @@ def test_in_progress_never_deleted_nor_counted():
 def test_only_in_progress_backups():
     backups = [{'id': 'running', 'in_progress': True}, {'id': '.tmp1', 'time': '2026-11-28T02:00:00Z'}]
     result = select_backups(backups, 0, 0, 0)
-    assert result == {'keep': ['running', '.tmp1'], 'delete': [],
-                      'reasons': {'running': ['in_progress'], '.tmp1': ['in_progress']}}
+    assert result == {
+        'keep': ['running', '.tmp1'],
+        'delete': [],
+        'reasons': {'running': ['in_progress'], '.tmp1': ['in_progress']},
+    }
 
 
 def test_future_backups_kept_and_not_counted():
     backups = nightly('2026-11-20', '2026-11-28') + at(
-        ('skew-1h', '2026-11-28T13:00:00Z'), ('skew-2d', '2026-11-30T02:00:00Z'))
+        ('skew-1h', '2026-11-28T13:00:00Z'), ('skew-2d', '2026-11-30T02:00:00Z')
+    )
     result = select_backups(backups, 1, 0, 0, now='2026-11-28T12:00:00Z')
     assert result['keep'] == ['skew-2d', 'skew-1h', 'b-20261128']
     assert result['reasons'] == {'skew-2d': ['future'], 'skew-1h': ['future'], 'b-20261128': ['newest', 'daily']}
@@ -207,17 +282,20 @@ def test_equal_times_are_ordered_by_id():
     assert result == {'keep': ['c'], 'delete': ['b', 'a'], 'reasons': {'c': ['newest']}}
 
 
-@pytest.mark.parametrize('text, expected', [
-    ('2026-11-28T02:00:05Z', datetime(2026, 11, 28, 2, 0, 5, tzinfo=UTC)),
-    ('2026-11-28t02:00:05z', datetime(2026, 11, 28, 2, 0, 5, tzinfo=UTC)),
-    ('2026-11-28 02:00', datetime(2026, 11, 28, 2, 0, tzinfo=UTC)),
-    ('2026-11-28T02:00:05.5Z', datetime(2026, 11, 28, 2, 0, 5, 500000, tzinfo=UTC)),
-    ('2026-11-28T02:00:05.123456789Z', datetime(2026, 11, 28, 2, 0, 5, 123456, tzinfo=UTC)),
-    ('2026-11-28T02:00:05+00:00', datetime(2026, 11, 28, 2, 0, 5, tzinfo=UTC)),
-    ('2026-11-28T02:00:05+0530', datetime(2026, 11, 27, 20, 30, 5, tzinfo=UTC)),
-    ('2026-11-28T02:00:05-02', datetime(2026, 11, 28, 4, 0, 5, tzinfo=UTC)),
-    ('2026-11-28T02:00:05', datetime(2026, 11, 28, 2, 0, 5, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        ('2026-11-28T02:00:05Z', datetime(2026, 11, 28, 2, 0, 5, tzinfo=UTC)),
+        ('2026-11-28t02:00:05z', datetime(2026, 11, 28, 2, 0, 5, tzinfo=UTC)),
+        ('2026-11-28 02:00', datetime(2026, 11, 28, 2, 0, tzinfo=UTC)),
+        ('2026-11-28T02:00:05.5Z', datetime(2026, 11, 28, 2, 0, 5, 500000, tzinfo=UTC)),
+        ('2026-11-28T02:00:05.123456789Z', datetime(2026, 11, 28, 2, 0, 5, 123456, tzinfo=UTC)),
+        ('2026-11-28T02:00:05+00:00', datetime(2026, 11, 28, 2, 0, 5, tzinfo=UTC)),
+        ('2026-11-28T02:00:05+0530', datetime(2026, 11, 27, 20, 30, 5, tzinfo=UTC)),
+        ('2026-11-28T02:00:05-02', datetime(2026, 11, 28, 4, 0, 5, tzinfo=UTC)),
+        ('2026-11-28T02:00:05', datetime(2026, 11, 28, 2, 0, 5, tzinfo=UTC)),
+    ],
+)
 def test_parse_time(text, expected):
     parsed = parse_time(text)
     assert parsed == expected
@@ -227,36 +305,51 @@ def test_parse_time(text, expected):
 GOOD = {'id': 'good', 'time': '2026-11-28T02:00:00Z'}
 
 
-@pytest.mark.parametrize('backups, counts, message', [
-    ('b-1', (7, 4, 6), 'backups must be a list of dicts, got str'),
-    ({'id': 'x'}, (7, 4, 6), 'backups must be a list of dicts, got dict'),
-    (None, (7, 4, 6), 'backups must be a list of dicts, got NoneType'),
-    (['b-1'], (7, 4, 6), r'backup #0 must be a dict with "id" and "time", got str'),
-    ([GOOD, {'time': '2026-11-28T02:00:00Z'}], (7, 4, 6), r'backup #1 has no "id" \(a non-empty string'),
-    ([{'id': '', 'time': '2026-11-28T02:00:00Z'}], (7, 4, 6), r'backup #0 has no "id"'),
-    ([{'id': 5, 'time': '2026-11-28T02:00:00Z'}], (7, 4, 6), r'backup #0 has no "id" .*got 5'),
-    ([GOOD, GOOD], (7, 4, 6), "duplicate backup id 'good'; ids must be unique"),
-    ([{'id': 'x'}], (7, 4, 6), "backup 'x' has no \"time\""),
-    ([{'id': 'x', 'time': 'yesterday'}], (7, 4, 6),
-     "backup 'x': time 'yesterday' is not an ISO 8601 date and time such as 2026-11-28T02:00:05Z"),
-    ([{'id': 'x', 'time': '2026-11-28'}], (7, 4, 6), "backup 'x': time '2026-11-28' is not an ISO 8601"),
-    ([{'id': 'x', 'time': '2025-02-29T02:00:00Z'}], (7, 4, 6),
-     "backup 'x': time '2025-02-29T02:00:00Z' is not a valid date and time: day is out of range"),
-    ([{'id': 'x', 'time': '2026-11-28T25:00:00Z'}], (7, 4, 6), 'is not a valid date and time: hour must be'),
-    ([{'id': 'x', 'time': '2026-11-28T02:00:00+24:00'}], (7, 4, 6), "has an invalid UTC offset '\\+24:00'"),
-    ([{'id': 'x', 'time': 1764295205}], (7, 4, 6),
-     "backup 'x': time must be an ISO 8601 string or a datetime, got int"),
-    ([{'id': '.tmp-x', 'time': 'soon'}], (7, 4, 6), r"backup '\.tmp-x': time 'soon' is not an ISO 8601"),
-    ([{'id': 'x', 'time': '2026-11-28T02:00:00Z', 'in_progress': 'yes'}], (7, 4, 6),
-     "backup 'x': \"in_progress\" must be a boolean, got 'yes'"),
-    ([GOOD], (-1, 4, 6), 'daily must be a non-negative integer, got -1'),
-    ([GOOD], (7, -4, 6), 'weekly must be a non-negative integer, got -4'),
-    ([GOOD], (7, 4, -6), 'monthly must be a non-negative integer, got -6'),
-    ([GOOD], (7.5, 4, 6), 'daily must be a non-negative integer, got 7.5'),
-    ([GOOD], ('7', 4, 6), "daily must be a non-negative integer, got '7'"),
-    ([GOOD], (7, True, 6), 'weekly must be a non-negative integer, got True'),
-    ([GOOD], (7, 4, None), 'monthly must be a non-negative integer, got None'),
-])
+@pytest.mark.parametrize(
+    'backups, counts, message',
+    [
+        ('b-1', (7, 4, 6), 'backups must be a list of dicts, got str'),
+        ({'id': 'x'}, (7, 4, 6), 'backups must be a list of dicts, got dict'),
+        (None, (7, 4, 6), 'backups must be a list of dicts, got NoneType'),
+        (['b-1'], (7, 4, 6), r'backup #0 must be a dict with "id" and "time", got str'),
+        ([GOOD, {'time': '2026-11-28T02:00:00Z'}], (7, 4, 6), r'backup #1 has no "id" \(a non-empty string'),
+        ([{'id': '', 'time': '2026-11-28T02:00:00Z'}], (7, 4, 6), r'backup #0 has no "id"'),
+        ([{'id': 5, 'time': '2026-11-28T02:00:00Z'}], (7, 4, 6), r'backup #0 has no "id" .*got 5'),
+        ([GOOD, GOOD], (7, 4, 6), "duplicate backup id 'good'; ids must be unique"),
+        ([{'id': 'x'}], (7, 4, 6), "backup 'x' has no \"time\""),
+        (
+            [{'id': 'x', 'time': 'yesterday'}],
+            (7, 4, 6),
+            "backup 'x': time 'yesterday' is not an ISO 8601 date and time such as 2026-11-28T02:00:05Z",
+        ),
+        ([{'id': 'x', 'time': '2026-11-28'}], (7, 4, 6), "backup 'x': time '2026-11-28' is not an ISO 8601"),
+        (
+            [{'id': 'x', 'time': '2025-02-29T02:00:00Z'}],
+            (7, 4, 6),
+            "backup 'x': time '2025-02-29T02:00:00Z' is not a valid date and time: day is out of range",
+        ),
+        ([{'id': 'x', 'time': '2026-11-28T25:00:00Z'}], (7, 4, 6), 'is not a valid date and time: hour must be'),
+        ([{'id': 'x', 'time': '2026-11-28T02:00:00+24:00'}], (7, 4, 6), "has an invalid UTC offset '\\+24:00'"),
+        (
+            [{'id': 'x', 'time': 1764295205}],
+            (7, 4, 6),
+            "backup 'x': time must be an ISO 8601 string or a datetime, got int",
+        ),
+        ([{'id': '.tmp-x', 'time': 'soon'}], (7, 4, 6), r"backup '\.tmp-x': time 'soon' is not an ISO 8601"),
+        (
+            [{'id': 'x', 'time': '2026-11-28T02:00:00Z', 'in_progress': 'yes'}],
+            (7, 4, 6),
+            "backup 'x': \"in_progress\" must be a boolean, got 'yes'",
+        ),
+        ([GOOD], (-1, 4, 6), 'daily must be a non-negative integer, got -1'),
+        ([GOOD], (7, -4, 6), 'weekly must be a non-negative integer, got -4'),
+        ([GOOD], (7, 4, -6), 'monthly must be a non-negative integer, got -6'),
+        ([GOOD], (7.5, 4, 6), 'daily must be a non-negative integer, got 7.5'),
+        ([GOOD], ('7', 4, 6), "daily must be a non-negative integer, got '7'"),
+        ([GOOD], (7, True, 6), 'weekly must be a non-negative integer, got True'),
+        ([GOOD], (7, 4, None), 'monthly must be a non-negative integer, got None'),
+    ],
+)
 def test_invalid_input(backups, counts, message):
     with pytest.raises(ValueError, match=message):
         select_backups(backups, *counts, now='2027-01-01T00:00:00Z')
@@ -268,9 +361,14 @@ def test_invalid_now():
 
 
 def test_reason_names_are_public():
-    assert [_retention.REASON_NEWEST, _retention.REASON_DAILY, _retention.REASON_WEEKLY, _retention.REASON_MONTHLY,
-            _retention.REASON_IN_PROGRESS, _retention.REASON_FUTURE] == \
-        ['newest', 'daily', 'weekly', 'monthly', 'in_progress', 'future']
+    assert [
+        _retention.REASON_NEWEST,
+        _retention.REASON_DAILY,
+        _retention.REASON_WEEKLY,
+        _retention.REASON_MONTHLY,
+        _retention.REASON_IN_PROGRESS,
+        _retention.REASON_FUTURE,
+    ] == ['newest', 'daily', 'weekly', 'monthly', 'in_progress', 'future']
 
 
 NOW = datetime(2027, 1, 1, tzinfo=UTC)
@@ -279,7 +377,8 @@ BACKUP = st.fixed_dictionaries(
     optional={'in_progress': st.booleans()},
 )
 BACKUPS = st.lists(BACKUP, max_size=60).map(
-    lambda items: [dict(item, id=f'{".tmp" if index % 11 == 10 else "b"}-{index}') for index, item in enumerate(items)])
+    lambda items: [dict(item, id=f'{".tmp" if index % 11 == 10 else "b"}-{index}') for index, item in enumerate(items)]
+)
 COUNT = st.integers(min_value=0, max_value=12)
 
 

@@ -63,12 +63,15 @@ def registry():
 
 
 @pytest.mark.parametrize('check_mode', [False, True])
-@pytest.mark.parametrize('tag, version, prerelease', [
-    ('latest', 'v1.1.0', False),
-    ('staging', 'v1.2.0-rc.1', True),
-    ('v1.0.0', 'v1.0.0', False),
-    ('1.0.0', 'v1.0.0', False),
-])
+@pytest.mark.parametrize(
+    'tag, version, prerelease',
+    [
+        ('latest', 'v1.1.0', False),
+        ('staging', 'v1.2.0-rc.1', True),
+        ('v1.0.0', 'v1.0.0', False),
+        ('1.0.0', 'v1.0.0', False),
+    ],
+)
 def test_resolves(registry, tag, version, prerelease, check_mode):
     result = run({'registry': registry.url, 'tag': tag, '_ansible_check_mode': check_mode}, ExitJson)
     assert result['changed'] is False
@@ -84,25 +87,29 @@ def test_resolves(registry, tag, version, prerelease, check_mode):
 
 
 def test_credentials_and_custom_images(registry):
-    result = run({'registry': registry.url, 'tag': 'latest', 'images': ['api'], 'username': 'me',
-                  'password': PASSWORD}, ExitJson)
+    result = run(
+        {'registry': registry.url, 'tag': 'latest', 'images': ['api'], 'username': 'me', 'password': PASSWORD}, ExitJson
+    )
     assert list(result['images']) == ['api']
     assert PASSWORD not in repr(result)
 
 
-@pytest.mark.parametrize('args, fragment', [
-    ({'tag': 'V1.2.0'}, 'lowercase'),
-    ({'tag': 'v1.2'}, 'Invalid tag'),
-    ({'tag': 'v1.2.0; rm -rf /'}, 'Invalid tag'),
-    ({'tag': 'production'}, 'Invalid tag'),
-    ({'tag': 'v1.2.0+b1'}, 'build metadata'),
-    ({'tag': 'latest', 'images': []}, 'at least one image'),
-    ({'tag': 'latest', 'images': ['Api']}, 'Invalid image name'),
-    ({'tag': 'latest', 'repository': 'rayhu//x'}, 'Invalid repository'),
-    ({'tag': 'latest', 'registry': 'ghcr.io/evil path'}, 'Invalid registry'),
-    ({'tag': 'latest', 'timeout': 0}, 'timeout'),
-    ({'tag': 'latest', 'username': 'me'}, 'parameters are required together'),
-])
+@pytest.mark.parametrize(
+    'args, fragment',
+    [
+        ({'tag': 'V1.2.0'}, 'lowercase'),
+        ({'tag': 'v1.2'}, 'Invalid tag'),
+        ({'tag': 'v1.2.0; rm -rf /'}, 'Invalid tag'),
+        ({'tag': 'production'}, 'Invalid tag'),
+        ({'tag': 'v1.2.0+b1'}, 'build metadata'),
+        ({'tag': 'latest', 'images': []}, 'at least one image'),
+        ({'tag': 'latest', 'images': ['Api']}, 'Invalid image name'),
+        ({'tag': 'latest', 'repository': 'rayhu//x'}, 'Invalid repository'),
+        ({'tag': 'latest', 'registry': 'ghcr.io/evil path'}, 'Invalid registry'),
+        ({'tag': 'latest', 'timeout': 0}, 'timeout'),
+        ({'tag': 'latest', 'username': 'me'}, 'parameters are required together'),
+    ],
+)
 def test_invalid_input_fails_before_any_request(no_network, args, fragment):
     result = run(args, FailJson)
     assert fragment in result['msg']
@@ -115,8 +122,7 @@ def test_missing_version_fails_naming_image(registry):
 
 
 def test_wrong_password_fails_without_leaking_it(registry):
-    result = run({'registry': registry.url, 'tag': 'latest', 'username': 'me', 'password': 'wrong-pass-42'},
-                 FailJson)
+    result = run({'registry': registry.url, 'tag': 'latest', 'username': 'me', 'password': 'wrong-pass-42'}, FailJson)
     assert 'refused the credentials' in result['msg']
     assert 'wrong-pass-42' not in result['msg']
 

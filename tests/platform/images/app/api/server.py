@@ -1,4 +1,7 @@
-#!/usr/bin/env python3
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Stand-in for the avatar-mgmt API (Node/Express on 3000).
 
 Interfaces the collection touches:
@@ -7,6 +10,7 @@ Interfaces the collection touches:
 Everything else -> 404 JSON.
 Only environment variable NAMES are ever logged, never values.
 """
+
 import hashlib
 import json
 import os
@@ -93,17 +97,20 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/version":
             now = time.time()
             info = build_info()
-            return self.send_json(200, {
-                "frontend": dict(info),
-                "backend": dict(info),
-                "system": {
-                    "deployTime": iso(START),
-                    "environment": os.environ.get("NODE_ENV", "development"),
-                    "uptime": int(now - START),
-                    "lastCheck": iso(now),
+            return self.send_json(
+                200,
+                {
+                    "frontend": dict(info),
+                    "backend": dict(info),
+                    "system": {
+                        "deployTime": iso(START),
+                        "environment": os.environ.get("NODE_ENV", "development"),
+                        "uptime": int(now - START),
+                        "lastCheck": iso(now),
+                    },
+                    "generatedAt": iso(now),
                 },
-                "generatedAt": iso(now),
-            })
+            )
         return self.send_json(404, {"error": "Not Found", "path": path})
 
     do_HEAD = do_GET
@@ -122,5 +129,6 @@ def main():
 
 if __name__ == "__main__":
     import signal
+
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     main()

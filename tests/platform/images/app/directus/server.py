@@ -1,4 +1,7 @@
-#!/usr/bin/env python3
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Stand-in for directus/directus:11.8.0 on port 8055.
 
   GET  /server/health       {"status":"ok"} when PostgreSQL answers SELECT 1, else 503 {"status":"error",...}
@@ -10,6 +13,7 @@
   GET  /assets/N            bytes of /directus/uploads/N             (Bearer ADMIN_TOKEN)
 Secret values (DB_PASSWORD, KEY, SECRET, ADMIN_*) are never logged.
 """
+
 import hmac
 import json
 import os
@@ -132,8 +136,15 @@ class Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def safe_name(name):
-        if (not name or name in (".", "..") or "/" in name or "\\" in name
-                or ".." in name or "\x00" in name or len(name) > 255):
+        if (
+            not name
+            or name in (".", "..")
+            or "/" in name
+            or "\\" in name
+            or ".." in name
+            or "\x00" in name
+            or len(name) > 255
+        ):
             return None
         return name
 
@@ -148,9 +159,12 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/items/avatars":
             if not self.authorized():
                 return
-            return self.with_db(lambda cur: (
-                cur.execute("SELECT id, name, created_at FROM avatars ORDER BY id"),
-                {"data": [row_json(r) for r in cur.fetchall()]})[1])
+            return self.with_db(
+                lambda cur: (
+                    cur.execute("SELECT id, name, created_at FROM avatars ORDER BY id"),
+                    {"data": [row_json(r) for r in cur.fetchall()]},
+                )[1]
+            )
         if path.startswith("/items/avatars/"):
             if not self.authorized():
                 return
@@ -162,11 +176,12 @@ class Handler(BaseHTTPRequestHandler):
                 cur.execute("SELECT id, name, created_at FROM avatars WHERE id = %s", (int(ident),))
                 r = cur.fetchone()
                 return {"data": row_json(r)} if r else None
+
             return self.with_db(one)
         if path.startswith("/assets/"):
             if not self.authorized():
                 return
-            name = self.safe_name(unquote(path[len("/assets/"):]))
+            name = self.safe_name(unquote(path[len("/assets/") :]))
             if name is None:
                 return self.error(400, "Invalid file name", "INVALID_PAYLOAD")
             fp = os.path.join(UPLOADS, name)
@@ -196,6 +211,7 @@ class Handler(BaseHTTPRequestHandler):
             def insert(cur):
                 cur.execute("INSERT INTO avatars (name) VALUES (%s) RETURNING id, name, created_at", (name,))
                 return {"data": row_json(cur.fetchone())}
+
             return self.with_db(insert)
         if path == "/files":
             if not self.authorized():
@@ -246,19 +262,31 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 conn.close()
         except Exception as e:
-            return self.send_json(503, {
-                "status": "error",
-                "releaseId": "11.8.0",
-                "serviceId": "directus-standin",
-                "checks": {"pg:responseTime": [{"status": "error", "componentType": "datastore",
-                                                "output": db_error_reason(e)}]},
-            })
+            return self.send_json(
+                503,
+                {
+                    "status": "error",
+                    "releaseId": "11.8.0",
+                    "serviceId": "directus-standin",
+                    "checks": {
+                        "pg:responseTime": [
+                            {"status": "error", "componentType": "datastore", "output": db_error_reason(e)}
+                        ]
+                    },
+                },
+            )
         if not os.access(UPLOADS, os.W_OK):
-            return self.send_json(503, {
-                "status": "error",
-                "checks": {"storage:local:responseTime": [{"status": "error", "componentType": "objectstore",
-                                                           "output": f"{UPLOADS} not writable"}]},
-            })
+            return self.send_json(
+                503,
+                {
+                    "status": "error",
+                    "checks": {
+                        "storage:local:responseTime": [
+                            {"status": "error", "componentType": "objectstore", "output": f"{UPLOADS} not writable"}
+                        ]
+                    },
+                },
+            )
         return self.send_json(200, {"status": "ok"})
 
 
@@ -272,5 +300,6 @@ def main():
 
 if __name__ == "__main__":
     import signal
+
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     main()

@@ -1,4 +1,8 @@
 #!/bin/sh
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Writes config.js from the environment (JSON-escaped), then runs nginx in the foreground.
 set -eu
 ROOT=/usr/share/nginx/html

@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 # Mimics the official postgres image entrypoint (subset):
 #   POSTGRES_USER (default postgres), POSTGRES_PASSWORD (required unless
 #   POSTGRES_HOST_AUTH_METHOD=trust), POSTGRES_DB (default $POSTGRES_USER),
@@ -23,7 +27,7 @@ if [ "$1" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
   chown postgres:postgres "$PGDATA" /var/run/postgresql
   chmod 700 "$PGDATA"; chmod 2775 /var/run/postgresql
   # Re-run this script as postgres (exec, so postgres ends up as PID 1).
-  exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+  exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
 if [ "$1" = 'postgres' ]; then

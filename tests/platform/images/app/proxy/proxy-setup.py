@@ -1,10 +1,14 @@
-#!/usr/bin/env python3
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Write NPM-style proxy host configs from PROXY_HOSTS and an admin status page.
 
 PROXY_HOSTS="daidai.amis.hk=frontend:80,api.daidai.amis.hk=api:3000,..."
 A route file /data/nginx/proxy_host/<domain>.conf is written only if it does not
 exist yet (NPM keeps its configuration in /data; existing files win).
 """
+
 import html
 import json
 import os
@@ -54,8 +58,14 @@ def parse(spec):
         domain, sep, upstream = item.partition("=")
         host, sep2, port = upstream.strip().rpartition(":")
         domain = domain.strip().lower()
-        if not sep or not sep2 or not DOMAIN_RE.match(domain) or not HOST_RE.match(host) \
-                or not port.isdigit() or not 0 < int(port) < 65536:
+        if (
+            not sep
+            or not sep2
+            or not DOMAIN_RE.match(domain)
+            or not HOST_RE.match(host)
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+        ):
             sys.exit(f"proxy: invalid PROXY_HOSTS entry {item!r} (want domain=host:port)")
         routes.append((domain, host, int(port)))
     return routes
@@ -75,8 +85,14 @@ def existing_routes():
 
 
 def main():
-    for d in (HOSTS_DIR, os.path.join(DATA, "logs"), os.path.join(DATA, "nginx", "default_host"),
-              os.path.join(DATA, "nginx", "custom"), "/etc/letsencrypt", ADMIN):
+    for d in (
+        HOSTS_DIR,
+        os.path.join(DATA, "logs"),
+        os.path.join(DATA, "nginx", "default_host"),
+        os.path.join(DATA, "nginx", "custom"),
+        "/etc/letsencrypt",
+        ADMIN,
+    ):
         os.makedirs(d, exist_ok=True)
     for domain, host, port in parse(os.environ.get("PROXY_HOSTS", "")):
         path = os.path.join(HOSTS_DIR, domain + ".conf")
@@ -91,16 +107,26 @@ def main():
 
     routes = existing_routes()
     with open(os.path.join(ADMIN, "api.json"), "w") as f:
-        json.dump({"status": "OK", "setup": True, "standin": True,
-                   "version": {"major": 2, "minor": 12, "revision": 0},
-                   "proxy_hosts": [{"file": n, "domain": d, "upstream": u} for n, d, u in routes]}, f)
-    rows = "\n".join(f"<tr><td>{html.escape(d)}</td><td>{html.escape(u)}</td><td>{html.escape(n)}</td></tr>"
-                     for n, d, u in routes)
+        json.dump(
+            {
+                "status": "OK",
+                "setup": True,
+                "standin": True,
+                "version": {"major": 2, "minor": 12, "revision": 0},
+                "proxy_hosts": [{"file": n, "domain": d, "upstream": u} for n, d, u in routes],
+            },
+            f,
+        )
+    rows = "\n".join(
+        f"<tr><td>{html.escape(d)}</td><td>{html.escape(u)}</td><td>{html.escape(n)}</td></tr>" for n, d, u in routes
+    )
     with open(os.path.join(ADMIN, "index.html"), "w") as f:
-        f.write("<!doctype html><html><head><meta charset='utf-8'><title>Nginx Proxy Manager (stand-in)"
-                "</title></head><body><h1>Nginx Proxy Manager (test stand-in)</h1>"
-                "<p>status: OK</p><table border='1'><tr><th>domain</th><th>upstream</th><th>file</th></tr>\n"
-                f"{rows}\n</table></body></html>\n")
+        f.write(
+            "<!doctype html><html><head><meta charset='utf-8'><title>Nginx Proxy Manager (stand-in)"
+            "</title></head><body><h1>Nginx Proxy Manager (test stand-in)</h1>"
+            "<p>status: OK</p><table border='1'><tr><th>domain</th><th>upstream</th><th>file</th></tr>\n"
+            f"{rows}\n</table></body></html>\n"
+        )
     print(f"proxy: {len(routes):d} proxy host(s) in {HOSTS_DIR}", flush=True)
 
 
