@@ -19,7 +19,7 @@
 #
 # Comment syntax, by file:
 #   `# ` lines     .py .sh .bash .yml .yaml .cfg .toml .conf .service .txt .example
-#                  .gitignore .ansible-lint .yamllint Makefile Dockerfile, and any
+#                  .gitignore .ansible-lint .yamllint Makefile Dockerfile known_hosts, and any
 #                  file with a #! line. It goes after a #! line, a Python coding
 #                  line and Dockerfile parser directives (# syntax=, # escape=),
 #                  which must stay first; in YAML before `---` (yamllint wants the
@@ -68,7 +68,7 @@ STYLES = {
     'html': '<!--\n' + ''.join(f'{line}\n' for line in LINES) + '-->\n',
 }
 HASH_SUFFIXES = ('.py', '.sh', '.bash', '.yml', '.yaml', '.cfg', '.toml', '.conf', '.service', '.txt', '.example')
-HASH_NAMES = ('.gitignore', '.ansible-lint', '.yamllint', 'Makefile', 'Dockerfile')
+HASH_NAMES = ('.gitignore', '.ansible-lint', '.yamllint', 'Makefile', 'Dockerfile', 'known_hosts')
 VARIANT = re.compile(r'Copyright \(c\) avatar_mgmt\.ops developers')
 
 

@@ -62,24 +62,26 @@ FILTER_USE = re.compile(r"\|\s*" + re.escape(FQCN_PREFIX) + r"(\w+)")
 TEST_USE = re.compile(r"\bis\s+(?:not\s+)?" + re.escape(FQCN_PREFIX) + r"(\w+)")
 # map('avatar_mgmt.ops.f') applies a filter; select/reject('avatar_mgmt.ops.t') a test.
 MAP_USE = re.compile(r"\bmap\(\s*['\"]" + re.escape(FQCN_PREFIX) + r"(\w+)['\"]")
-SELECT_USE = re.compile(r"\b(?:select|reject)(?:attr)?\((?:\s*['\"][^'\"]*['\"]\s*,)?\s*['\"]"
-                        + re.escape(FQCN_PREFIX) + r"(\w+)['\"]")
+SELECT_USE = re.compile(
+    r"\b(?:select|reject)(?:attr)?\((?:\s*['\"][^'\"]*['\"]\s*,)?\s*['\"]" + re.escape(FQCN_PREFIX) + r"(\w+)['\"]"
+)
 TEMPLATE_LOOKUP = re.compile(
-    r"\b(?:lookup|query|q)\(\s*['\"](?:ansible\.builtin\.)?template['\"]\s*,\s*['\"]([^'\"]+)['\"]")
+    r"\b(?:lookup|query|q)\(\s*['\"](?:ansible\.builtin\.)?template['\"]\s*,\s*['\"]([^'\"]+)['\"]"
+)
 
 
 def short(name: str) -> str:
     """Strip the ansible.builtin./ansible.legacy. prefix of an action name."""
     for prefix in ("ansible.builtin.", "ansible.legacy."):
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 
 def role_name(ref: str) -> str | None:
     """roles/ directory name of a role reference, or None for another collection's role."""
     if ref.startswith(FQCN_PREFIX):
-        return ref[len(FQCN_PREFIX):]
+        return ref[len(FQCN_PREFIX) :]
     return None if "." in ref else ref
 
 
@@ -186,7 +188,7 @@ class Trace:
 
     def playbook_targets(self, src: Path, target: str) -> list[Path]:
         if target.startswith(FQCN_PREFIX):
-            name = target[len(FQCN_PREFIX):]
+            name = target[len(FQCN_PREFIX) :]
             return self.resolve(src, name, [self.root / "playbooks"], "import_playbook")
         return self.resolve(src, target, [src.parent], "import_playbook")
 
@@ -278,7 +280,7 @@ class Trace:
         elif action == "include_vars":
             self.not_followed.append((path, "include_vars", json.dumps(value) if not isinstance(value, str) else value))
         elif key.startswith(FQCN_PREFIX):
-            self.module(path, key[len(FQCN_PREFIX):])
+            self.module(path, key[len(FQCN_PREFIX) :])
 
     def template(self, src: Path, name: str) -> None:
         role = self.role_of(src)
@@ -348,7 +350,7 @@ class Trace:
                 module = node.module or ""
                 if node.level:  # from ..module_utils.x import y / from .x import y (inside module_utils)
                     here = path.parent
-                    for _ in range(node.level - 1):
+                    for _level in range(node.level - 1):
                         here = here.parent
                     dotted = (here / module.replace(".", "/")).resolve()
                     if not dotted.is_relative_to(utils.resolve()):
@@ -358,10 +360,11 @@ class Trace:
                 if module == MODULE_UTILS_PKG:
                     names = [alias.name for alias in node.names]
                 elif module.startswith(MODULE_UTILS_PKG + "."):
-                    names = [module[len(MODULE_UTILS_PKG) + 1:]]
+                    names = [module[len(MODULE_UTILS_PKG) + 1 :]]
             elif isinstance(node, ast.Import):
-                names = [a.name[len(MODULE_UTILS_PKG) + 1:] for a in node.names
-                         if a.name.startswith(MODULE_UTILS_PKG + ".")]
+                names = [
+                    a.name[len(MODULE_UTILS_PKG) + 1 :] for a in node.names if a.name.startswith(MODULE_UTILS_PKG + ".")
+                ]
             for name in names:
                 base = utils / name.replace(".", "/")
                 target = next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
@@ -395,8 +398,14 @@ class Trace:
         return best
 
     def vars_dirs(self) -> dict[str, list[str]]:
-        adjacent = sorted({self.rel(d / name) for d in self.playbook_dirs for name in ("group_vars", "host_vars")
-                           if (d / name).is_dir()})
+        adjacent = sorted(
+            {
+                self.rel(d / name)
+                for d in self.playbook_dirs
+                for name in ("group_vars", "host_vars")
+                if (d / name).is_dir()
+            }
+        )
         inventory = sorted(self.rel(p) for p in self.root.glob("inventor*/**/group_vars") if p.is_dir())
         default = ""
         cfg = self.root / "ansible.cfg"
@@ -407,14 +416,18 @@ class Trace:
                 default = parser.get("defaults", "inventory", fallback="")
             except configparser.Error:
                 default = ""
-        return {"playbook_adjacent": adjacent, "inventory": inventory,
-                "default_inventory": [default] if default else []}
+        return {
+            "playbook_adjacent": adjacent,
+            "inventory": inventory,
+            "default_inventory": [default] if default else [],
+        }
 
     def report(self, start: Path) -> dict:
         chain = self.longest_chain(start)
         role_task_files = [p for p in self.task_files if self.role_of(p)]
-        longest = max(role_task_files, key=lambda p: (len(p.read_text(encoding="utf-8").splitlines()), str(p)),
-                      default=None)
+        longest = max(
+            role_task_files, key=lambda p: (len(p.read_text(encoding="utf-8").splitlines()), str(p)), default=None
+        )
         return {
             "playbook": self.rel(start),
             "files_touched": len(self.files),
@@ -427,10 +440,13 @@ class Trace:
             "depth_chain": [self.rel(p) for p in chain],
             "longest_role_task_file": (
                 {"path": self.rel(longest), "lines": len(longest.read_text(encoding="utf-8").splitlines())}
-                if longest else None),
+                if longest
+                else None
+            ),
             "templated_includes": [
                 {"from": self.rel(s), "name": n, "matches": [self.rel(p) for p in found]}
-                for s, n, found in self.globbed],
+                for s, n, found in self.globbed
+            ],
             "group_vars": self.vars_dirs(),
             "not_followed": [{"from": self.rel(s), "kind": k, "what": w} for s, k, w in self.not_followed],
             "unresolved": [{"from": self.rel(s), "kind": k, "what": w} for s, k, w in self.unresolved],
@@ -466,19 +482,34 @@ def private_crossings(root: Path) -> dict:
         for lineno, line in enumerate(text.splitlines(), 1):
             for match in pattern.finditer(line):
                 if match.group(1) != own:
-                    hits.append({"file": path.relative_to(root).as_posix(), "line": lineno,
-                                 "name": match.group(0), "owner": match.group(1), "user": own or "(outside roles)"})
+                    hits.append(
+                        {
+                            "file": path.relative_to(root).as_posix(),
+                            "line": lineno,
+                            "name": match.group(0),
+                            "owner": match.group(1),
+                            "user": own or "(outside roles)",
+                        }
+                    )
     names = Counter(hit["name"] for hit in hits)
     pairs = Counter(f"{hit['user']} -> {hit['owner']}" for hit in hits)
-    return {"occurrences": hits, "total": len(hits), "distinct_names": len(names),
-            "names": dict(sorted(names.items())), "by_user_and_owner": dict(sorted(pairs.items()))}
+    return {
+        "occurrences": hits,
+        "total": len(hits),
+        "distinct_names": len(names),
+        "names": dict(sorted(names.items())),
+        "by_user_and_owner": dict(sorted(pairs.items())),
+    }
 
 
 # ---- output -----------------------------------------------------------------
 def print_trace(data: dict, show_list: bool, show_edges: bool) -> None:
-    out = [f"playbook: {data['playbook']}",
-           f"files touched: {data['files_touched']}  ("
-           + ", ".join(f"{k}: {v}" for k, v in data["files_by_kind"].items()) + ")"]
+    out = [
+        f"playbook: {data['playbook']}",
+        f"files touched: {data['files_touched']}  ("
+        + ", ".join(f"{k}: {v}" for k, v in data["files_by_kind"].items())
+        + ")",
+    ]
     if show_list:
         out += [f"  {f}" for f in data["files"]]
     out.append(f"hops: {data['hops']}  (" + ", ".join(f"{k}: {v}" for k, v in data["hops_by_kind"].items()) + ")")
@@ -492,9 +523,12 @@ def print_trace(data: dict, show_list: bool, show_edges: bool) -> None:
     out += [f"  {g['from']}: {g['name']} -> {', '.join(g['matches'])}" for g in data["templated_includes"]]
     gv = data["group_vars"]
     out.append("group_vars (not counted): playbook-adjacent: " + (", ".join(gv["playbook_adjacent"]) or "none"))
-    out.append("  inventory (apply with -i; ansible.cfg default "
-               + (gv["default_inventory"][0] if gv["default_inventory"] else "none") + "): "
-               + (", ".join(gv["inventory"]) or "none"))
+    out.append(
+        "  inventory (apply with -i; ansible.cfg default "
+        + (gv["default_inventory"][0] if gv["default_inventory"] else "none")
+        + "): "
+        + (", ".join(gv["inventory"]) or "none")
+    )
     if data["not_followed"]:
         out.append(f"not followed: {len(data['not_followed'])}")
         out += [f"  {n['from']}: {n['kind']} {n['what']}" for n in data["not_followed"]]
@@ -514,7 +548,7 @@ def print_crossings(data: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("root", type=Path, help="repository (collection) root")
     parser.add_argument("playbook", nargs="?", help="playbook path, relative to the root")
     parser.add_argument("--private-crossings", action="store_true", help="list uses of other roles' private names")

@@ -1,5 +1,10 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """What the molecule scenarios' testinfra tests share: the sandbox vault, the GHCR
 stand-in's own answers, running the collection's playbooks, and the stack's state."""
+
 import base64
 import json
 import os
@@ -19,10 +24,17 @@ INSPECT_FORMAT = '{{index .Config.Labels "com.docker.compose.service"}} {{.Confi
 
 def vault():
     out = subprocess.run(
-        [os.path.join(ROOT, ".venv/bin/ansible-vault"), "view", "--vault-password-file",
-         os.path.join(ROOT, "inventories/sandbox/vault-password.txt"),
-         os.path.join(ROOT, "inventories/sandbox/group_vars/all/vault.yml")],
-        capture_output=True, text=True, check=True).stdout
+        [
+            os.path.join(ROOT, ".venv/bin/ansible-vault"),
+            "view",
+            "--vault-password-file",
+            os.path.join(ROOT, "inventories/sandbox/vault-password.txt"),
+            os.path.join(ROOT, "inventories/sandbox/group_vars/all/vault.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split(": ", 1) for line in out.splitlines() if line.startswith("vault_"))
 
 
@@ -31,13 +43,19 @@ def registry_digest(image, tag):
     secrets = vault()
     ctx = ssl.create_default_context(cafile=os.path.join(STATE, "ca/ca.crt"))
     req = urllib.request.Request(
-        f"https://127.0.0.1:5443/v2/rayhu/avatar-mgmt/{image}/manifests/{tag}", method="HEAD",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
-                           "application/vnd.oci.image.manifest.v1+json, "
-                           "application/vnd.oci.image.index.v1+json, "
-                           "application/vnd.docker.distribution.manifest.list.v2+json",
-                 "Authorization": "Basic " + base64.b64encode(
-                     ("{}:{}".format(secrets["vault_ghcr_username"], secrets["vault_ghcr_token"])).encode()).decode()})
+        f"https://127.0.0.1:5443/v2/rayhu/avatar-mgmt/{image}/manifests/{tag}",
+        method="HEAD",
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+            "application/vnd.oci.image.manifest.v1+json, "
+            "application/vnd.oci.image.index.v1+json, "
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "Authorization": "Basic "
+            + base64.b64encode(
+                ("{}:{}".format(secrets["vault_ghcr_username"], secrets["vault_ghcr_token"])).encode()
+            ).decode(),
+        },
+    )
     with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
         return resp.headers["Docker-Content-Digest"]
 

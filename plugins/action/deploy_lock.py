@@ -63,8 +63,10 @@ class ActionModule(ActionBase):
         here = self._controller()
         args['_controller'] = here
         args['_inventory_host'] = str(task_vars.get('inventory_hostname', ''))
-        hints = {'break_hint': str(args.get('break_hint', '-e compose_deploy_break_lock=true')),
-                 'force_hint': str(args.get('force_hint', ''))}
+        hints = {
+            'break_hint': str(args.get('break_hint', '-e compose_deploy_break_lock=true')),
+            'force_hint': str(args.get('force_hint', '')),
+        }
 
         prefix = ''
         breaking = state == 'present' and (break_lock or force)
@@ -81,15 +83,20 @@ class ActionModule(ActionBase):
             else:
                 second = None
                 outcome['stale'], outcome['stale_reason'] = stale, reason
-                outcome['msg'] = held_message(args.get('path', ''), outcome['lock'], stale=stale, reason=reason,
-                                              refused_break=True, **hints)
+                outcome['msg'] = held_message(
+                    args.get('path', ''), outcome['lock'], stale=stale, reason=reason, refused_break=True, **hints
+                )
             if second is not None:
                 judged = outcome['lock']
                 outcome = self._run_module(second, task_vars)
                 outcome['waited'] = round(waited + float(outcome.get('waited') or 0.0), 3)
                 if outcome.get('acquired') and outcome.get('broken'):
                     outcome['msg'] = f"{outcome.get('msg', '')} The removed lock's run: {reason} ({_verdict(stale)})."
-                elif not outcome.get('acquired') and not outcome.get('broken') and judged.get('fingerprint') != (outcome.get('lock') or {}).get('fingerprint'):
+                elif (
+                    not outcome.get('acquired')
+                    and not outcome.get('broken')
+                    and judged.get('fingerprint') != (outcome.get('lock') or {}).get('fingerprint')
+                ):
                     prefix = 'The lock changed while it was being broken, so it was left alone. '
 
         if self._held_by_other(outcome) and 'stale_reason' not in outcome:
@@ -103,7 +110,12 @@ class ActionModule(ActionBase):
     @staticmethod
     def _held_by_other(outcome):
         lock = outcome.get('lock')
-        return bool(outcome.get('held')) and not outcome.get('acquired') and isinstance(lock, dict) and bool(lock.get('fingerprint'))
+        return (
+            bool(outcome.get('held'))
+            and not outcome.get('acquired')
+            and isinstance(lock, dict)
+            and bool(lock.get('fingerprint'))
+        )
 
     @staticmethod
     def _judge(outcome, args, here, hints, timeout):
@@ -111,14 +123,20 @@ class ActionModule(ActionBase):
         outcome['stale'], outcome['stale_reason'] = stale, reason
         if outcome.get('failed') and args.get('state', 'present') == 'present':
             removed = outcome.get('broken') if outcome.get('changed') else None
-            outcome['msg'] = held_message(args.get('path', ''), outcome['lock'], stale=stale, reason=reason,
-                                          waited=outcome.get('waited') if timeout > 0 else None,
-                                          removed=removed or None, **hints)
+            outcome['msg'] = held_message(
+                args.get('path', ''),
+                outcome['lock'],
+                stale=stale,
+                reason=reason,
+                waited=outcome.get('waited') if timeout > 0 else None,
+                removed=removed or None,
+                **hints,
+            )
         elif stale is not None:
             note = f' The run that holds it is {_verdict(stale)} ({reason}).'
             msg = outcome.get('msg', '')
             tail = ' Nothing was changed.'
-            outcome['msg'] = msg[:-len(tail)] + note + tail if msg.endswith(tail) else msg + note
+            outcome['msg'] = msg[: -len(tail)] + note + tail if msg.endswith(tail) else msg + note
 
 
 def _verdict(stale):

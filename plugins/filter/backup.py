@@ -1,3 +1,7 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Filters of the backup role (see backup_psql_report.yml, backup_file_facts.yml, backup_count_mismatches.yml)."""
 
 from ansible.errors import AnsibleFilterError
@@ -16,6 +20,7 @@ def _wrap(name, func):
             return func(*args)
         except (ValueError, KeyError, TypeError) as exc:
             raise AnsibleFilterError(f"{name}: {exc}") from exc
+
     return filter_func
 
 

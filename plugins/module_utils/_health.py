@@ -1,4 +1,4 @@
-# Copyright (c) avatar_mgmt.ops developers
+# Copyright (c) avatar_mgmt.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Health checks polled until they pass or a deadline expires.
@@ -63,8 +63,10 @@ else:
 if HAS_REQUESTS:
     from requests.exceptions import RequestException
 else:
+
     class RequestException(Exception):
         """Stands in for requests.exceptions.RequestException when requests is missing."""
+
 
 MISSING_DOCKER_SDK = "the Python Docker SDK (python3-docker) is missing on this host: run playbooks/bootstrap.yml"
 MISSING_REQUESTS = "the Python library requests (python3-requests) is missing on this host: run playbooks/bootstrap.yml"
@@ -111,9 +113,17 @@ COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
 _COMMON_KEYS = ("name", "type", "timeout")
 _TYPE_KEYS = {
     "http": (
-        "url", "method", "status_code", "body_contains", "body_regex",
-        "json_path", "json_value", "headers", "secret_headers",
-        "validate_certs", "follow_redirects",
+        "url",
+        "method",
+        "status_code",
+        "body_contains",
+        "body_regex",
+        "json_path",
+        "json_value",
+        "headers",
+        "secret_headers",
+        "validate_certs",
+        "follow_redirects",
     ),
     "tcp": ("host", "port"),
     "compose": ("project", "services"),
@@ -141,6 +151,7 @@ class Outcome:
 # ---------------------------------------------------------------------------
 # Check definitions
 # ---------------------------------------------------------------------------
+
 
 def _is_set(value):
     return value is not None and value != [] and value != {}
@@ -178,9 +189,7 @@ def normalize_check(spec):
 
     check_type = spec.get("type") or "http"
     if check_type not in CHECK_TYPES:
-        raise HealthSpecError(
-            f"{label}: type must be one of {', '.join(CHECK_TYPES)}, got {check_type!r}"
-        )
+        raise HealthSpecError(f"{label}: type must be one of {', '.join(CHECK_TYPES)}, got {check_type!r}")
 
     allowed = set(_COMMON_KEYS) | set(_TYPE_KEYS[check_type])
     known = set(_COMMON_KEYS)
@@ -190,9 +199,7 @@ def normalize_check(spec):
         if key not in known:
             raise HealthSpecError(f"{label}: unknown option {key!r}")
         if key not in allowed and _is_set(spec[key]):
-            raise HealthSpecError(
-                f"{label}: option {key!r} does not apply to a {check_type} check"
-            )
+            raise HealthSpecError(f"{label}: option {key!r} does not apply to a {check_type} check")
 
     timeout = spec.get("timeout")
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
@@ -219,15 +226,11 @@ def _normalize_http(spec, label):
         raise HealthSpecError(f"{label}: an http check needs 'url'")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HealthSpecError(
-            f"{label}: url must be an absolute http:// or https:// URL, got {redact_url(url)!r}"
-        )
+        raise HealthSpecError(f"{label}: url must be an absolute http:// or https:// URL, got {redact_url(url)!r}")
 
     method = (spec.get("method") or "GET").upper()
     if method not in HTTP_METHODS:
-        raise HealthSpecError(
-            f"{label}: method must be one of {', '.join(HTTP_METHODS)}, got {method!r}"
-        )
+        raise HealthSpecError(f"{label}: method must be one of {', '.join(HTTP_METHODS)}, got {method!r}")
 
     status_code = spec.get("status_code")
     if status_code is None or status_code == []:
@@ -341,6 +344,7 @@ def normalize_checks(specs):
 # Helpers
 # ---------------------------------------------------------------------------
 
+
 def _excerpt(text, limit=EXCERPT_CHARS):
     text = " ".join(text.split())
     if len(text) > limit:
@@ -415,6 +419,7 @@ def _fmt_seconds(value):
 # HTTP
 # ---------------------------------------------------------------------------
 
+
 def probe_http(check):
     """One HTTP request; returns an Outcome.
 
@@ -426,11 +431,19 @@ def probe_http(check):
     timeout = check["timeout"]
     session = _http.make_session(validate_certs=check["validate_certs"], pool_size=1)
     try:
-        result = _http.send(session, check["method"], check["url"], headers=check["headers"], timeout=timeout,
-                            max_body=MAX_BODY_BYTES, allow_redirects=check["follow_redirects"])
+        result = _http.send(
+            session,
+            check["method"],
+            check["url"],
+            headers=check["headers"],
+            timeout=timeout,
+            max_body=MAX_BODY_BYTES,
+            allow_redirects=check["follow_redirects"],
+        )
     except _http.BodyError as exc:
-        return Outcome(False, exc.status,
-                       f"HTTP {exc.status}, then reading the body failed: {_describe_error(exc.cause, timeout)}")
+        return Outcome(
+            False, exc.status, f"HTTP {exc.status}, then reading the body failed: {_describe_error(exc.cause, timeout)}"
+        )
     except (RequestException, OSError, ValueError) as exc:
         return Outcome(False, None, _describe_error(exc, timeout))
     finally:
@@ -456,13 +469,17 @@ def evaluate_http_response(check, status, body):
     contains = check.get("body_contains")
     if contains is not None:
         if contains not in body:
-            return Outcome(False, status, f"HTTP {status} but the body does not contain {contains!r} (body: {_excerpt(body)!r})")
+            return Outcome(
+                False, status, f"HTTP {status} but the body does not contain {contains!r} (body: {_excerpt(body)!r})"
+            )
         passed.append(f"body contains {contains!r}")
 
     regex = check.get("body_regex")
     if regex is not None:
         if not regex.search(body):
-            return Outcome(False, status, f"HTTP {status} but the body does not match /{regex.pattern}/ (body: {_excerpt(body)!r})")
+            return Outcome(
+                False, status, f"HTTP {status} but the body does not match /{regex.pattern}/ (body: {_excerpt(body)!r})"
+            )
         passed.append(f"body matches /{regex.pattern}/")
 
     segments = check.get("json_path_segments")
@@ -482,7 +499,11 @@ def evaluate_http_response(check, status, body):
         elif values_equal(actual, wanted):
             passed.append(f"json_path {path!r} == {_excerpt(json.dumps(actual))}")
         else:
-            return Outcome(False, status, f"HTTP {status} but json_path {path!r} is {_excerpt(json.dumps(actual))}, expected {_excerpt(json.dumps(wanted))}")
+            return Outcome(
+                False,
+                status,
+                f"HTTP {status} but json_path {path!r} is {_excerpt(json.dumps(actual))}, expected {_excerpt(json.dumps(wanted))}",
+            )
     return Outcome(True, status, ", ".join(passed))
 
 
@@ -495,6 +516,7 @@ def _fmt_codes(codes):
 # ---------------------------------------------------------------------------
 # TCP
 # ---------------------------------------------------------------------------
+
 
 def probe_tcp(check):
     """One TCP connect; returns an Outcome."""
@@ -540,8 +562,10 @@ def docker_client_from_env():
 def _docker_reason(exc):
     """Why talking to the Docker Engine failed, in a few words and with the fix."""
     if _http.find_cause(exc, PermissionError) is not None:
-        return ("permission denied on the Docker socket: run the task as root (become: true) "
-                "or as a member of the docker group")
+        return (
+            "permission denied on the Docker socket: run the task as root (become: true) "
+            "or as a member of the docker group"
+        )
     if _http.find_cause(exc, (FileNotFoundError, ConnectionRefusedError)) is not None:
         return "the Docker daemon does not answer on its socket: check that the docker service runs"
     if isinstance(exc, APIError):
@@ -604,12 +628,15 @@ def list_compose_containers(project, client):
     Raises RuntimeError saying why the Docker Engine could not be read.
     """
     try:
-        found = client.containers.list(all=True, filters={"label": f"{COMPOSE_PROJECT_LABEL}={project}"},
-                                       ignore_removed=True)
+        found = client.containers.list(
+            all=True, filters={"label": f"{COMPOSE_PROJECT_LABEL}={project}"}, ignore_removed=True
+        )
         items = [container.attrs for container in found]
     except (DockerException, RequestException, OSError) as exc:
-        raise RuntimeError(f"cannot list the containers of compose project {project!r} through the Docker "
-                           f"Engine API: {_docker_reason(exc)}")
+        raise RuntimeError(
+            f"cannot list the containers of compose project {project!r} through the Docker "
+            f"Engine API: {_docker_reason(exc)}"
+        )
     containers = []
     for item in items:
         if not isinstance(item, dict):
@@ -636,13 +663,15 @@ def _service_status(service, containers):
     if not containers:
         return result
     worst = min(containers, key=lambda c: _rank(_container_status(c)))
-    result.update({
-        "state": worst["state"],
-        "health": worst["health"],
-        "image": worst["image"],
-        "image_id": worst["image_id"],
-        "ok": _container_status(worst) in _GOOD,
-    })
+    result.update(
+        {
+            "state": worst["state"],
+            "health": worst["health"],
+            "image": worst["image"],
+            "image_id": worst["image_id"],
+            "ok": _container_status(worst) in _GOOD,
+        }
+    )
     if result["ok"]:
         result["detail"] = "healthy" if worst["health"] else "running (no healthcheck)"
     elif worst["state"] != "running":
@@ -713,6 +742,7 @@ def _service_status_key(service):
 # Polling
 # ---------------------------------------------------------------------------
 
+
 def probe(check, docker_client=None):
     """Run one attempt of ``check`` (a normalized definition)."""
     try:
@@ -771,7 +801,7 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
 
     start = clock()
     end = start + deadline
-    state = [{"attempts": 0, "elapsed": 0.0, "outcome": None} for _ in checks]
+    state = [{"attempts": 0, "elapsed": 0.0, "outcome": None} for _check in checks]
     pending = list(range(len(checks)))
     access = _DockerAccess(docker_client)
     try:

@@ -76,6 +76,7 @@ _URL_USERINFO_RE = re.compile(r'(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@?#\'
 # Text without credentials
 # ---------------------------------------------------------------------------
 
+
 def redact_url(url):
     """Drop ``user:password@`` from a URL before it is shown anywhere."""
     try:
@@ -103,6 +104,7 @@ def safe_message(text, secrets=()):
 # ---------------------------------------------------------------------------
 # Exceptions: find the cause behind requests' and urllib3's wrappers
 # ---------------------------------------------------------------------------
+
 
 def exception_chain(exc, limit=16):
     """``exc`` and the exceptions behind it (``__cause__``, ``__context__``, ``reason``, args), breadth first."""
@@ -192,12 +194,14 @@ def _fmt_seconds(value):
 # Sessions
 # ---------------------------------------------------------------------------
 
+
 def check_ca_file(ca_path):
     """Raise OSError or ssl.SSLError when ``ca_path`` is not a readable PEM file of certificates."""
     ssl.create_default_context(cafile=ca_path)
 
 
 if HAS_REQUESTS:
+
     class _HeadersOnly(requests.auth.AuthBase):
         """Leave the request as built: set as the session's auth so requests never reads ``~/.netrc``."""
 
@@ -218,8 +222,9 @@ if HAS_REQUESTS:
                 del headers['Authorization']
 
 
-def make_session(validate_certs=True, ca_path=None, user_agent=None, pool_size=DEFAULT_POOL_SIZE,
-                 max_redirects=DEFAULT_MAX_REDIRECTS):
+def make_session(
+    validate_certs=True, ca_path=None, user_agent=None, pool_size=DEFAULT_POOL_SIZE, max_redirects=DEFAULT_MAX_REDIRECTS
+):
     """A pooled ``requests.Session``: proxies from the environment, TLS as asked, no retries of its own.
 
     ``ca_path`` (a PEM bundle) replaces the default trust store; with ``validate_certs=False``
@@ -240,8 +245,9 @@ def make_session(validate_certs=True, ca_path=None, user_agent=None, pool_size=D
     if user_agent:
         session.headers['User-Agent'] = user_agent
     for prefix in ('https://', 'http://'):
-        session.mount(prefix, requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size,
-                                                            max_retries=0))
+        session.mount(
+            prefix, requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        )
     return session
 
 
@@ -283,8 +289,15 @@ def send(session, method, url, headers=None, timeout=None, max_body=None, allow_
         # verify is passed per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from
         # the environment override a Session's own verify (psf/requests#3829), which would
         # silently replace ca_path or turn validate_certs=false back on.
-        response = session.request(method, url, headers=headers, timeout=timeout, stream=True,
-                                   allow_redirects=allow_redirects, verify=session.verify)
+        response = session.request(
+            method,
+            url,
+            headers=headers,
+            timeout=timeout,
+            stream=True,
+            allow_redirects=allow_redirects,
+            verify=session.verify,
+        )
         try:
             chunks = []
             size = 0

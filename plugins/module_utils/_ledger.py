@@ -137,6 +137,7 @@ def _is_success(entry):
 # Reading
 # ---------------------------------------------------------------------------
 
+
 def check_shape(data):
     """Return '' when ``data`` is a ledger ({current: str, releases: [entry with a str id]}), else what is wrong."""
     if not isinstance(data, dict):
@@ -230,8 +231,11 @@ def load(path, for_record=False, now=None):
             return LoadedLedger(ledger, raw=raw)
 
     corrupt_name = CORRUPT_PREFIX + _utc_stamp(now)
-    aside = (f'kept aside as {corrupt_name}' if for_record
-             else f'a record would keep it aside as {corrupt_name} (nothing was moved)')
+    aside = (
+        f'kept aside as {corrupt_name}'
+        if for_record
+        else f'a record would keep it aside as {corrupt_name} (nothing was moved)'
+    )
     good, good_wrong = None, 'no last good copy'
     try:
         good_raw = _read_bytes(os.path.join(path, LAST_GOOD))
@@ -246,13 +250,19 @@ def load(path, for_record=False, now=None):
     else:
         using = f'{good_wrong}: starting an empty ledger'
     problem = f'{_label(path)} is corrupt ({wrong}); {aside}; {using}'
-    return LoadedLedger(good if good is not None else {'current': '', 'releases': []}, problem=problem,
-                        corrupt=True, corrupt_name=corrupt_name, empty_recovery=good is None)
+    return LoadedLedger(
+        good if good is not None else {'current': '', 'releases': []},
+        problem=problem,
+        corrupt=True,
+        corrupt_name=corrupt_name,
+        empty_recovery=good is None,
+    )
 
 
 # ---------------------------------------------------------------------------
 # Rules
 # ---------------------------------------------------------------------------
+
 
 def find_entry(ledger, release_id):
     """The entry with ``release_id`` (the last one when listed twice), or None."""
@@ -272,7 +282,10 @@ def current_entry(ledger):
 def listing(ledger):
     """``v1.0.0 (success, <id>), ...`` oldest first, or ``none``."""
     releases = sorted(ledger.get('releases', []), key=_key)
-    return ', '.join('{} ({}, {})'.format(e.get('version', '?'), e.get('result', '?'), e.get('id')) for e in releases) or 'none'
+    return (
+        ', '.join('{} ({}, {})'.format(e.get('version', '?'), e.get('result', '?'), e.get('id')) for e in releases)
+        or 'none'
+    )
 
 
 def _anchor(ledger, entry):
@@ -305,9 +318,11 @@ def default_rollback_target(ledger):
     current_id = ledger.get('current') or ''
     anchor_id = _anchor(ledger, current).get('id', current_id) if current else current_id
     version = current.get('version', '')
-    candidates = [e for e in ledger.get('releases', [])
-                  if _is_success(e) and (not anchor_id or _key(e) < anchor_id)
-                  and not same_version(e.get('version'), version)]
+    candidates = [
+        e
+        for e in ledger.get('releases', [])
+        if _is_success(e) and (not anchor_id or _key(e) < anchor_id) and not same_version(e.get('version'), version)
+    ]
     return max(candidates, key=_key) if candidates else {}
 
 
@@ -323,17 +338,24 @@ def rollback_target(ledger, rollback_to=''):
         target = default_rollback_target(ledger)
         if target:
             return target, ''
-        return {}, ('No earlier successful release of another version in the ledger. '
-                    f'Releases, oldest first: {listing(ledger)}.')
-    matches = [e for e in ledger.get('releases', [])
-               if e.get('id') == rollback_to or same_version(e.get('version'), rollback_to)]
+        return {}, (
+            'No earlier successful release of another version in the ledger. '
+            f'Releases, oldest first: {listing(ledger)}.'
+        )
+    matches = [
+        e
+        for e in ledger.get('releases', [])
+        if e.get('id') == rollback_to or same_version(e.get('version'), rollback_to)
+    ]
     good = [e for e in matches if _is_success(e)]
     if good:
         return max(good, key=_key), ''
     if matches:
         target = max(matches, key=_key)
-        return target, ('{} ({}) is recorded as {}, not success: its images are used as recorded and the health check '
-                        'decides.'.format(target.get('version', '?'), target['id'], target.get('result', 'unknown')))
+        return target, (
+            '{} ({}) is recorded as {}, not success: its images are used as recorded and the health check '
+            'decides.'.format(target.get('version', '?'), target['id'], target.get('result', 'unknown'))
+        )
     return {}, f'No release {rollback_to} in the ledger. Releases, oldest first: {listing(ledger)}.'
 
 
@@ -342,8 +364,11 @@ def backup_before(ledger, ref):
     ref = str(ref or '').strip()
     if not ref:
         return ''
-    matches = [e for e in ledger.get('releases', [])
-               if (e.get('id') == ref or same_version(e.get('version'), ref)) and e.get('backup')]
+    matches = [
+        e
+        for e in ledger.get('releases', [])
+        if (e.get('id') == ref or same_version(e.get('version'), ref)) and e.get('backup')
+    ]
     return str(max(matches, key=_key)['backup']) if matches else ''
 
 
@@ -418,8 +443,11 @@ def build_entry(release, compose_file='', compose_content='', env_checksums=None
         raise ValueError('release must be a dict with at least id, version and result')
     entry = copy.deepcopy(release)
     if not is_release_id(entry.get('id')):
-        raise ValueError('release.id must look like 20260101T120000Z-v1.2.0 (%Y%m%dT%H%M%SZ-<version>), '
-                         'got {!r}'.format(entry.get('id')))
+        raise ValueError(
+            'release.id must look like 20260101T120000Z-v1.2.0 (%Y%m%dT%H%M%SZ-<version>), got {!r}'.format(
+                entry.get('id')
+            )
+        )
     if not isinstance(entry.get('version'), str) or not entry['version'].strip():
         raise ValueError(f'release.version must be a non-empty string such as v1.2.0 (release {entry["id"]})')
     if entry.get('result') not in RESULTS:
@@ -430,8 +458,10 @@ def build_entry(release, compose_file='', compose_content='', env_checksums=None
         if entry.get(name) and not is_release_id(entry[name]):
             raise ValueError(f'release.{name} must be a release id, got {entry[name]!r}')
     if entry['result'] == 'rolled_back' and not entry.get('rolled_back_to'):
-        raise ValueError('release.rolled_back_to must name the release that runs again when result is rolled_back; '
-                         'record result failed when nothing was rolled back')
+        raise ValueError(
+            'release.rolled_back_to must name the release that runs again when result is rolled_back; '
+            'record result failed when nothing was rolled back'
+        )
     if compose_file:
         entry['compose_file'] = compose_file
         entry['compose_sha256'] = hashlib.sha256(compose_content.encode('utf-8')).hexdigest()
@@ -453,10 +483,14 @@ def apply_record(ledger, entry, keep):
     warnings = []
     for name in ('source', 'rolled_back_to'):
         if entry.get(name) and find_entry(ledger, entry[name]) is None:
-            warnings.append(f'release.{name} {entry[name]} is not in the ledger (releases, oldest first: '
-                            f'{listing(ledger)}); recorded as given')
-    full = {'current': new_current(ledger, entry),
-            'releases': sorted(list(ledger.get('releases', [])) + [entry], key=_key)}
+            warnings.append(
+                f'release.{name} {entry[name]} is not in the ledger (releases, oldest first: '
+                f'{listing(ledger)}); recorded as given'
+            )
+    full = {
+        'current': new_current(ledger, entry),
+        'releases': sorted(list(ledger.get('releases', [])) + [entry], key=_key),
+    }
     kept = window(full, keep)
     return {'current': full['current'], 'releases': kept}, kept, warnings
 
@@ -487,6 +521,7 @@ def summarize(ledger, keep, rollback_to='', backup_ref=''):
 # Files
 # ---------------------------------------------------------------------------
 
+
 def _id(kind, name, lookup):
     """The numeric id of ``name`` (a number or a name ``lookup`` resolves); -1 (keep) when unset."""
     if not name:
@@ -500,8 +535,10 @@ def _id(kind, name, lookup):
 
 
 def _ids(owner, group):
-    return (_id('owner', owner, lambda name: pwd.getpwnam(name).pw_uid),
-            _id('group', group, lambda name: grp.getgrnam(name).gr_gid))
+    return (
+        _id('owner', owner, lambda name: pwd.getpwnam(name).pw_uid),
+        _id('group', group, lambda name: grp.getgrnam(name).gr_gid),
+    )
 
 
 def _fsync_dir(path):
@@ -563,11 +600,15 @@ def env_checksums(paths):
                 for chunk in iter(lambda h=handle: h.read(1024 * 1024), b''):
                     digest.update(chunk)
         except OSError as exc:
-            raise LedgerError(f'env file {path} cannot be read ({exc.strerror or exc}): record the release after '
-                              'the env files are written. Nothing was changed.')
+            raise LedgerError(
+                f'env file {path} cannot be read ({exc.strerror or exc}): record the release after '
+                'the env files are written. Nothing was changed.'
+            )
         name = os.path.basename(path)
         if name in sums:
-            raise LedgerError(f'two env files are named {name}: env_checksums are keyed by file name. Nothing was changed.')
+            raise LedgerError(
+                f'two env files are named {name}: env_checksums are keyed by file name. Nothing was changed.'
+            )
         sums[name] = digest.hexdigest()
     return sums
 
@@ -581,8 +622,20 @@ def read(path, keep=5, rollback_to='', backup_ref=''):
     return result
 
 
-def record(path, release, keep=5, compose_file='', compose_content='', env_files=None, owner='', group='',
-           check_mode=False, rollback_to='', backup_ref='', now=None):
+def record(
+    path,
+    release,
+    keep=5,
+    compose_file='',
+    compose_content='',
+    env_files=None,
+    owner='',
+    group='',
+    check_mode=False,
+    rollback_to='',
+    backup_ref='',
+    now=None,
+):
     """state=record: append ``release``, trim the index to its window, write atomically, remove release folders
     that are no longer kept.  In check mode compute the same answer without writing.  Returns the summary plus
     ``removed``, ``entry``, ``before`` and ``after`` (the index text before and after, for a diff) and
@@ -591,8 +644,9 @@ def record(path, release, keep=5, compose_file='', compose_content='', env_files
     if compose_file and not _FILE_NAME.match(compose_file):
         raise ValueError(f'compose_file must be a file name such as docker-compose.prod.yml, got {compose_file!r}')
     if bool(compose_file) != bool(compose_content):
-        raise ValueError('compose_file and compose_content go together: give both (the release keeps its compose '
-                         'file) or neither')
+        raise ValueError(
+            'compose_file and compose_content go together: give both (the release keeps its compose file) or neither'
+        )
     warnings = []
     loaded = load(path, for_record=True, now=now)
     try:
@@ -610,8 +664,13 @@ def record(path, release, keep=5, compose_file='', compose_content='', env_files
         names = os.listdir(path)
     except OSError:
         names = []
-    removed = [] if loaded.empty_recovery else [
-        n for n in release_dirs_to_remove(names, kept_ids + [entry['id']]) if os.path.isdir(os.path.join(path, n))]
+    removed = (
+        []
+        if loaded.empty_recovery
+        else [
+            n for n in release_dirs_to_remove(names, kept_ids + [entry['id']]) if os.path.isdir(os.path.join(path, n))
+        ]
+    )
     if loaded.empty_recovery and any(is_release_id(n) for n in names):
         warnings.append('release folders were not pruned: the ledger was corrupt and has no last good copy')
 
@@ -632,11 +691,19 @@ def record(path, release, keep=5, compose_file='', compose_content='', env_files
             for name in removed:
                 shutil.rmtree(os.path.join(path, name))
         except OSError as exc:
-            raise LedgerError(f'cannot write the release ledger in {path}: {exc}. The index is either the old or the '
-                              'new one (writes are atomic); check the permissions and the free space, then run again')
+            raise LedgerError(
+                f'cannot write the release ledger in {path}: {exc}. The index is either the old or the '
+                'new one (writes are atomic); check the permissions and the free space, then run again'
+            )
 
     result = summarize(ledger, keep, rollback_to, backup_ref)
-    result.update(problem=loaded.problem, changed=True, removed=removed, entry=entry, warnings=warnings,
-                  before=loaded.raw.decode('utf-8', 'replace') if loaded.raw is not None else '',
-                  after=serialize(ledger))
+    result.update(
+        problem=loaded.problem,
+        changed=True,
+        removed=removed,
+        entry=entry,
+        warnings=warnings,
+        before=loaded.raw.decode('utf-8', 'replace') if loaded.raw is not None else '',
+        after=serialize(ledger),
+    )
     return result

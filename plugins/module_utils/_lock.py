@@ -116,7 +116,9 @@ def _advice(exc, directory):
 
 def _error(verb, path, exc):
     directory = os.path.dirname(path) or '.'
-    return LockError(f'cannot {verb} the lock {path}: {describe_oserror(exc)}; {_advice(exc, directory)}. Nothing was changed.')
+    return LockError(
+        f'cannot {verb} the lock {path}: {describe_oserror(exc)}; {_advice(exc, directory)}. Nothing was changed.'
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -389,8 +391,18 @@ def _owner_phrase(lock):
     return lock.get('holder') or 'an unknown owner'
 
 
-def acquire(path, record, timeout=0, interval=1.0, break_fingerprint='', check_mode=False, break_hint='',
-            force_hint='', clock=time.monotonic, sleep=time.sleep):
+def acquire(
+    path,
+    record,
+    timeout=0,
+    interval=1.0,
+    break_fingerprint='',
+    check_mode=False,
+    break_hint='',
+    force_hint='',
+    clock=time.monotonic,
+    sleep=time.sleep,
+):
     """Take the lock at ``path`` with ``record`` (from new_record).
 
     With ``break_fingerprint``, the lock with exactly that fingerprint is
@@ -413,7 +425,9 @@ def acquire(path, record, timeout=0, interval=1.0, break_fingerprint='', check_m
         removed = remove_if(path, lambda lock: lock['fingerprint'] == break_fingerprint, check_mode=check_mode)
         if removed is not None:
             broken = public_view(removed)
-    removed_note = f' after removing the lock of {_owner_phrase(broken)} (since {broken.get("since") or "?"})' if broken else ''
+    removed_note = (
+        f' after removing the lock of {_owner_phrase(broken)} (since {broken.get("since") or "?"})' if broken else ''
+    )
     data = encode_record(record)
 
     while True:
@@ -422,15 +436,25 @@ def acquire(path, record, timeout=0, interval=1.0, break_fingerprint='', check_m
             if raw is None:
                 _check_creatable(path)
                 return {
-                    'acquired': False, 'changed': True, 'held': bool(broken), 'lock': {}, 'token': '',
-                    'waited': round(clock() - start, 3), 'broken': broken,
+                    'acquired': False,
+                    'changed': True,
+                    'held': bool(broken),
+                    'lock': {},
+                    'token': '',
+                    'waited': round(clock() - start, 3),
+                    'broken': broken,
                     'msg': f'Check mode: the lock {path} would be taken{removed_note}.',
                 }
         elif create_exclusive(path, data):
             lock = public_view(parse_lock(data))
             return {
-                'acquired': True, 'changed': True, 'held': True, 'lock': lock, 'token': record['token'],
-                'waited': round(clock() - start, 3), 'broken': broken,
+                'acquired': True,
+                'changed': True,
+                'held': True,
+                'lock': lock,
+                'token': record['token'],
+                'waited': round(clock() - start, 3),
+                'broken': broken,
                 'msg': f'Took the lock {path}{removed_note}.',
             }
         else:
@@ -442,11 +466,21 @@ def acquire(path, record, timeout=0, interval=1.0, break_fingerprint='', check_m
             if elapsed >= timeout:
                 lock = parse_lock(raw)
                 return {
-                    'acquired': False, 'changed': bool(broken) and not check_mode, 'held': True,
-                    'lock': public_view(lock), 'token': '', 'waited': round(elapsed, 3), 'broken': broken,
-                    'msg': held_message(path, lock, waited=elapsed if timeout else None,
-                                        removed=broken if not check_mode else None,
-                                        break_hint=break_hint, force_hint=force_hint),
+                    'acquired': False,
+                    'changed': bool(broken) and not check_mode,
+                    'held': True,
+                    'lock': public_view(lock),
+                    'token': '',
+                    'waited': round(elapsed, 3),
+                    'broken': broken,
+                    'msg': held_message(
+                        path,
+                        lock,
+                        waited=elapsed if timeout else None,
+                        removed=broken if not check_mode else None,
+                        break_hint=break_hint,
+                        force_hint=force_hint,
+                    ),
                 }
             sleep(max(0.0, min(interval, timeout - elapsed)))
             newer = read_raw(path)
@@ -465,8 +499,13 @@ def release(path, token='', force=False, expected_fingerprint='', check_mode=Fal
     """
     raw = read_raw(path)
     if raw is None:
-        return {'released': False, 'changed': False, 'held': False, 'lock': {},
-                'msg': f'There is no lock {path}: nothing to release.'}
+        return {
+            'released': False,
+            'changed': False,
+            'held': False,
+            'lock': {},
+            'msg': f'There is no lock {path}: nothing to release.',
+        }
 
     def ours(lock):
         if force:
@@ -478,14 +517,29 @@ def release(path, token='', force=False, expected_fingerprint='', check_mode=Fal
         forced = force and not (token and removed['token'] == token)
         how = ' by force' if forced else ''
         if check_mode:
-            return {'released': False, 'changed': True, 'held': True, 'lock': public_view(removed),
-                    'msg': f'Check mode: the lock {path} held by {_describe(removed)} would be released{how}.'}
-        return {'released': True, 'changed': True, 'held': os.path.lexists(path), 'lock': public_view(removed),
-                'msg': f'Released{how} the lock {path} held by {_describe(removed)}.'}
+            return {
+                'released': False,
+                'changed': True,
+                'held': True,
+                'lock': public_view(removed),
+                'msg': f'Check mode: the lock {path} held by {_describe(removed)} would be released{how}.',
+            }
+        return {
+            'released': True,
+            'changed': True,
+            'held': os.path.lexists(path),
+            'lock': public_view(removed),
+            'msg': f'Released{how} the lock {path} held by {_describe(removed)}.',
+        }
     raw = read_raw(path)
     if raw is None:
-        return {'released': False, 'changed': False, 'held': False, 'lock': {},
-                'msg': f'There is no lock {path}: nothing to release.'}
+        return {
+            'released': False,
+            'changed': False,
+            'held': False,
+            'lock': {},
+            'msg': f'There is no lock {path}: nothing to release.',
+        }
     lock = parse_lock(raw)
     if force:
         why = 'it is not the lock that was to be removed (it changed in the meantime)'
@@ -493,8 +547,13 @@ def release(path, token='', force=False, expected_fingerprint='', check_mode=Fal
         why = 'no owner token was given (pass the token that state=present returned, or force)'
     else:
         why = 'it carries another owner token'
-    return {'released': False, 'changed': False, 'held': True, 'lock': public_view(lock),
-            'msg': f'Left the lock {path} in place: it is held by {_describe(lock)}, and {why}. Nothing was changed.'}
+    return {
+        'released': False,
+        'changed': False,
+        'held': True,
+        'lock': public_view(lock),
+        'msg': f'Left the lock {path} in place: it is held by {_describe(lock)}, and {why}. Nothing was changed.',
+    }
 
 
 def query(path):
@@ -503,8 +562,12 @@ def query(path):
     if raw is None:
         return {'held': False, 'lock': {}, 'changed': False, 'msg': f'There is no lock {path}.'}
     lock = parse_lock(raw)
-    return {'held': True, 'lock': public_view(lock), 'changed': False,
-            'msg': f'The lock {path} is held by {_describe(lock)}.'}
+    return {
+        'held': True,
+        'lock': public_view(lock),
+        'changed': False,
+        'msg': f'The lock {path} is held by {_describe(lock)}.',
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -519,7 +582,7 @@ def process_start(pid, proc='/proc'):
     except (OSError, ValueError):
         return None
     # Field 2 (comm) is in parentheses and may hold spaces or ')': split after the last ')'.
-    rest = stat[stat.rfind(')') + 1:].split()
+    rest = stat[stat.rfind(')') + 1 :].split()
     try:
         return int(rest[19])  # rest starts at field 3
     except (IndexError, ValueError):
@@ -564,7 +627,10 @@ def assess_owner(recorded, here, alive=pid_alive, start_of=process_start):
     if not host or not pid or pid <= 0:
         return None, 'the lock does not record which controller run took it'
     if host != here.get('host'):
-        return None, f'it was taken from another controller ({host}), which this controller ({here.get("host")}) cannot look into'
+        return (
+            None,
+            f'it was taken from another controller ({host}), which this controller ({here.get("host")}) cannot look into',
+        )
     if recorded.get('boot_id') and here.get('boot_id') and recorded['boot_id'] != here['boot_id']:
         return True, f'pid {pid} on {host}: {host} has rebooted since'
     if not alive(pid):
@@ -595,8 +661,9 @@ def _describe(lock):
     return f'{lock.get("holder") or "an unknown holder"} ({", ".join(parts)})'
 
 
-def held_message(path, lock, stale=None, reason='', break_hint='', force_hint='', waited=None,
-                 refused_break=False, removed=None):
+def held_message(
+    path, lock, stale=None, reason='', break_hint='', force_hint='', waited=None, refused_break=False, removed=None
+):
     """Why a lock could not be taken and what to do.
 
     Ends with "Nothing was changed." unless ``removed`` (public view of a lock
@@ -608,22 +675,32 @@ def held_message(path, lock, stale=None, reason='', break_hint='', force_hint=''
     if waited is not None:
         text += f' Waited {waited:.0f} s for it to be released.'
     if refused_break:
-        text += (f' It belongs to a live run ({reason}), so {break_hint} does not remove it: wait for that run to finish, '
-                 f'or, only if you are sure it must go, run again with {break_hint} plus {force_hint}.')
+        text += (
+            f' It belongs to a live run ({reason}), so {break_hint} does not remove it: wait for that run to finish, '
+            f'or, only if you are sure it must go, run again with {break_hint} plus {force_hint}.'
+        )
     elif stale is True:
         text += f' It is stale: the run that took it ({reason}) is gone. Run again with {break_hint} to remove it.'
     elif stale is False and THIS_RUN in reason:
-        text += (f' This very run took it earlier ({reason}): release it first (state=absent with the token it returned) '
-                 'before taking it again.')
+        text += (
+            f' This very run took it earlier ({reason}): release it first (state=absent with the token it returned) '
+            'before taking it again.'
+        )
     elif stale is False:
-        text += (f' It is held by a live run ({reason}): wait for it to finish. Only if you are sure that run must go, '
-                 f'run again with {break_hint} plus {force_hint}.')
+        text += (
+            f' It is held by a live run ({reason}): wait for it to finish. Only if you are sure that run must go, '
+            f'run again with {break_hint} plus {force_hint}.'
+        )
     elif reason:
-        text += (f' Whether the run that took it is alive cannot be told ({reason}). Wait for that run to finish; '
-                 f'if it is gone, run again with {break_hint} to remove the lock.')
+        text += (
+            f' Whether the run that took it is alive cannot be told ({reason}). Wait for that run to finish; '
+            f'if it is gone, run again with {break_hint} to remove the lock.'
+        )
     else:
         text += f' Wait for that run to finish; if it died, run again with {break_hint} to remove the lock.'
     if removed:
-        return text + (f' The lock of {_describe(removed)} was removed first, but this run did not get the lock: '
-                       'the lock above was taken in the meantime.')
+        return text + (
+            f' The lock of {_describe(removed)} was removed first, but this run did not get the lock: '
+            'the lock above was taken in the meantime.'
+        )
     return text + ' Nothing was changed.'

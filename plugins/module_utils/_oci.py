@@ -81,8 +81,10 @@ USER_AGENT = 'avatar_mgmt.ops-oci-client/1.0'
 _NAME_RE = re.compile(r'[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*\Z')
 _TAG_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z')
 _DIGEST_RE = re.compile(r'[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z')
-_HOST_RE = re.compile(r'(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
-                      r'(?::[0-9]{1,5})?\Z|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?\Z')
+_HOST_RE = re.compile(
+    r'(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+    r'(?::[0-9]{1,5})?\Z|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?\Z'
+)
 
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 _MAX_BODY_BYTES = MAX_BODY_BYTES
@@ -124,6 +126,7 @@ def parse_link_header(value):
 # Client
 # ---------------------------------------------------------------------------
 
+
 class RegistryClient:
     """Read-only OCI distribution API client.
 
@@ -148,10 +151,23 @@ class RegistryClient:
     ``request_log`` keeps ``(method, path)`` of each of them.
     """
 
-    def __init__(self, registry='ghcr.io', username=None, password=None, ca_path=None,
-                 validate_certs=True, timeout=30, page_size=100, max_retries=4,
-                 backoff_base=1.0, backoff_max=60.0, sleep=time.sleep, max_pages=10000,
-                 user_agent=USER_AGENT, endpoint=None):
+    def __init__(
+        self,
+        registry='ghcr.io',
+        username=None,
+        password=None,
+        ca_path=None,
+        validate_certs=True,
+        timeout=30,
+        page_size=100,
+        max_retries=4,
+        backoff_base=1.0,
+        backoff_max=60.0,
+        sleep=time.sleep,
+        max_pages=10000,
+        user_agent=USER_AGENT,
+        endpoint=None,
+    ):
         # ``registry`` names the images (``registry/repository/image@digest``); ``endpoint``, when
         # given, is where this client connects instead (a mirror, a tunnel, a published port).
         self.registry = self.split_registry(registry)[1]
@@ -160,8 +176,9 @@ class RegistryClient:
         self.host = host
         self.base_url = f'{scheme}://{host}'
         if bool(password) != bool(username):
-            raise ValueError(f'Give both username and password (a token) for registry {host}, or neither for '
-                             'anonymous access')
+            raise ValueError(
+                f'Give both username and password (a token) for registry {host}, or neither for anonymous access'
+            )
         self.timeout = timeout
         self.page_size = int(page_size)
         if self.page_size < 1:
@@ -171,9 +188,18 @@ class RegistryClient:
         self.validate_certs = validate_certs
         self.ca_path = ca_path
         self._auth = Authenticator(host, scheme, username=username, password=password)
-        self._transport = Transport(host, timeout=timeout, validate_certs=validate_certs, ca_path=ca_path,
-                                    user_agent=user_agent, max_retries=max_retries, backoff_base=backoff_base,
-                                    backoff_max=backoff_max, sleep=sleep, redact=self._auth.redact)
+        self._transport = Transport(
+            host,
+            timeout=timeout,
+            validate_certs=validate_certs,
+            ca_path=ca_path,
+            user_agent=user_agent,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            sleep=sleep,
+            redact=self._auth.redact,
+        )
 
     # -- configuration ----------------------------------------------------
 
@@ -188,12 +214,14 @@ class RegistryClient:
         for candidate in ('https://', 'http://'):
             if lowered.startswith(candidate):
                 scheme = candidate[:-3]
-                registry = registry[len(candidate):]
+                registry = registry[len(candidate) :]
                 break
         registry = registry.rstrip('/')
         if not _HOST_RE.match(registry):
-            raise ValueError(f'Invalid registry {registry!r}: expected host[:port] such as ghcr.io '
-                             '(optionally prefixed by https:// or http://)')
+            raise ValueError(
+                f'Invalid registry {registry!r}: expected host[:port] such as ghcr.io '
+                '(optionally prefixed by https:// or http://)'
+            )
         return scheme, registry.lower()
 
     @property
@@ -243,28 +271,38 @@ class RegistryClient:
     def _check_status(self, response, image, reference, what):
         status = response.status
         if status == 403:
-            raise AuthError(f'Registry {self.host} denied access to {image} (HTTP 403).{self._error_detail(response)} Check that the credentials can read this '
-                            f'repository (a GitHub token needs read:packages).{ghcr_hint(self.host)}',
-                            registry=self.host, status=403)
+            raise AuthError(
+                f'Registry {self.host} denied access to {image} (HTTP 403).{self._error_detail(response)} Check that the credentials can read this '
+                f'repository (a GitHub token needs read:packages).{ghcr_hint(self.host)}',
+                registry=self.host,
+                status=403,
+            )
         if status == 404:
             if reference is None:
-                message = (f'Repository {self.host}/{image} was not found (HTTP 404) while {what}.{self._error_detail(response)} Check the repository and image '
-                           'names; a private repository may also look missing without the right credentials.')
+                message = (
+                    f'Repository {self.host}/{image} was not found (HTTP 404) while {what}.{self._error_detail(response)} Check the repository and image '
+                    'names; a private repository may also look missing without the right credentials.'
+                )
             else:
-                message = (f'Tag {reference} of image {self.host}/{image} was not found (HTTP 404).{self._error_detail(response)} Check that the tag was pushed for '
-                           'this image.')
+                message = (
+                    f'Tag {reference} of image {self.host}/{image} was not found (HTTP 404).{self._error_detail(response)} Check that the tag was pushed for '
+                    'this image.'
+                )
             raise NotFoundError(message, registry=self.host, image=image, reference=reference)
         if not 200 <= status < 300:
-            raise ProtocolError(f'Registry {self.host} answered HTTP {status} while {what}.'
-                                f'{self._error_detail(response)}',
-                                registry=self.host, status=status)
+            raise ProtocolError(
+                f'Registry {self.host} answered HTTP {status} while {what}.{self._error_detail(response)}',
+                registry=self.host,
+                status=status,
+            )
 
     # -- public API -------------------------------------------------------
 
     def _check_name(self, name):
         if not is_valid_name(name):
-            raise ValueError(f'Invalid repository name {name!r}: use lowercase path components such as '
-                             'rayhu/avatar-mgmt/api')
+            raise ValueError(
+                f'Invalid repository name {name!r}: use lowercase path components such as rayhu/avatar-mgmt/api'
+            )
 
     @staticmethod
     def scope_for(name):
@@ -287,13 +325,15 @@ class RegistryClient:
             try:
                 data = json.loads(response.body.decode('utf-8'))
             except (ValueError, UnicodeDecodeError):
-                raise ProtocolError(f'Registry {self.host} returned a tag list for {name} that is not JSON.',
-                                    registry=self.host)
+                raise ProtocolError(
+                    f'Registry {self.host} returned a tag list for {name} that is not JSON.', registry=self.host
+                )
             page = data.get('tags') if isinstance(data, dict) else None
             page = page or []
             if not isinstance(page, list):
-                raise ProtocolError(f'Registry {self.host} returned a malformed tag list for {name}.',
-                                    registry=self.host)
+                raise ProtocolError(
+                    f'Registry {self.host} returned a malformed tag list for {name}.', registry=self.host
+                )
             new = 0
             for tag in page:
                 if isinstance(tag, str) and tag not in seen:
@@ -305,7 +345,10 @@ class RegistryClient:
                 uses_link = True
                 next_url = urllib.parse.urljoin(url, next_link)
                 if urllib.parse.urlsplit(next_url)[:2] != urllib.parse.urlsplit(self.base_url)[:2]:
-                    raise ProtocolError(f'Registry {self.host} sent a next-page link to another server ({urllib.parse.urlsplit(next_url).netloc}); not following it.', registry=self.host)
+                    raise ProtocolError(
+                        f'Registry {self.host} sent a next-page link to another server ({urllib.parse.urlsplit(next_url).netloc}); not following it.',
+                        registry=self.host,
+                    )
                 if next_url in visited:
                     break
                 url = next_url
@@ -314,15 +357,18 @@ class RegistryClient:
             # come back full (a short page is the last one; a longer one means the registry
             # ignores ``n`` and sent everything).
             if not uses_link and new and len(page) == self.page_size:
-                url = '{}{}?{}'.format(self.base_url, base_path,
-                                   urllib.parse.urlencode({'n': self.page_size, 'last': page[-1]}))
+                url = '{}{}?{}'.format(
+                    self.base_url, base_path, urllib.parse.urlencode({'n': self.page_size, 'last': page[-1]})
+                )
                 if url in visited:
                     break
                 continue
             break
         else:
-            raise ProtocolError(f'Registry {self.host} kept sending tag pages for {name} beyond '
-                                f'{self.max_pages} pages; giving up.', registry=self.host)
+            raise ProtocolError(
+                f'Registry {self.host} kept sending tag pages for {name} beyond {self.max_pages} pages; giving up.',
+                registry=self.host,
+            )
         return tags
 
     def manifest_digest(self, name, reference):
@@ -369,5 +415,8 @@ class RegistryClient:
 
     def _valid_digest(self, digest, name, reference):
         if not _DIGEST_RE.match(digest):
-            raise ProtocolError(f'Registry {self.host} returned an invalid digest {digest[:80]!r} for {name}:{reference}.', registry=self.host)
+            raise ProtocolError(
+                f'Registry {self.host} returned an invalid digest {digest[:80]!r} for {name}:{reference}.',
+                registry=self.host,
+            )
         return digest

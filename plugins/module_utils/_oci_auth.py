@@ -109,14 +109,14 @@ class Authenticator:
         self.base_url = f'{scheme}://{host}'
         self.username = username or None
         self._password = password or None
-        self.tokens = {}          # scope -> bearer token
+        self.tokens = {}  # scope -> bearer token
         self.basic_hosts = set()  # hosts (netloc) known to want Basic auth
 
     def redact(self, text):
         """``text`` without the password, the Basic credential, any token or URL user info."""
         secrets = [self._password] + list(self.tokens.values())
         if self.username and self._password:
-            secrets.append(basic_header(self.username, self._password)[len('Basic '):])
+            secrets.append(basic_header(self.username, self._password)[len('Basic ') :])
         return _http.safe_message(text, secrets)
 
     def _basic(self):
@@ -135,13 +135,19 @@ class Authenticator:
         host = self.host
         realm = challenge.get('realm')
         if not realm:
-            raise AuthError(f'Registry {host} sent a Bearer challenge without a realm; cannot get a token.',
-                            registry=host, status=401)
+            raise AuthError(
+                f'Registry {host} sent a Bearer challenge without a realm; cannot get a token.',
+                registry=host,
+                status=401,
+            )
         realm_url = urllib.parse.urljoin(self.base_url + '/', realm)
         realm_parts = urllib.parse.urlsplit(realm_url)
         if realm_parts.scheme not in ('http', 'https'):
-            raise AuthError(f'Registry {host} named a token endpoint with an unsupported scheme '
-                            f'({realm_parts.scheme}).', registry=host, status=401)
+            raise AuthError(
+                f'Registry {host} named a token endpoint with an unsupported scheme ({realm_parts.scheme}).',
+                registry=host,
+                status=401,
+            )
         query = []
         if challenge.get('service'):
             query.append(('service', challenge['service']))
@@ -153,30 +159,43 @@ class Authenticator:
         headers = {'Accept': 'application/json'}
         if self.username:
             if realm_parts.scheme != 'https' and self.scheme == 'https':
-                raise AuthError(f'Registry {host} asks for credentials at a plain-HTTP token endpoint '
-                                f'({realm_parts.scheme}://{realm_parts.netloc}); refusing to send them unencrypted.',
-                                registry=host, status=401)
+                raise AuthError(
+                    f'Registry {host} asks for credentials at a plain-HTTP token endpoint '
+                    f'({realm_parts.scheme}://{realm_parts.netloc}); refusing to send them unencrypted.',
+                    registry=host,
+                    status=401,
+                )
             headers['Authorization'] = self._basic()
         response = transport.send('GET', url, headers)
         if response.status in (401, 403):
             if self.username:
-                raise AuthError(f'The token endpoint of registry {host} ({realm_parts.netloc}) refused the '
-                                f'credentials of user {self.username!r} (HTTP {response.status}). Check username '
-                                f'and password/token.{ghcr_hint(host)}',
-                                registry=host, status=response.status)
-            raise AuthError(f'The token endpoint of registry {host} ({realm_parts.netloc}) refused anonymous '
-                            f'access (HTTP {response.status}). The image is probably private: give username and '
-                            f'password (a token).{ghcr_hint(host)}',
-                            registry=host, status=response.status)
+                raise AuthError(
+                    f'The token endpoint of registry {host} ({realm_parts.netloc}) refused the '
+                    f'credentials of user {self.username!r} (HTTP {response.status}). Check username '
+                    f'and password/token.{ghcr_hint(host)}',
+                    registry=host,
+                    status=response.status,
+                )
+            raise AuthError(
+                f'The token endpoint of registry {host} ({realm_parts.netloc}) refused anonymous '
+                f'access (HTTP {response.status}). The image is probably private: give username and '
+                f'password (a token).{ghcr_hint(host)}',
+                registry=host,
+                status=response.status,
+            )
         if response.status != 200:
-            raise ProtocolError(f'The token endpoint of registry {host} ({realm_parts.netloc}) answered HTTP '
-                                f'{response.status}.{error_detail(response, self.redact)}',
-                                registry=host, status=response.status)
+            raise ProtocolError(
+                f'The token endpoint of registry {host} ({realm_parts.netloc}) answered HTTP '
+                f'{response.status}.{error_detail(response, self.redact)}',
+                registry=host,
+                status=response.status,
+            )
         try:
             data = json.loads(response.body.decode('utf-8'))
         except (ValueError, UnicodeDecodeError):
-            raise ProtocolError(f'The token endpoint of registry {host} returned something that is not JSON.',
-                                registry=host)
+            raise ProtocolError(
+                f'The token endpoint of registry {host} returned something that is not JSON.', registry=host
+            )
         token = data.get('token') or data.get('access_token') if isinstance(data, dict) else None
         if not token or not isinstance(token, str):
             raise ProtocolError(f'The token endpoint of registry {host} returned no token.', registry=host)
@@ -206,18 +225,29 @@ class Authenticator:
             kind = 'bearer'
         elif 'basic' in by_scheme:
             if not self.username:
-                raise AuthError(f'Registry {host} requires a login (Basic auth) for {urllib.parse.urlsplit(url).path}: '
-                                f'give username and password.{ghcr_hint(host)}', registry=host, status=401)
+                raise AuthError(
+                    f'Registry {host} requires a login (Basic auth) for {urllib.parse.urlsplit(url).path}: '
+                    f'give username and password.{ghcr_hint(host)}',
+                    registry=host,
+                    status=401,
+                )
             if sent_auth and netloc in self.basic_hosts:
-                raise AuthError(f'Registry {host} rejected the credentials of user {self.username!r} (HTTP 401). '
-                                f'Check username and password.{ghcr_hint(host)}', registry=host, status=401)
+                raise AuthError(
+                    f'Registry {host} rejected the credentials of user {self.username!r} (HTTP 401). '
+                    f'Check username and password.{ghcr_hint(host)}',
+                    registry=host,
+                    status=401,
+                )
             self.basic_hosts.add(netloc)
             headers = dict(base_headers)
             headers['Authorization'] = self._basic()
             kind = 'basic'
         else:
-            raise AuthError(f'Registry {host} answered 401 without a usable WWW-Authenticate challenge (Basic or '
-                            'Bearer).', registry=host, status=401)
+            raise AuthError(
+                f'Registry {host} answered 401 without a usable WWW-Authenticate challenge (Basic or Bearer).',
+                registry=host,
+                status=401,
+            )
         response = transport.send(method, url, headers, **kwargs)
         if response.status == 401:
             if kind == 'bearer':
@@ -226,7 +256,14 @@ class Authenticator:
                 raise AuthError(
                     f'Registry {host} refused a freshly issued token for {scope} ({who}, HTTP 401): the token does '
                     'not grant pull access to that repository. Check that the credentials are right and can read '
-                    f'the package (a GitHub token needs read:packages).{ghcr_hint(host)}', registry=host, status=401)
-            raise AuthError(f'Registry {host} rejected the credentials of user {self.username!r} (HTTP 401). Check '
-                            f'username and password.{ghcr_hint(host)}', registry=host, status=401)
+                    f'the package (a GitHub token needs read:packages).{ghcr_hint(host)}',
+                    registry=host,
+                    status=401,
+                )
+            raise AuthError(
+                f'Registry {host} rejected the credentials of user {self.username!r} (HTTP 401). Check '
+                f'username and password.{ghcr_hint(host)}',
+                registry=host,
+                status=401,
+            )
         return response

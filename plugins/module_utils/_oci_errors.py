@@ -72,8 +72,10 @@ class ProtocolError(RegistryError):
 def ghcr_hint(host):
     """Advice appended to authentication errors of ghcr.io."""
     if host == 'ghcr.io':
-        return (' For GHCR use your GitHub user name and a personal access token (classic)'
-                ' with the read:packages scope, and check that the package is visible to that user.')
+        return (
+            ' For GHCR use your GitHub user name and a personal access token (classic)'
+            ' with the read:packages scope, and check that the package is visible to that user.'
+        )
     return ''
 
 

@@ -42,8 +42,13 @@ __all__ = ['MAX_BODY_BYTES', 'Transport', 'parse_retry_after']
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 # A kept-alive connection the server closed between two requests shows up as one of these.
-_CLOSED_UNEXPECTEDLY = (http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError,
-                        ConnectionResetError, ConnectionAbortedError)
+_CLOSED_UNEXPECTEDLY = (
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+)
 
 
 def parse_retry_after(value, now=None):
@@ -80,8 +85,19 @@ class Transport:
     ``request_log`` keeps ``(method, path?query)`` of each of them.
     """
 
-    def __init__(self, host, timeout=30, validate_certs=True, ca_path=None, user_agent=None,
-                 max_retries=4, backoff_base=1.0, backoff_max=60.0, sleep=time.sleep, redact=str):
+    def __init__(
+        self,
+        host,
+        timeout=30,
+        validate_certs=True,
+        ca_path=None,
+        user_agent=None,
+        max_retries=4,
+        backoff_base=1.0,
+        backoff_max=60.0,
+        sleep=time.sleep,
+        redact=str,
+    ):
         self.host = host
         self.timeout = timeout
         self.validate_certs = validate_certs
@@ -92,15 +108,19 @@ class Transport:
         self._sleep = sleep
         self._redact = redact
         if not _http.HAS_REQUESTS:
-            raise RegistryError('The Python library requests is missing: install it (pip install requests, or the '
-                                'python3-requests package) where this client runs.', registry=host)
+            raise RegistryError(
+                'The Python library requests is missing: install it (pip install requests, or the '
+                'python3-requests package) where this client runs.',
+                registry=host,
+            )
         if validate_certs and ca_path:
             try:
                 _http.check_ca_file(ca_path)
             except (OSError, ssl.SSLError) as exc:
                 reason = str(exc) or exc.__class__.__name__
-                raise TLSError(f'Cannot load the CA file {ca_path}: {reason}. Give a readable PEM file in ca_path.',
-                               registry=host)
+                raise TLSError(
+                    f'Cannot load the CA file {ca_path}: {reason}. Give a readable PEM file in ca_path.', registry=host
+                )
         self._session = _http.make_session(validate_certs=validate_certs, ca_path=ca_path, user_agent=user_agent)
         self.request_count = 0
         self.request_log = []
@@ -118,8 +138,9 @@ class Transport:
         """One HTTP exchange on a pooled connection, reconnecting once if a kept-alive one went stale."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ('http', 'https'):
-            raise ProtocolError(f'Unsupported URL scheme {parts.scheme!r} from registry {self.host}',
-                                registry=self.host)
+            raise ProtocolError(
+                f'Unsupported URL scheme {parts.scheme!r} from registry {self.host}', registry=self.host
+            )
         path = parts.path or '/'
         if parts.query:
             path += '?' + parts.query
@@ -128,8 +149,9 @@ class Transport:
             self.request_count += 1
             self.request_log.append((method, path))
             try:
-                result = _http.send(self._session, method, url, headers=headers, timeout=self.timeout,
-                                    max_body=max_body)
+                result = _http.send(
+                    self._session, method, url, headers=headers, timeout=self.timeout, max_body=max_body
+                )
             except _http.BodyError as exc:
                 failure = exc.cause
             except (_rexc.RequestException, OSError, http.client.HTTPException) as exc:
@@ -142,8 +164,10 @@ class Transport:
                     continue  # a stale keep-alive connection: reconnect once, at once
                 raise self._connection_error(netloc, failure, closed)
             if result.truncated:
-                raise ProtocolError(f'The response of {method} {parts.path} from registry {self.host} '
-                                    f'is larger than {max_body} bytes.', registry=self.host)
+                raise ProtocolError(
+                    f'The response of {method} {parts.path} from registry {self.host} is larger than {max_body} bytes.',
+                    registry=self.host,
+                )
             return result
         raise AssertionError('unreachable')  # pragma: no cover
 
@@ -155,18 +179,21 @@ class Transport:
             return RegistryConnectionError(
                 f'Cannot reach {netloc} through the proxy set in the environment (https_proxy / http_proxy): '
                 f'{self._reason(_http.os_cause(exc) or exc)}. Check the proxy, or list the registry in no_proxy.',
-                registry=self.host)
+                registry=self.host,
+            )
         if isinstance(exc, _rexc.Timeout) or _http.find_cause(exc, (socket.timeout, TimeoutError)) is not None:
             return RegistryConnectionError(
                 f'Timed out after {self.timeout} seconds waiting for {netloc}. Check the network or raise timeout.',
-                registry=self.host)
+                registry=self.host,
+            )
         if closed is not None:
             return RegistryConnectionError(
-                f'The connection to {netloc} was closed unexpectedly ({closed.__class__.__name__}).',
-                registry=self.host)
+                f'The connection to {netloc} was closed unexpectedly ({closed.__class__.__name__}).', registry=self.host
+            )
         return RegistryConnectionError(
             f'Cannot reach {netloc}: {self._reason(exc)}. Check the registry name, DNS and network access.',
-            registry=self.host)
+            registry=self.host,
+        )
 
     def _reason(self, exc):
         return self._redact(_http.describe_exception(exc, self.timeout))
@@ -178,11 +205,15 @@ class Transport:
             return TLSError(
                 f'TLS certificate verification failed for {netloc}: {reason}. Give the CA that signed the registry '
                 'certificate in ca_path, or set validate_certs=false only for a registry you trust.',
-                registry=self.host)
+                registry=self.host,
+            )
         tls = _http.find_cause(exc, ssl.SSLError)
         reason = (getattr(tls, 'reason', None) or tls) if tls is not None else self._reason(exc)
-        return TLSError(f'TLS handshake with {netloc} failed: {reason}. Check that the registry speaks HTTPS on that '
-                        'port and that ca_path / validate_certs fit it.', registry=self.host)
+        return TLSError(
+            f'TLS handshake with {netloc} failed: {reason}. Check that the registry speaks HTTPS on that '
+            'port and that ca_path / validate_certs fit it.',
+            registry=self.host,
+        )
 
     # -- retries ----------------------------------------------------------
 
@@ -191,7 +222,7 @@ class Transport:
         if response is not None:
             delay = parse_retry_after(response.header('Retry-After'))
         if delay is None:
-            delay = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+            delay = min(self.backoff_max, self.backoff_base * (2**attempt))
         return delay
 
     def send(self, method, url, headers, max_body=MAX_BODY_BYTES):
@@ -204,8 +235,9 @@ class Transport:
                 raise
             except RegistryConnectionError as exc:
                 if attempt >= self.max_retries:
-                    raise RegistryConnectionError(f'{exc.message} (gave up after {attempt + 1} attempts)',
-                                                  registry=self.host) from exc
+                    raise RegistryConnectionError(
+                        f'{exc.message} (gave up after {attempt + 1} attempts)', registry=self.host
+                    ) from exc
                 self._sleep(self.backoff_delay(attempt, None))
                 attempt += 1
                 continue
@@ -215,13 +247,17 @@ class Transport:
                     raise RegistryUnavailableError(
                         f'Registry {self.host} {what} for {method} {urllib.parse.urlsplit(url).path}, still after '
                         f'{attempt + 1} attempts. Try again later.{error_detail(response, self._redact)}',
-                        registry=self.host, status=response.status)
+                        registry=self.host,
+                        status=response.status,
+                    )
                 delay = self.backoff_delay(attempt, response)
                 if delay > self.backoff_max:
                     raise RegistryUnavailableError(
                         f'Registry {self.host} {what} and asked to retry after {delay:.0f} seconds, more than the '
                         f'{self.backoff_max:.0f} seconds this client waits. Try again later.',
-                        registry=self.host, status=response.status)
+                        registry=self.host,
+                        status=response.status,
+                    )
                 self._sleep(delay)
                 attempt += 1
                 continue

@@ -36,11 +36,23 @@ else:
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger
 
 __all__ = [
-    'CONTAINER_FIELDS', 'DOCKER_IMPORT_ERROR', 'HAS_DOCKER', 'MISSING_SDK', 'DockerQueryError',
-    'compare', 'connect', 'container_facts', 'last_releases', 'query_project', 'release_info', 'short_digest',
+    'CONTAINER_FIELDS',
+    'DOCKER_IMPORT_ERROR',
+    'HAS_DOCKER',
+    'MISSING_SDK',
+    'DockerQueryError',
+    'compare',
+    'connect',
+    'container_facts',
+    'last_releases',
+    'query_project',
+    'release_info',
+    'short_digest',
 ]
 
-MISSING_SDK = 'the Python Docker SDK (python3-docker) is missing on {host}: run playbooks/bootstrap.yml, which installs it'
+MISSING_SDK = (
+    'the Python Docker SDK (python3-docker) is missing on {host}: run playbooks/bootstrap.yml, which installs it'
+)
 
 PROJECT_LABEL = 'com.docker.compose.project'
 SERVICE_LABEL = 'com.docker.compose.service'
@@ -49,8 +61,18 @@ VERSION_LABEL = 'org.opencontainers.image.version'
 # The label compose_deploy puts on release containers (the version it deployed).
 DEPLOYED_VERSION_LABEL = 'org.avatar-mgmt.version'
 
-CONTAINER_FIELDS = ('name', 'id', 'state', 'health', 'image', 'image_id', 'repo_digests', 'digest', 'version',
-                    'started_at')
+CONTAINER_FIELDS = (
+    'name',
+    'id',
+    'state',
+    'health',
+    'image',
+    'image_id',
+    'repo_digests',
+    'digest',
+    'version',
+    'started_at',
+)
 RELEASE_FIELDS = ('id', 'version', 'result', 'action', 'operator', 'finished', 'backup')
 
 
@@ -61,6 +83,7 @@ class DockerQueryError(Exception):
 # ---------------------------------------------------------------------------
 # Query (Docker SDK)
 # ---------------------------------------------------------------------------
+
 
 def container_facts(inspect, image_inspect):
     """The reported fields of one container from its inspect and its image's inspect (service in ``service``).
@@ -81,7 +104,10 @@ def container_facts(inspect, image_inspect):
         'image_id': inspect.get('Image') or '',
         'repo_digests': list((image_inspect or {}).get('RepoDigests') or []),
         'digest': '',
-        'version': labels.get(DEPLOYED_VERSION_LABEL) or labels.get(VERSION_LABEL) or image_labels.get(VERSION_LABEL) or '',
+        'version': labels.get(DEPLOYED_VERSION_LABEL)
+        or labels.get(VERSION_LABEL)
+        or image_labels.get(VERSION_LABEL)
+        or '',
         'started_at': state.get('StartedAt') or '',
     }
 
@@ -135,6 +161,7 @@ def query_project(client, project_name):
 # Comparison (plain dicts)
 # ---------------------------------------------------------------------------
 
+
 def short_digest(digest):
     """``sha256:0123456789ab…`` (the algorithm and 12 hex digits)."""
     if not digest:
@@ -176,8 +203,11 @@ def compare(current, current_id, found, services, has_ledger=True):
     if not has_ledger:
         differences.append('no ledger on this host')
     elif not current:
-        differences.append(f"the ledger's current release {current_id} is not among its releases" if current_id
-                           else 'the ledger names no current release')
+        differences.append(
+            f"the ledger's current release {current_id} is not among its releases"
+            if current_id
+            else 'the ledger names no current release'
+        )
     what = f"the ledger's current release {current.get('version', '?')} ({current.get('id')})" if current else ''
     for service in services:
         items = found.get(service) or []
@@ -185,8 +215,11 @@ def compare(current, current_id, found, services, has_ledger=True):
             differences.append(f'{service} is not running (no container)')
             continue
         if len(items) > 1:
-            differences.append('{} runs {} containers ({}); one is expected'.format(
-                service, len(items), ', '.join(c.get('name', '?') for c in items)))
+            differences.append(
+                '{} runs {} containers ({}); one is expected'.format(
+                    service, len(items), ', '.join(c.get('name', '?') for c in items)
+                )
+            )
         container = containers[service]
         if container['state'] != 'running':
             differences.append(f"{service} is not running (state {container['state']})")

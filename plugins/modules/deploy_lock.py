@@ -29,7 +29,7 @@ description:
   - O(state=query) only reads.
   - Results never show another owner's token, only the RV(lock.fingerprint) of the lock file.
 author:
-  - avatar_mgmt.ops developers
+  - avatar_mgmt.ops contributors (!UNKNOWN)
 requirements:
   - Python 3.9 or later on the managed host (standard library only).
   - A filesystem with hard links for the directory of O(path).
@@ -346,19 +346,35 @@ def main():
     )
     params = module.params
     path = params['path']
-    base = {'token': '', 'acquired': False, 'released': False, 'held': False, 'lock': {}, 'stale': None,
-            'waited': 0.0, 'broken': {}}
+    base = {
+        'token': '',
+        'acquired': False,
+        'released': False,
+        'held': False,
+        'lock': {},
+        'stale': None,
+        'waited': 0.0,
+        'broken': {},
+    }
 
     if params['timeout'] < 0:
-        module.fail_json(msg=f"timeout must be 0 or more seconds, got {params['timeout']}. Nothing was changed.",
-                         changed=False, **base)
+        module.fail_json(
+            msg=f"timeout must be 0 or more seconds, got {params['timeout']}. Nothing was changed.",
+            changed=False,
+            **base,
+        )
 
     try:
         if params['state'] == 'query':
             result = query(path)
         elif params['state'] == 'absent':
-            result = release(path, token=params['token'], force=params['force'],
-                             expected_fingerprint=params['_break_fingerprint'], check_mode=module.check_mode)
+            result = release(
+                path,
+                token=params['token'],
+                force=params['force'],
+                expected_fingerprint=params['_break_fingerprint'],
+                check_mode=module.check_mode,
+            )
         else:
             record = new_record(
                 holder=params['holder'],
@@ -368,9 +384,15 @@ def main():
                 job_id=params['job_id'],
                 controller=params['_controller'],
             )
-            result = acquire(path, record, timeout=params['timeout'],
-                             break_fingerprint=params['_break_fingerprint'], check_mode=module.check_mode,
-                             break_hint=params['break_hint'], force_hint=params['force_hint'])
+            result = acquire(
+                path,
+                record,
+                timeout=params['timeout'],
+                break_fingerprint=params['_break_fingerprint'],
+                check_mode=module.check_mode,
+                break_hint=params['break_hint'],
+                force_hint=params['force_hint'],
+            )
     except LockError as exc:
         module.fail_json(msg=str(exc), changed=False, **base)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python
-# Copyright (c) avatar_mgmt.ops developers
+# Copyright (c) avatar_mgmt.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
@@ -27,7 +27,7 @@ description:
   - The module only reads; it never changes the host and always returns RV(ignore:changed=false).
   - Header values are never returned or written into messages.
 author:
-  - avatar_mgmt.ops developers
+  - avatar_mgmt.ops contributors (!UNKNOWN)
 requirements:
   - Python 3.9 or later on the target host
   - for V(http) checks, the Python library C(requests) 2.25 or later on the target host (Debian package C(python3-requests))
@@ -39,6 +39,7 @@ attributes:
     description: The checks only read, so they run in check mode too and report real results.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to compare.
   idempotent:
     support: full
     description: Never changes anything; RV(ignore:changed) is always V(false).
@@ -391,7 +392,9 @@ msg:
   description: The failure message naming each failed check and why, or a success sentence.
   returned: always
   type: str
-  sample: "1 of 5 health checks did not pass within the 120s deadline: api version (http check, 60 attempts: HTTP 200 but json_path 'backend.version' is \"v1.1.0\", expected \"v1.2.0\")."
+  sample: >-
+    1 of 5 health checks did not pass within the 120s deadline: api version (http check, 60 attempts:
+    HTTP 200 but json_path 'backend.version' is "v1.1.0", expected "v1.2.0").
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -471,11 +474,15 @@ def main():
 
     types = {c.get("type") for c in params["checks"]}
     if "http" in types and not HAS_REQUESTS:
-        module.fail_json(msg=f"HTTP checks need requests, and {MISSING_REQUESTS}. Nothing was checked.",
-                         exception=REQUESTS_IMPORT_ERROR)
+        module.fail_json(
+            msg=f"HTTP checks need requests, and {MISSING_REQUESTS}. Nothing was checked.",
+            exception=REQUESTS_IMPORT_ERROR,
+        )
     if "compose" in types and not HAS_DOCKER_SDK:
-        module.fail_json(msg=f"Compose checks need the Docker SDK, and {MISSING_DOCKER_SDK}. Nothing was checked.",
-                         exception=DOCKER_SDK_IMPORT_ERROR)
+        module.fail_json(
+            msg=f"Compose checks need the Docker SDK, and {MISSING_DOCKER_SDK}. Nothing was checked.",
+            exception=DOCKER_SDK_IMPORT_ERROR,
+        )
 
     try:
         report = run_checks(

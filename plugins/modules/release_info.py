@@ -24,7 +24,7 @@ description:
 requirements:
   - The Docker SDK for Python (C(python3-docker)) on the target host; C(playbooks/bootstrap.yml) installs it.
 author:
-  - avatar_mgmt.ops developers
+  - avatar_mgmt.ops contributors (!UNKNOWN)
 attributes:
   check_mode:
     support: full
@@ -206,8 +206,11 @@ def main():
     )
     params = module.params
     if not _release_info.HAS_DOCKER:
-        module.fail_json(msg=_release_info.MISSING_SDK.format(host=platform.node() or 'this host'),
-                         error=_release_info.DOCKER_IMPORT_ERROR, changed=False)
+        module.fail_json(
+            msg=_release_info.MISSING_SDK.format(host=platform.node() or 'this host'),
+            error=_release_info.DOCKER_IMPORT_ERROR,
+            changed=False,
+        )
     if params['last'] < 0:
         module.fail_json(msg=f"last must be at least 0, got {params['last']}", changed=False)
     if not params['project_name'].strip():
@@ -222,8 +225,11 @@ def main():
             client.close()
         result = _release_info.release_info(loaded, found, params['services'], params['last'])
     except _release_info.DockerQueryError as exc:
-        module.fail_json(msg=f'{exc} (on {platform.node() or "this host"}). Start Docker or check that this user may '
-                             'use it; nothing was changed.', changed=False)
+        module.fail_json(
+            msg=f'{exc} (on {platform.node() or "this host"}). Start Docker or check that this user may '
+            'use it; nothing was changed.',
+            changed=False,
+        )
     except ValueError as exc:
         module.fail_json(msg=str(exc), changed=False)
     module.exit_json(**result)

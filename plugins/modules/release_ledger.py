@@ -39,7 +39,7 @@ description:
     used. O(state=read) moves nothing; O(state=record) renames the corrupt file to
     C(index.json.corrupt-<UTC time>) and continues from the last good copy.
 author:
-  - avatar_mgmt.ops developers
+  - avatar_mgmt.ops contributors (!UNKNOWN)
 attributes:
   check_mode:
     support: full
@@ -288,10 +288,18 @@ def main():
             result = _ledger.read(params['path'], params['keep'], params['rollback_to'], params['backup_before'])
             module.exit_json(**result)
         result = _ledger.record(
-            params['path'], params['release'], keep=params['keep'],
-            compose_file=params['compose_file'], compose_content=params['compose_content'],
-            env_files=params['env_files'], owner=params['owner'], group=params['group'],
-            check_mode=module.check_mode, rollback_to=params['rollback_to'], backup_ref=params['backup_before'])
+            params['path'],
+            params['release'],
+            keep=params['keep'],
+            compose_file=params['compose_file'],
+            compose_content=params['compose_content'],
+            env_files=params['env_files'],
+            owner=params['owner'],
+            group=params['group'],
+            check_mode=module.check_mode,
+            rollback_to=params['rollback_to'],
+            backup_ref=params['backup_before'],
+        )
     except ValueError as exc:
         module.fail_json(msg=str(exc).rstrip('.') + '. Nothing was changed.', changed=False)
     except _ledger.LedgerError as exc:

@@ -36,7 +36,7 @@ description:
   - The default CA store is the one C(requests) uses, which C(REQUESTS_CA_BUNDLE) can replace;
     O(ca_path) and O(validate_certs=false) take precedence over that variable.
 author:
-  - avatar_mgmt.ops developers
+  - avatar_mgmt.ops contributors (!UNKNOWN)
 requirements:
   - the Python library C(requests) 2.25 or later where the module runs, usually the controller (it is in the
     collection's C(requirements.txt)); without it the module fails with a message saying so and requests nothing
@@ -275,9 +275,11 @@ def main():
     if not HAS_REQUESTS:
         module.fail_json(
             msg=f'The Python library requests is missing from {sys.executable}, where release_tag runs (usually the '
-                'controller): install the collection\'s requirements.txt (pip install -r requirements.txt) or the '
-                'python3-requests package. Nothing was requested from the registry.',
-            exception=REQUESTS_IMPORT_ERROR, changed=False)
+            'controller): install the collection\'s requirements.txt (pip install -r requirements.txt) or the '
+            'python3-requests package. Nothing was requested from the registry.',
+            exception=REQUESTS_IMPORT_ERROR,
+            changed=False,
+        )
 
     # Validate everything before any network request.
     try:

@@ -24,9 +24,17 @@ import pytest
 import yaml
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), '..', '..'))
-SECRETS = ('vault_db_password', 'vault_directus_key', 'vault_directus_secret', 'vault_directus_admin_password',
-           'vault_directus_admin_token', 'vault_api_directus_token', 'vault_openai_api_key', 'vault_azure_speech_key',
-           'vault_jwt_secret')
+SECRETS = (
+    'vault_db_password',
+    'vault_directus_key',
+    'vault_directus_secret',
+    'vault_directus_admin_password',
+    'vault_directus_admin_token',
+    'vault_api_directus_token',
+    'vault_openai_api_key',
+    'vault_azure_speech_key',
+    'vault_jwt_secret',
+)
 
 
 class Listener:
@@ -46,7 +54,7 @@ class Listener:
     def _run(self):
         while not self._stop.is_set():
             try:
-                conn, _ = self.sock.accept()
+                conn, _addr = self.sock.accept()
             except OSError:
                 continue
             self.count += 1
@@ -69,7 +77,9 @@ def listener():
 
 def _inventory(tmp_path, target, port, password):
     host_vars = {
-        'ansible_host': '127.0.0.1', 'ansible_port': port, 'ansible_user': 'deploy',
+        'ansible_host': '127.0.0.1',
+        'ansible_port': port,
+        'ansible_user': 'deploy',
         'ansible_ssh_common_args': '-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o ConnectTimeout=3',
         'ghcr_login_registry': target.host,
         'release_registry_ca_path': target.ca_path,
@@ -84,8 +94,11 @@ def _inventory(tmp_path, target, port, password):
 
 
 def _deploy(inventory, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.collections'))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.collections'),
+    )
     cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), 'deploy.yml', '-i', inventory, *extra]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     return res.returncode, res.stdout + res.stderr
@@ -94,7 +107,9 @@ def _deploy(inventory, *extra):
 @pytest.mark.parametrize('image_tag', ['v1.2', '1.2.0.0', 'v1.2.0; rm -rf /', 'V1.2.0', 'v9.9.9'])
 def test_bad_image_tag_is_refused_before_connecting(tmp_path, real_registries, listener, image_tag):
     target = real_registries.basic
-    rc, out = _deploy(_inventory(tmp_path, target, listener.port, target.password), '-e', json.dumps({'image_tag': image_tag}))
+    rc, out = _deploy(
+        _inventory(tmp_path, target, listener.port, target.password), '-e', json.dumps({'image_tag': image_tag})
+    )
     assert rc != 0, out[-3000:]
     assert f'image_tag={image_tag} cannot be deployed' in out, out[-3000:]
     assert 'No server was contacted' in out
@@ -126,11 +141,21 @@ def test_ad_hoc_module_from_the_checkout(real_registries):
     target = real_registries.basic
     env = {k: v for k, v in os.environ.items() if not k.startswith(('AVATAR_', 'ANSIBLE_'))}
     env['ANSIBLE_CONFIG'] = os.path.join(ROOT, 'ansible.cfg')
-    args = (f'tag=latest registry={target.host} ca_path={target.ca_path} '
-            f'username={target.username} password={target.password}')
-    res = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible'), 'localhost', '-m', 'avatar_mgmt.ops.release_tag',
-                          '-a', args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    args = (
+        f'tag=latest registry={target.host} ca_path={target.ca_path} '
+        f'username={target.username} password={target.password}'
+    )
+    res = subprocess.run(
+        [os.path.join(ROOT, '.venv', 'bin', 'ansible'), 'localhost', '-m', 'avatar_mgmt.ops.release_tag', '-a', args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
-    assert 'SUCCESS' in out and '\n    version: v1.2.0\n' in out.replace('\r', '')
+    assert 'SUCCESS' in out
+    assert '\n    version: v1.2.0\n' in out.replace('\r', '')
     assert target.password not in out

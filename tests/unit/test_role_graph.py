@@ -25,7 +25,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
 SOURCES = sorted(
-    p for d in ("roles", "playbooks", "molecule") for p in (REPO / d).rglob("*")
+    p
+    for d in ("roles", "playbooks", "molecule")
+    for p in (REPO / d).rglob("*")
     if p.is_file() and p.suffix in {".yml", ".yaml", ".j2"}
 )
 ROOT_PLAYBOOKS = sorted(p for p in REPO.glob("*.yml") if p.name not in {"galaxy.yml"})
@@ -50,13 +52,17 @@ def _includes():
 
 
 def test_roles_are_included_by_fqcn():
-    bad = [f"{p.relative_to(REPO)}: {name}" for p, _, name, _ in _includes() if not name.startswith("avatar_mgmt.ops.")]
+    bad = [
+        f"{p.relative_to(REPO)}: {name}"
+        for p, _owner, name, _entry in _includes()
+        if not name.startswith("avatar_mgmt.ops.")
+    ]
     assert not bad, f"include roles by their fully qualified name: {bad}"
 
 
 def test_role_graph_has_no_cycle():
     edges = {}
-    for _, owner, name, _ in _includes():
+    for _path, owner, name, _entry in _includes():
         if owner:
             edges.setdefault(owner, set()).add(name.rsplit(".", 1)[-1])
     assert all(role not in targets for role, targets in edges.items()), f"a role includes itself: {edges}"
@@ -78,8 +84,10 @@ def test_entry_points_used_are_documented(include):
         return
     entry = Path(tasks_from).stem
     specs = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
-    assert entry in specs, (f"{path.relative_to(REPO)} uses roles/{role}/tasks/{tasks_from}, which has no entry "
-                            f"'{entry}' in roles/{role}/meta/argument_specs.yml")
+    assert entry in specs, (
+        f"{path.relative_to(REPO)} uses roles/{role}/tasks/{tasks_from}, which has no entry "
+        f"'{entry}' in roles/{role}/meta/argument_specs.yml"
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -145,7 +145,8 @@ def test_rollback_works_with_registry_down(host):
         assert cur["version"] == "v1.1.0"
         assert cur["action"] == "rollback"
         assert cur["result"] == "success"
-        assert cur["source"] and next(r for r in book["releases"] if r["id"] == cur["source"])["version"] == "v1.1.0"
+        assert cur["source"]
+        assert next(r for r in book["releases"] if r["id"] == cur["source"])["version"] == "v1.1.0"
         # With no target: the release before the one that runs now. v1.1.0 was the first release
         # here, so there is none; a rollback never goes forward again by itself.
         stay = running(host)

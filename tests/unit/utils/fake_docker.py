@@ -40,8 +40,7 @@ class FakeDockerClient:
         self.containers = self  # client.containers.list(...)
 
     def list(self, all=False, filters=None, ignore_removed=False, **kwargs):
-        self.calls.append({'all': all, 'filters': copy.deepcopy(filters), 'ignore_removed': ignore_removed,
-                           **kwargs})
+        self.calls.append({'all': all, 'filters': copy.deepcopy(filters), 'ignore_removed': ignore_removed, **kwargs})
         if self.error is not None:
             raise self.error
         current = self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0]

@@ -37,8 +37,11 @@ class Manifest:
         if media_type in (OCI_INDEX, DOCKER_LIST):
             doc['manifests'] = []
         else:
-            doc['config'] = {'mediaType': 'application/vnd.oci.image.config.v1+json', 'size': 2,
-                             'digest': 'sha256:' + hashlib.sha256(str(seed).encode()).hexdigest()}
+            doc['config'] = {
+                'mediaType': 'application/vnd.oci.image.config.v1+json',
+                'size': 2,
+                'digest': 'sha256:' + hashlib.sha256(str(seed).encode()).hexdigest(),
+            }
             doc['layers'] = []
         self.body = json.dumps(doc, sort_keys=True).encode()
         self.digest = 'sha256:' + hashlib.sha256(self.body).hexdigest()
@@ -62,9 +65,21 @@ class FakeRegistry(LocalHTTPService):
     thread_name = 'fake-registry'
     poll_interval = 0.05
 
-    def __init__(self, repos, auth=None, username=None, password=None, anonymous=True, page_max=1000,
-                 link='relative', digest_header=True, head_allowed=True, token_key='token',
-                 tls_context=None, accept_tokens=True):
+    def __init__(
+        self,
+        repos,
+        auth=None,
+        username=None,
+        password=None,
+        anonymous=True,
+        page_max=1000,
+        link='relative',
+        digest_header=True,
+        head_allowed=True,
+        token_key='token',
+        tls_context=None,
+        accept_tokens=True,
+    ):
         super().__init__(tls_context)
         self.repos = repos
         self.auth = auth
@@ -78,8 +93,8 @@ class FakeRegistry(LocalHTTPService):
         self.token_key = token_key
         self.accept_tokens = accept_tokens
         self.tokens = {}
-        self.log = []       # (method, path, headers dict)
-        self.peers = []     # client (host, port) of each request: one port per TCP connection
+        self.log = []  # (method, path, headers dict)
+        self.peers = []  # client (host, port) of each request: one port per TCP connection
         self.token_log = []  # (query dict, authorization header or None)
         self._injected = []  # [regex, method or None, (status, headers, body)]
 
@@ -87,12 +102,13 @@ class FakeRegistry(LocalHTTPService):
 
     def inject(self, path_regex, status, headers=None, body=b'', method=None, times=1):
         """Answer the next ``times`` matching requests with this response instead."""
-        for _ in range(times):
+        for _time in range(times):
             self._injected.append([re.compile(path_regex), method, (status, headers or {}, body)])
 
     def requests(self, method=None, contains=None):
-        return [(m, p) for m, p, _h in self.log
-                if (method is None or m == method) and (contains is None or contains in p)]
+        return [
+            (m, p) for m, p, _h in self.log if (method is None or m == method) and (contains is None or contains in p)
+        ]
 
     def _handler(self):
         registry = self
@@ -175,16 +191,20 @@ class _Handler(QuietHandler):
         if reg.auth == 'basic':
             expected = 'Basic ' + base64.b64encode((f'{reg.username}:{reg.password}').encode()).decode()
             if auth != expected:
-                self._error(401, 'UNAUTHORIZED', 'authentication required',
-                            {'WWW-Authenticate': 'Basic realm="fake registry"'}, head=head)
+                self._error(
+                    401,
+                    'UNAUTHORIZED',
+                    'authentication required',
+                    {'WWW-Authenticate': 'Basic realm="fake registry"'},
+                    head=head,
+                )
                 return False
         elif reg.auth == 'bearer':
             scope = f'repository:{name}:pull'
-            token = auth[len('Bearer '):] if auth and auth.startswith('Bearer ') else None
+            token = auth[len('Bearer ') :] if auth and auth.startswith('Bearer ') else None
             if not reg.accept_tokens or token is None or reg.tokens.get(token) != scope:
                 challenge = f'Bearer realm="{reg.url}/token",service="fake,registry",scope="{scope}"'
-                self._error(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': challenge},
-                            head=head)
+                self._error(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': challenge}, head=head)
                 return False
         return True
 

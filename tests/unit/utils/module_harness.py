@@ -35,6 +35,7 @@ except ImportError:  # ansible-core < 2.19
         with mock.patch.object(basic, "_ANSIBLE_ARGS", payload):
             yield
 
+
 __all__ = [
     "ExitJson",
     "FailJson",

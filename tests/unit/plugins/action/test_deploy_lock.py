@@ -52,16 +52,25 @@ class Plugin:
     def execute(self, module_name=None, module_args=None, task_vars=None, **_kwargs):
         assert module_name == 'avatar_mgmt.ops.deploy_lock'
         self.calls.append(dict(module_args))
-        return module_harness.run_module(deploy_lock, dict(module_args, _ansible_check_mode=self.check_mode),
-                                         (module_harness.ExitJson, module_harness.FailJson))
+        return module_harness.run_module(
+            deploy_lock,
+            dict(module_args, _ansible_check_mode=self.check_mode),
+            (module_harness.ExitJson, module_harness.FailJson),
+        )
 
     def run(self):
         return self.action.run(task_vars={'inventory_hostname': 'prod-1'})
 
 
 def write_lock(path, holder='bob', controller=None, **kwargs):
-    record = _lock.new_record(holder=holder, host='prod-1', version='v1.1.0', job_id='9',
-                              controller=HERE if controller is None else controller, **kwargs)
+    record = _lock.new_record(
+        holder=holder,
+        host='prod-1',
+        version='v1.1.0',
+        job_id='9',
+        controller=HERE if controller is None else controller,
+        **kwargs,
+    )
     Path(path).write_bytes(_lock.encode_record(record))
     return record
 
@@ -103,12 +112,15 @@ def test_break_lock_with_no_lock_is_one_module_run(path):
     assert len(plugin.calls) == 1
 
 
-@pytest.mark.parametrize('controller, stale, fragment', [
-    (dead_controller(), True, 'It is stale: the run that took it (pid'),
-    (alive_controller(), False, 'held by a live run (pid 1 on ctl)'),
-    (OTHER_HOST, None, 'taken from another controller (ctl-2)'),
-    ({}, None, 'does not record which controller run took it'),
-])
+@pytest.mark.parametrize(
+    'controller, stale, fragment',
+    [
+        (dead_controller(), True, 'It is stale: the run that took it (pid'),
+        (alive_controller(), False, 'held by a live run (pid 1 on ctl)'),
+        (OTHER_HOST, None, 'taken from another controller (ctl-2)'),
+        ({}, None, 'does not record which controller run took it'),
+    ],
+)
 def test_held_lock_is_judged_on_the_controller(path, controller, stale, fragment):
     record = write_lock(path, controller=controller)
     plugin = Plugin({'path': path, 'holder': 'alice', 'break_hint': '-e compose_deploy_break_lock=true'})

@@ -1,4 +1,4 @@
-# Copyright (c) avatar_mgmt.ops developers
+# Copyright (c) avatar_mgmt.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Unit tests of plugins/module_utils/_health.py.
@@ -48,6 +48,7 @@ SECRET = "Bearer s3cret-token-value"
 # ---------------------------------------------------------------------------
 # A real HTTP server
 # ---------------------------------------------------------------------------
+
 
 class _App:
     def __init__(self):
@@ -178,6 +179,7 @@ def _one(check, **kwargs):
 # HTTP
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "path, options, ok, status, detail",
     [
@@ -187,16 +189,36 @@ def _one(check, **kwargs):
         ("/text", {"body_contains": "ok"}, False, 200, "the body does not contain 'ok' (body: 'hello world"),
         ("/text", {"body_regex": r"^hello\s+world"}, True, 200, "body matches"),
         ("/text", {"body_regex": r"^world"}, False, 200, "does not match /^world/"),
-        ("/api/version", {"json_path": "backend.version", "json_value": "v1.2.0"}, True, 200,
-         "json_path 'backend.version' == \"v1.2.0\""),
-        ("/api/old-version", {"json_path": "backend.version", "json_value": "v1.2.0"}, False, 200,
-         "json_path 'backend.version' is \"v1.1.0\", expected \"v1.2.0\""),
+        (
+            "/api/version",
+            {"json_path": "backend.version", "json_value": "v1.2.0"},
+            True,
+            200,
+            "json_path 'backend.version' == \"v1.2.0\"",
+        ),
+        (
+            "/api/old-version",
+            {"json_path": "backend.version", "json_value": "v1.2.0"},
+            False,
+            200,
+            "json_path 'backend.version' is \"v1.1.0\", expected \"v1.2.0\"",
+        ),
         ("/api/version", {"json_path": "frontend.version", "json_value": "v1.2.0"}, True, 200, "=="),
         ("/api/version", {"json_path": "items.1.name", "json_value": "b"}, True, 200, "=="),
-        ("/api/version", {"json_path": "items.5.name", "json_value": "b"}, False, 200,
-         "index 5 out of range at items (length 2)"),
-        ("/api/version", {"json_path": "backend.branch", "json_value": "main"}, False, 200,
-         "json_path 'backend.branch' was not found: key 'branch' missing at backend"),
+        (
+            "/api/version",
+            {"json_path": "items.5.name", "json_value": "b"},
+            False,
+            200,
+            "index 5 out of range at items (length 2)",
+        ),
+        (
+            "/api/version",
+            {"json_path": "backend.branch", "json_value": "main"},
+            False,
+            200,
+            "json_path 'backend.branch' was not found: key 'branch' missing at backend",
+        ),
         ("/api/version", {"json_path": "count.value"}, False, 200, "count is a number, cannot descend"),
         ("/api/version", {"json_path": "items.first"}, False, 200, "items is a list; 'first' is not an index"),
         ("/api/version", {"json_path": "system"}, True, 200, "json_path 'system' present"),
@@ -207,8 +229,13 @@ def _one(check, **kwargs):
         ("/api/version", {"json_path": "enabled", "json_value": "true"}, True, 200, "=="),
         ("/api/version", {"json_path": "enabled", "json_value": 1}, False, 200, "is true, expected 1"),
         ("/server/health", {"json_path": "status", "json_value": "ok"}, True, 200, "json_path 'status' =="),
-        ("/server/warn", {"json_path": "status", "json_value": "ok"}, False, 200,
-         "json_path 'status' is \"warn\", expected \"ok\""),
+        (
+            "/server/warn",
+            {"json_path": "status", "json_value": "ok"},
+            False,
+            200,
+            "json_path 'status' is \"warn\", expected \"ok\"",
+        ),
         ("/text", {"json_path": "status", "json_value": "ok"}, False, 200, "the body is not JSON"),
         ("/error", {}, False, 500, "HTTP 500, expected 200 (body: 'boom')"),
         ("/error", {"status_code": [500, 503]}, True, 500, "HTTP 500"),
@@ -233,8 +260,7 @@ def test_http_expectations(server, path, options, ok, status, detail):
 @pytest.mark.parametrize("failures", [0, 1, 3])
 def test_http_becomes_healthy_after_n_requests(server, failures):
     server.app.flaky_failures = failures
-    result = _one({"name": "flaky", "url": server.base + "/flaky", "body_contains": "ok"},
-                  deadline=10, interval=0.01)
+    result = _one({"name": "flaky", "url": server.base + "/flaky", "body_contains": "ok"}, deadline=10, interval=0.01)
     assert result["ok"] is True
     assert result["attempts"] == failures + 1
     assert server.app.hits["/flaky"] == failures + 1
@@ -254,7 +280,10 @@ def test_deadline_expiry_counts_attempts(server, deadline, interval, attempts, s
     clock = FakeClock()
     report = run_checks(
         [{"name": "broken", "url": server.base + "/error"}],
-        deadline=deadline, interval=interval, clock=clock, sleep=clock.sleep,
+        deadline=deadline,
+        interval=interval,
+        clock=clock,
+        sleep=clock.sleep,
     )
     result = report["checks"][0]
     assert result["ok"] is False
@@ -275,7 +304,10 @@ def test_passing_checks_stop_being_polled(server):
             {"name": "flaky", "url": server.base + "/flaky"},
             {"name": "broken", "url": server.base + "/error"},
         ],
-        deadline=6, interval=1.5, clock=clock, sleep=clock.sleep,
+        deadline=6,
+        interval=1.5,
+        clock=clock,
+        sleep=clock.sleep,
     )
     api, flaky, broken = report["checks"]
     assert (api["ok"], api["attempts"], api["elapsed"]) == (True, 1, 0.0)
@@ -283,7 +315,11 @@ def test_passing_checks_stop_being_polled(server):
     assert (broken["ok"], broken["attempts"], broken["elapsed"]) == (False, 5, 6.0)
     assert server.app.hits["/health"] == 1
     assert report["summary"] == {
-        "total": 3, "passed": 2, "failed": 1, "failed_names": ["broken"], "elapsed": 6.0,
+        "total": 3,
+        "passed": 2,
+        "failed": 1,
+        "failed_names": ["broken"],
+        "elapsed": 6.0,
     }
 
 
@@ -309,12 +345,14 @@ def test_connection_refused():
 
 
 def test_host_header_reaches_the_server(server):
-    result = _one({
-        "name": "routed",
-        "url": server.base + "/host",
-        "headers": {"Host": "api.daidai.amis.hk"},
-        "body_contains": "host=api.daidai.amis.hk",
-    })
+    result = _one(
+        {
+            "name": "routed",
+            "url": server.base + "/host",
+            "headers": {"Host": "api.daidai.amis.hk"},
+            "body_contains": "host=api.daidai.amis.hk",
+        }
+    )
     assert result["ok"] is True, result["detail"]
 
 
@@ -338,8 +376,15 @@ def test_header_values_are_sent_but_never_reported(server, headers, ok, status):
 
 
 def test_host_header_is_not_carried_to_a_redirect_target(server):
-    result = _one({"name": "routed", "url": server.base + "/redirect-host", "follow_redirects": True,
-                   "headers": {"Host": "api.daidai.amis.hk"}, "body_contains": "host=127.0.0.1"})
+    result = _one(
+        {
+            "name": "routed",
+            "url": server.base + "/redirect-host",
+            "follow_redirects": True,
+            "headers": {"Host": "api.daidai.amis.hk"},
+            "body_contains": "host=127.0.0.1",
+        }
+    )
     assert result["ok"] is True, result["detail"]
 
 
@@ -360,8 +405,9 @@ def test_http_without_requests(monkeypatch, server):
     monkeypatch.setattr(_health, "HAS_REQUESTS", False)
     result = _one({"name": "api", "url": server.base + "/health"})
     assert result["ok"] is False
-    assert result["detail"] == ("the Python library requests (python3-requests) is missing on this host: "
-                                "run playbooks/bootstrap.yml")
+    assert result["detail"] == (
+        "the Python library requests (python3-requests) is missing on this host: run playbooks/bootstrap.yml"
+    )
 
 
 def test_url_credentials_are_not_reported(server):
@@ -375,6 +421,7 @@ def test_url_credentials_are_not_reported(server):
 # TCP
 # ---------------------------------------------------------------------------
 
+
 @pytest.fixture
 def listener():
     with ports.listening_port(8) as port:
@@ -384,17 +431,28 @@ def listener():
 def test_tcp_open_port(listener):
     result = _one({"name": "db", "type": "tcp", "host": "127.0.0.1", "port": listener})
     assert result == {
-        "name": "db", "type": "tcp", "ok": True, "attempts": 1, "elapsed": result["elapsed"],
-        "status": "connected", "detail": f"127.0.0.1:{listener} accepts connections",
-        "host": "127.0.0.1", "port": listener,
+        "name": "db",
+        "type": "tcp",
+        "ok": True,
+        "attempts": 1,
+        "elapsed": result["elapsed"],
+        "status": "connected",
+        "detail": f"127.0.0.1:{listener} accepts connections",
+        "host": "127.0.0.1",
+        "port": listener,
     }
 
 
 def test_tcp_closed_port_polled_until_deadline():
     clock = FakeClock()
     port = ports.closed_port()
-    result = _one({"name": "db", "type": "tcp", "host": "127.0.0.1", "port": port},
-                  deadline=3, interval=1, clock=clock, sleep=clock.sleep)
+    result = _one(
+        {"name": "db", "type": "tcp", "host": "127.0.0.1", "port": port},
+        deadline=3,
+        interval=1,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     assert result["ok"] is False
     assert result["status"] == "refused"
     assert result["attempts"] == 4
@@ -408,19 +466,42 @@ def test_tcp_closed_port_polled_until_deadline():
 IMAGE_ID = "sha256:7b6041e5d1e429dbc07b0527341d40744e5578c4e0bff6bc201c20b985d381b7"
 
 
-def container(service, status="running", health="healthy", output="", project="avatar",
-              number=1, exit_code=0, oneoff=False, image="ghcr.io/rayhu/avatar-mgmt/api:v1.2.0"):
+def container(
+    service,
+    status="running",
+    health="healthy",
+    output="",
+    project="avatar",
+    number=1,
+    exit_code=0,
+    oneoff=False,
+    image="ghcr.io/rayhu/avatar-mgmt/api:v1.2.0",
+):
     """One `docker inspect` document (the SDK's ``Container.attrs``), trimmed to the fields docker 20.10+ prints."""
     cid = f"{service}{number}".encode().hex().ljust(64, "0")[:64]
     state = {
-        "Status": status, "Running": status == "running", "Paused": False, "Restarting": False,
-        "OOMKilled": False, "Dead": False, "Pid": 4242, "ExitCode": exit_code, "Error": "",
+        "Status": status,
+        "Running": status == "running",
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": 4242,
+        "ExitCode": exit_code,
+        "Error": "",
     }
     if health is not None:
         state["Health"] = {
-            "Status": health, "FailingStreak": 0 if health == "healthy" else 2,
-            "Log": [{"Start": "2025-01-01T00:00:00Z", "End": "2025-01-01T00:00:01Z",
-                     "ExitCode": 0 if health == "healthy" else 1, "Output": output}],
+            "Status": health,
+            "FailingStreak": 0 if health == "healthy" else 2,
+            "Log": [
+                {
+                    "Start": "2025-01-01T00:00:00Z",
+                    "End": "2025-01-01T00:00:01Z",
+                    "ExitCode": 0 if health == "healthy" else 1,
+                    "Output": output,
+                }
+            ],
         }
     return {
         "Id": cid,
@@ -439,8 +520,12 @@ def container(service, status="running", health="healthy", output="", project="a
     }
 
 
-STACK = [container("db", image="postgres:15.7"), container("directus", image="directus/directus:11.8.0"),
-         container("api"), container("frontend", health=None)]
+STACK = [
+    container("db", image="postgres:15.7"),
+    container("directus", image="directus/directus:11.8.0"),
+    container("api"),
+    container("frontend", health=None),
+]
 
 
 def test_compose_all_services_healthy():
@@ -452,13 +537,20 @@ def test_compose_all_services_healthy():
     assert [s["service"] for s in result["services"]] == ["api", "db", "directus", "frontend"]
     api = result["services"][0]
     assert api == {
-        "service": "api", "ok": True, "containers": 1, "state": "running", "health": "healthy",
-        "image": "ghcr.io/rayhu/avatar-mgmt/api:v1.2.0", "image_id": IMAGE_ID, "detail": "healthy",
+        "service": "api",
+        "ok": True,
+        "containers": 1,
+        "state": "running",
+        "health": "healthy",
+        "image": "ghcr.io/rayhu/avatar-mgmt/api:v1.2.0",
+        "image_id": IMAGE_ID,
+        "detail": "healthy",
     }
     assert result["services"][3]["detail"] == "running (no healthcheck)"
     # One query, as `docker ps --all --filter label=...` then `docker inspect` did.
-    assert docker.calls == [{"all": True, "filters": {"label": "com.docker.compose.project=avatar"},
-                             "ignore_removed": True}]
+    assert docker.calls == [
+        {"all": True, "filters": {"label": "com.docker.compose.project=avatar"}, "ignore_removed": True}
+    ]
     assert docker.closed is False  # an injected client belongs to the caller
 
 
@@ -466,27 +558,50 @@ def test_compose_all_services_healthy():
     "snapshot, services, status, detail",
     [
         (STACK, ["api", "worker"], "missing", "worker: no container in the project"),
-        ([c for c in STACK if c["Config"]["Labels"]["com.docker.compose.service"] != "db"],
-         ["db", "api"], "missing", "db: no container in the project"),
+        (
+            [c for c in STACK if c["Config"]["Labels"]["com.docker.compose.service"] != "db"],
+            ["db", "api"],
+            "missing",
+            "db: no container in the project",
+        ),
         ([], [], "missing", "compose project 'avatar' has no containers"),
-        ([container("api", health="unhealthy", output="curl: (7) Failed to connect\n")], ["api"],
-         "unhealthy", "api: unhealthy (last healthcheck output: 'curl: (7) Failed to connect')"),
+        (
+            [container("api", health="unhealthy", output="curl: (7) Failed to connect\n")],
+            ["api"],
+            "unhealthy",
+            "api: unhealthy (last healthcheck output: 'curl: (7) Failed to connect')",
+        ),
         ([container("api", health="starting")], ["api"], "starting", "api: starting"),
-        ([container("api", status="exited", health="unhealthy", exit_code=137)], ["api"], "exited",
-         "api: exited (exit code 137)"),
-        ([container("api", status="restarting", health=None, exit_code=1)], ["api"], "restarting",
-         "api: restarting (exit code 1)"),
+        (
+            [container("api", status="exited", health="unhealthy", exit_code=137)],
+            ["api"],
+            "exited",
+            "api: exited (exit code 137)",
+        ),
+        (
+            [container("api", status="restarting", health=None, exit_code=1)],
+            ["api"],
+            "restarting",
+            "api: restarting (exit code 1)",
+        ),
         ([container("api", status="created", health=None)], [], "created", "api: created"),
-        ([container("api"), container("api", number=2, health="unhealthy")], ["api"], "unhealthy",
-         "api: unhealthy in avatar-api-2 of 2 containers"),
-        ([container("api", health="starting"), container("db", status="exited", exit_code=1)], [],
-         "exited", "api: starting; db: exited (exit code 1)"),
+        (
+            [container("api"), container("api", number=2, health="unhealthy")],
+            ["api"],
+            "unhealthy",
+            "api: unhealthy in avatar-api-2 of 2 containers",
+        ),
+        (
+            [container("api", health="starting"), container("db", status="exited", exit_code=1)],
+            [],
+            "exited",
+            "api: starting; db: exited (exit code 1)",
+        ),
     ],
 )
 def test_compose_failures(snapshot, services, status, detail):
     docker = FakeDockerClient(snapshot)
-    result = _one({"name": "stack", "type": "compose", "project": "avatar", "services": services},
-                  docker_client=docker)
+    result = _one({"name": "stack", "type": "compose", "project": "avatar", "services": services}, docker_client=docker)
     assert result["ok"] is False
     assert result["status"] == status
     assert result["detail"] == detail
@@ -506,8 +621,14 @@ def test_compose_polls_until_healthy():
         [container("db"), container("api", health="starting")],
         [container("db"), container("api")],
     )
-    result = _one({"name": "stack", "type": "compose", "project": "avatar", "services": ["db", "api"]},
-                  deadline=30, interval=2, docker_client=docker, clock=clock, sleep=clock.sleep)
+    result = _one(
+        {"name": "stack", "type": "compose", "project": "avatar", "services": ["db", "api"]},
+        deadline=30,
+        interval=2,
+        docker_client=docker,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     assert result["ok"] is True
     assert result["attempts"] == 3
     assert result["elapsed"] == 4.0
@@ -528,33 +649,53 @@ def _raised(outer, inner):
 @pytest.mark.parametrize(
     "error, detail",
     [
-        (_raised(docker_errors.DockerException(
-            "Error while fetching server API version: ('Connection aborted.', PermissionError(13, 'Permission "
-            "denied'))"), PermissionError(13, "Permission denied")),
-         ("permission denied on the Docker socket: run the task as root (become: true) or as a member of the "
-          "docker group")),
-        (_raised(requests.exceptions.ConnectionError("Connection aborted."),
-                 FileNotFoundError(2, "No such file or directory")),
-         "the Docker daemon does not answer on its socket: check that the docker service runs"),
-        (docker_errors.APIError("500 Server Error for http+docker://localhost/v1.45/containers/json",
-                                explanation="filter: invalid filter 'label'"),
-         "the Docker API answered an error: filter: invalid filter 'label'"),
+        (
+            _raised(
+                docker_errors.DockerException(
+                    "Error while fetching server API version: ('Connection aborted.', PermissionError(13, 'Permission "
+                    "denied'))"
+                ),
+                PermissionError(13, "Permission denied"),
+            ),
+            (
+                "permission denied on the Docker socket: run the task as root (become: true) or as a member of the "
+                "docker group"
+            ),
+        ),
+        (
+            _raised(
+                requests.exceptions.ConnectionError("Connection aborted."),
+                FileNotFoundError(2, "No such file or directory"),
+            ),
+            "the Docker daemon does not answer on its socket: check that the docker service runs",
+        ),
+        (
+            docker_errors.APIError(
+                "500 Server Error for http+docker://localhost/v1.45/containers/json",
+                explanation="filter: invalid filter 'label'",
+            ),
+            "the Docker API answered an error: filter: invalid filter 'label'",
+        ),
     ],
 )
 def test_compose_docker_errors_are_reported(error, detail):
-    result = _one({"name": "stack", "type": "compose", "project": "avatar"},
-                  docker_client=FakeDockerClient(STACK, error=error))
+    result = _one(
+        {"name": "stack", "type": "compose", "project": "avatar"}, docker_client=FakeDockerClient(STACK, error=error)
+    )
     assert result["ok"] is False
     assert result["status"] == "error"
-    assert result["detail"] == ("cannot list the containers of compose project 'avatar' through the Docker Engine "
-                                f"API: {detail}")
+    assert result["detail"] == (
+        f"cannot list the containers of compose project 'avatar' through the Docker Engine API: {detail}"
+    )
     assert result["services"] == []
 
 
 def test_compose_tolerates_a_container_removed_during_inspect():
     docker = FakeDockerClient(STACK, removed_ids=[STACK[3]["Id"]])
-    result = _one({"name": "stack", "type": "compose", "project": "avatar",
-                   "services": ["db", "directus", "api"]}, docker_client=docker)
+    result = _one(
+        {"name": "stack", "type": "compose", "project": "avatar", "services": ["db", "directus", "api"]},
+        docker_client=docker,
+    )
     assert result["ok"] is True
     assert docker.calls[0]["ignore_removed"] is True
 
@@ -564,8 +705,9 @@ def test_compose_without_docker_sdk(monkeypatch):
     result = _one({"name": "stack", "type": "compose", "project": "avatar"})
     assert result["ok"] is False
     assert result["status"] == "error"
-    assert result["detail"] == ("the Python Docker SDK (python3-docker) is missing on this host: "
-                                "run playbooks/bootstrap.yml")
+    assert result["detail"] == (
+        "the Python Docker SDK (python3-docker) is missing on this host: run playbooks/bootstrap.yml"
+    )
 
 
 def test_compose_makes_one_client_from_the_environment_per_run_and_closes_it(monkeypatch):
@@ -577,9 +719,16 @@ def test_compose_makes_one_client_from_the_environment_per_run_and_closes_it(mon
 
     monkeypatch.setattr(_health, "docker_client_from_env", from_env)
     clock = FakeClock()
-    report = run_checks([{"name": "a", "type": "compose", "project": "avatar"},
-                         {"name": "b", "type": "compose", "project": "avatar", "services": ["api"]}],
-                        deadline=10, interval=1, clock=clock, sleep=clock.sleep)
+    report = run_checks(
+        [
+            {"name": "a", "type": "compose", "project": "avatar"},
+            {"name": "b", "type": "compose", "project": "avatar", "services": ["api"]},
+        ],
+        deadline=10,
+        interval=1,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     assert report["healthy"] is True
     assert len(made) == 1
     # Round one: a sees api starting, b (next snapshot) healthy; round two: only a, healthy.
@@ -594,32 +743,44 @@ def test_compose_engine_that_does_not_answer_yet_is_polled(monkeypatch):
     def from_env():
         attempts.append(1)
         if len(attempts) < 3:
-            raise _raised(docker_errors.DockerException("Error while fetching server API version"),
-                          ConnectionRefusedError(111, "Connection refused"))
+            raise _raised(
+                docker_errors.DockerException("Error while fetching server API version"),
+                ConnectionRefusedError(111, "Connection refused"),
+            )
         return FakeDockerClient([container("api")])
 
     monkeypatch.setattr(_health, "docker_client_from_env", from_env)
     clock = FakeClock()
-    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, deadline=10, interval=1,
-                  clock=clock, sleep=clock.sleep)
+    result = _one(
+        {"name": "stack", "type": "compose", "project": "avatar"},
+        deadline=10,
+        interval=1,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     assert result["ok"] is True
     assert result["attempts"] == 3
 
 
 def test_compose_engine_unreachable_detail(monkeypatch):
     def from_env():
-        raise _raised(docker_errors.DockerException("Error while fetching server API version"),
-                      FileNotFoundError(2, "No such file or directory"))
+        raise _raised(
+            docker_errors.DockerException("Error while fetching server API version"),
+            FileNotFoundError(2, "No such file or directory"),
+        )
 
     monkeypatch.setattr(_health, "docker_client_from_env", from_env)
     result = _one({"name": "stack", "type": "compose", "project": "avatar"})
-    assert result["detail"] == ("cannot connect to the Docker Engine: the Docker daemon does not answer on its "
-                                "socket: check that the docker service runs")
+    assert result["detail"] == (
+        "cannot connect to the Docker Engine: the Docker daemon does not answer on its "
+        "socket: check that the docker service runs"
+    )
 
 
 # ---------------------------------------------------------------------------
 # Definitions, helpers, messages
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "checks, message",
@@ -640,11 +801,15 @@ def test_compose_engine_unreachable_detail(monkeypatch):
         ([{"name": "a", "type": "tcp", "host": "db"}], "a tcp check needs an integer 'port'"),
         ([{"name": "a", "type": "tcp", "port": 5432}], "a tcp check needs 'host'"),
         ([{"name": "a", "type": "tcp", "host": "db", "port": 70000}], "port must be between 1 and 65535"),
-        ([{"name": "a", "type": "tcp", "host": "db", "port": 1, "url": "http://x/"}],
-         "option 'url' does not apply to a tcp check"),
+        (
+            [{"name": "a", "type": "tcp", "host": "db", "port": 1, "url": "http://x/"}],
+            "option 'url' does not apply to a tcp check",
+        ),
         ([{"name": "a", "type": "compose"}], "a compose check needs 'project'"),
-        ([{"name": "a", "type": "compose", "project": "p", "body_contains": "x"}],
-         "option 'body_contains' does not apply to a compose check"),
+        (
+            [{"name": "a", "type": "compose", "project": "p", "body_contains": "x"}],
+            "option 'body_contains' does not apply to a compose check",
+        ),
         ([{"name": "a", "url": "http://x/", "bogus": 1}], "unknown option 'bogus'"),
         ([{"name": "a", "url": "http://x/"}, {"name": "a", "url": "http://y/"}], "'a' appears twice"),
     ],
@@ -656,17 +821,18 @@ def test_invalid_definitions(checks, message):
     assert isinstance(excinfo.value, ValueError)
 
 
-@pytest.mark.parametrize("deadline, interval, message", [(-1, 1, "deadline must be 0 or more"),
-                                                        (5, 0, "interval must be more than 0")])
+@pytest.mark.parametrize(
+    "deadline, interval, message", [(-1, 1, "deadline must be 0 or more"), (5, 0, "interval must be more than 0")]
+)
 def test_invalid_timing(deadline, interval, message):
     with pytest.raises(HealthSpecError, match=message):
-        run_checks([{"name": "a", "type": "tcp", "host": "127.0.0.1", "port": 1}],
-                   deadline=deadline, interval=interval)
+        run_checks([{"name": "a", "type": "tcp", "host": "127.0.0.1", "port": 1}], deadline=deadline, interval=interval)
 
 
 def test_unset_options_of_other_types_are_accepted():
-    check = normalize_check({"name": "db", "type": "tcp", "host": "h", "port": 1, "url": None,
-                             "headers": {}, "services": []})
+    check = normalize_check(
+        {"name": "db", "type": "tcp", "host": "h", "port": 1, "url": None, "headers": {}, "services": []}
+    )
     assert check == {"name": "db", "type": "tcp", "timeout": 10.0, "host": "h", "port": 1}
 
 
@@ -743,16 +909,25 @@ def test_failure_message_is_one_sentence_naming_each_failure(server):
     report = run_checks(
         [
             {"name": "api health", "url": server.base + "/health", "body_contains": "ok"},
-            {"name": "api version", "url": server.base + "/api/old-version",
-             "json_path": "backend.version", "json_value": "v1.2.0"},
+            {
+                "name": "api version",
+                "url": server.base + "/api/old-version",
+                "json_path": "backend.version",
+                "json_value": "v1.2.0",
+            },
             {"name": "database", "type": "tcp", "host": "127.0.0.1", "port": ports.closed_port()},
         ],
-        deadline=4, interval=2, clock=clock, sleep=clock.sleep,
+        deadline=4,
+        interval=2,
+        clock=clock,
+        sleep=clock.sleep,
     )
     message = failure_message(report, deadline=4)
-    assert message.startswith("2 of 3 health checks did not pass within the 4s deadline: api version (http check, "
-                              "3 attempts: HTTP 200 but json_path 'backend.version' is \"v1.1.0\", "
-                              "expected \"v1.2.0\"); database (tcp check, 3 attempts: 127.0.0.1:")
+    assert message.startswith(
+        "2 of 3 health checks did not pass within the 4s deadline: api version (http check, "
+        "3 attempts: HTTP 200 but json_path 'backend.version' is \"v1.1.0\", "
+        "expected \"v1.2.0\"); database (tcp check, 3 attempts: 127.0.0.1:"
+    )
     assert message.endswith("connection refused).")
     assert "api health" not in message
     assert "\n" not in message

@@ -169,8 +169,9 @@ def test_list_compose_containers_through_the_sdk():
     }
     made = None
     try:
-        made = client.containers.run(IMAGE, ["sleep", "infinity"], name=f"{project}-probe-1", labels=labels,
-                                     detach=True, stop_signal="SIGKILL")
+        made = client.containers.run(
+            IMAGE, ["sleep", "infinity"], name=f"{project}-probe-1", labels=labels, detach=True, stop_signal="SIGKILL"
+        )
         containers = list_compose_containers(project, client)
         assert len(containers) == 1
         found = containers[0]

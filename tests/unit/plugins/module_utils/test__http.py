@@ -15,22 +15,35 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _http
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import FakeRegistry, Manifest
 
 
-@pytest.mark.parametrize('url, shown', [
-    ('http://127.0.0.1:3000/health', 'http://127.0.0.1:3000/health'),
-    ('https://user:pw@api.example.com/x?y=1', 'https://api.example.com/x?y=1'),
-    ('http://token@[::1]:8080/', 'http://[::1]:8080/'),
-])
+@pytest.mark.parametrize(
+    'url, shown',
+    [
+        ('http://127.0.0.1:3000/health', 'http://127.0.0.1:3000/health'),
+        ('https://user:pw@api.example.com/x?y=1', 'https://api.example.com/x?y=1'),
+        ('http://token@[::1]:8080/', 'http://[::1]:8080/'),
+    ],
+)
 def test_redact_url(url, shown):
     assert _http.redact_url(url) == shown
 
 
-@pytest.mark.parametrize('text, secrets, shown', [
-    ("ProxyError('Cannot connect to proxy', http://bob:hunter2@proxy:3128/)", (),
-     "ProxyError('Cannot connect to proxy', http://proxy:3128/)"),
-    ('HTTPSConnectionPool(host=ghcr.io) token=abcdef', ('abcdef',), 'HTTPSConnectionPool(host=ghcr.io) token=********'),
-    ('short ab stays', ('ab',), 'short ab stays'),
-    ('secret and secret-longer', ('secret', 'secret-longer'), '******** and ********'),
-])
+@pytest.mark.parametrize(
+    'text, secrets, shown',
+    [
+        (
+            "ProxyError('Cannot connect to proxy', http://bob:hunter2@proxy:3128/)",
+            (),
+            "ProxyError('Cannot connect to proxy', http://proxy:3128/)",
+        ),
+        (
+            'HTTPSConnectionPool(host=ghcr.io) token=abcdef',
+            ('abcdef',),
+            'HTTPSConnectionPool(host=ghcr.io) token=********',
+        ),
+        ('short ab stays', ('ab',), 'short ab stays'),
+        ('secret and secret-longer', ('secret', 'secret-longer'), '******** and ********'),
+    ],
+)
 def test_safe_message(text, secrets, shown):
     assert _http.safe_message(text, secrets) == shown
 
@@ -45,21 +58,32 @@ def _wrapped(outer, inner):
         return exc
 
 
-@pytest.mark.parametrize('exc, reason', [
-    (_wrapped(requests.exceptions.ConnectionError('x'), ConnectionRefusedError(111, 'Connection refused')),
-     'connection refused'),
-    (_wrapped(requests.exceptions.ConnectionError('x'), ConnectionResetError(104, 'reset')),
-     'connection reset by peer'),
-    (_wrapped(requests.exceptions.ConnectionError('x'), socket.gaierror(-2, 'Name or service not known')),
-     'name resolution failed: Name or service not known'),
-    (requests.exceptions.ReadTimeout('x'), 'timed out after 2.5s'),
-    (_wrapped(requests.exceptions.ConnectionError('x'), TimeoutError('timed out')), 'timed out after 2.5s'),
-    (_wrapped(requests.exceptions.SSLError('x'), ssl.SSLError(1, 'WRONG_VERSION_NUMBER')), 'TLS error: '),
-    (requests.exceptions.TooManyRedirects('x'), 'too many redirects'),
-    (_wrapped(requests.exceptions.ProxyError('x'), ConnectionRefusedError(111, 'Connection refused')),
-     'the proxy from the environment (https_proxy / http_proxy) failed: connection refused'),
-    (ValueError('http://u:pw@host/ is odd'), 'ValueError: http://host/ is odd'),
-])
+@pytest.mark.parametrize(
+    'exc, reason',
+    [
+        (
+            _wrapped(requests.exceptions.ConnectionError('x'), ConnectionRefusedError(111, 'Connection refused')),
+            'connection refused',
+        ),
+        (
+            _wrapped(requests.exceptions.ConnectionError('x'), ConnectionResetError(104, 'reset')),
+            'connection reset by peer',
+        ),
+        (
+            _wrapped(requests.exceptions.ConnectionError('x'), socket.gaierror(-2, 'Name or service not known')),
+            'name resolution failed: Name or service not known',
+        ),
+        (requests.exceptions.ReadTimeout('x'), 'timed out after 2.5s'),
+        (_wrapped(requests.exceptions.ConnectionError('x'), TimeoutError('timed out')), 'timed out after 2.5s'),
+        (_wrapped(requests.exceptions.SSLError('x'), ssl.SSLError(1, 'WRONG_VERSION_NUMBER')), 'TLS error: '),
+        (requests.exceptions.TooManyRedirects('x'), 'too many redirects'),
+        (
+            _wrapped(requests.exceptions.ProxyError('x'), ConnectionRefusedError(111, 'Connection refused')),
+            'the proxy from the environment (https_proxy / http_proxy) failed: connection refused',
+        ),
+        (ValueError('http://u:pw@host/ is odd'), 'ValueError: http://host/ is odd'),
+    ],
+)
 def test_describe_exception(exc, reason):
     assert _http.describe_exception(exc, 2.5).startswith(reason)
 
@@ -74,12 +98,15 @@ def test_exception_chain_follows_reason_args_cause_and_context():
     assert _http.find_cause(outer, KeyError) is None
 
 
-@pytest.mark.parametrize('content_type, charset', [
-    ('text/plain; charset=ISO-8859-1', 'iso-8859-1'),
-    ('application/json', None),
-    ('text/html', None),  # no ISO-8859-1 guess as requests' Response.encoding would make
-    (None, None),
-])
+@pytest.mark.parametrize(
+    'content_type, charset',
+    [
+        ('text/plain; charset=ISO-8859-1', 'iso-8859-1'),
+        ('application/json', None),
+        ('text/html', None),  # no ISO-8859-1 guess as requests' Response.encoding would make
+        (None, None),
+    ],
+)
 def test_content_charset(content_type, charset):
     headers = requests.structures.CaseInsensitiveDict()
     if content_type:
@@ -87,9 +114,14 @@ def test_content_charset(content_type, charset):
     assert _http.content_charset(headers) == charset
 
 
-@pytest.mark.parametrize('validate_certs, ca_path, verify', [
-    (True, None, True), (True, '/ca.pem', '/ca.pem'), (False, '/ca.pem', False),
-])
+@pytest.mark.parametrize(
+    'validate_certs, ca_path, verify',
+    [
+        (True, None, True),
+        (True, '/ca.pem', '/ca.pem'),
+        (False, '/ca.pem', False),
+    ],
+)
 def test_make_session(validate_certs, ca_path, verify):
     session = _http.make_session(validate_certs=validate_certs, ca_path=ca_path, user_agent='ua/1')
     assert session.trust_env is True  # proxies from the environment

@@ -28,9 +28,13 @@ def entry(n, version, result='success', **extra):
         'id': rid(n, version),
         'version': version,
         'result': result,
-        'images': {svc: {'digest': f'sha256:{svc}-{version}-{n}',
-                         'reference': f'ghcr.io/rayhu/avatar-mgmt/{svc}@sha256:{svc}-{version}-{n}'}
-                   for svc in ('api', 'frontend')},
+        'images': {
+            svc: {
+                'digest': f'sha256:{svc}-{version}-{n}',
+                'reference': f'ghcr.io/rayhu/avatar-mgmt/{svc}@sha256:{svc}-{version}-{n}',
+            }
+            for svc in ('api', 'frontend')
+        },
         'action': extra.pop('action', 'deploy'),
         'backup': extra.pop('backup', ''),
     }
@@ -58,12 +62,16 @@ def versions(entries):
 # current
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize('result, expected', [
-    ('success', 'new'),
-    ('rolled_back', 'previous'),
-    ('failed', 'previous'),
-    ('failed_rollback', 'previous'),
-])
+
+@pytest.mark.parametrize(
+    'result, expected',
+    [
+        ('success', 'new'),
+        ('rolled_back', 'previous'),
+        ('failed', 'previous'),
+        ('failed_rollback', 'previous'),
+    ],
+)
 def test_current_after_record(result, expected):
     ledger = recorded([entry(1, 'v1.0.0')])
     extra = {'rolled_back_to': rid(1, 'v1.0.0')} if result == 'rolled_back' else {}
@@ -83,6 +91,7 @@ def test_failed_first_release_leaves_no_current():
 # default rollback target
 # ---------------------------------------------------------------------------
 
+
 def test_successive_rollbacks_walk_back_in_time():
     ledger = recorded([entry(1, 'v1.0.0'), entry(2, 'v1.1.0'), entry(3, 'v1.2.0')])
     target, reason = _ledger.rollback_target(ledger)
@@ -95,17 +104,25 @@ def test_successive_rollbacks_walk_back_in_time():
     ledger = recorded([entry(5, 'v1.0.0', action='rollback', source=target['id'])], ledger=ledger)
     target, reason = _ledger.rollback_target(ledger)
     assert target == {}
-    assert reason.startswith('No earlier successful release of another version in the ledger. Releases, oldest first: '
-                             f'v1.0.0 (success, {rid(1, "v1.0.0")}), v1.1.0 (success, {rid(2, "v1.1.0")}), ')
+    assert reason.startswith(
+        'No earlier successful release of another version in the ledger. Releases, oldest first: '
+        f'v1.0.0 (success, {rid(1, "v1.0.0")}), v1.1.0 (success, {rid(2, "v1.1.0")}), '
+    )
     assert reason.endswith(f'v1.0.0 (success, {rid(5, "v1.0.0")}).')
 
 
 def test_rollback_of_a_rollback_source_chain():
     # The rollback entry of v1.1.0 itself names another rollback entry as its source.
-    ledger = recorded([entry(1, 'v1.0.0'), entry(2, 'v1.1.0'), entry(3, 'v1.2.0'),
-                       entry(4, 'v1.1.0', action='rollback', source=rid(2, 'v1.1.0')),
-                       entry(5, 'v1.2.0'),
-                       entry(6, 'v1.1.0', action='rollback', source=rid(4, 'v1.1.0'))])
+    ledger = recorded(
+        [
+            entry(1, 'v1.0.0'),
+            entry(2, 'v1.1.0'),
+            entry(3, 'v1.2.0'),
+            entry(4, 'v1.1.0', action='rollback', source=rid(2, 'v1.1.0')),
+            entry(5, 'v1.2.0'),
+            entry(6, 'v1.1.0', action='rollback', source=rid(4, 'v1.1.0')),
+        ]
+    )
     assert _ledger.rollback_target(ledger)[0]['id'] == rid(1, 'v1.0.0')
 
 
@@ -115,8 +132,9 @@ def test_default_target_skips_failed_and_same_version():
 
 
 def test_default_target_after_automatic_rollback():
-    ledger = recorded([entry(1, 'v1.1.0'), entry(2, 'v1.2.0'),
-                       entry(3, 'v1.2.1', 'rolled_back', rolled_back_to=rid(2, 'v1.2.0'))])
+    ledger = recorded(
+        [entry(1, 'v1.1.0'), entry(2, 'v1.2.0'), entry(3, 'v1.2.1', 'rolled_back', rolled_back_to=rid(2, 'v1.2.0'))]
+    )
     assert ledger['current'] == rid(2, 'v1.2.0')
     assert _ledger.rollback_target(ledger)[0]['id'] == rid(1, 'v1.1.0')
 
@@ -138,24 +156,41 @@ def test_current_missing_from_an_old_trimmed_ledger():
 # rollback_to
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize('ask, expected', [
-    ('v1.1.0', 3),
-    ('1.1.0', 3),
-    (' v1.1.0 ', 3),
-    (rid(2, 'v1.1.0'), 2),
-    ('v1.0.0', 1),
-])
+
+@pytest.mark.parametrize(
+    'ask, expected',
+    [
+        ('v1.1.0', 3),
+        ('1.1.0', 3),
+        (' v1.1.0 ', 3),
+        (rid(2, 'v1.1.0'), 2),
+        ('v1.0.0', 1),
+    ],
+)
 def test_rollback_to_successful(ask, expected):
-    ledger = {'current': rid(5, 'v1.2.0'), 'releases': [
-        entry(1, 'v1.0.0'), entry(2, 'v1.1.0'), entry(3, 'v1.1.0'), entry(4, 'v1.1.0', 'failed'), entry(5, 'v1.2.0')]}
+    ledger = {
+        'current': rid(5, 'v1.2.0'),
+        'releases': [
+            entry(1, 'v1.0.0'),
+            entry(2, 'v1.1.0'),
+            entry(3, 'v1.1.0'),
+            entry(4, 'v1.1.0', 'failed'),
+            entry(5, 'v1.2.0'),
+        ],
+    }
     target, reason = _ledger.rollback_target(ledger, ask)
     assert target['id'] == rid(expected, target['version'])
     assert reason == ''
 
 
 def test_rollback_to_a_version_that_never_succeeded():
-    ledger = recorded([entry(1, 'v1.0.0'), entry(2, 'v1.2.1', 'rolled_back', rolled_back_to=rid(1, 'v1.0.0')),
-                       entry(3, 'v1.2.1', 'failed')])
+    ledger = recorded(
+        [
+            entry(1, 'v1.0.0'),
+            entry(2, 'v1.2.1', 'rolled_back', rolled_back_to=rid(1, 'v1.0.0')),
+            entry(3, 'v1.2.1', 'failed'),
+        ]
+    )
     target, reason = _ledger.rollback_target(ledger, 'v1.2.1')
     assert target['id'] == rid(3, 'v1.2.1')
     assert 'is recorded as failed, not success' in reason
@@ -172,24 +207,36 @@ def test_rollback_to_unknown():
 # backup_before
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize('ref, expected', [
-    ('v1.1.0', '20260102T000000Z'),
-    ('1.1.0', '20260102T000000Z'),
-    (rid(2, 'v1.1.0'), '20260101T000000Z'),
-    (rid(3, 'v1.1.0'), ''),
-    ('v1.0.0', ''),
-    ('', ''),
-])
+
+@pytest.mark.parametrize(
+    'ref, expected',
+    [
+        ('v1.1.0', '20260102T000000Z'),
+        ('1.1.0', '20260102T000000Z'),
+        (rid(2, 'v1.1.0'), '20260101T000000Z'),
+        (rid(3, 'v1.1.0'), ''),
+        ('v1.0.0', ''),
+        ('', ''),
+    ],
+)
 def test_backup_before(ref, expected):
-    ledger = {'current': rid(5, 'v1.1.0'), 'releases': [
-        entry(1, 'v1.0.0'), entry(2, 'v1.1.0', backup='20260101T000000Z'), entry(3, 'v1.1.0', 'failed'),
-        entry(4, 'v1.1.0', backup='20260102T000000Z'), entry(5, 'v1.1.0')]}
+    ledger = {
+        'current': rid(5, 'v1.1.0'),
+        'releases': [
+            entry(1, 'v1.0.0'),
+            entry(2, 'v1.1.0', backup='20260101T000000Z'),
+            entry(3, 'v1.1.0', 'failed'),
+            entry(4, 'v1.1.0', backup='20260102T000000Z'),
+            entry(5, 'v1.1.0'),
+        ],
+    }
     assert _ledger.backup_before(ledger, ref) == expected
 
 
 # ---------------------------------------------------------------------------
 # window
 # ---------------------------------------------------------------------------
+
 
 def test_fifty_failures_keep_the_running_release():
     entries = [entry(1, 'v1.0.0'), entry(2, 'v1.1.0')]
@@ -285,15 +332,19 @@ def test_release_dirs_to_remove_only_release_ids():
 # entries
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize('change, message', [
-    ({'id': '../../etc'}, 'release.id must look like'),
-    ({'id': '20260101T000000Z-v1/../x'}, 'release.id must look like'),
-    ({'version': ''}, 'release.version must be a non-empty string'),
-    ({'result': 'ok'}, 'release.result must be one of success, failed, rolled_back, failed_rollback'),
-    ({'result': 'rolled_back'}, 'release.rolled_back_to must name the release'),
-    ({'images': ['api']}, 'release.images must be a dict'),
-    ({'source': 'v1.0.0'}, 'release.source must be a release id'),
-])
+
+@pytest.mark.parametrize(
+    'change, message',
+    [
+        ({'id': '../../etc'}, 'release.id must look like'),
+        ({'id': '20260101T000000Z-v1/../x'}, 'release.id must look like'),
+        ({'version': ''}, 'release.version must be a non-empty string'),
+        ({'result': 'ok'}, 'release.result must be one of success, failed, rolled_back, failed_rollback'),
+        ({'result': 'rolled_back'}, 'release.rolled_back_to must name the release'),
+        ({'images': ['api']}, 'release.images must be a dict'),
+        ({'source': 'v1.0.0'}, 'release.source must be a release id'),
+    ],
+)
 def test_build_entry_refuses(change, message):
     release = entry(1, 'v1.0.0')
     release.update(change)
@@ -327,6 +378,7 @@ def test_unknown_source_is_recorded_with_a_warning():
 # files
 # ---------------------------------------------------------------------------
 
+
 def write_index(path, ledger):
     path.mkdir(parents=True, exist_ok=True)
     (path / 'index.json').write_text(json.dumps(ledger))
@@ -343,15 +395,33 @@ def test_read_missing_directory(tmp_path):
 def test_read_an_existing_host_ledger(tmp_path):
     """The format the Jinja tasks wrote reads as it is."""
     releases = tmp_path / 'releases'
-    old = {'current': rid(2, 'v1.2.0'), 'releases': [
-        {'id': rid(1, 'v1.1.0'), 'version': 'v1.1.0', 'requested': 'v1.1.0', 'prerelease': False,
-         'images': {'api': {'digest': 'sha256:a', 'reference': 'r/api@sha256:a', 'tag': 'r/api:v1.1.0'}},
-         'environment': 'production', 'host': 'prod1', 'action': 'deploy', 'operator': 'alice',
-         'started': '2026-01-01T00:00:00Z', 'finished': '2026-01-01T00:01:00Z', 'duration_s': '60.0',
-         'result': 'success', 'stage': '', 'recreated': ['api'], 'previous': '', 'rolled_back_to': '',
-         'message': '', 'backup': '20260101T000000Z'},
-        {'id': rid(2, 'v1.2.0'), 'version': 'v1.2.0', 'result': 'success', 'images': {}, 'backup': ''},
-    ]}
+    old = {
+        'current': rid(2, 'v1.2.0'),
+        'releases': [
+            {
+                'id': rid(1, 'v1.1.0'),
+                'version': 'v1.1.0',
+                'requested': 'v1.1.0',
+                'prerelease': False,
+                'images': {'api': {'digest': 'sha256:a', 'reference': 'r/api@sha256:a', 'tag': 'r/api:v1.1.0'}},
+                'environment': 'production',
+                'host': 'prod1',
+                'action': 'deploy',
+                'operator': 'alice',
+                'started': '2026-01-01T00:00:00Z',
+                'finished': '2026-01-01T00:01:00Z',
+                'duration_s': '60.0',
+                'result': 'success',
+                'stage': '',
+                'recreated': ['api'],
+                'previous': '',
+                'rolled_back_to': '',
+                'message': '',
+                'backup': '20260101T000000Z',
+            },
+            {'id': rid(2, 'v1.2.0'), 'version': 'v1.2.0', 'result': 'success', 'images': {}, 'backup': ''},
+        ],
+    }
     write_index(releases, old)
     result = _ledger.read(str(releases), rollback_to='', backup_ref='v1.1.0')
     assert result['current']['version'] == 'v1.2.0'
@@ -367,8 +437,14 @@ def test_record_writes_the_ledger(tmp_path):
     env.write_text('SECRET=1\n')
     (releases / 'notes').mkdir(parents=True)
     (releases / rid(0, 'v0.9.0')).mkdir()  # a folder no ledger names: pruned
-    result = _ledger.record(str(releases), entry(1, 'v1.0.0'), keep=5, compose_file='docker-compose.prod.yml',
-                            compose_content='services: {}\n', env_files=[str(env)])
+    result = _ledger.record(
+        str(releases),
+        entry(1, 'v1.0.0'),
+        keep=5,
+        compose_file='docker-compose.prod.yml',
+        compose_content='services: {}\n',
+        env_files=[str(env)],
+    )
     assert result['changed'] is True
     assert result['removed'] == [rid(0, 'v0.9.0')]
     assert (releases / 'notes').is_dir()
@@ -409,8 +485,15 @@ def test_record_check_mode_writes_nothing(tmp_path):
     (releases / rid(0, 'v0.1.0')).mkdir()
     before = {n: (releases / n).stat().st_mtime_ns for n in os.listdir(releases)}
     text = (releases / 'index.json').read_text()
-    result = _ledger.record(str(releases), entry(3, 'v1.2.0'), keep=1, compose_file='c.yml', compose_content='y\n',
-                            env_files=[str(tmp_path / 'missing.env')], check_mode=True)
+    result = _ledger.record(
+        str(releases),
+        entry(3, 'v1.2.0'),
+        keep=1,
+        compose_file='c.yml',
+        compose_content='y\n',
+        env_files=[str(tmp_path / 'missing.env')],
+        check_mode=True,
+    )
     assert result['changed'] is True
     assert result['ledger']['current'] == rid(3, 'v1.2.0')
     assert result['removed'] == [rid(0, 'v0.1.0'), rid(1, 'v1.0.0')], 'keep=1: v1.1.0 stays as the rollback target'
@@ -428,12 +511,15 @@ def test_record_refuses_a_missing_env_file(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize('compose_file, compose_content, message', [
-    ('../x.yml', 'x', 'compose_file must be a file name'),
-    ('a/b.yml', 'x', 'compose_file must be a file name'),
-    ('c.yml', '', 'go together'),
-    ('', 'x', 'go together'),
-])
+@pytest.mark.parametrize(
+    'compose_file, compose_content, message',
+    [
+        ('../x.yml', 'x', 'compose_file must be a file name'),
+        ('a/b.yml', 'x', 'compose_file must be a file name'),
+        ('c.yml', '', 'go together'),
+        ('', 'x', 'go together'),
+    ],
+)
 def test_record_refuses_bad_compose(tmp_path, compose_file, compose_content, message):
     with pytest.raises(ValueError, match=message):
         _ledger.record(str(tmp_path), entry(1, 'v1.0.0'), compose_file=compose_file, compose_content=compose_content)
@@ -454,17 +540,21 @@ def test_record_owner_numeric(tmp_path):
 # corruption
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize('content, what', [
-    (b'', 'the file is empty'),
-    (b'{"current": "x", "releases": [', 'not JSON: Expecting value at line 1 column 31'),
-    (b'{"current": "x",\n "releases": [}]', 'not JSON: Expecting value at line 2 column 15'),
-    (b'\xff\xfe', 'not UTF-8 text'),
-    (b'[]', 'wrong shape: the top level is a JSON list, not an object'),
-    (b'{"releases": {}}', 'wrong shape: "releases" is a dict, not a list'),
-    (b'{"current": 3, "releases": []}', 'wrong shape: "current" is a int, not a string'),
-    (b'{"releases": ["x"]}', 'wrong shape: release #1 is a str, not an object'),
-    (b'{"releases": [{"version": "v1"}]}', 'wrong shape: release #1 has no "id"'),
-])
+
+@pytest.mark.parametrize(
+    'content, what',
+    [
+        (b'', 'the file is empty'),
+        (b'{"current": "x", "releases": [', 'not JSON: Expecting value at line 1 column 31'),
+        (b'{"current": "x",\n "releases": [}]', 'not JSON: Expecting value at line 2 column 15'),
+        (b'\xff\xfe', 'not UTF-8 text'),
+        (b'[]', 'wrong shape: the top level is a JSON list, not an object'),
+        (b'{"releases": {}}', 'wrong shape: "releases" is a dict, not a list'),
+        (b'{"current": 3, "releases": []}', 'wrong shape: "current" is a int, not a string'),
+        (b'{"releases": ["x"]}', 'wrong shape: release #1 is a str, not an object'),
+        (b'{"releases": [{"version": "v1"}]}', 'wrong shape: release #1 has no "id"'),
+    ],
+)
 def test_read_corrupt_without_last_good(tmp_path, content, what):
     releases = tmp_path / 'releases'
     releases.mkdir()
@@ -495,8 +585,10 @@ def test_read_corrupt_and_last_good_corrupt(tmp_path):
     (releases / 'index.json').write_text('nope')
     (releases / 'index.json.last-good').write_text('[]')
     result = _ledger.read(str(releases))
-    assert result['problem'].endswith('the last good copy index.json.last-good is also corrupt (wrong shape: the top '
-                                      'level is a JSON list, not an object): starting an empty ledger')
+    assert result['problem'].endswith(
+        'the last good copy index.json.last-good is also corrupt (wrong shape: the top '
+        'level is a JSON list, not an object): starting an empty ledger'
+    )
 
 
 def test_record_moves_corrupt_aside_and_continues(tmp_path):
@@ -505,9 +597,11 @@ def test_record_moves_corrupt_aside_and_continues(tmp_path):
     _ledger.record(str(releases), entry(2, 'v1.1.0'), compose_file='c.yml', compose_content='b\n')
     (releases / 'index.json').write_text('garbage')
     result = _ledger.record(str(releases), entry(3, 'v1.2.0'), now=NOW)
-    assert result['problem'] == ('releases/index.json is corrupt (not JSON: Expecting value at line 1 column 1); '
-                                 'kept aside as index.json.corrupt-20260301T101500Z; using the last good copy '
-                                 'index.json.last-good (1 releases)')
+    assert result['problem'] == (
+        'releases/index.json is corrupt (not JSON: Expecting value at line 1 column 1); '
+        'kept aside as index.json.corrupt-20260301T101500Z; using the last good copy '
+        'index.json.last-good (1 releases)'
+    )
     assert (releases / 'index.json.corrupt-20260301T101500Z').read_text() == 'garbage'
     ledger = json.loads((releases / 'index.json').read_text())
     assert [e['id'] for e in ledger['releases']] == [rid(1, 'v1.0.0'), rid(3, 'v1.2.0')]

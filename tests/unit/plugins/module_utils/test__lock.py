@@ -86,8 +86,14 @@ def test_held_lock_is_reported_without_its_token(tmp_path):
     assert second['lock']['holder'] == 'alice'
     assert first['token'] not in repr(second)
     assert path.read_bytes() == before
-    for fragment in ('alice', 'prod-1', 'deploy v1.2.0', 'AWX job 4711', 'since ' + second['lock']['since'],
-                     'break_lock=true'):
+    for fragment in (
+        'alice',
+        'prod-1',
+        'deploy v1.2.0',
+        'AWX job 4711',
+        'since ' + second['lock']['since'],
+        'break_lock=true',
+    ):
         assert fragment in second['msg']
     assert second['msg'].endswith('Nothing was changed.')
     assert leftovers(tmp_path) == ['.deploy.lock']
@@ -108,7 +114,7 @@ def test_race_exactly_one_wins(tmp_path, round_):
     procs = [CTX.Process(target=_racer, args=(path, barrier, queue, i)) for i in range(racers)]
     for proc in procs:
         proc.start()
-    outcomes = [queue.get(timeout=30) for _ in procs]
+    outcomes = [queue.get(timeout=30) for _proc in procs]
     for proc in procs:
         proc.join(timeout=30)
         assert proc.exitcode == 0
@@ -141,18 +147,22 @@ def test_missing_directory_fails_with_its_cause(tmp_path):
 def _raise(code):
     def fail(*_args, **_kwargs):
         raise OSError(code, os.strerror(code))
+
     return fail
 
 
-@pytest.mark.parametrize('target, code, name', [
-    ('link', errno.ENOSPC, 'ENOSPC'),
-    ('write', errno.ENOSPC, 'ENOSPC'),
-    ('open', errno.EROFS, 'EROFS'),
-    ('open', errno.EACCES, 'EACCES'),
-    ('link', errno.EPERM, 'EPERM'),
-    ('fsync', errno.EIO, 'EIO'),
-    ('link', errno.EOPNOTSUPP, errno.errorcode[errno.EOPNOTSUPP]),  # ENOTSUP on Linux
-])
+@pytest.mark.parametrize(
+    'target, code, name',
+    [
+        ('link', errno.ENOSPC, 'ENOSPC'),
+        ('write', errno.ENOSPC, 'ENOSPC'),
+        ('open', errno.EROFS, 'EROFS'),
+        ('open', errno.EACCES, 'EACCES'),
+        ('link', errno.EPERM, 'EPERM'),
+        ('fsync', errno.EIO, 'EIO'),
+        ('link', errno.EOPNOTSUPP, errno.errorcode[errno.EOPNOTSUPP]),  # ENOTSUP on Linux
+    ],
+)
 def test_os_errors_are_named_and_leave_nothing(tmp_path, monkeypatch, target, code, name):
     path = tmp_path / '.deploy.lock'
     monkeypatch.setattr(_lock.os, target, _raise(code))
@@ -180,11 +190,17 @@ def tmpfs(tmp_path):
         pytest.skip('mounting a tmpfs needs root and mount(8); the monkeypatched variants cover ENOSPC and EROFS')
     mountpoint = tmp_path / 'fs'
     mountpoint.mkdir()
-    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs', str(mountpoint)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ['mount', '-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs', str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
-        pytest.skip(f'mount -t tmpfs is not permitted here ({done.stderr.strip()}); the monkeypatched variants '
-                    'cover ENOSPC and EROFS')
+        pytest.skip(
+            f'mount -t tmpfs is not permitted here ({done.stderr.strip()}); the monkeypatched variants '
+            'cover ENOSPC and EROFS'
+        )
     try:
         yield mountpoint
     finally:
@@ -361,10 +377,13 @@ def test_release_by_owner_removes(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize('token, why', [
-    ('f' * 32, 'another owner token'),
-    ('', 'no owner token was given'),
-])
+@pytest.mark.parametrize(
+    'token, why',
+    [
+        ('f' * 32, 'another owner token'),
+        ('', 'no owner token was given'),
+    ],
+)
 def test_release_by_non_owner_changes_nothing(tmp_path, token, why):
     path = tmp_path / '.deploy.lock'
     owner = take(path)['token']
@@ -383,8 +402,13 @@ def test_release_by_non_owner_changes_nothing(tmp_path, token, why):
 
 def test_release_without_lock_is_no_change(tmp_path):
     result = _lock.release(str(tmp_path / '.deploy.lock'), token='a' * 32)
-    assert result == {'released': False, 'changed': False, 'held': False, 'lock': {},
-                      'msg': f'There is no lock {tmp_path}/.deploy.lock: nothing to release.'}
+    assert result == {
+        'released': False,
+        'changed': False,
+        'held': False,
+        'lock': {},
+        'msg': f'There is no lock {tmp_path}/.deploy.lock: nothing to release.',
+    }
 
 
 @pytest.mark.parametrize('content', [None, LEGACY, b'', b'garbage'])
@@ -449,16 +473,21 @@ def test_legacy_lock_is_read_and_reported(tmp_path):
     assert 'earlier version of this collection' in result['msg']
     assert path.read_bytes() == LEGACY
     assert _lock.assess_owner(lock['controller'], {'host': 'ctl'}) == (
-        None, 'the lock does not record which controller run took it')
+        None,
+        'the lock does not record which controller run took it',
+    )
 
 
-@pytest.mark.parametrize('content, problem', [
-    (b'', 'the file is empty'),
-    (b'\n', 'the file is empty'),
-    (b'{"holder": "x"', 'the file is not valid JSON'),
-    (b'\xff\xfe', 'the file is not valid JSON'),
-    (b'["x"]', 'the file holds JSON but not an object'),
-])
+@pytest.mark.parametrize(
+    'content, problem',
+    [
+        (b'', 'the file is empty'),
+        (b'\n', 'the file is empty'),
+        (b'{"holder": "x"', 'the file is not valid JSON'),
+        (b'\xff\xfe', 'the file is not valid JSON'),
+        (b'["x"]', 'the file holds JSON but not an object'),
+    ],
+)
 def test_unreadable_lock_is_held_by_unknown_owner(tmp_path, content, problem):
     path = tmp_path / '.deploy.lock'
     path.write_bytes(content)
@@ -514,12 +543,15 @@ def test_owner_gone_after_reboot():
     assert 'rebooted' in reason
 
 
-@pytest.mark.parametrize('recorded', [
-    {'host': 'other-ctl', 'pid': 1, 'pid_start': 1, 'boot_id': 'x'},
-    {},
-    None,
-    {'host': 'ctl'},
-])
+@pytest.mark.parametrize(
+    'recorded',
+    [
+        {'host': 'other-ctl', 'pid': 1, 'pid_start': 1, 'boot_id': 'x'},
+        {},
+        None,
+        {'host': 'ctl'},
+    ],
+)
 def test_owner_unknown(recorded):
     stale, _reason = _lock.assess_owner(recorded, here())
     assert stale is None
@@ -542,15 +574,19 @@ def test_controller_identity_of_this_process():
         assert ident['boot_id']
 
 
-@pytest.mark.parametrize('stale, reason, fragments', [
-    (True, 'pid 9 on ctl: that process is not running', ['It is stale', 'Run again with -e x=1 to remove it.']),
-    (False, 'pid 9 on ctl', ['held by a live run (pid 9 on ctl)', 'wait for it', '-e x=1 plus -e f=1']),
-    (None, 'it was taken from another controller (c2)', ['cannot be told', 'if it is gone, run again with -e x=1']),
-])
+@pytest.mark.parametrize(
+    'stale, reason, fragments',
+    [
+        (True, 'pid 9 on ctl: that process is not running', ['It is stale', 'Run again with -e x=1 to remove it.']),
+        (False, 'pid 9 on ctl', ['held by a live run (pid 9 on ctl)', 'wait for it', '-e x=1 plus -e f=1']),
+        (None, 'it was taken from another controller (c2)', ['cannot be told', 'if it is gone, run again with -e x=1']),
+    ],
+)
 def test_held_message(stale, reason, fragments):
     lock = _lock.parse_lock(_lock.encode_record(record()))
-    msg = _lock.held_message('/x/.deploy.lock', lock, stale=stale, reason=reason, break_hint='-e x=1',
-                             force_hint='-e f=1')
+    msg = _lock.held_message(
+        '/x/.deploy.lock', lock, stale=stale, reason=reason, break_hint='-e x=1', force_hint='-e f=1'
+    )
     for fragment in fragments:
         assert fragment in msg
     assert msg.startswith('The lock /x/.deploy.lock is held by alice (host prod-1, deploy v1.2.0, AWX job 4711, since ')

@@ -22,12 +22,21 @@ from ansible_collections.avatar_mgmt.ops.tests.unit.utils.oci_client import NAME
 
 # -- public names ----------------------------------------------------------------
 
-@pytest.mark.parametrize('name, module', [
-    ('AuthError', '_oci_errors'), ('NotFoundError', '_oci_errors'), ('ProtocolError', '_oci_errors'),
-    ('RegistryConnectionError', '_oci_errors'), ('RegistryError', '_oci_errors'),
-    ('RegistryUnavailableError', '_oci_errors'), ('TLSError', '_oci_errors'),
-    ('parse_www_authenticate', '_oci_auth'), ('parse_retry_after', '_oci_transport'),
-])
+
+@pytest.mark.parametrize(
+    'name, module',
+    [
+        ('AuthError', '_oci_errors'),
+        ('NotFoundError', '_oci_errors'),
+        ('ProtocolError', '_oci_errors'),
+        ('RegistryConnectionError', '_oci_errors'),
+        ('RegistryError', '_oci_errors'),
+        ('RegistryUnavailableError', '_oci_errors'),
+        ('TLSError', '_oci_errors'),
+        ('parse_www_authenticate', '_oci_auth'),
+        ('parse_retry_after', '_oci_transport'),
+    ],
+)
 def test_public_names_are_re_exported(name, module):
     """``from .._oci import X`` keeps working for every name that moved to a concern module."""
     moved = importlib.import_module(f'ansible_collections.avatar_mgmt.ops.plugins.module_utils.{module}')
@@ -42,22 +51,30 @@ def test_all_names_exist():
 
 # -- pure helpers ----------------------------------------------------------------
 
-@pytest.mark.parametrize('header, expected', [
-    ('</v2/a/tags/list?n=100&last=v1>; rel="next"', {'next': '/v2/a/tags/list?n=100&last=v1'}),
-    ('<https://r.example/v2/a/tags/list?last=x>; rel=next', {'next': 'https://r.example/v2/a/tags/list?last=x'}),
-    ('</p1>; rel="prev", </p3>; rel="next"', {'prev': '/p1', 'next': '/p3'}),
-    ('', {}),
-])
+
+@pytest.mark.parametrize(
+    'header, expected',
+    [
+        ('</v2/a/tags/list?n=100&last=v1>; rel="next"', {'next': '/v2/a/tags/list?n=100&last=v1'}),
+        ('<https://r.example/v2/a/tags/list?last=x>; rel=next', {'next': 'https://r.example/v2/a/tags/list?last=x'}),
+        ('</p1>; rel="prev", </p3>; rel="next"', {'prev': '/p1', 'next': '/p3'}),
+        ('', {}),
+    ],
+)
 def test_parse_link_header(header, expected):
     assert _oci.parse_link_header(header) == expected
 
-@pytest.mark.parametrize('registry, scheme, host', [
-    ('ghcr.io', 'https', 'ghcr.io'),
-    ('GHCR.io', 'https', 'ghcr.io'),
-    ('https://ghcr.io/', 'https', 'ghcr.io'),
-    ('http://127.0.0.1:5000', 'http', '127.0.0.1:5000'),
-    ('registry.example.com:5000', 'https', 'registry.example.com:5000'),
-])
+
+@pytest.mark.parametrize(
+    'registry, scheme, host',
+    [
+        ('ghcr.io', 'https', 'ghcr.io'),
+        ('GHCR.io', 'https', 'ghcr.io'),
+        ('https://ghcr.io/', 'https', 'ghcr.io'),
+        ('http://127.0.0.1:5000', 'http', '127.0.0.1:5000'),
+        ('registry.example.com:5000', 'https', 'registry.example.com:5000'),
+    ],
+)
 def test_split_registry(registry, scheme, host):
     assert _oci.RegistryClient.split_registry(registry) == (scheme, host)
 
@@ -94,6 +111,7 @@ def test_invalid_reference_refused(reference):
 
 
 # -- pagination ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize('link', ['relative', 'absolute'])
 def test_pagination_follows_link(link):
@@ -134,8 +152,13 @@ def test_pagination_registry_ignoring_n_and_last():
 
 def test_pagination_registry_ignoring_last_stops():
     with FakeRegistry(tags_repo(250), link=None) as reg:
-        reg.inject(r'/tags/list', 200, {'Content-Type': 'application/json'},
-                   json.dumps({'tags': [f'v1.0.{i}' for i in range(100)]}).encode(), times=5)
+        reg.inject(
+            r'/tags/list',
+            200,
+            {'Content-Type': 'application/json'},
+            json.dumps({'tags': [f'v1.0.{i}' for i in range(100)]}).encode(),
+            times=5,
+        )
         client = client_for(reg, page_size=100)
         assert len(client.list_tags(NAME)) == 100
     assert client.request_count == 2  # the repeated page brought nothing new
@@ -143,9 +166,12 @@ def test_pagination_registry_ignoring_last_stops():
 
 def test_link_to_another_origin_is_not_followed():
     with FakeRegistry(tags_repo(5)) as reg:
-        reg.inject(r'/tags/list', 200, {'Content-Type': 'application/json',
-                                        'Link': '<https://evil.example/v2/x/tags/list?n=1>; rel="next"'},
-                   b'{"tags": ["v1.0.0"]}')
+        reg.inject(
+            r'/tags/list',
+            200,
+            {'Content-Type': 'application/json', 'Link': '<https://evil.example/v2/x/tags/list?n=1>; rel="next"'},
+            b'{"tags": ["v1.0.0"]}',
+        )
         client = client_for(reg)
         with pytest.raises(_oci.ProtocolError, match='another server'):
             client.list_tags(NAME)
@@ -166,6 +192,7 @@ def test_tag_list_not_json():
 
 
 # -- manifests -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize('media_type', [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 def test_manifest_digest_by_head(media_type):
@@ -225,23 +252,30 @@ def test_repository_not_found_names_image():
 
 def test_invalid_digest_header_is_refused():
     with FakeRegistry({NAME: {}}) as reg:
-        reg.inject(r'/manifests/', 200, {'Docker-Content-Digest': 'md5 nonsense', 'Content-Type': OCI_INDEX},
-                   method='HEAD')
+        reg.inject(
+            r'/manifests/', 200, {'Docker-Content-Digest': 'md5 nonsense', 'Content-Type': OCI_INDEX}, method='HEAD'
+        )
         with pytest.raises(_oci.ProtocolError, match='invalid digest'):
             client_for(reg).manifest_digest(NAME, 'v1.0.0')
 
 
 # -- status handling (authentication itself: test__oci_auth.py) -----------------
 
+
 def test_403_is_auth_error():
     with FakeRegistry(tags_repo(1)) as reg:
-        reg.inject(r'/tags/list', 403, {'Content-Type': 'application/json'},
-                   b'{"errors":[{"code":"DENIED","message":"permission_denied"}]}')
+        reg.inject(
+            r'/tags/list',
+            403,
+            {'Content-Type': 'application/json'},
+            b'{"errors":[{"code":"DENIED","message":"permission_denied"}]}',
+        )
         with pytest.raises(_oci.AuthError, match='DENIED'):
             client_for(reg).list_tags(NAME)
 
 
 # -- counters (retries, TLS, proxies: test__oci_transport.py) --------------------
+
 
 def test_request_counter_and_reset():
     with FakeRegistry(tags_repo(3)) as reg:

@@ -16,19 +16,40 @@ from ansible_collections.avatar_mgmt.ops.tests.unit.utils.oci_client import NAME
 
 # -- WWW-Authenticate ------------------------------------------------------------
 
-@pytest.mark.parametrize('header, expected', [
-    ('Basic realm="Registry Realm"', [('basic', {'realm': 'Registry Realm'})]),
-    ('Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:rayhu/avatar-mgmt/api:pull"',
-     [('bearer', {'realm': 'https://ghcr.io/token', 'service': 'ghcr.io',
-                  'scope': 'repository:rayhu/avatar-mgmt/api:pull'})]),
-    ('Bearer realm="https://auth.example/token", scope="repository:a/b:pull,push", service="x"',
-     [('bearer', {'realm': 'https://auth.example/token', 'scope': 'repository:a/b:pull,push', 'service': 'x'})]),
-    ('Bearer realm="a\\"b",error="insufficient_scope"', [('bearer', {'realm': 'a"b', 'error': 'insufficient_scope'})]),
-    ('Basic realm=simple, Bearer realm="t",service="s"',
-     [('basic', {'realm': 'simple'}), ('bearer', {'realm': 't', 'service': 's'})]),
-    ('BEARER Realm="x"', [('bearer', {'realm': 'x'})]),
-    ('', []),
-])
+
+@pytest.mark.parametrize(
+    'header, expected',
+    [
+        ('Basic realm="Registry Realm"', [('basic', {'realm': 'Registry Realm'})]),
+        (
+            'Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:rayhu/avatar-mgmt/api:pull"',
+            [
+                (
+                    'bearer',
+                    {
+                        'realm': 'https://ghcr.io/token',
+                        'service': 'ghcr.io',
+                        'scope': 'repository:rayhu/avatar-mgmt/api:pull',
+                    },
+                )
+            ],
+        ),
+        (
+            'Bearer realm="https://auth.example/token", scope="repository:a/b:pull,push", service="x"',
+            [('bearer', {'realm': 'https://auth.example/token', 'scope': 'repository:a/b:pull,push', 'service': 'x'})],
+        ),
+        (
+            'Bearer realm="a\\"b",error="insufficient_scope"',
+            [('bearer', {'realm': 'a"b', 'error': 'insufficient_scope'})],
+        ),
+        (
+            'Basic realm=simple, Bearer realm="t",service="s"',
+            [('basic', {'realm': 'simple'}), ('bearer', {'realm': 't', 'service': 's'})],
+        ),
+        ('BEARER Realm="x"', [('bearer', {'realm': 'x'})]),
+        ('', []),
+    ],
+)
 def test_parse_www_authenticate(header, expected):
     assert _oci_auth.parse_www_authenticate(header) == expected
 
@@ -40,7 +61,7 @@ def test_basic_header():
 def test_redact_masks_password_basic_credential_tokens_and_url_user_info():
     auth = _oci_auth.Authenticator('ghcr.io', 'https', username='me', password=PASSWORD)
     auth.tokens['repository:a/b:pull'] = 'tok-123456'
-    basic = _oci_auth.basic_header('me', PASSWORD)[len('Basic '):]
+    basic = _oci_auth.basic_header('me', PASSWORD)[len('Basic ') :]
     text = auth.redact(f'{PASSWORD} {basic} tok-123456 http://me:{PASSWORD}@proxy.example:3128/')
     assert PASSWORD not in text
     assert basic not in text
@@ -57,6 +78,7 @@ def test_token_cache_is_shared_with_the_client():
 
 # -- flows -----------------------------------------------------------------------
 
+
 def test_basic_auth_challenge_then_proactive():
     with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg:
         client = client_for(reg, username='me', password=PASSWORD)
@@ -67,18 +89,25 @@ def test_basic_auth_challenge_then_proactive():
 
 
 def test_basic_auth_without_credentials():
-    with FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg, \
-            pytest.raises(_oci.AuthError, match='requires a login'):
+    with (
+        FakeRegistry(tags_repo(3), auth='basic', username='me', password=PASSWORD) as reg,
+        pytest.raises(_oci.AuthError, match='requires a login'),
+    ):
         client_for(reg).list_tags(NAME)
 
 
-@pytest.mark.parametrize('auth, refusal', [
-    ('basic', 'rejected the credentials'),  # by the registry itself
-    ('bearer', 'refused the credentials'),  # by its token endpoint
-])
+@pytest.mark.parametrize(
+    'auth, refusal',
+    [
+        ('basic', 'rejected the credentials'),  # by the registry itself
+        ('bearer', 'refused the credentials'),  # by its token endpoint
+    ],
+)
 def test_wrong_password_is_auth_error_that_does_not_leak_it(auth, refusal):
-    with FakeRegistry(tags_repo(3), auth=auth, username='me', password=PASSWORD) as reg, \
-            pytest.raises(_oci.AuthError) as excinfo:
+    with (
+        FakeRegistry(tags_repo(3), auth=auth, username='me', password=PASSWORD) as reg,
+        pytest.raises(_oci.AuthError) as excinfo,
+    ):
         client_for(reg, username='me', password='wrong-password-123').list_tags(NAME)
     message = str(excinfo.value)
     assert refusal in message
@@ -101,22 +130,24 @@ def test_bearer_anonymous():
 
 @pytest.mark.parametrize('token_key', ['token', 'access_token'])
 def test_bearer_with_credentials(token_key):
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False,
-                      token_key=token_key) as reg:
+    with FakeRegistry(
+        tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False, token_key=token_key
+    ) as reg:
         client = client_for(reg, username='me', password=PASSWORD)
         assert len(client.list_tags(NAME)) == 3
     assert reg.token_log[0][1].startswith('Basic ')
 
 
 def test_bearer_anonymous_refused_for_private_repo():
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False) as reg, \
-            pytest.raises(_oci.AuthError, match='refused anonymous access'):
+    with (
+        FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, anonymous=False) as reg,
+        pytest.raises(_oci.AuthError, match='refused anonymous access'),
+    ):
         client_for(reg).list_tags(NAME)
 
 
 def test_bearer_401_after_fresh_token_is_auth_error():
-    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD,
-                      accept_tokens=False) as reg:
+    with FakeRegistry(tags_repo(3), auth='bearer', username='me', password=PASSWORD, accept_tokens=False) as reg:
         client = client_for(reg, username='me', password=PASSWORD)
         with pytest.raises(_oci.AuthError) as excinfo:
             client.list_tags(NAME)

@@ -17,26 +17,36 @@ class _Body:
         self.body = body
 
 
-@pytest.mark.parametrize('body, detail', [
-    (b'{"errors":[{"code":"DENIED","message":"no"}]}', ' Registry said: DENIED: no.'),
-    (b'{"errors":[{"code":"A","message":"1"},{"code":"B","message":"2"},{"code":"C"},{"code":"D"}]}',
-     ' Registry said: A: 1; B: 2; C: .'),
-    (b'{"errors":[{"message":"m"}]}', ' Registry said: ?: m.'),
-    (b'{"errors":[]}', ''),
-    (b'{"errors":"x"}', ''),
-    (b'<html>', ''),
-    (b'\xff\xfe', ''),
-    (b'', ''),
-    (None, ''),
-])
+@pytest.mark.parametrize(
+    'body, detail',
+    [
+        (b'{"errors":[{"code":"DENIED","message":"no"}]}', ' Registry said: DENIED: no.'),
+        (
+            b'{"errors":[{"code":"A","message":"1"},{"code":"B","message":"2"},{"code":"C"},{"code":"D"}]}',
+            ' Registry said: A: 1; B: 2; C: .',
+        ),
+        (b'{"errors":[{"message":"m"}]}', ' Registry said: ?: m.'),
+        (b'{"errors":[]}', ''),
+        (b'{"errors":"x"}', ''),
+        (b'<html>', ''),
+        (b'\xff\xfe', ''),
+        (b'', ''),
+        (None, ''),
+    ],
+)
 def test_error_detail(body, detail):
     assert _oci_errors.error_detail(_Body(body), str) == detail
 
 
 def test_hierarchy_and_attributes():
     assert issubclass(_oci_errors.TLSError, _oci_errors.RegistryConnectionError)
-    for cls in (_oci_errors.AuthError, _oci_errors.NotFoundError, _oci_errors.ProtocolError,
-                _oci_errors.RegistryUnavailableError, _oci_errors.RegistryConnectionError):
+    for cls in (
+        _oci_errors.AuthError,
+        _oci_errors.NotFoundError,
+        _oci_errors.ProtocolError,
+        _oci_errors.RegistryUnavailableError,
+        _oci_errors.RegistryConnectionError,
+    ):
         assert issubclass(cls, _oci_errors.RegistryError)
     err = _oci_errors.NotFoundError('gone', registry='ghcr.io', image='a/b', reference='v1')
     assert (str(err), err.registry, err.status, err.image, err.reference) == ('gone', 'ghcr.io', 404, 'a/b', 'v1')
@@ -48,6 +58,7 @@ def test_ghcr_hint_only_for_ghcr():
 
 
 # -- secrets -------------------------------------------------------------------
+
 
 def test_error_body_echoing_password_is_redacted():
     with FakeRegistry(tags_repo(1)) as reg:

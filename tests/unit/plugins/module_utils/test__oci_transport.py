@@ -22,8 +22,16 @@ from ansible_collections.avatar_mgmt.ops.tests.unit.utils import ports
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import FakeRegistry, make_tls_files
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.oci_client import NAME, client_for, tags_repo
 
-PROXY_VARS = ('http_proxy', 'https_proxy', 'no_proxy', 'all_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY',
-              'ALL_PROXY')
+PROXY_VARS = (
+    'http_proxy',
+    'https_proxy',
+    'no_proxy',
+    'all_proxy',
+    'HTTP_PROXY',
+    'HTTPS_PROXY',
+    'NO_PROXY',
+    'ALL_PROXY',
+)
 
 
 def test_parse_retry_after():
@@ -37,6 +45,7 @@ def test_parse_retry_after():
 
 
 # -- retries ---------------------------------------------------------------------
+
 
 def test_500_then_success():
     with FakeRegistry(tags_repo(3)) as reg:
@@ -108,8 +117,7 @@ def test_timeout_is_reported():
     listener.bind(('127.0.0.1', 0))
     listener.listen(5)
     try:
-        client = _oci.RegistryClient(f'http://127.0.0.1:{listener.getsockname()[1]}', timeout=0.2,
-                                     max_retries=0)
+        client = _oci.RegistryClient(f'http://127.0.0.1:{listener.getsockname()[1]}', timeout=0.2, max_retries=0)
         with pytest.raises(_oci.RegistryConnectionError, match='Timed out'):
             client.list_tags(NAME)
     finally:
@@ -117,6 +125,7 @@ def test_timeout_is_reported():
 
 
 # -- TLS ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope='module')
 def tls(tmp_path_factory):
@@ -170,6 +179,7 @@ def test_ca_bundle_from_the_environment_does_not_override_ca_path(tls, monkeypat
 
 
 # -- connections -----------------------------------------------------------------
+
 
 def test_one_kept_alive_connection_serves_every_page():
     with FakeRegistry(tags_repo(250)) as reg:
@@ -230,6 +240,7 @@ def test_netrc_is_not_read(monkeypatch, tmp_path):
 
 # -- proxies from the environment ------------------------------------------------
 
+
 class _ForwardProxy(LocalHTTPService):
     """A plain-HTTP forward proxy: takes absolute-form requests and sends them to ``upstream`` (host:port)."""
 
@@ -249,8 +260,11 @@ class _ForwardProxy(LocalHTTPService):
                 parts = urllib.parse.urlsplit(self.path)
                 path = parts.path + ('?' + parts.query if parts.query else '')
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=5)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ('proxy-authorization',
-                                                                                     'proxy-connection')}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ('proxy-authorization', 'proxy-connection')
+                }
                 conn.request(self.command, path, headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()
@@ -299,8 +313,7 @@ def test_no_proxy_bypasses_the_proxy(clean_proxy_env):
 def test_an_unreachable_proxy_is_named_without_its_credentials(clean_proxy_env):
     port = ports.closed_port()
     clean_proxy_env.setenv('HTTP_PROXY', f'http://proxyuser:proxy-s3cret@127.0.0.1:{port}')
-    client = _oci.RegistryClient('http://oci.proxy-test.invalid:5000', sleep=lambda _s: None, timeout=5,
-                                 max_retries=1)
+    client = _oci.RegistryClient('http://oci.proxy-test.invalid:5000', sleep=lambda _s: None, timeout=5, max_retries=1)
     with pytest.raises(_oci.RegistryConnectionError) as excinfo:
         client.list_tags(NAME)
     message = str(excinfo.value)

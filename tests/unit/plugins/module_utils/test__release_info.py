@@ -19,17 +19,27 @@ REPO = 'ghcr.io/rayhu/avatar-mgmt'
 ID = '20260301T101500Z-v1.2.0'
 
 CURRENT = {
-    'id': ID, 'version': 'v1.2.0', 'result': 'success',
-    'images': {'api': {'digest': A1, 'reference': f'{REPO}/api@{A1}'},
-               'frontend': {'digest': F1, 'reference': f'{REPO}/frontend@{F1}'}},
+    'id': ID,
+    'version': 'v1.2.0',
+    'result': 'success',
+    'images': {
+        'api': {'digest': A1, 'reference': f'{REPO}/api@{A1}'},
+        'frontend': {'digest': F1, 'reference': f'{REPO}/frontend@{F1}'},
+    },
 }
 
 
 def container(service, digest, state='running', name=None, **extra):
     facts = {
-        'name': name or f'avatar-production-{service}-1', 'id': '0123456789ab', 'state': state, 'health': 'healthy',
-        'image': f'{REPO}/{service}@{digest}', 'image_id': 'sha256:' + 'e' * 64,
-        'repo_digests': [f'{REPO}/{service}@{digest}'], 'digest': '', 'version': 'v1.2.0',
+        'name': name or f'avatar-production-{service}-1',
+        'id': '0123456789ab',
+        'state': state,
+        'health': 'healthy',
+        'image': f'{REPO}/{service}@{digest}',
+        'image_id': 'sha256:' + 'e' * 64,
+        'repo_digests': [f'{REPO}/{service}@{digest}'],
+        'digest': '',
+        'version': 'v1.2.0',
         'started_at': '2026-03-01T10:16:02Z',
     }
     facts.update(extra)
@@ -37,8 +47,11 @@ def container(service, digest, state='running', name=None, **extra):
 
 
 def test_agrees():
-    found = {'api': [container('api', A1)], 'frontend': [container('frontend', F1)],
-             'db': [container('db', 'sha256:' + 'd' * 64)]}
+    found = {
+        'api': [container('api', A1)],
+        'frontend': [container('frontend', F1)],
+        'db': [container('db', 'sha256:' + 'd' * 64)],
+    }
     containers, agrees, differences = _release_info.compare(CURRENT, ID, found, ['api', 'frontend'])
     assert (agrees, differences) == (True, [])
     assert containers['api']['digest'] == A1
@@ -47,26 +60,55 @@ def test_agrees():
 
 
 def test_digest_prefers_the_ledgers_among_several():
-    found = {'api': [container('api', A1, repo_digests=[f'other/api@{A2}', f'{REPO}/api@{A1}'], image='x:tag')],
-             'frontend': [container('frontend', F1)]}
+    found = {
+        'api': [container('api', A1, repo_digests=[f'other/api@{A2}', f'{REPO}/api@{A1}'], image='x:tag')],
+        'frontend': [container('frontend', F1)],
+    }
     containers, agrees, _differences = _release_info.compare(CURRENT, ID, found, ['api', 'frontend'])
     assert containers['api']['digest'] == A1
     assert agrees
 
 
-@pytest.mark.parametrize('found, expected', [
-    ({'api': [container('api', A2)], 'frontend': [container('frontend', F1)]},
-     [("api runs sha256:a2a2a2a2a2a2… but the ledger's current release v1.2.0 (20260301T101500Z-v1.2.0) says "
-      'sha256:a1a1a1a1a1a1…')]),
-    ({'api': [container('api', A1)]}, ['frontend is not running (no container)']),
-    ({'api': [container('api', A1)], 'frontend': [container('frontend', F1, state='exited')]},
-     ['frontend is not running (state exited)']),
-    ({'api': [container('api', A1), container('api', A1, name='extra-api')], 'frontend': [container('frontend', F1)]},
-     ['api runs 2 containers (avatar-production-api-1, extra-api); one is expected']),
-    ({'api': [container('api', A1, repo_digests=[], image='local/api:dev')], 'frontend': [container('frontend', F1)]},
-     [("api runs an image without a repo digest but the ledger's current release v1.2.0 (20260301T101500Z-v1.2.0) "
-      'says sha256:a1a1a1a1a1a1…')]),
-])
+@pytest.mark.parametrize(
+    'found, expected',
+    [
+        (
+            {'api': [container('api', A2)], 'frontend': [container('frontend', F1)]},
+            [
+                (
+                    "api runs sha256:a2a2a2a2a2a2… but the ledger's current release v1.2.0 "
+                    "(20260301T101500Z-v1.2.0) says "
+                    'sha256:a1a1a1a1a1a1…'
+                )
+            ],
+        ),
+        ({'api': [container('api', A1)]}, ['frontend is not running (no container)']),
+        (
+            {'api': [container('api', A1)], 'frontend': [container('frontend', F1, state='exited')]},
+            ['frontend is not running (state exited)'],
+        ),
+        (
+            {
+                'api': [container('api', A1), container('api', A1, name='extra-api')],
+                'frontend': [container('frontend', F1)],
+            },
+            ['api runs 2 containers (avatar-production-api-1, extra-api); one is expected'],
+        ),
+        (
+            {
+                'api': [container('api', A1, repo_digests=[], image='local/api:dev')],
+                'frontend': [container('frontend', F1)],
+            },
+            [
+                (
+                    "api runs an image without a repo digest but the ledger's current release v1.2.0 "
+                    "(20260301T101500Z-v1.2.0) "
+                    'says sha256:a1a1a1a1a1a1…'
+                )
+            ],
+        ),
+    ],
+)
 def test_differences(found, expected):
     _containers, agrees, differences = _release_info.compare(CURRENT, ID, found, ['api', 'frontend'])
     assert agrees is False
@@ -83,8 +125,10 @@ def test_no_ledger():
 def test_current_missing_from_the_releases():
     _containers, agrees, differences = _release_info.compare({}, ID, {}, ['api'])
     assert agrees is False
-    assert differences == [f"the ledger's current release {ID} is not among its releases",
-                           'api is not running (no container)']
+    assert differences == [
+        f"the ledger's current release {ID} is not among its releases",
+        'api is not running (no container)',
+    ]
 
 
 def test_ledger_names_no_image_for_a_service():
@@ -95,19 +139,37 @@ def test_ledger_names_no_image_for_a_service():
 
 
 def test_release_info_and_last_releases():
-    ledger = {'current': ID, 'releases': [
-        {'id': '20260201T000000Z-v1.1.0', 'version': 'v1.1.0', 'result': 'success', 'operator': 'bob',
-         'images': {}, 'message': 'kept out'},
-        dict(CURRENT, action='deploy', operator='alice', finished='2026-03-01T10:17:40Z', backup='b'),
-    ]}
+    ledger = {
+        'current': ID,
+        'releases': [
+            {
+                'id': '20260201T000000Z-v1.1.0',
+                'version': 'v1.1.0',
+                'result': 'success',
+                'operator': 'bob',
+                'images': {},
+                'message': 'kept out',
+            },
+            dict(CURRENT, action='deploy', operator='alice', finished='2026-03-01T10:17:40Z', backup='b'),
+        ],
+    }
     found = {'api': [container('api', A1)], 'frontend': [container('frontend', F1)]}
     result = _release_info.release_info(_ledger.LoadedLedger(ledger), found, ['api', 'frontend'], last=1)
     assert result['agrees'] is True
     assert result['changed'] is False
     assert result['problem'] == ''
     assert result['current']['id'] == ID
-    assert result['releases'] == [{'id': ID, 'version': 'v1.2.0', 'result': 'success', 'action': 'deploy',
-                                   'operator': 'alice', 'finished': '2026-03-01T10:17:40Z', 'backup': 'b'}]
+    assert result['releases'] == [
+        {
+            'id': ID,
+            'version': 'v1.2.0',
+            'result': 'success',
+            'action': 'deploy',
+            'operator': 'alice',
+            'finished': '2026-03-01T10:17:40Z',
+            'backup': 'b',
+        }
+    ]
     assert len(_release_info.release_info(_ledger.LoadedLedger(ledger), found, [], last=5)['releases']) == 2
 
 
@@ -119,24 +181,41 @@ def test_last_must_be_a_count(last):
 
 def test_container_facts_never_copies_the_environment():
     inspect = {
-        'Id': 'f' * 64, 'Name': '/avatar-production-api-1', 'Image': 'sha256:' + 'e' * 64,
-        'Config': {'Image': f'{REPO}/api@{A1}', 'Env': ['DB_PASSWORD=hunter2'],
-                   'Labels': {'com.docker.compose.service': 'api', 'org.opencontainers.image.version': 'v1.2.0'}},
+        'Id': 'f' * 64,
+        'Name': '/avatar-production-api-1',
+        'Image': 'sha256:' + 'e' * 64,
+        'Config': {
+            'Image': f'{REPO}/api@{A1}',
+            'Env': ['DB_PASSWORD=hunter2'],
+            'Labels': {'com.docker.compose.service': 'api', 'org.opencontainers.image.version': 'v1.2.0'},
+        },
         'State': {'Status': 'running', 'StartedAt': '2026-03-01T10:16:02Z', 'Health': {'Status': 'healthy'}},
     }
     facts = _release_info.container_facts(inspect, {'RepoDigests': [f'{REPO}/api@{A1}']})
     assert 'hunter2' not in json.dumps(facts)
-    assert facts == {'service': 'api', 'name': 'avatar-production-api-1', 'id': 'f' * 12, 'state': 'running',
-                     'health': 'healthy', 'image': f'{REPO}/api@{A1}', 'image_id': 'sha256:' + 'e' * 64,
-                     'repo_digests': [f'{REPO}/api@{A1}'], 'digest': '', 'version': 'v1.2.0',
-                     'started_at': '2026-03-01T10:16:02Z'}
+    assert facts == {
+        'service': 'api',
+        'name': 'avatar-production-api-1',
+        'id': 'f' * 12,
+        'state': 'running',
+        'health': 'healthy',
+        'image': f'{REPO}/api@{A1}',
+        'image_id': 'sha256:' + 'e' * 64,
+        'repo_digests': [f'{REPO}/api@{A1}'],
+        'digest': '',
+        'version': 'v1.2.0',
+        'started_at': '2026-03-01T10:16:02Z',
+    }
 
 
-@pytest.mark.parametrize('digest, short', [
-    (A1, 'sha256:a1a1a1a1a1a1…'),
-    ('sha256:abc', 'sha256:abc'),
-    ('', 'no digest'),
-])
+@pytest.mark.parametrize(
+    'digest, short',
+    [
+        (A1, 'sha256:a1a1a1a1a1a1…'),
+        ('sha256:abc', 'sha256:abc'),
+        ('', 'no digest'),
+    ],
+)
 def test_short_digest(digest, short):
     assert _release_info.short_digest(digest) == short
 
@@ -144,6 +223,7 @@ def test_short_digest(digest, short):
 # ---------------------------------------------------------------------------
 # Against a real Docker engine
 # ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def engine():
@@ -172,11 +252,19 @@ def test_query_project_against_docker(engine):
     made = []
     try:
         for service, oneoff in (('api', 'False'), ('api', 'True')):
-            made.append(client.containers.create(
-                image.tags[0], command=['true'], name=f'{project}-{service}-{len(made) + 1}',
-                environment={'DB_PASSWORD': secret},
-                labels={'com.docker.compose.project': project, 'com.docker.compose.service': service,
-                        'com.docker.compose.oneoff': oneoff}))
+            made.append(
+                client.containers.create(
+                    image.tags[0],
+                    command=['true'],
+                    name=f'{project}-{service}-{len(made) + 1}',
+                    environment={'DB_PASSWORD': secret},
+                    labels={
+                        'com.docker.compose.project': project,
+                        'com.docker.compose.service': service,
+                        'com.docker.compose.oneoff': oneoff,
+                    },
+                )
+            )
         found = _release_info.query_project(client, project)
         assert list(found) == ['api']
         assert len(found['api']) == 1, 'the one-off container is left out'

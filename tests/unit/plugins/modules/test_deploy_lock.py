@@ -38,8 +38,14 @@ CONTROLLER = {'host': 'ctl', 'pid': 4242, 'pid_start': 99, 'boot_id': 'b-1'}
 
 
 def take(path, **kwargs):
-    args = {'path': path, 'holder': 'alice', 'version': 'v1.2.0', 'job_id': '7',
-            '_controller': CONTROLLER, '_inventory_host': 'prod-1'}
+    args = {
+        'path': path,
+        'holder': 'alice',
+        'version': 'v1.2.0',
+        'job_id': '7',
+        '_controller': CONTROLLER,
+        '_inventory_host': 'prod-1',
+    }
     args.update(kwargs)
     return run(args, ExitJson)
 

@@ -1,4 +1,4 @@
-# Copyright (c) avatar_mgmt.ops developers
+# Copyright (c) avatar_mgmt.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Unit tests of the avatar_mgmt.ops.health_verify module glue.
@@ -45,12 +45,16 @@ def _tcp(name, port):
 @pytest.mark.usefixtures("patched")
 @pytest.mark.parametrize("check_mode", [False, True])
 def test_all_checks_pass(open_port, check_mode):
-    result = _run({"checks": [_tcp("db", open_port)], "deadline": 0, "_ansible_check_mode": check_mode},
-                  ExitJson)
+    result = _run({"checks": [_tcp("db", open_port)], "deadline": 0, "_ansible_check_mode": check_mode}, ExitJson)
     assert result["changed"] is False
     assert result["healthy"] is True
-    assert result["summary"] == {"total": 1, "passed": 1, "failed": 0, "failed_names": [], "elapsed": pytest.approx(
-        result["summary"]["elapsed"])}
+    assert result["summary"] == {
+        "total": 1,
+        "passed": 1,
+        "failed": 0,
+        "failed_names": [],
+        "elapsed": pytest.approx(result["summary"]["elapsed"]),
+    }
     assert result["checks"][0]["status"] == "connected"
     assert result["checks"][0]["attempts"] == 1
     assert result["msg"] == "All 1 health checks passed."
@@ -87,10 +91,14 @@ def test_fail_on_error(open_port, closed_port, fail_on_error, expect):
         ([{"name": "a", "type": "http"}], "type is http but all of the following are missing: url"),
         ([{"name": "a", "type": "compose"}], "type is compose but all of the following are missing: project"),
         ([{"name": "a", "url": "http://x/", "json_value": "ok"}], "json_path"),
-        ([{"name": "a", "type": "tcp", "host": "h", "port": 1, "url": "http://x/"}],
-         "Invalid health check definition: check 'a': option 'url' does not apply to a tcp check"),
-        ([{"name": "a", "url": "http://x/", "body_regex": "(["}],
-         "Invalid health check definition: check 'a': body_regex '([' does not compile"),
+        (
+            [{"name": "a", "type": "tcp", "host": "h", "port": 1, "url": "http://x/"}],
+            "Invalid health check definition: check 'a': option 'url' does not apply to a tcp check",
+        ),
+        (
+            [{"name": "a", "url": "http://x/", "body_regex": "(["}],
+            "Invalid health check definition: check 'a': body_regex '([' does not compile",
+        ),
         ([], "Invalid health check definition: checks must be a non-empty list"),
     ],
 )
@@ -100,8 +108,18 @@ def test_invalid_arguments_fail_with_a_message(checks, message):
 
 
 def test_type_defaults_do_not_leak_into_other_types():
-    spec = {"name": "db", "type": "tcp", "host": "h", "port": 1, "method": "GET", "status_code": [200],
-            "validate_certs": True, "follow_redirects": False, "services": [], "url": None}
+    spec = {
+        "name": "db",
+        "type": "tcp",
+        "host": "h",
+        "port": 1,
+        "method": "GET",
+        "status_code": [200],
+        "validate_certs": True,
+        "follow_redirects": False,
+        "services": [],
+        "url": None,
+    }
     assert health_verify._user_check(spec) == {"name": "db", "type": "tcp", "host": "h", "port": 1, "url": None}
 
 
@@ -114,8 +132,14 @@ def test_secret_header_values_never_reach_the_output(capsys, closed_port):
     """Unpatched exit_json: what Ansible would really print."""
     secret = "Bearer do-not-print-me-42"
     args = {
-        "checks": [{"name": "cms", "url": f"http://127.0.0.1:{closed_port}/server/health",
-                    "secret_headers": {"Authorization": secret}, "headers": {"Host": "directus.example.test"}}],
+        "checks": [
+            {
+                "name": "cms",
+                "url": f"http://127.0.0.1:{closed_port}/server/health",
+                "secret_headers": {"Authorization": secret},
+                "headers": {"Host": "directus.example.test"},
+            }
+        ],
         "deadline": 0,
         "fail_on_error": False,
     }
@@ -137,9 +161,14 @@ def _container(service, health):
         "Name": f"/avatar-{service}-1",
         "Image": "sha256:" + "ab" * 32,
         "State": state,
-        "Config": {"Image": f"ghcr.io/rayhu/avatar-mgmt/{service}:v1.2.0",
-                   "Labels": {"com.docker.compose.project": "avatar", "com.docker.compose.service": service,
-                              "com.docker.compose.oneoff": "False"}},
+        "Config": {
+            "Image": f"ghcr.io/rayhu/avatar-mgmt/{service}:v1.2.0",
+            "Labels": {
+                "com.docker.compose.project": "avatar",
+                "com.docker.compose.service": service,
+                "com.docker.compose.oneoff": "False",
+            },
+        },
     }
 
 
@@ -151,8 +180,7 @@ def _container(service, health):
 def test_compose_check_reads_the_docker_api(monkeypatch, health, expect, healthy):
     docker = FakeDockerClient([_container("api", health), _container("frontend", None)])
     monkeypatch.setattr(_health, "docker_client_from_env", lambda: docker)
-    result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0},
-                  expect)
+    result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0}, expect)
     assert result["healthy"] is healthy
     services = result["checks"][0]["services"]
     assert [(s["service"], s["ok"]) for s in services] == [("api", healthy), ("frontend", True)]
@@ -165,10 +193,10 @@ def test_compose_check_reads_the_docker_api(monkeypatch, health, expect, healthy
 def test_compose_check_without_docker_sdk(monkeypatch):
     monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
     monkeypatch.setattr(health_verify, "DOCKER_SDK_IMPORT_ERROR", "Traceback: No module named 'docker'")
-    result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0},
-                  FailJson)
-    assert "the Python Docker SDK (python3-docker) is missing on this host: run playbooks/bootstrap.yml" in \
-        result["msg"]
+    result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0}, FailJson)
+    assert (
+        "the Python Docker SDK (python3-docker) is missing on this host: run playbooks/bootstrap.yml" in result["msg"]
+    )
     assert "Nothing was checked" in result["msg"]
     assert "No module named 'docker'" in result["exception"]
 
@@ -177,8 +205,10 @@ def test_compose_check_without_docker_sdk(monkeypatch):
 def test_http_check_without_requests(monkeypatch):
     monkeypatch.setattr(health_verify, "HAS_REQUESTS", False)
     result = _run({"checks": [{"name": "api", "url": "http://127.0.0.1:1/"}], "deadline": 0}, FailJson)
-    assert "the Python library requests (python3-requests) is missing on this host: run playbooks/bootstrap.yml" \
+    assert (
+        "the Python library requests (python3-requests) is missing on this host: run playbooks/bootstrap.yml"
         in result["msg"]
+    )
 
 
 @pytest.mark.usefixtures("patched")

@@ -37,9 +37,18 @@ def run(args, expect=ExitJson):
 
 
 def api(state='running'):
-    return {'name': 'p-api-1', 'id': 'abc', 'state': state, 'health': 'none', 'image': f'r/api@{DIGEST}',
-            'image_id': 'sha256:1', 'repo_digests': [f'r/api@{DIGEST}'], 'digest': '', 'version': '',
-            'started_at': ''}
+    return {
+        'name': 'p-api-1',
+        'id': 'abc',
+        'state': state,
+        'health': 'none',
+        'image': f'r/api@{DIGEST}',
+        'image_id': 'sha256:1',
+        'repo_digests': [f'r/api@{DIGEST}'],
+        'digest': '',
+        'version': '',
+        'started_at': '',
+    }
 
 
 def test_documentation_parses(monkeypatch):
@@ -51,8 +60,16 @@ def test_documentation_parses(monkeypatch):
 
 def test_agrees(tmp_path, monkeypatch):
     (tmp_path / 'releases').mkdir()
-    (tmp_path / 'releases' / 'index.json').write_text(json.dumps({'current': ID, 'releases': [
-        {'id': ID, 'version': 'v1.2.0', 'result': 'success', 'images': {'api': {'digest': DIGEST}}}]}))
+    (tmp_path / 'releases' / 'index.json').write_text(
+        json.dumps(
+            {
+                'current': ID,
+                'releases': [
+                    {'id': ID, 'version': 'v1.2.0', 'result': 'success', 'images': {'api': {'digest': DIGEST}}}
+                ],
+            }
+        )
+    )
     monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
     result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'services': ['api'], '_ansible_check_mode': True})
     assert result['agrees'] is True
@@ -65,8 +82,11 @@ def test_no_ledger(tmp_path, monkeypatch):
     monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
     result = run({'project_dir': str(tmp_path), 'project_name': 'p'})
     assert result['agrees'] is False
-    assert result['differences'] == ['no ledger on this host', 'api is not running (no container)',
-                                     'frontend is not running (no container)']
+    assert result['differences'] == [
+        'no ledger on this host',
+        'api is not running (no container)',
+        'frontend is not running (no container)',
+    ]
     assert result['releases'] == []
     assert not (tmp_path / 'releases').exists()
 
@@ -87,11 +107,14 @@ def test_engine_down(tmp_path, monkeypatch):
     assert result['msg'].startswith('the Docker engine does not answer: connection refused (on ')
 
 
-@pytest.mark.parametrize('args, message', [
-    ({'last': -1}, 'last must be at least 0'),
-    ({'project_name': ' '}, 'project_name must name the compose project'),
-    ({'services': ['']}, 'services must be a list of service names'),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        ({'last': -1}, 'last must be at least 0'),
+        ({'project_name': ' '}, 'project_name must name the compose project'),
+        ({'services': ['']}, 'services must be a list of service names'),
+    ],
+)
 def test_refusals(tmp_path, monkeypatch, args, message):
     monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
     result = run(dict({'project_dir': str(tmp_path), 'project_name': 'p'}, **args), FailJson)

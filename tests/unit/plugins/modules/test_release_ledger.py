@@ -26,8 +26,13 @@ def run(args, expect=ExitJson):
 
 
 def release(n, version, result='success', **extra):
-    entry = {'id': f'2026010{n}T000000Z-{version}', 'version': version, 'result': result,
-             'images': {'api': {'digest': f'sha256:{n}', 'reference': f'r/api@sha256:{n}'}}, 'backup': f'b{n}'}
+    entry = {
+        'id': f'2026010{n}T000000Z-{version}',
+        'version': version,
+        'result': result,
+        'images': {'api': {'digest': f'sha256:{n}', 'reference': f'r/api@sha256:{n}'}},
+        'backup': f'b{n}',
+    }
     entry.update(extra)
     return entry
 
@@ -36,8 +41,18 @@ def test_documentation_matches_argument_spec(monkeypatch):
     spec = module_harness.module_kwargs(monkeypatch, release_ledger)['argument_spec']
     module_harness.assert_documented_options(release_ledger, spec)
     returns = module_harness.assert_documented_returns(release_ledger)
-    for key in ('ledger', 'current', 'rollback_target', 'rollback_reason', 'kept', 'kept_versions', 'kept_references',
-                'backup_id', 'problem', 'removed'):
+    for key in (
+        'ledger',
+        'current',
+        'rollback_target',
+        'rollback_reason',
+        'kept',
+        'kept_versions',
+        'kept_references',
+        'backup_id',
+        'problem',
+        'removed',
+    ):
         assert key in returns
 
 
@@ -55,9 +70,16 @@ def test_record_then_read(tmp_path):
     path = str(tmp_path / 'releases')
     env = tmp_path / '.env'
     env.write_text('TOKEN=x\n')
-    first = run({'path': path, 'state': 'record', 'release': release(1, 'v1.0.0'),
-                 'compose_file': 'docker-compose.prod.yml', 'compose_content': 'services: {}\n',
-                 'env_files': [str(env)]})
+    first = run(
+        {
+            'path': path,
+            'state': 'record',
+            'release': release(1, 'v1.0.0'),
+            'compose_file': 'docker-compose.prod.yml',
+            'compose_content': 'services: {}\n',
+            'env_files': [str(env)],
+        }
+    )
     assert first['changed'] is True
     assert first['entry']['env_checksums'].keys() == {'.env'}
     assert first['removed'] == []
@@ -75,8 +97,15 @@ def test_record_check_mode_and_diff(tmp_path):
     path = tmp_path / 'releases'
     run({'path': str(path), 'state': 'record', 'release': release(1, 'v1.0.0')})
     before = (path / 'index.json').read_text()
-    result = run({'path': str(path), 'state': 'record', 'release': release(2, 'v1.1.0'),
-                  '_ansible_check_mode': True, '_ansible_diff': True})
+    result = run(
+        {
+            'path': str(path),
+            'state': 'record',
+            'release': release(2, 'v1.1.0'),
+            '_ansible_check_mode': True,
+            '_ansible_diff': True,
+        }
+    )
     assert result['changed'] is True
     assert result['ledger']['current'] == '20260102T000000Z-v1.1.0'
     assert (path / 'index.json').read_text() == before
@@ -93,14 +122,21 @@ def test_read_corrupt_reports_a_problem(tmp_path):
     assert result['changed'] is False
 
 
-@pytest.mark.parametrize('args, message', [
-    ({'state': 'record'}, 'state is record but all of the following are missing: release'),
-    ({'state': 'record', 'release': {'id': 'x', 'version': 'v1', 'result': 'success'}},
-     'release.id must look like'),
-    ({'keep': 0}, 'keep must be an integer of at least 1, got 0. Nothing was changed.'),
-    ({'state': 'record', 'release': release(1, 'v1.0.0'), 'compose_file': 'c.yml'},
-     'compose_file and compose_content go together'),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        ({'state': 'record'}, 'state is record but all of the following are missing: release'),
+        (
+            {'state': 'record', 'release': {'id': 'x', 'version': 'v1', 'result': 'success'}},
+            'release.id must look like',
+        ),
+        ({'keep': 0}, 'keep must be an integer of at least 1, got 0. Nothing was changed.'),
+        (
+            {'state': 'record', 'release': release(1, 'v1.0.0'), 'compose_file': 'c.yml'},
+            'compose_file and compose_content go together',
+        ),
+    ],
+)
 def test_refusals(tmp_path, args, message):
     args = dict(args, path=str(tmp_path))
     result = run(args, FailJson)
