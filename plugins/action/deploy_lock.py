@@ -18,6 +18,7 @@ held; the second removes exactly that lock (by fingerprint) and takes it.
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 
@@ -31,6 +32,26 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._lock import (
 )
 
 _INTERNAL = ('_controller', '_inventory_host', '_break_fingerprint')
+
+
+def run_operator(task_vars):
+    """Who runs this, when the task does not say: the AWX user, else the AWX schedule
+    (``schedule:NAME``; a scheduled job has no user), else the local user on the control node."""
+    for name in ('awx_user_name', 'tower_user_name'):
+        if task_vars.get(name):
+            return str(task_vars[name])
+    for name in ('awx_schedule_name', 'tower_schedule_name'):
+        if task_vars.get(name):
+            return f'schedule:{task_vars[name]}'
+    try:
+        return os.environ.get('USER') or getpass.getuser()
+    except (KeyError, OSError):
+        return f'uid {os.getuid()}'
+
+
+def run_job_id(task_vars):
+    """The AWX job id of this run, or ''."""
+    return str(task_vars.get('awx_job_id') or task_vars.get('tower_job_id') or '')
 
 
 class ActionModule(ActionBase):
@@ -60,6 +81,9 @@ class ActionModule(ActionBase):
             # Let the module's argument validation say what is wrong.
             state, break_lock, force, timeout = 'invalid', False, False, 0
 
+        if state == 'present':
+            args['holder'] = args.get('holder') or run_operator(task_vars)
+            args['job_id'] = str(args.get('job_id') or '') or run_job_id(task_vars)
         here = self._controller()
         args['_controller'] = here
         args['_inventory_host'] = str(task_vars.get('inventory_hostname', ''))

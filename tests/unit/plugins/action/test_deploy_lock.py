@@ -265,3 +265,31 @@ def test_a_second_take_in_the_same_run_says_so(path, monkeypatch):
 def test_internal_options_cannot_be_passed(path):
     with pytest.raises(AnsibleActionFail, match='_controller'):
         Plugin({'path': path, '_controller': {}}).run()
+
+
+@pytest.mark.parametrize(
+    ('task_vars', 'holder', 'job_id'),
+    [
+        ({'awx_user_name': 'alice', 'awx_job_id': 42}, 'alice', '42'),
+        ({'awx_schedule_name': 'nightly backup', 'awx_job_id': 7}, 'schedule:nightly backup', '7'),
+        ({'tower_user_name': 'carol', 'tower_job_id': 3}, 'carol', '3'),
+        ({}, 'local-operator', ''),
+    ],
+)
+def test_the_run_names_the_holder_and_job(tmp_path, monkeypatch, task_vars, holder, job_id):
+    monkeypatch.setenv('USER', 'local-operator')
+    path = str(tmp_path / '.deploy.lock')
+    plugin = Plugin({'path': path, 'action': 'backup'})
+    result = plugin.action.run(task_vars=dict(task_vars, inventory_hostname='prod-1'))
+    assert result['acquired']
+    record = json.loads(Path(path).read_text())
+    assert record['holder'] == holder
+    assert record['job_id'] == job_id
+
+
+def test_an_explicit_holder_wins(tmp_path):
+    path = str(tmp_path / '.deploy.lock')
+    plugin = Plugin({'path': path, 'holder': 'ops-bot', 'job_id': '99'})
+    plugin.action.run(task_vars={'inventory_hostname': 'prod-1', 'awx_user_name': 'alice', 'awx_job_id': 1})
+    record = json.loads(Path(path).read_text())
+    assert (record['holder'], record['job_id']) == ('ops-bot', '99')
