@@ -268,7 +268,7 @@ def test_internal_options_cannot_be_passed(path):
 
 
 @pytest.mark.parametrize(
-    ('task_vars', 'holder', 'job_id'),
+    'task_vars, holder, job_id',
     [
         ({'awx_user_name': 'alice', 'awx_job_id': 42}, 'alice', '42'),
         ({'awx_schedule_name': 'nightly backup', 'awx_job_id': 7}, 'schedule:nightly backup', '7'),
