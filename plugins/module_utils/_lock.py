@@ -489,6 +489,16 @@ def acquire(
             raw = newer
 
 
+def _nothing_to_release(path):
+    return {
+        'released': False,
+        'changed': False,
+        'held': False,
+        'lock': {},
+        'msg': f'There is no lock {path}: nothing to release.',
+    }
+
+
 def release(path, token='', force=False, expected_fingerprint='', check_mode=False):
     """Remove the lock when it carries ``token``, or with ``force`` whatever is there
     (only the lock with ``expected_fingerprint`` when that is given).
@@ -499,13 +509,7 @@ def release(path, token='', force=False, expected_fingerprint='', check_mode=Fal
     """
     raw = read_raw(path)
     if raw is None:
-        return {
-            'released': False,
-            'changed': False,
-            'held': False,
-            'lock': {},
-            'msg': f'There is no lock {path}: nothing to release.',
-        }
+        return _nothing_to_release(path)
 
     def ours(lock):
         if force:
@@ -533,13 +537,7 @@ def release(path, token='', force=False, expected_fingerprint='', check_mode=Fal
         }
     raw = read_raw(path)
     if raw is None:
-        return {
-            'released': False,
-            'changed': False,
-            'held': False,
-            'lock': {},
-            'msg': f'There is no lock {path}: nothing to release.',
-        }
+        return _nothing_to_release(path)
     lock = parse_lock(raw)
     if force:
         why = 'it is not the lock that was to be removed (it changed in the meantime)'
