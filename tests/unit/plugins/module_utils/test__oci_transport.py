@@ -211,8 +211,13 @@ def test_a_connection_dropped_by_the_server_is_replaced_without_a_retry():
         client = client_for(reg, page_size=100)
         assert len(client.list_tags(NAME)) == 250
     assert client.sleeps == []
-    assert client.request_count == 3
+    # The server answered each page once, each on a new connection.
+    assert len(reg.peers) == 3
     assert len(set(reg.peers)) == 3
+    # The client may first try a pooled connection the server has just closed (it has not
+    # seen the FIN yet): that attempt never reaches the server and is sent again at once on
+    # a new connection, with no backoff. Which of the two happens is a race of the kernel's.
+    assert client.request_count in (3, 4)
 
 
 def test_a_body_larger_than_the_limit_is_refused():
