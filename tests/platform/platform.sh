@@ -6,7 +6,8 @@
 # The local test world: a GHCR stand-in (Distribution 2.8 with TLS and auth)
 # and bare Debian 13 servers reached over SSH on 127.0.0.1.
 #
-#   platform.sh images                  build every image the tests need (reuses existing ones)
+#   platform.sh images                  build every image the tests need (reuses existing ones;
+#                                       the real NPM needs its source, see build-npm-image.sh)
 #   platform.sh registry                start the registry and push the release images into it
 #   platform.sh server NAME SSH HTTP    start a bare server (sshd on 127.0.0.1:SSH, its port 80 on 127.0.0.1:HTTP)
 #   platform.sh fresh-server NAME SSH HTTP   the same, removing an old one and its Docker data first
@@ -47,6 +48,7 @@ cmd_images() {
   bash "$here/build-bases.sh"
   build_image avatar-test/server:trixie "$here/images/server"
   build_image avatar-test/registry:2.8 "$here/images/registry"
+  bash "$here/build-npm-image.sh"
   bash "$here/build-app-images.sh"
 }
 
@@ -164,7 +166,8 @@ seed_list() {
   done
   echo "avatar-test/postgres:15.7 library/postgres:15.7"
   echo "avatar-test/directus:11.8.0 directus/directus:11.8.0"
-  echo "avatar-test/nginx-proxy-manager:latest jc21/nginx-proxy-manager:latest"
+  echo "avatar-test/nginx-proxy-manager:latest jc21/nginx-proxy-manager:latest"   # the stand-in, for now
+  echo "avatar-test/npm:2.15.1 jc21/nginx-proxy-manager:2.15.1"                    # the real NPM, built from source
 }
 
 seed_registry() {
@@ -257,5 +260,5 @@ case ${1:-} in
     echo "AVATAR_CA=$state/ca/ca.crt"
     echo "AVATAR_SSH_KEY=$state/ssh/id_ed25519"
     ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac
