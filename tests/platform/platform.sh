@@ -80,6 +80,22 @@ ensure_ca() {
     # Chain file so clients that only trust the CA verify the server.
     cat "$state/registry/registry.crt" "$state/ca/ca.crt" >"$state/registry/chain.crt"
   fi
+  if [ ! -f "$state/proxy/tls.crt" ]; then
+    # The certificate the sandbox uploads to nginx-proxy-manager (npm_proxy role) for its
+    # domains, signed by the test CA so tests can verify HTTPS through the proxy.
+    log "making the proxy certificate for the sandbox domains"
+    mkdir -p "$state/proxy"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=daidai.amis.hk" \
+      -keyout "$state/proxy/tls.key" -out "$state/proxy/tls.csr" 2>/dev/null
+    printf '%s\n' \
+      "subjectAltName=DNS:daidai.amis.hk,DNS:*.daidai.amis.hk,DNS:daidai-preview.amis.hk,DNS:*.daidai-preview.amis.hk" \
+      "extendedKeyUsage=serverAuth" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "basicConstraints=critical,CA:FALSE" "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid,issuer" \
+      >"$state/proxy/ext.cnf"
+    openssl x509 -req -in "$state/proxy/tls.csr" -CA "$state/ca/ca.crt" -CAkey "$state/ca/ca.key" \
+      -CAcreateserial -days 3650 -extfile "$state/proxy/ext.cnf" -out "$state/proxy/tls.crt" 2>/dev/null
+    chmod 0600 "$state/proxy/tls.key"
+  fi
   if [ ! -f "$state/ssh/id_ed25519" ]; then
     ssh-keygen -q -t ed25519 -N '' -C avatar-test -f "$state/ssh/id_ed25519"
   fi
