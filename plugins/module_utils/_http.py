@@ -276,8 +276,11 @@ class HTTPResult:
         return self.headers.get(name)
 
 
-def send(session, method, url, headers=None, timeout=None, max_body=None, allow_redirects=False):
+def send(session, method, url, headers=None, timeout=None, max_body=None, allow_redirects=False, data=None, files=None):
     """One request through ``session``; reads at most ``max_body`` bytes of body (None: no limit).
+
+    ``data`` (bytes or str) is the request body; ``files`` (a dict name -> (filename, content))
+    makes it multipart/form-data, as requests does.
 
     Returns an :class:`HTTPResult`; ``truncated`` tells that the body was longer than
     ``max_body`` (the connection is then closed, not reused). requests' exceptions propagate;
@@ -297,6 +300,8 @@ def send(session, method, url, headers=None, timeout=None, max_body=None, allow_
             stream=True,
             allow_redirects=allow_redirects,
             verify=session.verify,
+            data=data,
+            files=files,
         )
         try:
             chunks = []

@@ -1,0 +1,931 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Proxy hosts of nginx-proxy-manager as code: the rules behind ``npm_proxy_host`` and ``npm_forward``.
+
+The client (``_npm_client``) only talks; this file decides:
+
+* **Matching** (:func:`match_host`): NPM's ids are its own, so a host is found by
+  its domains. The record holding any of the wanted domains is the host; when
+  several records hold some, the one holding the first wanted domain is the host
+  and the others are conflicts, which fail naming their id and domains (a domain
+  is never taken off another record silently).
+* **Comparing** (:func:`normalize_host`, :func:`desired_fields`, :func:`changed_fields`):
+  booleans (NPM < 2.12 used 0/1), domain order and case, location order, port
+  types and trailing white space of ``advanced_config`` do not count. Only options
+  that are set are compared (unset means "leave as is").
+* **Writing only when needed**: every POST/PUT/enable/disable makes NPM rewrite the
+  host file and reload nginx, so nothing is sent when nothing differs.
+* **Checking that the host is live**: after every write the host is read again; NPM
+  answers 200 even when ``nginx -t`` failed, and then has deleted the host's file
+  (``meta.nginx_online`` false, ``meta.nginx_err`` nginx's text). A failed update
+  is undone with a PUT of the previous values (NPM writes the file again), a failed
+  create is deleted again; :class:`NginxOfflineError` says which and quotes nginx.
+* **Secrets**: the results are built from a whitelist of fields
+  (:func:`public_host`); passwords, private keys and tokens never enter them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import time
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _http
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._npm_client import (
+    NPMAPIError,
+    NPMAuthError,
+    NPMClient,
+    NPMConnectionError,
+    NPMError,
+)
+
+if _http.HAS_REQUESTS:
+    from requests import exceptions as _rexc
+
+__all__ = [
+    'BOOL_FIELDS',
+    'COMPARED_FIELDS',
+    'DomainConflictError',
+    'NPMAPIError',
+    'NPMAuthError',
+    'NPMClient',
+    'NPMConnectionError',
+    'NPMError',
+    'NginxOfflineError',
+    'NotSetUpError',
+    'VerifyError',
+    'changed_fields',
+    'check_ssl_consistency',
+    'connect',
+    'connection_argument_spec',
+    'desired_fields',
+    'diff_view',
+    'ensure_proxy_host',
+    'match_host',
+    'normalize_domains',
+    'normalize_host',
+    'normalize_locations',
+    'public_host',
+    'redact',
+    'secrets_of',
+    'switch_forward',
+]
+
+BOOL_FIELDS = (
+    'block_exploits',
+    'allow_websocket_upgrade',
+    'caching_enabled',
+    'http2_support',
+    'hsts_enabled',
+    'hsts_subdomains',
+    'ssl_forced',
+)
+COMPARED_FIELDS = (
+    'domain_names',
+    'forward_scheme',
+    'forward_host',
+    'forward_port',
+    'certificate_id',
+    'access_list_id',
+    *BOOL_FIELDS,
+    'advanced_config',
+    'locations',
+)
+LOCATION_KEYS = ('path', 'forward_scheme', 'forward_host', 'forward_port', 'forward_path', 'advanced_config')
+NEW = 'new'  # id of a certificate or access list that check mode would create
+
+
+class NotSetUpError(NPMError):
+    """NPM has no user yet (``setup`` false) and first-run setup was not asked for."""
+
+
+class DomainConflictError(NPMError):
+    """A wanted domain is on another proxy host record."""
+
+
+class NginxOfflineError(NPMError):
+    """NPM accepted a write but nginx rejected the configuration (``meta.nginx_online`` false)."""
+
+    def __init__(self, message, nginx_err='', restored=None):
+        super().__init__(message)
+        self.nginx_err = nginx_err
+        self.restored = restored
+
+
+class VerifyError(NPMError):
+    """The public side did not show the new target before the deadline."""
+
+
+# ---------------------------------------------------------------------------
+# Normalisation and comparison (pure)
+# ---------------------------------------------------------------------------
+
+
+def normalize_domains(names):
+    """Lower-case, stripped, duplicates dropped, sorted: the form domain lists are compared in."""
+    return sorted({str(name).strip().lower() for name in names or [] if str(name).strip()})
+
+
+def _clean_domains(names):
+    """The domain list as sent to NPM: lower-case, stripped, first occurrence kept, order kept."""
+    seen = []
+    for name in names or []:
+        name = str(name).strip().lower()
+        if name and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def _location(loc):
+    if not isinstance(loc, dict):
+        raise ValueError(f'each entry of locations must be a dict, not {loc!r}')
+    missing = [key for key in ('path', 'forward_host', 'forward_port') if loc.get(key) in (None, '')]
+    if missing:
+        raise ValueError(f'location {loc.get("path") or loc!r} lacks {", ".join(missing)}')
+    out = {
+        'path': str(loc['path']).strip(),
+        'forward_scheme': str(loc.get('forward_scheme') or 'http'),
+        'forward_host': str(loc['forward_host']).strip(),
+        'forward_port': int(loc['forward_port']),
+        'forward_path': str(loc.get('forward_path') or ''),
+        'advanced_config': str(loc.get('advanced_config') or '').rstrip(),
+    }
+    for key, value in loc.items():
+        if key not in LOCATION_KEYS and key != 'id':
+            out[key] = value
+    return out
+
+
+def normalize_locations(locations):
+    """Custom locations with defaults filled in, ports as int, sorted by path (order does not count)."""
+    return sorted((_location(loc) for loc in locations or []), key=lambda loc: (loc['path'], loc['forward_host']))
+
+
+def _bool(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ('1', 'true', 'yes', 'on')
+    return bool(value)
+
+
+def normalize_host(record):
+    """The compared fields (and ``enabled``) of an NPM proxy host record."""
+    out = {
+        'domain_names': normalize_domains(record.get('domain_names')),
+        'forward_scheme': str(record.get('forward_scheme') or 'http'),
+        'forward_host': str(record.get('forward_host') or ''),
+        'forward_port': int(record.get('forward_port') or 0),
+        'certificate_id': int(record.get('certificate_id') or 0),
+        'access_list_id': int(record.get('access_list_id') or 0),
+        'advanced_config': str(record.get('advanced_config') or '').rstrip(),
+        'locations': normalize_locations(record.get('locations')),
+        'enabled': _bool(record.get('enabled', True)),
+    }
+    for field in BOOL_FIELDS:
+        out[field] = _bool(record.get(field, False))
+    return out
+
+
+def desired_fields(spec, certificate_id=None, access_list_id=None):
+    """The compared fields the options set, normalised; ``enabled`` included when set.
+
+    ``spec`` holds the module's options (None: not managed). ``certificate_id`` /
+    ``access_list_id`` are the resolved ids (0: none, :data:`NEW`: would be created,
+    None: not managed).
+    """
+    out = {'domain_names': normalize_domains(spec['domain_names'])}
+    for field in ('forward_scheme', 'forward_host'):
+        if spec.get(field) is not None:
+            out[field] = str(spec[field])
+    if spec.get('forward_port') is not None:
+        out['forward_port'] = int(spec['forward_port'])
+    for field in (*BOOL_FIELDS, 'enabled'):
+        if spec.get(field) is not None:
+            out[field] = bool(spec[field])
+    if spec.get('advanced_config') is not None:
+        out['advanced_config'] = str(spec['advanced_config']).rstrip()
+    if spec.get('locations') is not None:
+        out['locations'] = normalize_locations(spec['locations'])
+    if certificate_id is not None:
+        out['certificate_id'] = certificate_id
+    if access_list_id is not None:
+        out['access_list_id'] = access_list_id
+    return out
+
+
+def changed_fields(current, desired):
+    """Names of the fields of ``desired`` whose value differs from ``current`` (both normalised), in order."""
+    names = [field for field in COMPARED_FIELDS if field in desired and current.get(field) != desired[field]]
+    if 'enabled' in desired and current.get('enabled', True) != desired['enabled']:
+        names.append('enabled')
+    return names
+
+
+def check_ssl_consistency(current, desired):
+    """Refuse what NPM would silently store otherwise (its ``cleanSslHstsData``).
+
+    Without a certificate NPM stores ``ssl_forced`` and ``http2_support`` false; without
+    ``ssl_forced`` it stores ``hsts_enabled`` false; without HSTS ``hsts_subdomains`` false.
+    Asking for them anyway would change on every run.
+    """
+    merged = dict(current or {})
+    merged.update(desired)
+    problems = []
+    if not merged.get('certificate_id'):
+        problems += [f'{f} needs a certificate' for f in ('ssl_forced', 'http2_support') if desired.get(f)]
+    if not merged.get('ssl_forced') and desired.get('hsts_enabled'):
+        problems.append('hsts_enabled needs ssl_forced')
+    if not merged.get('hsts_enabled') and desired.get('hsts_subdomains'):
+        problems.append('hsts_subdomains needs hsts_enabled')
+    if problems:
+        raise ValueError(
+            '; '.join(problems) + ' (NPM would store false and report a change on every run). Set certificate, '
+            'or leave these options false'
+        )
+
+
+def match_host(hosts, domain_names):
+    """``(record or None, conflicts)`` for the wanted ``domain_names`` among NPM's proxy hosts.
+
+    The record sharing a domain with the wanted list is the host. When several share
+    some, the one holding the first wanted domain is the host and every other is a
+    conflict; when none of them holds it, all are conflicts.
+    """
+    wanted = _clean_domains(domain_names)
+    if not wanted:
+        raise ValueError('domain_names must list at least one domain')
+    sharing = [h for h in hosts if set(normalize_domains(h.get('domain_names'))) & set(wanted)]
+    if not sharing:
+        return None, []
+    if len(sharing) == 1:
+        return sharing[0], []
+    own = [h for h in sharing if wanted[0] in normalize_domains(h.get('domain_names'))]
+    own = own[0] if own else None
+    return own, [h for h in sharing if h is not own]
+
+
+def conflict_message(conflicts, wanted):
+    parts = []
+    wanted = set(_clean_domains(wanted))
+    for host in conflicts:
+        domains = normalize_domains(host.get('domain_names'))
+        shared = ', '.join(d for d in domains if d in wanted)
+        parts.append(f'proxy host id {host.get("id")} (domains: {", ".join(domains)}) already serves {shared}')
+    return (
+        '; '.join(parts) + '. A domain is not taken off another host silently: remove it there first (or manage that '
+        'host with its own domain_names), then run again. Nothing was changed.'
+    )
+
+
+# ---------------------------------------------------------------------------
+# What results show
+# ---------------------------------------------------------------------------
+
+_PUBLIC_HOST_FIELDS = (
+    'id',
+    'created_on',
+    'modified_on',
+    'domain_names',
+    'forward_scheme',
+    'forward_host',
+    'forward_port',
+    'certificate_id',
+    'access_list_id',
+    *BOOL_FIELDS,
+    'trust_forwarded_proto',
+    'advanced_config',
+    'locations',
+    'enabled',
+)
+
+
+def public_host(record):
+    """An NPM proxy host record reduced to a whitelist of fields: no owner, no certificate PEMs, no passwords."""
+    if not record:
+        return {}
+    out = {key: record[key] for key in _PUBLIC_HOST_FIELDS if key in record}
+    for field in (*BOOL_FIELDS, 'enabled', 'trust_forwarded_proto'):
+        if field in out:
+            out[field] = _bool(out[field])
+    meta = record.get('meta') or {}
+    out['meta'] = {'nginx_online': meta.get('nginx_online'), 'nginx_err': meta.get('nginx_err')}
+    cert = record.get('certificate')
+    if isinstance(cert, dict) and cert:
+        out['certificate'] = {k: cert.get(k) for k in ('id', 'nice_name', 'provider', 'expires_on', 'domain_names')}
+    acl = record.get('access_list')
+    if isinstance(acl, dict) and acl:
+        out['access_list'] = {k: acl.get(k) for k in ('id', 'name')}
+    return out
+
+
+def diff_view(normalized, certificate_name=None, access_list_name=None):
+    """The compared fields for ``diff``: ids of certificate and access list shown by name."""
+    if not normalized:
+        return {}
+    view = {k: v for k, v in normalized.items() if k not in ('certificate_id', 'access_list_id')}
+    view['certificate'] = certificate_name
+    view['access_list'] = access_list_name
+    return view
+
+
+# ---------------------------------------------------------------------------
+# Connection and first-run setup
+# ---------------------------------------------------------------------------
+
+
+def connect(params, initial_setup=False, check_mode=False):
+    """A logged-in :class:`NPMClient` for the module options, and whether setup created the admin.
+
+    ``GET /api/`` tells whether NPM has a user. Without one, ``initial_setup`` creates
+    the admin from ``username``/``password`` through the unauthenticated ``POST /api/users``
+    (never once NPM is set up). Returns ``(client, created_admin)``; in check mode a
+    client that would need setup is returned not logged in with ``created_admin`` true.
+    """
+    client = NPMClient(
+        params['url'],
+        username=params['username'],
+        password=params['password'],
+        validate_certs=params['validate_certs'],
+        ca_path=params.get('ca_path'),
+        timeout=params['timeout'],
+    )
+    info = client.status()
+    if info.get('setup') is False:
+        if not initial_setup:
+            raise NotSetUpError(
+                f'NPM at {client.url} has no user yet (GET /api/ answers setup: false). Set initial_setup: true to '
+                'create the admin from username and password, or start NPM with INITIAL_ADMIN_EMAIL and '
+                'INITIAL_ADMIN_PASSWORD. Nothing was changed.'
+            )
+        if check_mode:
+            return client, True
+        client.create_first_user()
+        client.login()
+        return client, True
+    client.login()
+    return client, False
+
+
+# ---------------------------------------------------------------------------
+# Certificates and access lists
+# ---------------------------------------------------------------------------
+
+
+def _by_name(items, key, name, what):
+    found = [item for item in items if str(item.get(key) or '') == name]
+    if len(found) > 1:
+        ids = ', '.join(str(item.get('id')) for item in found)
+        raise ValueError(f'{len(found)} {what}s are named {name!r} (ids {ids}); rename all but one in NPM')
+    return found[0] if found else None
+
+
+def _pem(text):
+    return (text or '').strip().replace('\r\n', '\n')
+
+
+def _sha256(text):
+    return hashlib.sha256(_pem(text).encode('utf-8')).hexdigest() if text else None
+
+
+def plan_certificate(certificates, name, upload):
+    """``(certificate_id, action)``: action is ``None``, ``'create'`` or ``'upload'`` (PEMs differ).
+
+    ``name`` ``''``/``none`` means no certificate (id 0). ``upload`` is the
+    ``certificate_upload`` option or None. The stored PEMs (key included) are compared
+    only, never returned.
+    """
+    if upload:
+        name = upload['nice_name']
+    if name is None:
+        return None, None
+    if name in ('', 'none'):
+        return 0, None
+    cert = _by_name(certificates, 'nice_name', name, 'certificate')
+    if cert is None:
+        if not upload:
+            raise ValueError(
+                f'NPM has no certificate named {name!r}. Create it with certificate_upload, or use the name NPM '
+                'shows (nice_name)'
+            )
+        return NEW, 'create'
+    if not upload:
+        return int(cert['id']), None
+    if cert.get('provider') != 'other':
+        raise ValueError(
+            f'certificate {name!r} (id {cert.get("id")}) is a {cert.get("provider")} certificate; NPM uploads only to '
+            'custom ones. Give certificate_upload another nice_name'
+        )
+    meta = cert.get('meta') or {}
+    same = (
+        _pem(meta.get('certificate')) == _pem(upload['certificate'])
+        and _pem(meta.get('certificate_key')) == _pem(upload['certificate_key'])
+        and _pem(meta.get('intermediate_certificate')) == _pem(upload.get('intermediate_certificate'))
+    )
+    return int(cert['id']), (None if same else 'upload')
+
+
+def _acl_view(acl):
+    if not acl:
+        return None
+    return {
+        'name': acl.get('name'),
+        'satisfy_any': _bool(acl.get('satisfy_any')),
+        'pass_auth': _bool(acl.get('pass_auth')),
+        'users': sorted(str(i.get('username')) for i in acl.get('items') or []),
+        'clients': sorted(
+            (
+                {'address': str(c.get('address')), 'directive': str(c.get('directive'))}
+                for c in acl.get('clients') or []
+            ),
+            key=lambda c: (c['address'], c['directive']),
+        ),
+    }
+
+
+def plan_access_list(access_lists, name, spec, update_password='on_create'):
+    """``(access_list_id, action, before, after)``: action ``None``, ``'create'`` or ``'update'``.
+
+    Passwords cannot be compared (NPM stores them hashed and returns them masked): with
+    ``update_password=always`` an existing list is written on every run; with ``on_create``
+    passwords are sent only for users the list does not have yet.
+    """
+    if spec:
+        name = spec['name']
+    if name is None:
+        return None, None, None, None
+    if name in ('', 'none'):
+        return 0, None, None, None
+    acl = _by_name(access_lists, 'name', name, 'access list')
+    if not spec:
+        if acl is None:
+            raise ValueError(f'NPM has no access list named {name!r}. Create it with access_list_spec')
+        return int(acl['id']), None, None, None
+    after = _acl_view(
+        {
+            'name': spec['name'],
+            'satisfy_any': spec.get('satisfy_any'),
+            'pass_auth': spec.get('pass_auth'),
+            'items': spec.get('items') or [],
+            'clients': spec.get('clients') or [],
+        }
+    )
+    if acl is None:
+        return NEW, 'create', None, after
+    before = _acl_view(acl)
+    action = 'update' if before != after or update_password == 'always' else None
+    return int(acl['id']), action, before, after
+
+
+def _acl_body(spec, existing_users, update_password):
+    items = []
+    for item in spec.get('items') or []:
+        send = update_password == 'always' or item['username'] not in existing_users
+        items.append({'username': item['username'], 'password': item['password'] if send else ''})
+    return {
+        'name': spec['name'],
+        'satisfy_any': bool(spec.get('satisfy_any')),
+        'pass_auth': bool(spec.get('pass_auth')),
+        'items': items,
+        'clients': [
+            {'address': c['address'], 'directive': c.get('directive') or 'allow'} for c in spec.get('clients') or []
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------
+# Proxy hosts
+# ---------------------------------------------------------------------------
+
+
+def _body(spec, fields, certificate_id, access_list_id):
+    """The JSON body for ``fields`` from the options (values as the user gave them, cleaned)."""
+    body = {}
+    for field in fields:
+        if field == 'domain_names':
+            body[field] = _clean_domains(spec['domain_names'])
+        elif field == 'certificate_id':
+            body[field] = certificate_id
+        elif field == 'access_list_id':
+            body[field] = access_list_id
+        elif field == 'locations':
+            body[field] = [_location(loc) for loc in spec['locations']]
+        elif field == 'forward_port':
+            body[field] = int(spec[field])
+        elif field in BOOL_FIELDS:
+            body[field] = bool(spec[field])
+        elif field == 'enabled':
+            continue
+        else:
+            body[field] = spec[field]
+    return body
+
+
+def _restore_body(record):
+    """A PUT body that puts back every compared field of a previous record."""
+    body = {
+        'domain_names': list(record.get('domain_names') or []),
+        'forward_scheme': record.get('forward_scheme') or 'http',
+        'forward_host': record.get('forward_host'),
+        'forward_port': int(record.get('forward_port') or 0),
+        'certificate_id': int(record.get('certificate_id') or 0),
+        'access_list_id': int(record.get('access_list_id') or 0),
+        'advanced_config': record.get('advanced_config') or '',
+        'locations': [_location(loc) for loc in record.get('locations') or []],
+    }
+    for field in BOOL_FIELDS:
+        body[field] = _bool(record.get(field))
+    return body
+
+
+def _offline(record):
+    """nginx's error when the host is enabled but NPM reports it offline, else None."""
+    meta = record.get('meta') or {}
+    if _bool(record.get('enabled', True)) and meta.get('nginx_online') is False:
+        return str(meta.get('nginx_err') or 'no error text from NPM')
+    return None
+
+
+def _after_write(client, host_id, previous, what):
+    """GET the host after a write; when nginx rejected it, put ``previous`` back (or delete a new host) and raise."""
+    record = client.get_proxy_host(host_id)
+    err = _offline(record)
+    if err is None:
+        return record
+    err = client.redact(err)
+    head = (
+        f'NPM accepted the {what} of proxy host id {host_id} but nginx rejected the configuration: {err}. '
+        'NPM deleted that host\'s nginx file.'
+    )
+    if previous is None:
+        try:
+            client.delete_proxy_host(host_id)
+        except NPMError as exc:
+            raise NginxOfflineError(
+                f'{head} Deleting the new host again failed too ({exc}); delete proxy host id {host_id} in NPM.',
+                nginx_err=err,
+                restored=False,
+            )
+        raise NginxOfflineError(
+            f'{head} The new host was deleted again; the configuration served before keeps serving. Fix the '
+            'options (advanced_config, locations) and run again.',
+            nginx_err=err,
+            restored=True,
+        )
+    try:
+        client.update_proxy_host(host_id, _restore_body(previous))
+        if not _bool(previous.get('enabled', True)) and _bool(record.get('enabled', True)):
+            client.disable_proxy_host(host_id)
+        again = client.get_proxy_host(host_id)
+    except NPMError as exc:
+        raise NginxOfflineError(
+            f'{head} Putting the previous values back failed ({exc}); the host is OFFLINE. Restore it in NPM.',
+            nginx_err=err,
+            restored=False,
+        )
+    err_again = _offline(again)
+    if err_again is not None:
+        raise NginxOfflineError(
+            f'{head} The previous values were put back but nginx rejects them too ({client.redact(err_again)}); '
+            'the host is OFFLINE. Fix it in NPM.',
+            nginx_err=err,
+            restored=False,
+        )
+    raise NginxOfflineError(
+        f'{head} The previous values were put back and the host is online again: the previous configuration keeps '
+        'serving. Fix the options (advanced_config, locations) and run again.',
+        nginx_err=err,
+        restored=True,
+    )
+
+
+def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
+    """Converge one proxy host to ``spec`` (the module's options). Returns the module result.
+
+    ``setup_pending``: check mode on an NPM without a user (nothing can be read yet;
+    everything would be created).
+    """
+    domains = _clean_domains(spec['domain_names'])
+    if not domains:
+        raise ValueError('domain_names must list at least one domain')
+    state = spec.get('state') or 'present'
+    if setup_pending:
+        hosts, certificates, access_lists = [], [], []
+    else:
+        hosts = client.list_proxy_hosts()
+    record, conflicts = match_host(hosts, domains)
+    if conflicts:
+        raise DomainConflictError(conflict_message(conflicts, domains))
+
+    if state == 'absent':
+        return _ensure_absent(client, record, domains, check_mode)
+
+    upload = spec.get('certificate_upload')
+    acl_spec = spec.get('access_list_spec')
+    if upload and spec.get('certificate') not in (None, upload['nice_name']):
+        raise ValueError(
+            f'certificate ({spec["certificate"]!r}) and certificate_upload.nice_name ({upload["nice_name"]!r}) differ'
+        )
+    if acl_spec and spec.get('access_list') not in (None, acl_spec['name']):
+        raise ValueError(
+            f'access_list ({spec["access_list"]!r}) and access_list_spec.name ({acl_spec["name"]!r}) differ'
+        )
+    if not setup_pending:
+        certificates = (
+            client.list_certificates() if (upload or spec.get('certificate') not in (None, '', 'none')) else []
+        )
+        access_lists = (
+            client.list_access_lists() if (acl_spec or spec.get('access_list') not in (None, '', 'none')) else []
+        )
+    cert_id, cert_action = plan_certificate(certificates, spec.get('certificate'), upload)
+    acl_id, acl_action, acl_before, acl_after = plan_access_list(
+        access_lists, spec.get('access_list'), acl_spec, spec.get('update_password') or 'on_create'
+    )
+
+    current = normalize_host(record) if record else None
+    desired = desired_fields(spec, cert_id, acl_id)
+    if record is None:
+        missing = [f for f in ('forward_host', 'forward_port') if spec.get(f) in (None, '')]
+        if missing:
+            raise ValueError(f'creating the proxy host for {", ".join(domains)} needs {" and ".join(missing)}')
+    check_ssl_consistency(current, desired)
+    fields = changed_fields(current or {}, desired) if record else [f for f in COMPARED_FIELDS if f in desired]
+    offline_before = _offline(record) if record else None
+
+    cert_name = upload['nice_name'] if upload else spec.get('certificate')
+    acl_name = acl_spec['name'] if acl_spec else spec.get('access_list')
+    names = _names(record)
+    before_view = diff_view(current, *names) if record else {}
+    after_norm = dict(current or {}, **desired)
+    if record is None:
+        after_norm.setdefault('enabled', True)
+        after_norm.setdefault('forward_scheme', 'http')
+    after_view = diff_view(
+        after_norm, _target_name(cert_id, cert_name, names[0]), _target_name(acl_id, acl_name, names[1])
+    )
+    if acl_action:
+        before_view['access_list_spec'] = acl_before
+        after_view['access_list_spec'] = acl_after
+    if cert_action:
+        before_view['certificate_sha256'] = None if cert_action == 'create' else 'differs'
+        after_view['certificate_sha256'] = _sha256(upload['certificate'])
+
+    host_write = record is None or bool(fields) or offline_before is not None
+    changed = host_write or bool(cert_action) or bool(acl_action) or setup_pending
+    result = {
+        'changed': changed,
+        'id': record.get('id') if record else None,
+        'host': public_host(record),
+        'changes': {
+            'host': 'create' if record is None else ('update' if fields else ('reapply' if offline_before else None)),
+            'fields': fields,
+            'certificate': cert_action,
+            'access_list': acl_action,
+        },
+        'diff': {'before': before_view, 'after': after_view},
+    }
+    if check_mode or not changed:
+        return result
+
+    # -- writes ------------------------------------------------------------
+    if cert_action == 'create':
+        created = client.create_custom_certificate(upload['nice_name'])
+        cert_id = int(created['id'])
+    if cert_action:
+        client.upload_certificate(
+            cert_id, upload['certificate'], upload['certificate_key'], upload.get('intermediate_certificate')
+        )
+    if acl_action == 'create':
+        acl_id = int(client.create_access_list(_acl_body(acl_spec, set(), 'always'))['id'])
+    elif acl_action == 'update':
+        existing = set((acl_before or {}).get('users') or [])
+        client.update_access_list(acl_id, _acl_body(acl_spec, existing, spec.get('update_password') or 'on_create'))
+
+    if record is None:
+        body = _body(spec, [f for f in COMPARED_FIELDS if f in desired], cert_id, acl_id)
+        body.setdefault('forward_scheme', 'http')
+        if spec.get('enabled') is not None:
+            body['enabled'] = bool(spec['enabled'])
+        created = client.create_proxy_host(body)
+        host_id = int(created['id'])
+        final = _after_write(client, host_id, None, 'creation')
+    else:
+        host_id = int(record['id'])
+        final = record
+        wrote = False
+        put_fields = [f for f in fields if f != 'enabled']
+        if put_fields or offline_before is not None or (cert_action == 'upload' and 'enabled' not in fields):
+            # A re-uploaded certificate is not loaded by NPM: a PUT (no-op if nothing else changed) reloads nginx.
+            body = _body(spec, put_fields, cert_id, acl_id) or {'forward_host': record.get('forward_host')}
+            client.update_proxy_host(host_id, body)
+            wrote = True
+        if 'enabled' in fields:
+            if desired['enabled']:
+                client.enable_proxy_host(host_id)
+            else:
+                client.disable_proxy_host(host_id)
+            wrote = True
+        final = _after_write(client, host_id, record, 'update') if wrote else client.get_proxy_host(host_id)
+    result['id'] = host_id
+    result['host'] = public_host(final)
+    return result
+
+
+def _target_name(resolved_id, given_name, current_name):
+    """The certificate or access list name a host will have: unmanaged keeps the current one."""
+    if resolved_id is None:
+        return current_name
+    return None if resolved_id == 0 else given_name
+
+
+def _names(record):
+    if not record:
+        return None, None
+    cert = record.get('certificate') if isinstance(record.get('certificate'), dict) else {}
+    acl = record.get('access_list') if isinstance(record.get('access_list'), dict) else {}
+    cert_name = cert.get('nice_name') if record.get('certificate_id') else None
+    acl_name = acl.get('name') if record.get('access_list_id') else None
+    return cert_name, acl_name
+
+
+def _ensure_absent(client, record, domains, check_mode):
+    if record is None:
+        return {
+            'changed': False,
+            'id': None,
+            'host': {},
+            'changes': {'host': None},
+            'diff': {'before': {}, 'after': {}},
+        }
+    extra = [d for d in normalize_domains(record.get('domain_names')) if d not in domains]
+    if extra:
+        raise ValueError(
+            f'proxy host id {record.get("id")} also serves {", ".join(extra)}; list all its domains in domain_names '
+            'to delete it'
+        )
+    result = {
+        'changed': True,
+        'id': record.get('id'),
+        'host': public_host(record),
+        'changes': {'host': 'delete'},
+        'diff': {'before': diff_view(normalize_host(record), *_names(record)), 'after': {}},
+    }
+    if not check_mode:
+        client.delete_proxy_host(record['id'])
+    return result
+
+
+# ---------------------------------------------------------------------------
+# The zero-downtime switch: forward_host / forward_port only, then verify
+# ---------------------------------------------------------------------------
+
+
+def find_host_for(hosts, domain_names):
+    """The record holding every one of ``domain_names`` (the switch never creates or reshapes a host)."""
+    wanted = _clean_domains(domain_names)
+    if not wanted:
+        raise ValueError('domain_names must list at least one domain')
+    for host in hosts:
+        if set(wanted) <= set(normalize_domains(host.get('domain_names'))):
+            return host
+    raise ValueError(
+        f'no proxy host of NPM serves {", ".join(wanted)}; create it first with avatar_mgmt.ops.npm_proxy_host'
+    )
+
+
+def verify_served(
+    url,
+    domain,
+    expect,
+    deadline,
+    interval=1.0,
+    validate_certs=True,
+    ca_path=None,
+    timeout=5,
+    clock=time.monotonic,
+    sleep=time.sleep,
+):
+    """Poll ``url`` with ``Host: domain`` until ``expect`` is in a response header value or the body.
+
+    Returns ``{'attempts', 'elapsed', 'status'}``; raises :class:`VerifyError` after ``deadline`` seconds
+    with what was seen last.
+    """
+    session = _http.make_session(validate_certs=validate_certs, ca_path=ca_path)
+    start = clock()
+    attempts = 0
+    last = 'no answer yet'
+    try:
+        while True:
+            attempts += 1
+            try:
+                res = _http.send(session, 'GET', url, headers={'Host': domain}, timeout=timeout, max_body=65536)
+            except _http.BodyError as exc:
+                last = f'HTTP {exc.status}, then the body failed'
+            except (_rexc.RequestException, OSError, http.client.HTTPException) as exc:
+                last = _http.describe_exception(exc, timeout)
+            else:
+                body = res.body.decode('utf-8', 'replace')
+                headers = ' '.join(f'{k}: {v}' for k, v in res.headers.items())
+                if expect in body or expect in headers:
+                    return {'attempts': attempts, 'elapsed': round(clock() - start, 3), 'status': res.status}
+                last = f'HTTP {res.status}, body starts {body[:120]!r}'
+            if clock() - start + interval > deadline:
+                raise VerifyError(
+                    f'{_http.redact_url(url)} with Host {domain} did not show {expect!r} within {deadline}s '
+                    f'({attempts} attempts; last: {last}).'
+                )
+            sleep(interval)
+    finally:
+        session.close()
+
+
+def switch_forward(client, spec, check_mode=False, clock=time.monotonic, sleep=time.sleep):
+    """Point the host of ``spec['domain_names']`` at ``forward_host``/``forward_port`` (and nothing else).
+
+    Writes only when the target differs; checks ``meta.nginx_online`` after the PUT
+    (and puts the previous target back when nginx rejects it); then, with ``verify_url``,
+    polls the public side until ``verify_expect`` shows. Returns the module result with
+    ``previous`` (the target before) so a caller can switch back.
+    """
+    hosts = client.list_proxy_hosts()
+    record = find_host_for(hosts, spec['domain_names'])
+    host_id = int(record['id'])
+    previous = {
+        'forward_scheme': record.get('forward_scheme') or 'http',
+        'forward_host': record.get('forward_host'),
+        'forward_port': int(record.get('forward_port') or 0),
+    }
+    target = {
+        'forward_scheme': spec.get('forward_scheme') or previous['forward_scheme'],
+        'forward_host': spec['forward_host'],
+        'forward_port': int(spec['forward_port']),
+    }
+    changed = target != previous
+    result = {
+        'changed': changed,
+        'id': host_id,
+        'previous': previous,
+        'host': public_host(record),
+        'diff': {'before': dict(previous), 'after': dict(target)},
+        'verify': {},
+    }
+    if check_mode:
+        return result
+    if changed:
+        body = {k: v for k, v in target.items() if target[k] != previous[k]}
+        client.update_proxy_host(host_id, body)
+        record = _after_write(client, host_id, record, 'forward switch')
+        result['host'] = public_host(record)
+    if spec.get('verify_url'):
+        domain = _clean_domains(spec['domain_names'])[0]
+        try:
+            result['verify'] = verify_served(
+                spec['verify_url'],
+                domain,
+                spec['verify_expect'],
+                spec.get('verify_timeout', 30),
+                spec.get('verify_interval', 1.0),
+                validate_certs=spec.get('validate_certs', True),
+                ca_path=spec.get('ca_path'),
+                clock=clock,
+                sleep=sleep,
+            )
+        except VerifyError as exc:
+            exc.result = result
+            raise
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Module helpers
+# ---------------------------------------------------------------------------
+
+
+def connection_argument_spec():
+    """The connection options shared by the NPM modules (documented in the ``avatar_mgmt.ops.npm`` doc fragment)."""
+    return {
+        'url': {'type': 'str', 'required': True},
+        'username': {'type': 'str', 'required': True},
+        'password': {'type': 'str', 'required': True, 'no_log': True},
+        'validate_certs': {'type': 'bool', 'default': True},
+        'ca_path': {'type': 'path'},
+        'timeout': {'type': 'int', 'default': 30},
+    }
+
+
+def secrets_of(params):
+    """Every secret value among the options: the password, a private key, access-list passwords."""
+    secrets = [params.get('password') or '']
+    upload = params.get('certificate_upload') or {}
+    secrets.append(upload.get('certificate_key') or '')
+    for item in (params.get('access_list_spec') or {}).get('items') or []:
+        secrets.append(item.get('password') or '')
+    return [s for s in secrets if s]
+
+
+def redact(text, params, client=None):
+    """``text`` with every secret of ``params`` (and the client's token) masked."""
+    secrets = secrets_of(params)
+    if client is not None:
+        text = client.redact(text)
+    return _http.safe_message(text, secrets)

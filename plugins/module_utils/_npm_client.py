@@ -1,0 +1,321 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The REST client of nginx-proxy-manager (NPM 2.12 or later), on ``requests`` through ``_http``.
+
+One concern per part, as the OCI client keeps them:
+
+* the exceptions (:class:`NPMError` and its subclasses): every message names
+  the NPM URL and says what to do; none carries the password or the token;
+* :class:`NPMClient`: the session (``validate_certs``, ``ca_path``, proxies
+  from the environment), login (``POST /api/tokens``), first-run setup
+  (``GET /api/`` and the unauthenticated ``POST /api/users``) and one method per
+  endpoint used. It has no rules of its own; those live in ``_npm``.
+
+Pointing the client somewhere else is only a URL: ``NPMClient('http://127.0.0.1:81', ...)``
+(a real NPM, a fake one in the unit tests). ``calls`` logs ``(method, path)`` of every
+request, for tests and for counting writes.
+
+NPM answers errors as ``{"error": {"code": 400, "message": "..."}}``; the message
+is quoted (redacted) in :class:`NPMAPIError`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import urllib.parse
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _http
+
+if _http.HAS_REQUESTS:
+    from requests import exceptions as _rexc
+
+__all__ = [
+    'NPMAPIError',
+    'NPMAuthError',
+    'NPMClient',
+    'NPMConnectionError',
+    'NPMError',
+]
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+WRITE_METHODS = ('POST', 'PUT', 'DELETE')
+
+
+class NPMError(Exception):
+    """Base class of every error of the NPM client and of ``_npm``."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+    def __str__(self):
+        return self.message
+
+
+class NPMConnectionError(NPMError):
+    """NPM could not be reached (refused, DNS, timeout, TLS, proxy) or answered something that is not JSON."""
+
+
+class NPMAuthError(NPMError):
+    """NPM refused the credentials or the token."""
+
+
+class NPMAPIError(NPMError):
+    """NPM answered an HTTP error; ``npm_message`` is NPM's own text (redacted)."""
+
+    def __init__(self, message, status=None, npm_message=''):
+        super().__init__(message, status=status)
+        self.npm_message = npm_message
+
+
+def _npm_message(data):
+    if isinstance(data, dict):
+        err = data.get('error')
+        if isinstance(err, dict) and err.get('message'):
+            return str(err['message'])
+        if isinstance(err, str):
+            return err
+    return ''
+
+
+class NPMClient:
+    """One NPM instance's API under ``url`` (``http://127.0.0.1:81``; ``/api`` is added).
+
+    ``username`` is the admin e-mail, ``password`` its secret. The token is
+    fetched on the first authenticated call and kept in memory only.
+    """
+
+    def __init__(
+        self,
+        url,
+        username='',
+        password='',
+        validate_certs=True,
+        ca_path=None,
+        timeout=30,
+        user_agent='avatar_mgmt.ops-npm',
+    ):
+        parts = urllib.parse.urlsplit(url or '')
+        if parts.scheme not in ('http', 'https') or not parts.hostname:
+            raise ValueError(f'url must be http(s)://host[:port] of NPM\'s admin side, not {_http.redact_url(url)!r}')
+        self.url = _http.redact_url(url).rstrip('/')
+        self._base = url.rstrip('/')
+        if self._base.endswith('/api'):
+            self._base = self._base[: -len('/api')]
+            self.url = self.url[: -len('/api')]
+        self.username = username or ''
+        self._password = password or ''
+        self._token = None
+        self.timeout = timeout
+        self.calls = []
+        if not _http.HAS_REQUESTS:
+            raise NPMError(
+                'The Python library requests is missing: install it (pip install requests, or the '
+                'python3-requests package) where this module runs.'
+            )
+        if validate_certs and ca_path:
+            try:
+                _http.check_ca_file(ca_path)
+            except (OSError, ssl.SSLError) as exc:
+                raise NPMConnectionError(
+                    f'Cannot load the CA file {ca_path}: {exc or type(exc).__name__}. Give a readable PEM file in ca_path.'
+                )
+        self._session = _http.make_session(validate_certs=validate_certs, ca_path=ca_path, user_agent=user_agent)
+
+    # -- secrets ----------------------------------------------------------
+
+    def redact(self, text):
+        """``text`` without the password, the token or URL user info."""
+        return _http.safe_message(text, [self._password, self._token or ''])
+
+    def close(self):
+        self._session.close()
+
+    @property
+    def write_count(self):
+        """Requests sent that change something in NPM (POST/PUT/DELETE other than the login)."""
+        return sum(1 for method, path in self.calls if method in WRITE_METHODS and path != '/api/tokens')
+
+    # -- one exchange -------------------------------------------------------
+
+    def request(self, method, path, body=None, files=None, auth=True):
+        """Send one request to ``/api`` + ``path``; return the decoded JSON (None for an empty body)."""
+        headers = {'Accept': 'application/json'}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode('utf-8')
+            headers['Content-Type'] = 'application/json'
+        if auth:
+            if self._token is None:
+                self.login()
+            headers['Authorization'] = f'Bearer {self._token}'
+        api_path = '/api' + path
+        self.calls.append((method, api_path.split('?', 1)[0]))
+        try:
+            result = _http.send(
+                self._session,
+                method,
+                self._base + api_path,
+                headers=headers,
+                timeout=self.timeout,
+                max_body=MAX_BODY_BYTES,
+                data=data,
+                files=files,
+            )
+        except _http.BodyError as exc:
+            raise NPMConnectionError(
+                self.redact(
+                    f'NPM at {self.url} broke off its answer to {method} {api_path} ({exc.status}): '
+                    f'{_http.describe_exception(exc.cause, self.timeout)}.'
+                )
+            )
+        except (_rexc.RequestException, OSError, http.client.HTTPException) as exc:
+            raise NPMConnectionError(
+                self.redact(
+                    f'Cannot reach NPM at {self.url} ({method} {api_path}): '
+                    f'{_http.describe_exception(exc, self.timeout)}. Check url, that NPM runs and its admin '
+                    'port (81) is reachable from where the module runs.'
+                )
+            )
+        text = result.body.decode('utf-8', 'replace')
+        try:
+            decoded = json.loads(text) if text.strip() else None
+        except ValueError:
+            decoded = None
+            if result.status < 400:
+                raise NPMConnectionError(
+                    self.redact(
+                        f'NPM at {self.url} answered {result.status} to {method} {api_path} with something '
+                        'that is not JSON. Is url the admin side of NPM (port 81)?'
+                    ),
+                    status=result.status,
+                )
+        if result.status >= 400:
+            said = self.redact(_npm_message(decoded) or text[:300].strip())
+            if result.status in (401, 403):
+                raise NPMAuthError(
+                    f'NPM at {self.url} refused {method} {api_path} ({result.status}): {said}. '
+                    'Check username and password and that the user may manage proxy hosts.',
+                    status=result.status,
+                )
+            raise NPMAPIError(
+                f'NPM at {self.url} refused {method} {api_path} ({result.status}): {said}.',
+                status=result.status,
+                npm_message=said,
+            )
+        return decoded
+
+    # -- setup and login -------------------------------------------------
+
+    def status(self):
+        """``GET /api/``: ``{status, setup, version}``; ``setup`` is false until the first user exists."""
+        data = self.request('GET', '/', auth=False)
+        if not isinstance(data, dict) or 'status' not in data:
+            raise NPMConnectionError(
+                f'NPM at {self.url} did not answer GET /api/ as NPM does. Is url NPM\'s admin side?'
+            )
+        return data
+
+    def create_first_user(self, name='Administrator', nickname='Admin'):
+        """The unauthenticated ``POST /api/users`` NPM accepts only while it has no user (``setup`` false)."""
+        body = {
+            'name': name,
+            'nickname': nickname,
+            'email': self.username,
+            'roles': ['admin'],
+            'is_disabled': False,
+            'auth': {'type': 'password', 'secret': self._password},
+        }
+        user = self.request('POST', '/users', body=body, auth=False)
+        return {'id': user.get('id'), 'email': user.get('email')} if isinstance(user, dict) else {}
+
+    def login(self):
+        """``POST /api/tokens``; keeps the token (never returned, never in a message)."""
+        if not self.username or not self._password:
+            raise NPMAuthError(f'NPM at {self.url} needs username (the admin e-mail) and password.')
+        try:
+            data = self.request(
+                'POST', '/tokens', body={'identity': self.username, 'secret': self._password}, auth=False
+            )
+        except NPMAPIError as exc:
+            raise NPMAuthError(
+                f'NPM at {self.url} refused the login of {self.username}: {exc.npm_message or exc.status}. '
+                'Check username and password.',
+                status=exc.status,
+            )
+        except NPMAuthError as exc:
+            raise NPMAuthError(
+                f'NPM at {self.url} refused the login of {self.username} ({exc.status}). Check username and password.',
+                status=exc.status,
+            )
+        token = data.get('token') if isinstance(data, dict) else None
+        if not token:
+            if isinstance(data, dict) and data.get('requires_2fa'):
+                raise NPMAuthError(
+                    f'The NPM user {self.username} has two-factor authentication on; this client cannot answer '
+                    'the challenge. Use a user without 2FA for automation.'
+                )
+            raise NPMAuthError(f'NPM at {self.url} answered the login of {self.username} without a token.')
+        self._token = str(token)
+
+    # -- proxy hosts -------------------------------------------------------
+
+    def list_proxy_hosts(self):
+        return self.request('GET', '/nginx/proxy-hosts?expand=certificate,access_list') or []
+
+    def get_proxy_host(self, host_id):
+        return self.request('GET', f'/nginx/proxy-hosts/{int(host_id)}?expand=certificate,access_list')
+
+    def create_proxy_host(self, body):
+        return self.request('POST', '/nginx/proxy-hosts', body=body)
+
+    def update_proxy_host(self, host_id, body):
+        return self.request('PUT', f'/nginx/proxy-hosts/{int(host_id)}', body=body)
+
+    def delete_proxy_host(self, host_id):
+        return self.request('DELETE', f'/nginx/proxy-hosts/{int(host_id)}')
+
+    def enable_proxy_host(self, host_id):
+        return self.request('POST', f'/nginx/proxy-hosts/{int(host_id)}/enable')
+
+    def disable_proxy_host(self, host_id):
+        return self.request('POST', f'/nginx/proxy-hosts/{int(host_id)}/disable')
+
+    # -- certificates --------------------------------------------------------
+
+    def list_certificates(self):
+        """Every certificate. Custom ones carry their PEMs, private key included, in ``meta``: never show them."""
+        return self.request('GET', '/nginx/certificates') or []
+
+    def create_custom_certificate(self, nice_name):
+        return self.request('POST', '/nginx/certificates', body={'provider': 'other', 'nice_name': nice_name})
+
+    def upload_certificate(self, cert_id, certificate, certificate_key, intermediate_certificate=None):
+        """``POST /{id}/upload`` (multipart). NPM answers with the PEMs; only the fact of success is kept."""
+        files = {
+            'certificate': ('cert.pem', certificate.encode('utf-8'), 'application/x-pem-file'),
+            'certificate_key': ('key.pem', certificate_key.encode('utf-8'), 'application/x-pem-file'),
+        }
+        if intermediate_certificate:
+            files['intermediate_certificate'] = (
+                'chain.pem',
+                intermediate_certificate.encode('utf-8'),
+                'application/x-pem-file',
+            )
+        self.request('POST', f'/nginx/certificates/{int(cert_id)}/upload', files=files)
+
+    # -- access lists ----------------------------------------------------------
+
+    def list_access_lists(self):
+        return self.request('GET', '/nginx/access-lists?expand=items,clients') or []
+
+    def create_access_list(self, body):
+        return self.request('POST', '/nginx/access-lists', body=body)
+
+    def update_access_list(self, acl_id, body):
+        return self.request('PUT', f'/nginx/access-lists/{int(acl_id)}', body=body)
