@@ -1,0 +1,87 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The real nginx-proxy-manager in front of the stack, its proxy hosts as code (after test_deploy.py)."""
+
+import json
+import os
+import sys
+import threading
+import time
+import urllib.request
+
+import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
+from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, playbook, running, vault
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+
+DOMAINS = {"frontend": "daidai.amis.hk", "api": "api.daidai.amis.hk", "directus": "directus.daidai.amis.hk"}
+PATHS = {"frontend": "/", "api": "/health", "directus": "/server/health"}
+HTTP_PORT = 8141  # molecule.yml: the server's port 80 on the control node
+
+
+def _conf_state(host):
+    """The proxy hosts' nginx files (name -> sha256) and the nginx worker PIDs (a reload replaces them)."""
+    files = host.check_output(f"sudo sh -c 'cd {DIR}/jc21/data/nginx/proxy_host && sha256sum *.conf'")
+    workers = host.check_output(
+        f"docker exec {PROJECT}-proxy-1 sh -c "
+        "'for p in /proc/[0-9]*; do tr \"\\0\" \" \" < $p/cmdline 2>/dev/null | grep -q \"^nginx: worker\" && basename $p; done | sort'"
+    )
+    return files, workers
+
+
+def test_the_proxy_is_the_real_npm_pinned(host):
+    image = host.check_output(f"docker inspect -f '{{{{.Config.Image}}}}' {PROJECT}-proxy-1")
+    assert image.endswith("/jc21/nginx-proxy-manager:2.15.1")
+    api = json.loads(host.check_output("curl -s http://127.0.0.1:81/api/"))
+    assert api["version"] == {"major": 2, "minor": 15, "revision": 1}
+    assert api["setup"] is True
+
+
+def test_every_domain_answers_over_http_and_https(host):
+    for service, domain in DOMAINS.items():
+        path = PATHS[service]
+        code = host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {domain}' http://127.0.0.1{path}")
+        assert code == "200", (service, "http", code)
+        # HTTPS with the uploaded certificate, verified against the test CA the server trusts.
+        code = host.check_output(
+            f"curl -s -o /dev/null -w '%{{http_code}}' --resolve {domain}:443:127.0.0.1 https://{domain}{path}"
+        )
+        assert code == "200", (service, "https", code)
+    unknown = host.check_output("curl -s -o /dev/null -w '%{http_code}' -H 'Host: nobody.example' http://127.0.0.1/")
+    assert unknown == "200"  # NPM's default site, not one of ours
+    assert "Congratulations" not in host.check_output(f"curl -s -H 'Host: {DOMAINS['frontend']}' http://127.0.0.1/")
+
+
+def test_a_second_run_writes_nothing_and_does_not_reload(host):
+    before = _conf_state(host)
+    res = playbook("proxy.yml")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "changed=0" in res.stdout.split("PLAY RECAP")[-1]
+    assert _conf_state(host) == before
+
+
+def test_an_invalid_snippet_is_refused_and_the_previous_config_keeps_serving(host):
+    before = _conf_state(host)
+    res = playbook(
+        os.path.join(os.path.dirname(__file__), "..", "bad_snippet.yml"), "-e", f"domain={DOMAINS['api']}"
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert 'unknown directive "not_a_directive"' in out, out[-3000:]
+    code = host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAINS['api']}' http://127.0.0.1/health")
+    assert code == "200"
+    assert _conf_state(host)[0] == before[0]
+
+
+def test_no_secret_in_verbose_output(host):
+    res = playbook("proxy.yml", "-vvv")
+    assert res.returncode == 0, res.stdout[-3000:]
+    out = res.stdout + res.stderr
+    assert vault()["vault_npm_admin_password"] not in out
+    with open(os.path.join(STATE, "proxy", "tls.key")) as f:
+        key_body = [line for line in f.read().splitlines() if line and "PRIVATE KEY" not in line]
+    assert not any(line in out for line in key_body[:5]), "a line of the TLS private key was printed"
