@@ -125,6 +125,7 @@ class FakeNPM(LocalHTTPService):
         for address, password in (users or {}).items():
             self.users[address] = {'id': len(self.users) + 1, 'email': address, 'password': password}
         self.tokens = set()
+        self.last_token = None
         self.hosts = {}
         self.certs = {}
         self.acls = {}
@@ -234,6 +235,7 @@ class FakeNPM(LocalHTTPService):
                 raise APIError(401, 'Invalid password')
             token = f'tok-{len(self.tokens) + 1}-eyJhbGciOiJSUzI1NiJ9'
             self.tokens.add(token)
+            self.last_token = token
             return 200, {'token': token, 'expires': '2026-12-01T00:00:00.000Z'}
         if path == '/api/users' and method == 'POST':
             if self.setup and not authorized:
@@ -406,6 +408,8 @@ class FakeNPM(LocalHTTPService):
         fake = self
 
         class Handler(QuietHandler):
+            disable_nagle_algorithm = True  # headers and body go out at once (no delayed-ACK stall)
+
             def _serve(self):
                 parts = urllib.parse.urlsplit(self.path)
                 length = int(self.headers.get('Content-Length') or 0)
@@ -454,6 +458,8 @@ class FakeNPMPublic(LocalHTTPService):
         npm = self.npm
 
         class Handler(QuietHandler):
+            disable_nagle_algorithm = True
+
             def do_GET(self):
                 domain = (self.headers.get('Host') or '').split(':')[0].lower()
                 record = npm.public_target(domain)
