@@ -872,7 +872,7 @@ def switch_forward(client, spec, check_mode=False, clock=time.monotonic, sleep=t
     if check_mode:
         return result
     if changed:
-        body = {k: v for k, v in target.items() if target[k] != previous[k]}
+        body = {k: v for k, v in target.items() if v != previous[k]}
         client.update_proxy_host(host_id, body)
         record = _after_write(client, host_id, record, 'forward switch')
         result['host'] = public_host(record)

@@ -363,7 +363,7 @@ def test_enable_disable_only_when_it_differs(npm, start, want, calls):
     _npm.ensure_proxy_host(_client(npm), _full_spec(enabled=start))
     client = _client(npm)
     _npm.ensure_proxy_host(client, _full_spec(enabled=want))
-    assert [path.rsplit('/', 1)[1] for _, path in _writes(client)] == calls
+    assert [call[1].rsplit('/', 1)[1] for call in _writes(client)] == calls
     client = _client(npm)
     assert _npm.ensure_proxy_host(client, _full_spec(enabled=want))['changed'] is False
     assert _writes(client) == []
@@ -425,7 +425,7 @@ def test_certificate_reupload_reloads_through_a_noop_put(npm):
     spec = _full_spec(certificate_upload=_upload(), ssl_forced=True)
     client = _client(npm)
     _npm.ensure_proxy_host(client, spec)
-    assert [p for _, p in _writes(client)] == [
+    assert [call[1] for call in _writes(client)] == [
         '/api/nginx/certificates',
         '/api/nginx/certificates/1/upload',
         '/api/nginx/proxy-hosts',

@@ -52,7 +52,7 @@ def test_token_fetched_once_and_calls_logged(npm):
         ('GET', '/api/nginx/certificates'),
     ]
     assert client.write_count == 0
-    assert [authorized for _, _, authorized in npm.requests] == [False, True, True]
+    assert [request[2] for request in npm.requests] == [False, True, True]
 
 
 def test_api_error_quotes_npm(npm):
