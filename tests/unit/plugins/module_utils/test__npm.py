@@ -437,6 +437,8 @@ def test_certificate_reupload_reloads_through_a_noop_put(npm):
     client = _client(npm)
     result = _npm.ensure_proxy_host(client, dict(spec, certificate_upload=_upload(cert=CERT2)))
     assert result['changes'] == {'host': None, 'fields': [], 'certificate': 'upload', 'access_list': None}
+    assert result['diff']['before']['certificate_sha256'] == _npm._sha256(CERT)
+    assert result['diff']['after']['certificate_sha256'] == _npm._sha256(CERT2)
     assert _writes(client) == [('POST', '/api/nginx/certificates/1/upload'), ('PUT', '/api/nginx/proxy-hosts/1')]
     assert npm.reloads == reloads + 1
     assert npm.certs[1]['meta']['certificate'] == CERT2
@@ -555,3 +557,20 @@ def test_switch_forward_rejected_by_nginx_puts_the_previous_target_back(npm, mon
         _npm.switch_forward(_client(npm), _forward(forward_host='broken'))
     assert npm.hosts[1]['forward_host'] == 'blue'
     assert npm.served[1]['forward_host'] == 'blue'
+
+
+def test_locations_order_does_not_count_and_a_bad_location_is_put_back(npm):
+    locations = [
+        {'path': '/api', 'forward_host': 'api', 'forward_port': 8080},
+        {'path': '/cms', 'forward_scheme': 'http', 'forward_host': 'directus', 'forward_port': '8055'},
+    ]
+    _npm.ensure_proxy_host(_client(npm), _full_spec(locations=locations))
+    client = _client(npm)
+    assert _npm.ensure_proxy_host(client, _full_spec(locations=list(reversed(locations))))['changed'] is False
+    assert _writes(client) == []
+    ghost = locations + [{'path': '/old', 'forward_host': 'ghost-app', 'forward_port': 80}]
+    with pytest.raises(_npm.NginxOfflineError, match='host not found in upstream "ghost-app"') as excinfo:
+        _npm.ensure_proxy_host(_client(npm), _full_spec(locations=ghost))
+    assert excinfo.value.restored is True
+    assert [loc['path'] for loc in npm.hosts[1]['locations']] == ['/api', '/cms']
+    assert npm.hosts[1]['meta']['nginx_online'] is True
