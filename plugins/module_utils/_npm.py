@@ -667,7 +667,8 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
         before_view['access_list_spec'] = acl_before
         after_view['access_list_spec'] = acl_after
     if cert_action:
-        before_view['certificate_sha256'] = None if cert_action == 'create' else 'differs'
+        stored = _by_name(certificates, 'nice_name', upload['nice_name'], 'certificate') or {}
+        before_view['certificate_sha256'] = _sha256((stored.get('meta') or {}).get('certificate'))
         after_view['certificate_sha256'] = _sha256(upload['certificate'])
 
     host_write = record is None or bool(fields) or offline_before is not None
@@ -725,7 +726,19 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
             else:
                 client.disable_proxy_host(host_id)
             wrote = True
-        final = _after_write(client, host_id, record, 'update') if wrote else client.get_proxy_host(host_id)
+        if wrote:
+            final = _after_write(client, host_id, record, 'update')
+        else:
+            # Only the access list changed: NPM regenerated the hosts using it itself.
+            final = client.get_proxy_host(host_id)
+            err = _offline(final)
+            if err is not None:
+                raise NginxOfflineError(
+                    f'NPM updated access list {acl_name!r} but nginx rejects proxy host id {host_id} now: '
+                    f'{client.redact(err)}. The host is OFFLINE; fix the access list (or the host) and run again.',
+                    nginx_err=client.redact(err),
+                    restored=False,
+                )
     result['id'] = host_id
     result['host'] = public_host(final)
     return result
@@ -872,7 +885,7 @@ def switch_forward(client, spec, check_mode=False, clock=time.monotonic, sleep=t
     if check_mode:
         return result
     if changed:
-        body = {k: v for k, v in target.items() if target[k] != previous[k]}
+        body = {k: v for k, v in target.items() if v != previous[k]}
         client.update_proxy_host(host_id, body)
         record = _after_write(client, host_id, record, 'forward switch')
         result['host'] = public_host(record)

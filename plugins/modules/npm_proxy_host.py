@@ -163,7 +163,6 @@ options:
         description: Pass the C(Authorization) header on to the upstream.
         type: bool
         default: false
-        no_log: false
       items:
         description: Basic-auth users.
         type: list

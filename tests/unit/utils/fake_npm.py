@@ -125,6 +125,7 @@ class FakeNPM(LocalHTTPService):
         for address, password in (users or {}).items():
             self.users[address] = {'id': len(self.users) + 1, 'email': address, 'password': password}
         self.tokens = set()
+        self.last_token = None
         self.hosts = {}
         self.certs = {}
         self.acls = {}
@@ -150,7 +151,7 @@ class FakeNPM(LocalHTTPService):
 
     def writes(self):
         """Requests that change NPM (not the login)."""
-        return [(m, p) for m, p, _ in self.requests if m in ('POST', 'PUT', 'DELETE') and p != '/api/tokens']
+        return [(r[0], r[1]) for r in self.requests if r[0] in ('POST', 'PUT', 'DELETE') and r[1] != '/api/tokens']
 
     def reload(self):
         self.reloads += 1
@@ -234,6 +235,7 @@ class FakeNPM(LocalHTTPService):
                 raise APIError(401, 'Invalid password')
             token = f'tok-{len(self.tokens) + 1}-eyJhbGciOiJSUzI1NiJ9'
             self.tokens.add(token)
+            self.last_token = token
             return 200, {'token': token, 'expires': '2026-12-01T00:00:00.000Z'}
         if path == '/api/users' and method == 'POST':
             if self.setup and not authorized:
@@ -260,7 +262,7 @@ class FakeNPM(LocalHTTPService):
     def proxy_hosts(self, method, host_id, action, body):
         if host_id is None:
             if method == 'GET':
-                return 200, [self.expand_host(r) for _, r in sorted(self.hosts.items())]
+                return 200, [self.expand_host(self.hosts[i]) for i in sorted(self.hosts)]
             if method == 'POST':
                 self.check_fields(body)
                 required = ('domain_names', 'forward_scheme', 'forward_host', 'forward_port')
@@ -331,7 +333,7 @@ class FakeNPM(LocalHTTPService):
     def certificates(self, method, cert_id, action, body, files):
         if cert_id is None:
             if method == 'GET':
-                return 200, [copy.deepcopy(c) for _, c in sorted(self.certs.items())]
+                return 200, [copy.deepcopy(self.certs[i]) for i in sorted(self.certs)]
             if method == 'POST':
                 new_id = self.next_id('cert')
                 self.certs[new_id] = {
@@ -363,7 +365,7 @@ class FakeNPM(LocalHTTPService):
     def access_lists(self, method, acl_id, body):
         if acl_id is None:
             if method == 'GET':
-                return 200, [self.public_acl(a) for _, a in sorted(self.acls.items())]
+                return 200, [self.public_acl(self.acls[i]) for i in sorted(self.acls)]
             if method == 'POST':
                 new_id = self.next_id('acl')
                 self.acls[new_id] = {
@@ -406,6 +408,8 @@ class FakeNPM(LocalHTTPService):
         fake = self
 
         class Handler(QuietHandler):
+            disable_nagle_algorithm = True  # headers and body go out at once (no delayed-ACK stall)
+
             def _serve(self):
                 parts = urllib.parse.urlsplit(self.path)
                 length = int(self.headers.get('Content-Length') or 0)
@@ -454,6 +458,8 @@ class FakeNPMPublic(LocalHTTPService):
         npm = self.npm
 
         class Handler(QuietHandler):
+            disable_nagle_algorithm = True
+
             def do_GET(self):
                 domain = (self.headers.get('Host') or '').split(':')[0].lower()
                 record = npm.public_target(domain)

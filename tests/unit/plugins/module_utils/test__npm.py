@@ -1,0 +1,576 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Unit tests of _npm: normalisation, comparison, matching, planning, and the calls made to a fake NPM."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import fake_npm
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM, FakeNPMPublic
+
+ADMIN = 'admin@example.com'
+PASSWORD = 'Adm1n-Pa55word'
+CERT = '-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----\n'
+CERT2 = '-----BEGIN CERTIFICATE-----\nMIIBnewcert\n-----END CERTIFICATE-----\n'
+KEY = '-----BEGIN PRIVATE KEY-----\nMIIEprivatekeymaterial\n-----END PRIVATE KEY-----\n'
+
+
+# ---------------------------------------------------------------------------
+# Pure functions
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    'names, expected',
+    [
+        (['b.example.com', 'A.example.com'], ['a.example.com', 'b.example.com']),
+        ([' a.example.com ', 'a.example.com'], ['a.example.com']),
+        ([], []),
+        (None, []),
+    ],
+)
+def test_normalize_domains(names, expected):
+    assert _npm.normalize_domains(names) == expected
+
+
+def test_normalize_locations_defaults_types_and_order():
+    given = [
+        {'path': '/b', 'forward_host': 'app', 'forward_port': '8080'},
+        {
+            'path': '/a',
+            'forward_scheme': 'https',
+            'forward_host': 'api',
+            'forward_port': 443,
+            'advanced_config': 'x;\n',
+        },
+    ]
+    assert _npm.normalize_locations(given) == [
+        {
+            'path': '/a',
+            'forward_scheme': 'https',
+            'forward_host': 'api',
+            'forward_port': 443,
+            'forward_path': '',
+            'advanced_config': 'x;',
+        },
+        {
+            'path': '/b',
+            'forward_scheme': 'http',
+            'forward_host': 'app',
+            'forward_port': 8080,
+            'forward_path': '',
+            'advanced_config': '',
+        },
+    ]
+
+
+def test_location_without_target_is_refused():
+    with pytest.raises(ValueError, match='lacks forward_host'):
+        _npm.normalize_locations([{'path': '/x', 'forward_port': 80}])
+
+
+@pytest.mark.parametrize('flag', [1, True, 'true'])
+def test_normalize_host_booleans(flag):
+    record = {'domain_names': ['A.example.com'], 'forward_host': 'app', 'forward_port': '80', 'block_exploits': flag}
+    norm = _npm.normalize_host(record)
+    assert norm['block_exploits'] is True
+    assert norm['caching_enabled'] is False
+    assert norm['forward_port'] == 80
+    assert norm['domain_names'] == ['a.example.com']
+    assert norm['certificate_id'] == 0
+
+
+def _spec(**kw):
+    spec = {'domain_names': ['a.example.com'], 'forward_host': 'app', 'forward_port': 8080}
+    spec.update(kw)
+    return spec
+
+
+def test_changed_fields_ignores_order_case_and_types():
+    current = _npm.normalize_host(
+        {
+            'domain_names': ['b.example.com', 'a.example.com'],
+            'forward_host': 'app',
+            'forward_port': 8080,
+            'block_exploits': 1,
+            'advanced_config': 'client_max_body_size 5m;\n',
+            'enabled': 1,
+        }
+    )
+    desired = _npm.desired_fields(
+        _spec(
+            domain_names=['A.example.com', 'b.example.com'],
+            block_exploits=True,
+            advanced_config='client_max_body_size 5m;',
+            enabled=True,
+        )
+    )
+    assert _npm.changed_fields(current, desired) == []
+
+
+def test_changed_fields_lists_only_differences_and_enabled_last():
+    current = _npm.normalize_host({'domain_names': ['a.example.com'], 'forward_host': 'app', 'forward_port': 8080})
+    desired = _npm.desired_fields(_spec(forward_port=9090, caching_enabled=True, enabled=False))
+    assert _npm.changed_fields(current, desired) == ['forward_port', 'caching_enabled', 'enabled']
+
+
+def test_unset_options_are_not_compared():
+    current = _npm.normalize_host(
+        {'domain_names': ['a.example.com'], 'forward_host': 'app', 'forward_port': 8080, 'caching_enabled': True}
+    )
+    assert _npm.changed_fields(current, _npm.desired_fields(_spec())) == []
+
+
+@pytest.mark.parametrize(
+    'current, desired, problem',
+    [
+        ({}, {'ssl_forced': True}, 'ssl_forced needs a certificate'),
+        ({}, {'http2_support': True}, 'http2_support needs a certificate'),
+        ({'certificate_id': 3}, {'hsts_enabled': True}, 'hsts_enabled needs ssl_forced'),
+        ({'certificate_id': 3, 'ssl_forced': True}, {'hsts_subdomains': True}, 'hsts_subdomains needs hsts_enabled'),
+    ],
+)
+def test_ssl_consistency_refuses_what_npm_would_drop(current, desired, problem):
+    with pytest.raises(ValueError, match=problem):
+        _npm.check_ssl_consistency(current, desired)
+
+
+@pytest.mark.parametrize('cert', [3, _npm.NEW])
+def test_ssl_consistency_accepts_a_certificate(cert):
+    _npm.check_ssl_consistency({}, {'certificate_id': cert, 'ssl_forced': True, 'hsts_enabled': True})
+
+
+HOSTS = [
+    {'id': 1, 'domain_names': ['a.example.com', 'www.a.example.com']},
+    {'id': 2, 'domain_names': ['b.example.com']},
+]
+
+
+@pytest.mark.parametrize(
+    'wanted, match_id, conflict_ids',
+    [
+        (['c.example.com'], None, []),
+        (['a.example.com'], 1, []),
+        (['www.a.example.com', 'new.example.com'], 1, []),
+        (['a.example.com', 'b.example.com'], 1, [2]),
+        (['c.example.com', 'a.example.com', 'b.example.com'], None, [1, 2]),
+    ],
+)
+def test_match_host(wanted, match_id, conflict_ids):
+    record, conflicts = _npm.match_host(HOSTS, wanted)
+    assert (record or {}).get('id') == match_id
+    assert [c['id'] for c in conflicts] == conflict_ids
+
+
+def test_conflict_message_names_the_other_host():
+    text = _npm.conflict_message([HOSTS[1]], ['a.example.com', 'b.example.com'])
+    assert 'proxy host id 2 (domains: b.example.com) already serves b.example.com' in text
+    assert 'Nothing was changed.' in text
+
+
+CERTS = [
+    {'id': 1, 'provider': 'other', 'nice_name': 'site', 'meta': {'certificate': CERT, 'certificate_key': KEY}},
+    {'id': 2, 'provider': 'letsencrypt', 'nice_name': 'le', 'meta': {}},
+]
+
+
+def _upload(name='site', cert=CERT, key=KEY):
+    return {'nice_name': name, 'certificate': cert, 'certificate_key': key, 'intermediate_certificate': None}
+
+
+@pytest.mark.parametrize(
+    'name, upload, expected',
+    [
+        (None, None, (None, None)),
+        ('none', None, (0, None)),
+        ('', None, (0, None)),
+        ('le', None, (2, None)),
+        (None, _upload(), (1, None)),
+        (None, _upload(cert=CERT.strip() + '\r\n'), (1, None)),
+        (None, _upload(cert=CERT2), (1, 'upload')),
+        (None, _upload(name='other'), (_npm.NEW, 'create')),
+    ],
+)
+def test_plan_certificate(name, upload, expected):
+    assert _npm.plan_certificate(CERTS, name, upload) == expected
+
+
+@pytest.mark.parametrize(
+    'name, upload, message',
+    [
+        ('missing', None, 'no certificate named'),
+        (None, _upload(name='le'), 'NPM uploads only to custom ones'),
+    ],
+)
+def test_plan_certificate_refusals(name, upload, message):
+    with pytest.raises(ValueError, match=message):
+        _npm.plan_certificate(CERTS, name, upload)
+
+
+ACLS = [
+    {
+        'id': 4,
+        'name': 'staff',
+        'satisfy_any': 1,
+        'pass_auth': 0,
+        'items': [{'username': 'ops', 'password': 'p*****'}],
+        'clients': [{'address': '10.0.0.0/8', 'directive': 'allow'}],
+    }
+]
+
+
+def _acl_spec(**kw):
+    spec = {
+        'name': 'staff',
+        'satisfy_any': True,
+        'pass_auth': False,
+        'items': [{'username': 'ops', 'password': 'new-secret'}],
+        'clients': [{'address': '10.0.0.0/8', 'directive': 'allow'}],
+    }
+    spec.update(kw)
+    return spec
+
+
+@pytest.mark.parametrize(
+    'spec, update_password, action',
+    [
+        (_acl_spec(), 'on_create', None),
+        (_acl_spec(), 'always', 'update'),
+        (_acl_spec(satisfy_any=False), 'on_create', 'update'),
+        (_acl_spec(clients=[]), 'on_create', 'update'),
+        (_acl_spec(items=[{'username': 'dev', 'password': 'x'}]), 'on_create', 'update'),
+        (_acl_spec(name='guests'), 'on_create', 'create'),
+    ],
+)
+def test_plan_access_list(spec, update_password, action):
+    acl_id, got, _before, after = _npm.plan_access_list(ACLS, None, spec, update_password)
+    assert got == action
+    assert acl_id == (_npm.NEW if action == 'create' else 4)
+    assert 'password' not in repr(after)
+
+
+def test_access_list_body_sends_passwords_only_for_new_users_on_create():
+    spec = _acl_spec(items=[{'username': 'ops', 'password': 'kept'}, {'username': 'dev', 'password': 'fresh'}])
+    body = _npm._acl_body(spec, {'ops'}, 'on_create')
+    assert body['items'] == [{'username': 'ops', 'password': ''}, {'username': 'dev', 'password': 'fresh'}]
+    body = _npm._acl_body(spec, {'ops'}, 'always')
+    assert body['items'][0]['password'] == 'kept'
+
+
+def test_public_host_keeps_no_secret():
+    record = {
+        'id': 3,
+        'domain_names': ['a.example.com'],
+        'owner': {'email': ADMIN},
+        'certificate': {'id': 1, 'nice_name': 'site', 'meta': {'certificate_key': KEY}},
+        'access_list': {'id': 4, 'name': 'staff', 'items': [{'username': 'ops', 'password': 'hash'}]},
+        'meta': {'nginx_online': True, 'nginx_err': None, 'letsencrypt_email': 'x'},
+        'ssl_forced': 1,
+    }
+    out = _npm.public_host(record)
+    assert out['certificate'] == dict.fromkeys(('provider', 'expires_on', 'domain_names'), None) | {
+        'id': 1,
+        'nice_name': 'site',
+    }
+    assert out['access_list'] == {'id': 4, 'name': 'staff'}
+    assert out['ssl_forced'] is True
+    assert 'owner' not in out
+    assert 'PRIVATE' not in repr(out)
+    assert 'hash' not in repr(out)
+
+
+def test_redact_masks_every_secret_option():
+    params = {
+        'password': PASSWORD,
+        'certificate_upload': {'certificate_key': KEY},
+        'access_list_spec': {'items': [{'username': 'ops', 'password': 'acl-secret'}]},
+    }
+    text = _npm.redact(f'{PASSWORD} {KEY} acl-secret', params)
+    assert PASSWORD not in text
+    assert KEY not in text
+    assert 'acl-secret' not in text
+
+
+# ---------------------------------------------------------------------------
+# Against a fake NPM: which calls are made
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def npm():
+    with FakeNPM({ADMIN: PASSWORD}) as server:
+        yield server
+
+
+def _client(server):
+    return _npm.NPMClient(server.url, ADMIN, PASSWORD, timeout=5)
+
+
+def _full_spec(**kw):
+    spec = {
+        'domain_names': ['a.example.com'],
+        'state': 'present',
+        'forward_scheme': None,
+        'forward_host': 'blue',
+        'forward_port': 8080,
+        'certificate': None,
+        'certificate_upload': None,
+        'access_list': None,
+        'access_list_spec': None,
+        'update_password': 'on_create',
+        'advanced_config': None,
+        'locations': None,
+        'enabled': None,
+        **dict.fromkeys(_npm.BOOL_FIELDS),
+    }
+    spec.update(kw)
+    return spec
+
+
+def _writes(client):
+    return [call for call in client.calls if call[0] in ('POST', 'PUT', 'DELETE') and call[1] != '/api/tokens']
+
+
+def test_create_then_nothing(npm):
+    client = _client(npm)
+    result = _npm.ensure_proxy_host(client, _full_spec(block_exploits=True))
+    assert result['changed'] is True
+    assert _writes(client) == [('POST', '/api/nginx/proxy-hosts')]
+    assert npm.hosts[1]['forward_scheme'] == 'http'
+    assert npm.reloads == 1
+    client = _client(npm)
+    result = _npm.ensure_proxy_host(client, _full_spec(block_exploits=True))
+    assert result['changed'] is False
+    assert _writes(client) == []
+    assert client.calls == [('POST', '/api/tokens'), ('GET', '/api/nginx/proxy-hosts')]
+    assert npm.reloads == 1
+
+
+def test_one_changed_field_is_one_put_of_that_field(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec())
+    client = _client(npm)
+    result = _npm.ensure_proxy_host(client, _full_spec(forward_port=9090))
+    assert result['changes']['fields'] == ['forward_port']
+    assert _writes(client) == [('PUT', '/api/nginx/proxy-hosts/1')]
+    assert npm.served[1]['forward_port'] == 9090
+    assert (result['diff']['before']['forward_port'], result['diff']['after']['forward_port']) == (8080, 9090)
+
+
+@pytest.mark.parametrize('start, want, calls', [(True, False, ['disable']), (False, True, ['enable'])])
+def test_enable_disable_only_when_it_differs(npm, start, want, calls):
+    _npm.ensure_proxy_host(_client(npm), _full_spec(enabled=start))
+    client = _client(npm)
+    _npm.ensure_proxy_host(client, _full_spec(enabled=want))
+    assert [call[1].rsplit('/', 1)[1] for call in _writes(client)] == calls
+    client = _client(npm)
+    assert _npm.ensure_proxy_host(client, _full_spec(enabled=want))['changed'] is False
+    assert _writes(client) == []
+
+
+def test_check_mode_writes_nothing(npm):
+    client = _client(npm)
+    result = _npm.ensure_proxy_host(client, _full_spec(), check_mode=True)
+    assert result['changed'] is True
+    assert result['changes']['host'] == 'create'
+    assert npm.writes() == []
+
+
+def test_invalid_advanced_config_puts_the_previous_record_back(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec(advanced_config='client_max_body_size 5m;'))
+    client = _client(npm)
+    with pytest.raises(_npm.NginxOfflineError) as excinfo:
+        _npm.ensure_proxy_host(client, _full_spec(forward_host='green', advanced_config='proxy_bogus on;'))
+    err = excinfo.value
+    assert 'unknown directive "proxy_bogus"' in err.nginx_err
+    assert err.restored is True
+    assert 'previous configuration keeps serving' in str(err)
+    assert _writes(client) == [('PUT', '/api/nginx/proxy-hosts/1'), ('PUT', '/api/nginx/proxy-hosts/1')]
+    record = npm.hosts[1]
+    assert record['meta']['nginx_online'] is True
+    assert (record['forward_host'], record['advanced_config']) == ('blue', 'client_max_body_size 5m;')
+    assert npm.served[1]['forward_host'] == 'blue'
+
+
+def test_new_host_rejected_by_nginx_is_deleted_again(npm):
+    client = _client(npm)
+    with pytest.raises(_npm.NginxOfflineError, match='deleted again'):
+        _npm.ensure_proxy_host(client, _full_spec(advanced_config='bogus;'))
+    assert npm.hosts == {}
+    assert _writes(client) == [('POST', '/api/nginx/proxy-hosts'), ('DELETE', '/api/nginx/proxy-hosts/1')]
+
+
+def test_offline_host_is_written_again(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec())
+    npm.hosts[1]['meta'] = {'nginx_online': False, 'nginx_err': 'broken by hand'}
+    client = _client(npm)
+    result = _npm.ensure_proxy_host(client, _full_spec())
+    assert result['changes']['host'] == 'reapply'
+    assert result['host']['meta']['nginx_online'] is True
+    assert len(_writes(client)) == 1
+
+
+def test_domain_on_another_host_fails_naming_it(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec(domain_names=['b.example.com', 'c.example.com']))
+    _npm.ensure_proxy_host(_client(npm), _full_spec())
+    client = _client(npm)
+    with pytest.raises(_npm.DomainConflictError) as excinfo:
+        _npm.ensure_proxy_host(client, _full_spec(domain_names=['a.example.com', 'c.example.com']))
+    assert 'proxy host id 1 (domains: b.example.com, c.example.com) already serves c.example.com' in str(excinfo.value)
+    assert _writes(client) == []
+
+
+def test_certificate_reupload_reloads_through_a_noop_put(npm):
+    spec = _full_spec(certificate_upload=_upload(), ssl_forced=True)
+    client = _client(npm)
+    _npm.ensure_proxy_host(client, spec)
+    assert [call[1] for call in _writes(client)] == [
+        '/api/nginx/certificates',
+        '/api/nginx/certificates/1/upload',
+        '/api/nginx/proxy-hosts',
+    ]
+    assert npm.hosts[1]['certificate_id'] == 1
+    reloads = npm.reloads
+    client = _client(npm)
+    assert _npm.ensure_proxy_host(client, spec)['changed'] is False
+    client = _client(npm)
+    result = _npm.ensure_proxy_host(client, dict(spec, certificate_upload=_upload(cert=CERT2)))
+    assert result['changes'] == {'host': None, 'fields': [], 'certificate': 'upload', 'access_list': None}
+    assert result['diff']['before']['certificate_sha256'] == _npm._sha256(CERT)
+    assert result['diff']['after']['certificate_sha256'] == _npm._sha256(CERT2)
+    assert _writes(client) == [('POST', '/api/nginx/certificates/1/upload'), ('PUT', '/api/nginx/proxy-hosts/1')]
+    assert npm.reloads == reloads + 1
+    assert npm.certs[1]['meta']['certificate'] == CERT2
+
+
+def test_access_list_created_and_passwords_kept_on_update(npm):
+    spec = _full_spec(access_list_spec=_acl_spec(items=[{'username': 'ops', 'password': 'first'}]))
+    _npm.ensure_proxy_host(_client(npm), spec)
+    assert npm.hosts[1]['access_list_id'] == 1
+    assert npm.acl_passwords == {(1, 'ops'): 'first'}
+    client = _client(npm)
+    spec = _full_spec(access_list_spec=_acl_spec(items=[{'username': 'ops', 'password': 'second'}]))
+    assert _npm.ensure_proxy_host(client, spec)['changed'] is False
+    client = _client(npm)
+    spec['update_password'] = 'always'
+    assert _npm.ensure_proxy_host(client, spec)['changes']['access_list'] == 'update'
+    assert npm.acl_passwords == {(1, 'ops'): 'second'}
+
+
+def test_absent(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec(domain_names=['a.example.com', 'www.a.example.com']))
+    with pytest.raises(ValueError, match=r'also serves www\.a\.example\.com'):
+        _npm.ensure_proxy_host(_client(npm), _full_spec(state='absent'))
+    client = _client(npm)
+    spec = _full_spec(domain_names=['www.a.example.com', 'a.example.com'], state='absent')
+    assert _npm.ensure_proxy_host(client, spec, check_mode=True)['changed'] is True
+    assert _writes(client) == []
+    assert _npm.ensure_proxy_host(client, spec)['changed'] is True
+    assert npm.hosts == {}
+    assert _npm.ensure_proxy_host(_client(npm), spec)['changed'] is False
+
+
+def test_connect_initial_setup_only_while_not_set_up():
+    with FakeNPM() as fresh:
+        params = {'url': fresh.url, 'username': ADMIN, 'password': PASSWORD, 'validate_certs': True, 'timeout': 5}
+        with pytest.raises(_npm.NotSetUpError, match='INITIAL_ADMIN_EMAIL'):
+            _npm.connect(params)
+        client, created = _npm.connect(params, initial_setup=True, check_mode=True)
+        assert created is True
+        assert fresh.users == {}
+        client, created = _npm.connect(params, initial_setup=True)
+        assert created is True
+        assert list(fresh.users) == [ADMIN]
+        client, created = _npm.connect(params, initial_setup=True)
+        assert created is False
+        assert ('POST', '/api/users') not in client.calls
+
+
+def test_login_refused_names_the_user_not_the_password(npm):
+    client = _npm.NPMClient(npm.url, ADMIN, 'wrong-password-123', timeout=5)
+    with pytest.raises(_npm.NPMAuthError) as excinfo:
+        client.login()
+    assert ADMIN in str(excinfo.value)
+    assert 'wrong-password-123' not in str(excinfo.value)
+
+
+# ---------------------------------------------------------------------------
+# The forward switch
+# ---------------------------------------------------------------------------
+
+
+def _forward(**kw):
+    spec = {'domain_names': ['a.example.com'], 'forward_host': 'green', 'forward_port': 8080, 'forward_scheme': None}
+    spec.update(kw)
+    return spec
+
+
+def test_switch_forward_changes_only_the_target_and_verifies(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec(block_exploits=True, advanced_config='client_max_body_size 5m;'))
+    npm.reload_lag = 2
+    with FakeNPMPublic(npm) as public:
+        client = _client(npm)
+        spec = _forward(verify_url=f'{public.url}/health', verify_expect='green:8080', verify_interval=0.05)
+        result = _npm.switch_forward(client, spec)
+    assert result['changed'] is True
+    assert result['previous'] == {'forward_scheme': 'http', 'forward_host': 'blue', 'forward_port': 8080}
+    assert _writes(client) == [('PUT', '/api/nginx/proxy-hosts/1')]
+    assert result['verify']['attempts'] == 3
+    assert npm.hosts[1]['block_exploits'] is True
+    assert npm.hosts[1]['advanced_config'] == 'client_max_body_size 5m;'
+    client = _client(npm)
+    assert _npm.switch_forward(client, _forward())['changed'] is False
+    assert _writes(client) == []
+
+
+def test_switch_forward_check_mode_and_unknown_host(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec())
+    client = _client(npm)
+    result = _npm.switch_forward(client, _forward(), check_mode=True)
+    assert result['diff']['after']['forward_host'] == 'green'
+    assert _writes(client) == []
+    with pytest.raises(ValueError, match=r'no proxy host of NPM serves z\.example\.com'):
+        _npm.switch_forward(client, _forward(domain_names=['z.example.com']))
+
+
+def test_switch_forward_verify_deadline(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec())
+    with FakeNPMPublic(npm) as public:
+        spec = _forward(verify_url=public.url, verify_expect='never-shown', verify_timeout=0.2, verify_interval=0.05)
+        with pytest.raises(_npm.VerifyError, match="did not show 'never-shown'") as excinfo:
+            _npm.switch_forward(_client(npm), spec)
+    assert excinfo.value.result['previous']['forward_host'] == 'blue'
+
+
+def test_switch_forward_rejected_by_nginx_puts_the_previous_target_back(npm, monkeypatch):
+    _npm.ensure_proxy_host(_client(npm), _full_spec())
+    real = fake_npm.nginx_test
+
+    def refuse_broken(host_id, record):
+        if record['forward_host'] == 'broken':
+            return 'nginx: [emerg] invalid port in upstream "broken"'
+        return real(host_id, record)
+
+    monkeypatch.setattr(fake_npm, 'nginx_test', refuse_broken)
+    with pytest.raises(_npm.NginxOfflineError, match='previous configuration keeps serving'):
+        _npm.switch_forward(_client(npm), _forward(forward_host='broken'))
+    assert npm.hosts[1]['forward_host'] == 'blue'
+    assert npm.served[1]['forward_host'] == 'blue'
+
+
+def test_locations_order_does_not_count_and_a_bad_location_is_put_back(npm):
+    locations = [
+        {'path': '/api', 'forward_host': 'api', 'forward_port': 8080},
+        {'path': '/cms', 'forward_scheme': 'http', 'forward_host': 'directus', 'forward_port': '8055'},
+    ]
+    _npm.ensure_proxy_host(_client(npm), _full_spec(locations=locations))
+    client = _client(npm)
+    assert _npm.ensure_proxy_host(client, _full_spec(locations=list(reversed(locations))))['changed'] is False
+    assert _writes(client) == []
+    ghost = locations + [{'path': '/old', 'forward_host': 'ghost-app', 'forward_port': 80}]
+    with pytest.raises(_npm.NginxOfflineError, match='host not found in upstream "ghost-app"') as excinfo:
+        _npm.ensure_proxy_host(_client(npm), _full_spec(locations=ghost))
+    assert excinfo.value.restored is True
+    assert [loc['path'] for loc in npm.hosts[1]['locations']] == ['/api', '/cms']
+    assert npm.hosts[1]['meta']['nginx_online'] is True

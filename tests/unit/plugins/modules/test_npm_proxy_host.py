@@ -1,0 +1,274 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Module tests of avatar_mgmt.ops.npm_proxy_host against a fake NPM API on 127.0.0.1.
+
+exit_json / fail_json are patched to raise, as community.general's tests do.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+import yaml
+from ansible_collections.avatar_mgmt.ops.plugins.doc_fragments import npm as npm_fragment
+from ansible_collections.avatar_mgmt.ops.plugins.modules import npm_proxy_host
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
+
+ADMIN = 'admin@example.com'
+PASSWORD = 'Adm1n-Pa55word-literal'
+KEY_BODY = 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7-private'
+KEY = f'-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n-----END PRIVATE KEY-----'
+CERT = '-----BEGIN CERTIFICATE-----\nMIIDazCCAlOgAwIBAgIUpublic\n-----END CERTIFICATE-----'
+ACL_PASSWORD = 'basic-auth-literal-42'
+
+
+@pytest.fixture
+def patched(monkeypatch):
+    module_harness.patch_exits(monkeypatch)
+
+
+@pytest.fixture
+def npm():
+    with FakeNPM({ADMIN: PASSWORD}) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_npm():
+    with FakeNPM() as server:
+        yield server
+
+
+def _args(server, **kw):
+    args = {
+        'url': server.url,
+        'username': ADMIN,
+        'password': PASSWORD,
+        'domain_names': ['avatar.example.com'],
+        'forward_host': 'avatar-api-blue',
+        'forward_port': 8080,
+        'block_exploits': True,
+        'allow_websocket_upgrade': True,
+    }
+    args.update(kw)
+    return args
+
+
+def _run(args, expect=ExitJson):
+    return module_harness.run_module(npm_proxy_host, args, expect)
+
+
+def _assert_no_secret(server, *results):
+    text = json.dumps(results, default=str)
+    for secret in [PASSWORD, KEY, KEY_BODY, ACL_PASSWORD]:
+        assert secret not in text
+    for token in server.tokens:
+        assert token not in text
+
+
+# ---------------------------------------------------------------------------
+# Documentation
+# ---------------------------------------------------------------------------
+
+
+def _doc_with_fragment():
+    doc = yaml.safe_load(npm_proxy_host.DOCUMENTATION)
+    fragment = yaml.safe_load(npm_fragment.ModuleDocFragment.DOCUMENTATION)
+    assert doc['extends_documentation_fragment'] == ['avatar_mgmt.ops.npm']
+    doc['options'].update(fragment['options'])
+    return doc
+
+
+def _assert_suboptions(options, spec, where):
+    assert set(options) == set(spec), where
+    for name, option in options.items():
+        entry = spec[name]
+        assert option['type'] == entry['type'], (where, name)
+        for key in ('default', 'choices', 'elements'):
+            assert option.get(key) == entry.get(key), (where, name, key)
+        assert option.get('required', False) == entry.get('required', False), (where, name)
+        assert bool(entry.get('no_log')) == (name in ('password', 'certificate_key')), (where, name)
+        if 'options' in entry or 'suboptions' in option:
+            _assert_suboptions(option['suboptions'], entry['options'], f'{where}.{name}')
+
+
+def test_documentation_matches_argument_spec(monkeypatch):
+    kwargs = module_harness.module_kwargs(monkeypatch, npm_proxy_host)
+    _assert_suboptions(_doc_with_fragment()['options'], kwargs['argument_spec'], 'options')
+    assert kwargs['supports_check_mode'] is True
+    module_harness.assert_documented_returns(npm_proxy_host)
+
+
+# ---------------------------------------------------------------------------
+# Behaviour
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures('patched')
+def test_created_from_nothing_on_a_fresh_npm_then_idempotent(fresh_npm):
+    refused = _run(_args(fresh_npm), FailJson)
+    assert 'INITIAL_ADMIN_EMAIL' in refused['msg']
+    assert refused['changed'] is False
+
+    first = _run(_args(fresh_npm, initial_setup=True))
+    assert first['changed'] is True
+    assert first['admin_created'] is True
+    assert first['id'] == 1
+    assert first['host']['forward_host'] == 'avatar-api-blue'
+    assert first['host']['meta']['nginx_online'] is True
+    assert fresh_npm.served[1]['domain_names'] == ['avatar.example.com']
+    reloads = fresh_npm.reloads
+    writes = len(fresh_npm.writes())
+
+    second = _run(_args(fresh_npm, initial_setup=True, domain_names=['AVATAR.example.com']))
+    assert second['changed'] is False
+    assert second['admin_created'] is False
+    assert fresh_npm.reloads == reloads
+    assert len(fresh_npm.writes()) == writes
+    _assert_no_secret(fresh_npm, refused, first, second)
+
+
+@pytest.mark.usefixtures('patched')
+def test_a_changed_field_is_one_put(npm):
+    _run(_args(npm))
+    before = len(npm.writes())
+    result = _run(_args(npm, forward_host='avatar-api-green', _ansible_diff=True))
+    assert result['changed'] is True
+    assert npm.writes()[before:] == [('PUT', '/api/nginx/proxy-hosts/1')]
+    assert result['diff']['before']['forward_host'] == 'avatar-api-blue'
+    assert result['diff']['after']['forward_host'] == 'avatar-api-green'
+    assert result['changes']['fields'] == ['forward_host']
+    assert npm.served[1]['forward_host'] == 'avatar-api-green'
+
+
+@pytest.mark.usefixtures('patched')
+def test_check_mode_makes_no_write(npm, fresh_npm):
+    result = _run(_args(npm, _ansible_check_mode=True))
+    assert result['changed'] is True
+    assert result['changes']['host'] == 'create'
+    assert result['id'] is None
+    assert npm.writes() == []
+    _run(_args(npm))
+    writes, reloads = len(npm.writes()), npm.reloads
+    result = _run(_args(npm, forward_port=9000, _ansible_check_mode=True))
+    assert result['changed'] is True
+    assert result['diff']['after']['forward_port'] == 9000
+    assert (len(npm.writes()), npm.reloads) == (writes, reloads)
+    assert npm.hosts[1]['forward_port'] == 8080
+    # A fresh NPM in check mode: the admin would be created, nothing is.
+    result = _run(_args(fresh_npm, initial_setup=True, _ansible_check_mode=True))
+    assert result['changed'] is True
+    assert result['admin_created'] is True
+    assert fresh_npm.users == {}
+    assert fresh_npm.writes() == []
+
+
+@pytest.mark.usefixtures('patched')
+def test_invalid_advanced_config_fails_with_nginx_error_and_previous_record_back_online(npm):
+    _run(_args(npm, advanced_config='client_max_body_size 50m;\n'))
+    result = _run(_args(npm, forward_host='avatar-api-green', advanced_config='proxy_bogus_directive on;\n'), FailJson)
+    assert result['failed'] is True
+    assert result['changed'] is True
+    assert 'unknown directive "proxy_bogus_directive"' in result['msg']
+    assert 'unknown directive "proxy_bogus_directive"' in result['nginx_err']
+    assert 'previous configuration keeps serving' in result['msg']
+    assert result['restored'] is True
+    record = npm.hosts[1]
+    assert record['meta'] == {'nginx_online': True, 'nginx_err': None}
+    assert record['forward_host'] == 'avatar-api-blue'
+    assert record['advanced_config'] == 'client_max_body_size 50m;\n'
+    assert npm.served[1]['forward_host'] == 'avatar-api-blue'
+    # The previous options still converge without a write.
+    writes = len(npm.writes())
+    assert _run(_args(npm, advanced_config='client_max_body_size 50m;\n'))['changed'] is False
+    assert len(npm.writes()) == writes
+
+
+@pytest.mark.usefixtures('patched')
+def test_domain_owned_by_another_host_fails_naming_it(npm):
+    _run(_args(npm, domain_names=['directus.example.com']))
+    _run(_args(npm))
+    writes = len(npm.writes())
+    result = _run(_args(npm, domain_names=['avatar.example.com', 'directus.example.com']), FailJson)
+    assert 'proxy host id 1 (domains: directus.example.com) already serves directus.example.com' in result['msg']
+    assert result['changed'] is False
+    assert len(npm.writes()) == writes
+
+
+@pytest.mark.usefixtures('patched')
+def test_certificate_and_access_list_and_no_secret_anywhere(npm, monkeypatch):
+    args = _args(
+        npm,
+        ssl_forced=True,
+        http2_support=True,
+        certificate_upload={'nice_name': 'avatar', 'certificate': CERT, 'certificate_key': KEY},
+        access_list_spec={
+            'name': 'staff',
+            'satisfy_any': True,
+            'items': [{'username': 'ops', 'password': ACL_PASSWORD}],
+            'clients': [{'address': '10.0.0.0/8'}],
+        },
+        _ansible_diff=True,
+    )
+    first = _run(args)
+    assert first['changes'] == {
+        'host': 'create',
+        'fields': [
+            'domain_names',
+            'forward_host',
+            'forward_port',
+            'certificate_id',
+            'access_list_id',
+            'block_exploits',
+            'allow_websocket_upgrade',
+            'http2_support',
+            'ssl_forced',
+        ],
+        'certificate': 'create',
+        'access_list': 'create',
+    }
+    assert first['host']['certificate']['nice_name'] == 'avatar'
+    assert first['host']['access_list'] == {'id': 1, 'name': 'staff'}
+    assert npm.certs[1]['meta']['certificate_key'] == KEY
+    second = _run(args)
+    assert second['changed'] is False
+    # A wrong password: the message names the user, never the password or the key.
+    failed = _run(dict(args, password='Wrong-literal-pw'), FailJson)
+    assert ADMIN in failed['msg']
+    assert 'Wrong-literal-pw' not in json.dumps(failed)
+    # NPM echoing a secret in an error is masked too.
+    real_handle = npm.handle
+
+    def echo(method, path, query, body, files, authorized):
+        if method == 'PUT':
+            from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import APIError
+
+            raise APIError(500, f'boom {PASSWORD} {ACL_PASSWORD} {KEY} {npm.last_token}')
+        return real_handle(method, path, query, body, files, authorized)
+
+    monkeypatch.setattr(npm, 'handle', echo)
+    echoed = _run(dict(args, forward_port=9999), FailJson)
+    assert 'boom' in echoed['msg']
+    _assert_no_secret(npm, first, second, failed, echoed)
+
+
+@pytest.mark.usefixtures('patched')
+def test_ssl_without_certificate_is_refused_before_any_write(npm):
+    result = _run(_args(npm, ssl_forced=True), FailJson)
+    assert 'ssl_forced needs a certificate' in result['msg']
+    assert result['msg'].endswith('Nothing was changed.')
+    assert npm.writes() == []
+
+
+@pytest.mark.usefixtures('patched')
+def test_unreachable_npm(npm):
+    url = npm.url
+    npm.stop()
+    result = _run(_args(types.SimpleNamespace(url=url)), FailJson)
+    assert f'Cannot reach NPM at {url}' in result['msg']
+    assert 'connection refused' in result['msg']
