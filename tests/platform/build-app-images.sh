@@ -5,7 +5,7 @@
 
 # Build the stand-in application images (tests/platform/images/app/*) FROM avatar-test/debian:bookworm.
 #   avatar-test/api:<v>, avatar-test/frontend:<v>   v in APP_VERSIONS (api v1.2.1 is built HEALTHY=false)
-#   avatar-test/directus:11.8.0, avatar-test/postgres:15.7, avatar-test/nginx-proxy-manager:latest
+#   avatar-test/directus:11.8.0, avatar-test/postgres:15.7
 # An image that already exists is skipped unless FORCE=1.
 # Order: one image first creates the layer every image shares (wget); then two lanes run in
 # parallel: (postgres, directus) and (api*, frontend*, proxy -- frontend and proxy share the nginx layer).
@@ -49,7 +49,6 @@ lane_release() {
   local v
   for v in $APP_VERSIONS; do [ "$v" = "$first" ] || api "$v"; done
   for v in $APP_VERSIONS; do build "avatar-test/frontend:$v" frontend --build-arg "VERSION=$v"; done
-  build avatar-test/nginx-proxy-manager:latest proxy
 }
 
 t0=$SECONDS

@@ -182,7 +182,6 @@ seed_list() {
   done
   echo "avatar-test/postgres:15.7 library/postgres:15.7"
   echo "avatar-test/directus:11.8.0 directus/directus:11.8.0"
-  echo "avatar-test/nginx-proxy-manager:latest jc21/nginx-proxy-manager:latest"   # the stand-in, for now
   echo "avatar-test/npm:2.15.1 jc21/nginx-proxy-manager:2.15.1"                    # the real NPM, built from source
 }
 

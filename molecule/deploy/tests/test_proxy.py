@@ -14,7 +14,7 @@ import urllib.request
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, playbook, running, vault
+from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, ledger, playbook, vault
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
@@ -28,7 +28,8 @@ def _conf_state(host):
     files = host.check_output(f"sudo sh -c 'cd {DIR}/jc21/data/nginx/proxy_host && sha256sum *.conf'")
     workers = host.check_output(
         f"docker exec {PROJECT}-proxy-1 sh -c "
-        "'for p in /proc/[0-9]*; do tr \"\\0\" \" \" < $p/cmdline 2>/dev/null | grep -q \"^nginx: worker\" && basename $p; done | sort'"
+        "'for p in /proc/[0-9]*; do tr \"\\0\" \" \" < $p/cmdline 2>/dev/null"
+        " | grep -q \"^nginx: worker\" && basename $p; done | sort'"
     )
     return files, workers
 
@@ -66,13 +67,13 @@ def test_a_second_run_writes_nothing_and_does_not_reload(host):
 
 def test_an_invalid_snippet_is_refused_and_the_previous_config_keeps_serving(host):
     before = _conf_state(host)
-    res = playbook(
-        os.path.join(os.path.dirname(__file__), "..", "bad_snippet.yml"), "-e", f"domain={DOMAINS['api']}"
-    )
+    res = playbook(os.path.join(os.path.dirname(__file__), "..", "bad_snippet.yml"), "-e", f"domain={DOMAINS['api']}")
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert 'unknown directive "not_a_directive"' in out, out[-3000:]
-    code = host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAINS['api']}' http://127.0.0.1/health")
+    code = host.check_output(
+        f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAINS['api']}' http://127.0.0.1/health"
+    )
     assert code == "200"
     assert _conf_state(host)[0] == before[0]
 
@@ -85,3 +86,86 @@ def test_no_secret_in_verbose_output(host):
     with open(os.path.join(STATE, "proxy", "tls.key")) as f:
         key_body = [line for line in f.read().splitlines() if line and "PRIVATE KEY" not in line]
     assert not any(line in out for line in key_body[:5]), "a line of the TLS private key was printed"
+
+
+class Load:
+    """40 requests/s through the proxy (the server's published port) until stopped; bounded."""
+
+    def __init__(self, domain, path, rate=40, limit_s=120):
+        self.url = f"http://127.0.0.1:{HTTP_PORT}{path}"
+        self.domain, self.interval, self.limit_s = domain, 1.0 / rate, limit_s
+        self.ok, self.failures, self.worst = 0, [], 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        start = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - start < self.limit_s:
+            t0 = time.monotonic()
+            try:
+                req = urllib.request.Request(self.url, headers={"Host": self.domain})
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    resp.read()
+                    self.ok += resp.status == 200
+            except Exception as exc:  # noqa: BLE001 - every failure of a request counts, whatever it is
+                self.failures.append(repr(exc))
+            took = time.monotonic() - t0
+            self.worst = max(self.worst, took)
+            time.sleep(max(0.0, self.interval - took))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_switching_the_api_upstream_under_load_loses_no_request(host):
+    running_version = json.loads(
+        host.check_output(f"curl -s -H 'Host: {DOMAINS['api']}' http://127.0.0.1/api/version")
+    )["backend"]["version"]
+    other = "v1.1.0" if running_version != "v1.1.0" else "v1.2.0"
+    # The other version's api image, as the ledger recorded it (its images are kept on the host).
+    image = next(r["images"]["api"]["reference"] for r in reversed(ledger(host)["releases"]) if r["version"] == other)
+    name = f"{PROJECT}-api-green"
+    host.run(f"docker rm -f {name}")
+    host.check_output(
+        f"docker run -d --name {name} --network {PROJECT}_backend --network-alias api-green "
+        f"--env-file {DIR}/.env.prod.api {image}"
+    )
+    try:
+        end = time.monotonic() + 60
+        while not host.run(f"docker exec {name} wget -q -O - http://127.0.0.1:3000/health").succeeded:
+            assert time.monotonic() < end, "the second api did not come up"
+            time.sleep(1)
+        with Load(DOMAINS["api"], "/health") as load:
+            time.sleep(2)
+            res = playbook(
+                os.path.join(os.path.dirname(__file__), "..", "forward.yml"),
+                "-e",
+                f"domain={DOMAINS['api']}",
+                "-e",
+                "forward_host=api-green",
+                "-e",
+                f"expect={other}",
+            )
+            assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+            time.sleep(3)
+            back = playbook(
+                os.path.join(os.path.dirname(__file__), "..", "forward.yml"),
+                "-e",
+                f"domain={DOMAINS['api']}",
+                "-e",
+                "forward_host=api",
+                "-e",
+                f"expect={running_version}",
+            )
+            assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-2000:]
+            time.sleep(12)  # past NPM's resolver cache, before the green container goes
+        assert load.failures == [], load.failures[:5]
+        assert load.ok >= 200, load.ok
+        assert load.worst < 2.0, load.worst
+    finally:
+        host.run(f"docker rm -f {name}")
