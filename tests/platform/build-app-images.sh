@@ -60,5 +60,5 @@ rc=0; wait $p1 || rc=1; wait $p2 || rc=1
 nb=$(grep -c '^built' "$logdir/summary" || true); ns=$(grep -c '^skip' "$logdir/summary" || true)
 [ -n "${VERBOSE:-}" ] && cat "$logdir/summary"
 echo "[app-images] $( [ $rc = 0 ] && echo ok || echo FAILED ): built $nb, present $ns, $((SECONDS - t0))s" \
-     "(api+frontend: $APP_VERSIONS; directus:11.8.0 postgres:15.7 nginx-proxy-manager:latest)"
+     "(api+frontend: $APP_VERSIONS; directus:11.8.0 postgres:15.7)"
 exit $rc
