@@ -8,7 +8,7 @@
 #   avatar-test/directus:11.8.0, avatar-test/postgres:15.7
 # An image that already exists is skipped unless FORCE=1.
 # Order: one image first creates the layer every image shares (wget); then two lanes run in
-# parallel: (postgres, directus) and (api*, frontend*, proxy -- frontend and proxy share the nginx layer).
+# parallel: (postgres, directus) and (api*, frontend*).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ctx=$here/images/app
