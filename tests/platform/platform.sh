@@ -49,6 +49,8 @@ cmd_images() {
   build_image avatar-test/server:trixie "$here/images/server"
   build_image avatar-test/registry:2.8 "$here/images/registry"
   bash "$here/build-npm-image.sh"
+  # Retired: the plain-nginx stand-in proxy (the real nginx-proxy-manager replaced it).
+  if have_image avatar-test/nginx-proxy-manager:latest; then docker image rm avatar-test/nginx-proxy-manager:latest >/dev/null; fi
   bash "$here/build-app-images.sh"
 }
 
