@@ -47,6 +47,7 @@ if _http.HAS_REQUESTS:
 __all__ = [
     'BOOL_FIELDS',
     'COMPARED_FIELDS',
+    'CertificateRequestError',
     'DomainConflictError',
     'NPMAPIError',
     'NPMAuthError',
@@ -112,6 +113,10 @@ class NginxOfflineError(NPMError):
         super().__init__(message)
         self.nginx_err = nginx_err
         self.restored = restored
+
+
+class CertificateRequestError(NPMError):
+    """NPM could not get the Let's Encrypt certificate of ``certificate_request``; nothing else was written."""
 
 
 class VerifyError(NPMError):
@@ -388,25 +393,33 @@ def _sha256(text):
     return hashlib.sha256(_pem(text).encode('utf-8')).hexdigest() if text else None
 
 
-def plan_certificate(certificates, name, upload):
-    """``(certificate_id, action)``: action is ``None``, ``'create'`` or ``'upload'`` (PEMs differ).
+def plan_certificate(certificates, name, upload, request=None):
+    """``(certificate_id, action)``: action is ``None``, ``'create'``, ``'upload'`` (PEMs differ) or ``'request'``.
 
     ``name`` ``''``/``none`` means no certificate (id 0). ``upload`` is the
-    ``certificate_upload`` option or None. The stored PEMs (key included) are compared
-    only, never returned.
+    ``certificate_upload`` option or None, ``request`` the ``certificate_request`` option
+    or None: a certificate of its name is requested from Let's Encrypt only when none
+    exists; an existing one is used as it is (NPM renews it). The stored PEMs (key
+    included) are compared only, never returned.
     """
+    if upload and request:
+        raise ValueError('certificate_upload and certificate_request are mutually exclusive')
     if upload:
         name = upload['nice_name']
+    if request:
+        name = request['nice_name']
     if name is None:
         return None, None
     if name in ('', 'none'):
         return 0, None
     cert = _by_name(certificates, 'nice_name', name, 'certificate')
     if cert is None:
+        if request:
+            return NEW, 'request'
         if not upload:
             raise ValueError(
-                f'NPM has no certificate named {name!r}. Create it with certificate_upload, or use the name NPM '
-                'shows (nice_name)'
+                f'NPM has no certificate named {name!r}. Create it with certificate_upload or certificate_request, '
+                'or use the name NPM shows (nice_name)'
             )
         return NEW, 'create'
     if not upload:
@@ -621,10 +634,17 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
         return _ensure_absent(client, record, domains, check_mode)
 
     upload = spec.get('certificate_upload')
+    request = spec.get('certificate_request')
     acl_spec = spec.get('access_list_spec')
+    if upload and request:
+        raise ValueError('certificate_upload and certificate_request are mutually exclusive; give one of them')
     if upload and spec.get('certificate') not in (None, upload['nice_name']):
         raise ValueError(
             f'certificate ({spec["certificate"]!r}) and certificate_upload.nice_name ({upload["nice_name"]!r}) differ'
+        )
+    if request and spec.get('certificate') not in (None, request['nice_name']):
+        raise ValueError(
+            f'certificate ({spec["certificate"]!r}) and certificate_request.nice_name ({request["nice_name"]!r}) differ'
         )
     if acl_spec and spec.get('access_list') not in (None, acl_spec['name']):
         raise ValueError(
@@ -632,12 +652,14 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
         )
     if not setup_pending:
         certificates = (
-            client.list_certificates() if (upload or spec.get('certificate') not in (None, '', 'none')) else []
+            client.list_certificates()
+            if (upload or request or spec.get('certificate') not in (None, '', 'none'))
+            else []
         )
         access_lists = (
             client.list_access_lists() if (acl_spec or spec.get('access_list') not in (None, '', 'none')) else []
         )
-    cert_id, cert_action = plan_certificate(certificates, spec.get('certificate'), upload)
+    cert_id, cert_action = plan_certificate(certificates, spec.get('certificate'), upload, request)
     acl_id, acl_action, acl_before, acl_after = plan_access_list(
         access_lists, spec.get('access_list'), acl_spec, spec.get('update_password') or 'on_create'
     )
@@ -652,7 +674,7 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
     fields = changed_fields(current or {}, desired) if record else [f for f in COMPARED_FIELDS if f in desired]
     offline_before = _offline(record) if record else None
 
-    cert_name = upload['nice_name'] if upload else spec.get('certificate')
+    cert_name = (upload or request or {}).get('nice_name') or spec.get('certificate')
     acl_name = acl_spec['name'] if acl_spec else spec.get('access_list')
     names = _names(record)
     before_view = diff_view(current, *names) if record else {}
@@ -666,7 +688,9 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
     if acl_action:
         before_view['access_list_spec'] = acl_before
         after_view['access_list_spec'] = acl_after
-    if cert_action:
+    if cert_action == 'request':
+        after_view['certificate_request'] = _request_view(request, domains)
+    elif cert_action:
         stored = _by_name(certificates, 'nice_name', upload['nice_name'], 'certificate') or {}
         before_view['certificate_sha256'] = _sha256((stored.get('meta') or {}).get('certificate'))
         after_view['certificate_sha256'] = _sha256(upload['certificate'])
@@ -689,10 +713,13 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
         return result
 
     # -- writes ------------------------------------------------------------
+    if cert_action == 'request':
+        # First of all writes: when Let's Encrypt fails, nothing else has been sent.
+        cert_id = _request_certificate(client, request, domains)
     if cert_action == 'create':
         created = client.create_custom_certificate(upload['nice_name'])
         cert_id = int(created['id'])
-    if cert_action:
+    if cert_action in ('create', 'upload'):
         client.upload_certificate(
             cert_id, upload['certificate'], upload['certificate_key'], upload.get('intermediate_certificate')
         )
@@ -742,6 +769,41 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
     result['id'] = host_id
     result['host'] = public_host(final)
     return result
+
+
+def _request_view(request, host_domains):
+    """What ``certificate_request`` asks Let's Encrypt for (no secret in it; the e-mail is the account's contact)."""
+    return {
+        'nice_name': request['nice_name'],
+        'domain_names': _clean_domains(request.get('domain_names')) or list(host_domains),
+        'key_type': request.get('key_type') or 'rsa',
+    }
+
+
+def _request_certificate(client, request, host_domains):
+    """Ask NPM for a Let's Encrypt certificate (HTTP-01 challenge); its id, or :class:`CertificateRequestError`."""
+    view = _request_view(request, host_domains)
+    try:
+        created = client.request_letsencrypt_certificate(
+            view['nice_name'], view['domain_names'], request['email'], view['key_type']
+        )
+    except NPMError as exc:
+        said = getattr(exc, 'npm_message', '') or str(exc)
+        raise CertificateRequestError(
+            f'NPM could not get the Let\'s Encrypt certificate {view["nice_name"]!r} for '
+            f'{", ".join(view["domain_names"])}: {said.rstrip(".")}. Let\'s Encrypt (HTTP-01 challenge) must reach '
+            'this NPM on port 80 from the internet for each of these domains, and each domain must resolve (DNS) to '
+            'this host; NPM must reach Let\'s Encrypt (acme-v02.api.letsencrypt.org:443). Fix that, or use '
+            'certificate_upload, then run again. Nothing else was written: the proxy host and access list are '
+            'unchanged.',
+            status=exc.status,
+        )
+    if not isinstance(created, dict) or not created.get('id'):
+        raise CertificateRequestError(
+            f'NPM answered the Let\'s Encrypt request for {view["nice_name"]!r} without a certificate id. Nothing '
+            'else was written.'
+        )
+    return int(created['id'])
 
 
 def _target_name(resolved_id, given_name, current_name):

@@ -43,6 +43,7 @@ __all__ = [
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 WRITE_METHODS = ('POST', 'PUT', 'DELETE')
+LETSENCRYPT_TIMEOUT = 180  # seconds: NPM answers a Let's Encrypt request only once certbot is done
 
 
 class NPMError(Exception):
@@ -143,8 +144,9 @@ class NPMClient:
 
     # -- one exchange -------------------------------------------------------
 
-    def request(self, method, path, body=None, files=None, auth=True):
+    def request(self, method, path, body=None, files=None, auth=True, timeout=None):
         """Send one request to ``/api`` + ``path``; return the decoded JSON (None for an empty body)."""
+        timeout = timeout or self.timeout
         headers = {'Accept': 'application/json'}
         data = None
         if body is not None:
@@ -162,7 +164,7 @@ class NPMClient:
                 method,
                 self._base + api_path,
                 headers=headers,
-                timeout=self.timeout,
+                timeout=timeout,
                 max_body=MAX_BODY_BYTES,
                 data=data,
                 files=files,
@@ -171,14 +173,14 @@ class NPMClient:
             raise NPMConnectionError(
                 self.redact(
                     f'NPM at {self.url} broke off its answer to {method} {api_path} ({exc.status}): '
-                    f'{_http.describe_exception(exc.cause, self.timeout)}.'
+                    f'{_http.describe_exception(exc.cause, timeout)}.'
                 )
             )
         except (_rexc.RequestException, OSError, http.client.HTTPException) as exc:
             raise NPMConnectionError(
                 self.redact(
                     f'Cannot reach NPM at {self.url} ({method} {api_path}): '
-                    f'{_http.describe_exception(exc, self.timeout)}. Check url, that NPM runs and its admin '
+                    f'{_http.describe_exception(exc, timeout)}. Check url, that NPM runs and its admin '
                     'port (81) is reachable from where the module runs.'
                 )
             )
@@ -294,6 +296,27 @@ class NPMClient:
 
     def create_custom_certificate(self, nice_name):
         return self.request('POST', '/nginx/certificates', body={'provider': 'other', 'nice_name': nice_name})
+
+    def request_letsencrypt_certificate(self, nice_name, domain_names, email, key_type='rsa'):
+        """``POST /nginx/certificates`` with provider ``letsencrypt`` (HTTP-01 challenge, terms agreed).
+
+        NPM runs certbot before it answers, which can take minutes: the timeout is at least
+        :data:`LETSENCRYPT_TIMEOUT`.
+        """
+        body = {
+            'provider': 'letsencrypt',
+            'nice_name': nice_name,
+            'domain_names': list(domain_names),
+            'meta': {
+                'letsencrypt_email': email,
+                'letsencrypt_agree': True,
+                'dns_challenge': False,
+                'key_type': key_type,
+            },
+        }
+        return self.request(
+            'POST', '/nginx/certificates', body=body, timeout=max(self.timeout or 0, LETSENCRYPT_TIMEOUT)
+        )
 
     def upload_certificate(self, cert_id, certificate, certificate_key, intermediate_certificate=None):
         """``POST /{id}/upload`` (multipart). NPM answers with the PEMs; only the fact of success is kept."""

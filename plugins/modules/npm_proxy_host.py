@@ -36,6 +36,12 @@ description:
     custom certificate of that name when none exists and uploads the PEM files; when they differ from the stored ones
     it uploads them again. NPM does not reload nginx after an upload, so the module then sends a no-op PUT of this host,
     which reloads nginx (for every host using that certificate).
+  - B(Let's Encrypt) - O(certificate_request) has NPM request a certificate from Let's Encrypt (HTTP-01 challenge) when
+    none of that C(nice_name) exists, before the host is written; the host then uses it. An existing certificate of
+    that name is used as it is and never requested again (NPM renews its Let's Encrypt certificates itself). When the
+    request fails the task fails with NPM's error and writes nothing else. B(This path cannot be tested on the
+    project's machines), which have no route to Let's Encrypt (NPM answers 500 at once there); the unit tests cover
+    the API exchange against a fake NPM only.
   - B(Access lists) - O(access_list) names an existing list; O(access_list_spec) creates or updates it. NPM stores
     passwords hashed and never returns them, so they cannot be compared; see O(update_password). An access-list
     update makes NPM regenerate and reload the hosts that use it.
@@ -115,13 +121,14 @@ options:
   certificate:
     description:
       - The C(nice_name) of the certificate to serve, or V(none) (or V('')) for none.
-      - Unset keeps the host's certificate. With O(certificate_upload) it defaults to its O(certificate_upload.nice_name)
-        and must equal it when given.
+      - Unset keeps the host's certificate. With O(certificate_upload) or O(certificate_request) it defaults to their
+        C(nice_name) and must equal it when given.
     type: str
   certificate_upload:
     description:
       - A custom certificate to create (when no certificate of this name exists) and upload, or to upload again when the
         PEM files differ from the stored ones. The host then uses it.
+      - Mutually exclusive with O(certificate_request).
     type: dict
     suboptions:
       nice_name:
@@ -139,6 +146,40 @@ options:
       intermediate_certificate:
         description: Intermediate certificates, PEM.
         type: str
+  certificate_request:
+    description:
+      - A Let's Encrypt certificate for NPM to request (C(POST /api/nginx/certificates), provider C(letsencrypt),
+        HTTP-01 challenge, Let's Encrypt's terms agreed) when no certificate of this name exists. The host then uses it.
+      - An existing certificate of this name (of any provider, whatever its domains) is used as it is, never requested
+        again; renewals are NPM's job. To change its domains, delete it in NPM or give another
+        O(certificate_request.nice_name).
+      - The request succeeds only when Let's Encrypt reaches this NPM on port 80 for every domain (each must resolve in
+        public DNS to this host) and NPM reaches Let's Encrypt. Otherwise NPM answers an error (500 at once when Let's
+        Encrypt cannot be reached); the task fails with NPM's text, and neither the host nor the access list is written.
+      - NPM answers only when certbot is done, so this request waits up to 180 seconds (or O(timeout) when longer).
+      - Untested against the real Let's Encrypt, which the project's machines cannot reach; the unit tests check the
+        exchange with a fake NPM.
+      - Mutually exclusive with O(certificate_upload). O(certificate) defaults to O(certificate_request.nice_name) and
+        must equal it when given.
+    type: dict
+    suboptions:
+      nice_name:
+        description: Name of the certificate in NPM; the key it is found by.
+        type: str
+        required: true
+      email:
+        description: The contact e-mail of the Let's Encrypt account (expiry notices).
+        type: str
+        required: true
+      domain_names:
+        description: The domains of the certificate. Unset (or empty), the host's O(domain_names).
+        type: list
+        elements: str
+      key_type:
+        description: The key algorithm of the certificate.
+        type: str
+        choices: [rsa, ecdsa]
+        default: rsa
   access_list:
     description:
       - The name of the access list guarding the host, or V(none) (or V('')) for a public host.
@@ -262,6 +303,19 @@ EXAMPLES = r'''
         - address: 10.0.0.0/8
           directive: allow
 
+- name: Proxy a public domain with a certificate from Let's Encrypt (port 80 must be reachable from the internet)
+  avatar_mgmt.ops.npm_proxy_host:
+    url: http://127.0.0.1:81
+    username: admin@example.com
+    password: "{{ vault_npm_admin_password }}"
+    domain_names: [avatar.example.com]
+    forward_host: avatar-api-blue
+    forward_port: 8080
+    ssl_forced: true
+    certificate_request:
+      nice_name: avatar.example.com
+      email: ops@example.com
+
 - name: Remove the old host
   avatar_mgmt.ops.npm_proxy_host:
     url: http://127.0.0.1:81
@@ -307,7 +361,8 @@ host:
 changes:
   description:
     - What the run did (would do in check mode). C(host) is V(create), V(update), V(reapply) (the host was offline),
-      V(delete) or V(null); C(fields) the compared fields that differ; C(certificate) V(create), V(upload) or V(null);
+      V(delete) or V(null); C(fields) the compared fields that differ; C(certificate) V(create), V(upload),
+      V(request) (from Let's Encrypt) or V(null);
       C(access_list) V(create), V(update) or V(null).
   returned: always
   type: dict
@@ -370,6 +425,15 @@ def main():
                     'intermediate_certificate': {'type': 'str'},
                 },
             },
+            'certificate_request': {
+                'type': 'dict',
+                'options': {
+                    'nice_name': {'type': 'str', 'required': True},
+                    'email': {'type': 'str', 'required': True},
+                    'domain_names': {'type': 'list', 'elements': 'str'},
+                    'key_type': {'type': 'str', 'choices': ['rsa', 'ecdsa'], 'default': 'rsa', 'no_log': False},
+                },
+            },
             'access_list': {'type': 'str'},
             'access_list_spec': {
                 'type': 'dict',
@@ -407,15 +471,20 @@ def main():
             'locations': {'type': 'list', 'elements': 'dict'},
         }
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[('certificate_upload', 'certificate_request')],
+        supports_check_mode=True,
+    )
     if not _http.HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib('requests'), exception=_http.REQUESTS_IMPORT_ERROR)
     params = module.params
     client = None
     admin_created = False
 
-    def fail(msg, **extra):
-        wrote = admin_created or (client is not None and client.write_count > 0)
+    def fail(msg, only_failed_write=False, **extra):
+        # only_failed_write: the one write sent was refused and NPM kept nothing of it.
+        wrote = admin_created or (client is not None and client.write_count > (1 if only_failed_write else 0))
         module.fail_json(msg=_npm.redact(msg, params, client), changed=bool(wrote) and not module.check_mode, **extra)
 
     try:
@@ -425,6 +494,8 @@ def main():
         )
     except ValueError as exc:
         fail(str(exc).rstrip('.') + '. Nothing was changed.')
+    except _npm.CertificateRequestError as exc:
+        fail(str(exc), only_failed_write=True)
     except _npm.NginxOfflineError as exc:
         fail(str(exc), nginx_err=_npm.redact(exc.nginx_err, params, client), restored=exc.restored)
     except _npm.NPMError as exc:

@@ -9,8 +9,10 @@ exists), the unauthenticated ``POST /api/users`` while not set up,
 ``POST /api/tokens`` and Bearer auth on everything else, proxy hosts (ids
 assigned here, 400 ``<domain> is already in use``, ``additionalProperties``
 refused, ``cleanSslHstsData``, enable/disable refusing a no-op), custom
-certificates (create, multipart upload, PEMs and key kept in ``meta`` as NPM
-does) and access lists (passwords write-only, an empty password keeps the old).
+certificates (custom ones: create, multipart upload, PEMs and key kept in ``meta``
+as NPM does; Let's Encrypt ones: requested in the POST itself, or, with
+``letsencrypt_reachable`` false, the 500 NPM answers at once when Let's Encrypt
+cannot be reached, keeping nothing) and access lists (passwords write-only, an empty password keeps the old).
 
 A simulated ``nginx -t`` runs on every write of an enabled host: an
 ``advanced_config`` line whose directive is not in :data:`KNOWN_DIRECTIVES`, or
@@ -88,6 +90,16 @@ BOOLS = (
 )
 
 
+# What NPM answers (500) when certbot cannot reach Let's Encrypt; simulated text, the shape of NPM's.
+LETSENCRYPT_OFFLINE_ERROR = (
+    'Error: Command failed: certbot certonly --config "/etc/letsencrypt.ini" --cert-name "npm-{id}" '
+    '--agree-tos --authenticator webroot --email "{email}" --domains "{domains}"\n'
+    'An unexpected error occurred:\nrequests.exceptions.ConnectionError: HTTPSConnectionPool('
+    "host='acme-v02.api.letsencrypt.org', port=443): Max retries exceeded with url: /directory "
+    '(Caused by NewConnectionError: Failed to establish a new connection: [Errno 101] Network is unreachable)'
+)
+
+
 class APIError(Exception):
     def __init__(self, status, message):
         super().__init__(message)
@@ -137,6 +149,7 @@ class FakeNPM(LocalHTTPService):
         self.public_view = {}
         self.reload_lag = 0
         self._lag_left = 0
+        self.letsencrypt_reachable = True  # False: NPM's 500 of an offline machine
         self.mutex = threading.RLock()
 
     # -- state helpers ------------------------------------------------------
@@ -334,6 +347,8 @@ class FakeNPM(LocalHTTPService):
         if cert_id is None:
             if method == 'GET':
                 return 200, [copy.deepcopy(self.certs[i]) for i in sorted(self.certs)]
+            if method == 'POST' and body.get('provider') == 'letsencrypt':
+                return self.request_letsencrypt(body)
             if method == 'POST':
                 new_id = self.next_id('cert')
                 self.certs[new_id] = {
@@ -361,6 +376,43 @@ class FakeNPM(LocalHTTPService):
             # NPM writes the files but does not reload nginx.
             return 200, dict(cert['meta'])
         raise APIError(405, 'Method Not Allowed')
+
+    def request_letsencrypt(self, body):
+        """NPM's POST of a Let's Encrypt certificate: certbot runs before the answer; a failure keeps nothing."""
+        extra = sorted(set(body) - {'provider', 'nice_name', 'domain_names', 'meta'})
+        if extra:
+            raise APIError(400, f'data must NOT have additional properties ({extra[0]})')
+        meta = body.get('meta') or {}
+        domains = body.get('domain_names') or []
+        if not domains:
+            raise APIError(400, 'data/domain_names must NOT have fewer than 1 items')
+        if not meta.get('letsencrypt_email') or meta.get('letsencrypt_agree') is not True:
+            raise APIError(400, 'data/meta must have letsencrypt_email and letsencrypt_agree')
+        if meta.get('key_type', 'rsa') not in ('rsa', 'ecdsa'):
+            raise APIError(400, 'data/meta/key_type must be equal to one of the allowed values')
+        if not self.letsencrypt_reachable:
+            raise APIError(
+                500,
+                LETSENCRYPT_OFFLINE_ERROR.format(
+                    id=self._ids['cert'] + 1, email=meta['letsencrypt_email'], domains=','.join(domains)
+                ),
+            )
+        new_id = self.next_id('cert')
+        self.certs[new_id] = {
+            'id': new_id,
+            'provider': 'letsencrypt',
+            'nice_name': body.get('nice_name'),
+            'domain_names': list(domains),
+            'expires_on': '2027-02-28 12:00:00',
+            'meta': {
+                'letsencrypt_email': meta['letsencrypt_email'],
+                'letsencrypt_agree': True,
+                'dns_challenge': bool(meta.get('dns_challenge')),
+                'key_type': meta.get('key_type', 'rsa'),
+            },
+        }
+        self.reload()  # NPM reloads nginx around the HTTP-01 challenge
+        return 201, copy.deepcopy(self.certs[new_id])
 
     def access_lists(self, method, acl_id, body):
         if acl_id is None:

@@ -197,6 +197,27 @@ def test_plan_certificate(name, upload, expected):
     assert _npm.plan_certificate(CERTS, name, upload) == expected
 
 
+def _request(name):
+    return {'nice_name': name, 'email': 'ops@example.com', 'domain_names': None, 'key_type': 'rsa'}
+
+
+@pytest.mark.parametrize(
+    'request_, expected',
+    [
+        (_request('new-le'), (_npm.NEW, 'request')),
+        (_request('le'), (2, None)),  # existing: used as is, never requested again
+        (_request('site'), (1, None)),
+    ],
+)
+def test_plan_certificate_request(request_, expected):
+    assert _npm.plan_certificate(CERTS, None, None, request_) == expected
+
+
+def test_plan_certificate_request_and_upload_refused():
+    with pytest.raises(ValueError, match='mutually exclusive'):
+        _npm.plan_certificate(CERTS, None, _upload(), _request('le'))
+
+
 @pytest.mark.parametrize(
     'name, upload, message',
     [
@@ -317,6 +338,7 @@ def _full_spec(**kw):
         'forward_port': 8080,
         'certificate': None,
         'certificate_upload': None,
+        'certificate_request': None,
         'access_list': None,
         'access_list_spec': None,
         'update_password': 'on_create',

@@ -272,3 +272,135 @@ def test_unreachable_npm(npm):
     result = _run(_args(types.SimpleNamespace(url=url)), FailJson)
     assert f'Cannot reach NPM at {url}' in result['msg']
     assert 'connection refused' in result['msg']
+
+
+# ---------------------------------------------------------------------------
+# Let's Encrypt (certificate_request): the API exchange only; these machines cannot reach Let's Encrypt
+# ---------------------------------------------------------------------------
+
+LE_EMAIL = 'ops@example.com'
+
+
+def _le_args(server, **kw):
+    return _args(
+        server,
+        ssl_forced=True,
+        certificate_request={'nice_name': 'avatar-le', 'email': LE_EMAIL},
+        **kw,
+    )
+
+
+def _cert_posts(server):
+    return [w for w in server.writes() if w == ('POST', '/api/nginx/certificates')]
+
+
+@pytest.mark.usefixtures('patched')
+def test_certificate_request_is_sent_once_then_reused(npm):
+    first = _run(_le_args(npm, _ansible_diff=True))
+    assert first['changed'] is True
+    assert first['changes']['certificate'] == 'request'
+    # The certificate is requested before the host is written.
+    assert npm.writes() == [('POST', '/api/nginx/certificates'), ('POST', '/api/nginx/proxy-hosts')]
+    cert = npm.certs[1]
+    assert cert['provider'] == 'letsencrypt'
+    assert cert['nice_name'] == 'avatar-le'
+    assert cert['domain_names'] == ['avatar.example.com']
+    assert cert['meta'] == {
+        'letsencrypt_email': LE_EMAIL,
+        'letsencrypt_agree': True,
+        'dns_challenge': False,
+        'key_type': 'rsa',
+    }
+    assert npm.hosts[1]['certificate_id'] == 1
+    assert npm.hosts[1]['ssl_forced'] is True
+    assert first['host']['certificate']['nice_name'] == 'avatar-le'
+    assert first['diff']['after']['certificate'] == 'avatar-le'
+    assert first['diff']['after']['certificate_request']['domain_names'] == ['avatar.example.com']
+
+    writes, reloads = len(npm.writes()), npm.reloads
+    second = _run(_le_args(npm))
+    assert second['changed'] is False
+    assert second['changes']['certificate'] is None
+    assert (len(npm.writes()), npm.reloads) == (writes, reloads)
+
+    # Another host naming the same certificate uses it as is: no second request.
+    other = _run(
+        _le_args(npm, domain_names=['api.example.com'], forward_host='api'),
+    )
+    assert other['changed'] is True
+    assert other['changes']['certificate'] is None
+    assert len(_cert_posts(npm)) == 1
+    assert npm.hosts[2]['certificate_id'] == 1
+
+
+@pytest.mark.usefixtures('patched')
+def test_certificate_request_domains_and_key_type(npm):
+    result = _run(
+        _args(
+            npm,
+            certificate_request={
+                'nice_name': 'shared',
+                'email': LE_EMAIL,
+                'domain_names': ['avatar.example.com', 'API.example.com'],
+                'key_type': 'ecdsa',
+            },
+        )
+    )
+    assert result['changed'] is True
+    assert npm.certs[1]['domain_names'] == ['avatar.example.com', 'api.example.com']
+    assert npm.certs[1]['meta']['key_type'] == 'ecdsa'
+
+
+@pytest.mark.usefixtures('patched')
+def test_certificate_request_failure_quotes_npm_and_writes_nothing_else(npm):
+    _run(_args(npm))
+    host_before = json.dumps(npm.hosts, sort_keys=True)
+    writes = len(npm.writes())
+    npm.letsencrypt_reachable = False
+    result = _run(_le_args(npm, forward_host='avatar-api-green'), FailJson)
+    assert 'acme-v02.api.letsencrypt.org' in result['msg']  # NPM's own text
+    assert 'Network is unreachable' in result['msg']
+    assert 'port 80' in result['msg']
+    assert 'resolve' in result['msg']
+    assert 'Nothing else was written' in result['msg']
+    assert result['changed'] is False
+    assert npm.writes()[writes:] == [('POST', '/api/nginx/certificates')]
+    assert npm.certs == {}
+    assert json.dumps(npm.hosts, sort_keys=True) == host_before
+    # A new host is not created either.
+    result = _run(_le_args(npm, domain_names=['new.example.com']), FailJson)
+    assert 'new.example.com' in result['msg']
+    assert [h['domain_names'] for h in npm.hosts.values()] == [['avatar.example.com']]
+    _assert_no_secret(npm, result)
+
+
+@pytest.mark.usefixtures('patched')
+def test_certificate_request_check_mode_writes_nothing(npm):
+    result = _run(_le_args(npm, _ansible_check_mode=True))
+    assert result['changed'] is True
+    assert result['changes']['certificate'] == 'request'
+    assert result['changes']['host'] == 'create'
+    assert npm.writes() == []
+    assert npm.certs == {}
+    # An existing host would get the certificate: reported, not written.
+    _run(_args(npm))
+    writes = len(npm.writes())
+    result = _run(_le_args(npm, _ansible_check_mode=True))
+    assert result['changed'] is True
+    assert 'certificate_id' in result['changes']['fields']
+    assert len(npm.writes()) == writes
+    assert npm.certs == {}
+    assert npm.hosts[1]['certificate_id'] == 0
+
+
+@pytest.mark.usefixtures('patched')
+def test_certificate_request_and_upload_are_mutually_exclusive(npm):
+    result = _run(
+        _le_args(npm, certificate_upload={'nice_name': 'avatar-le', 'certificate': CERT, 'certificate_key': KEY}),
+        FailJson,
+    )
+    assert 'mutually exclusive' in result['msg']
+    assert 'certificate_request' in result['msg']
+    assert 'certificate_upload' in result['msg']
+    assert npm.writes() == []
+    _assert_no_secret(npm, result)
