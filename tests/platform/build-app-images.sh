@@ -4,7 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # Build the stand-in application images (tests/platform/images/app/*) FROM avatar-test/debian:bookworm.
-#   avatar-test/api:<v>, avatar-test/frontend:<v>   v in APP_VERSIONS (api v1.2.1 is built HEALTHY=false)
+#   avatar-test/api:<v>, avatar-test/frontend:<v>   v in APP_VERSIONS (api v1.2.1 is built HEALTHY=false,
+#                                                  api v1.2.2 cannot start)
 #   avatar-test/directus:11.8.0, avatar-test/postgres:15.7
 # An image that already exists is skipped unless FORCE=1.
 # Order: one image first creates the layer every image shares (wget); then two lanes run in
@@ -12,8 +13,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ctx=$here/images/app
-APP_VERSIONS=${APP_VERSIONS:-"v1.0.0 v1.1.0 v1.2.0 v1.2.1 v1.3.0-beta.1"}
+APP_VERSIONS=${APP_VERSIONS:-"v1.0.0 v1.1.0 v1.2.0 v1.2.1 v1.2.2 v1.3.0-beta.1"}
 UNHEALTHY_API_VERSIONS=${UNHEALTHY_API_VERSIONS:-"v1.2.1"}
+# An api whose container cannot start at all (its entrypoint is missing).
+BROKEN_API_VERSIONS=${BROKEN_API_VERSIONS:-"v1.2.2"}
 FORCE=${FORCE:-0}
 # No buildx plugin on these machines: use the classic builder explicitly (it shares identical
 # layers across Dockerfiles through its local cache).
@@ -38,6 +41,10 @@ build() {  # build REF DIR [--build-arg ...]
 }
 api() {
   local v=$1 healthy=true
+  for u in $BROKEN_API_VERSIONS; do
+    # Built on v1.2.0 (built before any other version): it only needs to fail at start.
+    [ "$u" = "$v" ] && { build "avatar-test/api:$v" api-broken --build-arg "VERSION=$v"; return; }
+  done
   for u in $UNHEALTHY_API_VERSIONS; do [ "$u" = "$v" ] && healthy=false; done
   build "avatar-test/api:$v" api --build-arg "VERSION=$v" --build-arg "HEALTHY=$healthy"
 }

@@ -152,3 +152,23 @@ def test_retention_keeps_the_right_backups(host):
     # Newest of each of the last 3 days with a backup: today (the new one), Nov 3, Nov 2.
     assert after == sorted([new, "20261102T010000Z", "20261103T010000Z"])
     assert host.file(f"{BACKUPS}/.tmp-20261101T000000Z").is_directory  # being written: never touched
+
+
+def test_a_corrupt_ledger_does_not_block_a_backup(host):
+    """A damaged releases/index.json is reported, never blocks the nightly backup."""
+    index = f"{DIR}/releases/index.json"
+    saved = host.check_output(f"cat {index}")
+    host.check_output(f"printf '%s' '{{\"current\": \"20261130T' > {index}")
+    try:
+        before = set(backups(host))
+        res = playbook("backup.yml", "-e", "backup_keep_daily=30")
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out[-3000:]
+        assert "index.json is corrupt" in out, out[-3000:]
+        (new,) = set(backups(host)) - before
+        info = manifest(host, new)
+        assert info["verification"]["result"] == "ok"
+        # Read only: the damaged file is left where it was for the operator (a deploy keeps it aside).
+        assert host.check_output(f"cat {index}") == '{"current": "20261130T'
+    finally:
+        host.check_output(f"cat > {index} <<'JSON'\n{saved}\nJSON")

@@ -79,20 +79,47 @@ def test_unhealthy_release_is_rolled_back(host):
     assert not host.file(DIR + "/.deploy.lock").exists
 
 
+def test_release_that_cannot_start_is_rolled_back(host):
+    """v1.2.2's api has no entrypoint: compose removes the running api, cannot start the new one and
+    fails half-way. The run must count that as a switch, put v1.2.0 back and say so."""
+    good = running(host)
+    res = playbook("deploy.yml", "-e", "image_tag=v1.2.2")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "failed at the switch stage" in out, out[-3000:]
+    assert "Rolled back automatically: v1.2.0" in out
+    assert "The running stack was not changed" not in out
+    now = running(host)
+    assert now["api"][1] == registry_digest("api", "v1.2.0")
+    assert now["frontend"][1] == registry_digest("frontend", "v1.2.0")
+    assert now["db"][0] == good["db"][0]
+    book = ledger(host)
+    last = book["releases"][-1]
+    assert (last["version"], last["result"], last["stage"]) == ("v1.2.2", "rolled_back", "switch")
+    assert next(r for r in book["releases"] if r["id"] == book["current"])["version"] == "v1.2.0"
+    assert not host.file(DIR + "/.deploy.lock").exists
+
+
 def test_concurrent_deploy_is_refused(host):
     lock = json.dumps(
         {"holder": "alice@laptop", "since": "2026-11-28T10:00:00Z", "action": "deploy", "version": "v1.1.0"}
     )
     host.run(f"printf '%s' '{lock}' > {DIR}/.deploy.lock")
+    # Not logged in to the registry, and a release whose images are not on the host: a run
+    # that logged in before taking the lock would leave a credential behind.
+    host.run("docker logout ghcr.avatar.test")
+    login_before = host.run("cat ~/.docker/config.json").stdout
+    assert "ghcr.avatar.test" not in login_before
     try:
         before = running(host)
-        res = playbook("deploy.yml", "-e", "image_tag=v1.1.0")
+        res = playbook("deploy.yml", "-e", "image_tag=v1.3.0-beta.1")
         assert res.returncode != 0
         out = res.stdout + res.stderr
         assert "alice@laptop" in out
         assert "2026-11-28T10:00:00Z" in out
         assert "v1.1.0" in out
         assert running(host) == before
+        assert host.run("cat ~/.docker/config.json").stdout == login_before  # the login was not touched
         assert host.file(DIR + "/.deploy.lock").exists  # someone else's lock stays
         again = playbook("deploy.yml", "-e", "image_tag=v1.2.0", "-e", "compose_deploy_break_lock=true")
         assert again.returncode == 0, again.stdout[-3000:]
