@@ -94,6 +94,7 @@ def test_backup_restores_rows_and_files_after_loss(host):
         assert f.mode == 0o600
     assert not host.run(f"sudo ls -d {BACKUPS}/.tmp-*").succeeded
 
+    proxy_hosts = host.check_output(f"sudo sh -c 'cd {DIR}/jc21/data/nginx/proxy_host && sha256sum *.conf'")
     # Lose everything: the database volume, the uploads and the proxy's data (its hosts).
     host.check_output(f"{COMPOSE} down -v")
     host.check_output(f"sudo find {DIR}/directus/uploads {DIR}/jc21/data {DIR}/jc21/letsencrypt -mindepth 1 -delete")
@@ -111,6 +112,12 @@ def test_backup_restores_rows_and_files_after_loss(host):
     assert rows() == NAMES
     assert cms("/assets/model.glb") == FILE
     assert host.file(f"{DIR}/directus/uploads/model.glb").uid == 1000
+    # The restored NPM serves the same hosts from the same files.
+    assert host.check_output(f"sudo sh -c 'cd {DIR}/jc21/data/nginx/proxy_host && sha256sum *.conf'") == proxy_hosts
+    # A safety backup of the state before the restore was taken, and labelled as such.
+    safety = [b for b in backups(host) if b != backup_id]
+    assert len(safety) == 1
+    assert manifest(host, safety[0])["kind"] == "safety"
 
 
 def test_restore_without_confirmation_changes_nothing(host):
@@ -135,6 +142,35 @@ def test_corrupted_dump_is_caught(host):
     assert restore.returncode != 0
     assert f"Backup {latest} is damaged" in restore.stdout + restore.stderr
     assert rows() == sorted([*NAMES, "margaret"])
+    assert not host.file(f"{DIR}/.deploy.lock").exists
+
+
+def test_backup_and_restore_respect_a_deploy_lock(host):
+    lock = '{"holder": "alice@laptop", "since": "2026-11-28T10:00:00Z", "action": "deploy", "version": "v1.3.0"}'
+    host.run(f"printf '%s' '{lock}' > {DIR}/.deploy.lock")
+    try:
+        before = backups(host)
+        for res in (
+            playbook("backup.yml"),
+            playbook("restore.yml", "-e", "backup_id=latest", "-e", "confirm_restore=production"),
+        ):
+            assert res.returncode != 0
+            assert "alice@laptop" in res.stdout + res.stderr
+        assert backups(host) == before
+        assert not host.run(f"sudo ls -d {BACKUPS}/.tmp-*").succeeded
+        assert rows() == sorted([*NAMES, "margaret"])
+        assert host.file(f"{DIR}/.deploy.lock").content_string == lock  # someone else's lock stays as it was
+    finally:
+        host.run(f"rm -f {DIR}/.deploy.lock")
+
+
+def test_a_failed_backup_leaves_nothing_behind(host):
+    before = backups(host)
+    res = playbook("backup.yml", "-e", "backup_db_service=nosuch")
+    assert res.returncode != 0
+    assert "left no partial backup" in res.stdout + res.stderr
+    assert backups(host) == before
+    assert not host.run(f"sudo ls -d {BACKUPS}/.tmp-*").succeeded
     assert not host.file(f"{DIR}/.deploy.lock").exists
 
 
