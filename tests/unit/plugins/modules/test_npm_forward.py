@@ -5,18 +5,14 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import yaml
-from ansible_collections.avatar_mgmt.ops.plugins.doc_fragments import npm as npm_fragment
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
 from ansible_collections.avatar_mgmt.ops.plugins.modules import npm_forward
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, npm_module
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM, FakeNPMPublic
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.npm_module import ADMIN
 
-ADMIN = 'admin@example.com'
 PASSWORD = 'Forward-Pa55-literal'
 
 
@@ -45,9 +41,6 @@ def npm():
 
 def _args(server, **kw):
     args = {
-        'url': server.url,
-        'username': ADMIN,
-        'password': PASSWORD,
         'domain_names': ['avatar.example.com'],
         'forward_host': 'avatar-api-green',
         'forward_port': 8081,
@@ -56,8 +49,7 @@ def _args(server, **kw):
         'verify_interval': 0.05,
         'verify_timeout': 5,
     }
-    args.update(kw)
-    return args
+    return npm_module.module_args(server, PASSWORD, **dict(args, **kw))
 
 
 def _run(args, expect=ExitJson):
@@ -65,13 +57,8 @@ def _run(args, expect=ExitJson):
 
 
 def test_documentation_matches_argument_spec(monkeypatch):
-    kwargs = module_harness.module_kwargs(monkeypatch, npm_forward)
-    doc = yaml.safe_load(npm_forward.DOCUMENTATION)
-    doc['options'].update(yaml.safe_load(npm_fragment.ModuleDocFragment.DOCUMENTATION)['options'])
-    module = type('Doc', (), {'DOCUMENTATION': yaml.safe_dump(doc)})
-    module_harness.assert_documented_options(module, kwargs['argument_spec'])
+    kwargs = npm_module.assert_documentation(monkeypatch, npm_forward)
     assert kwargs['required_together'] == [('verify_url', 'verify_expect')]
-    module_harness.assert_documented_returns(npm_forward)
 
 
 @pytest.mark.usefixtures('patched')
@@ -94,7 +81,7 @@ def test_switch_verifies_and_returns_the_previous_target(npm):
     back = _run(_args(npm, verify_url=None, verify_expect=None, **result['previous']))
     assert back['changed'] is True
     assert npm.served[1]['forward_host'] == 'avatar-api-blue'
-    assert PASSWORD not in json.dumps([result, again, back])
+    npm_module.assert_no_secret(npm, [PASSWORD], result, again, back)
 
 
 @pytest.mark.usefixtures('patched')

@@ -12,14 +12,12 @@ import json
 import types
 
 import pytest
-import yaml
-from ansible_collections.avatar_mgmt.ops.plugins.doc_fragments import npm as npm_fragment
 from ansible_collections.avatar_mgmt.ops.plugins.modules import npm_proxy_host
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, npm_module
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.npm_module import ADMIN
 
-ADMIN = 'admin@example.com'
 PASSWORD = 'Adm1n-Pa55word-literal'
 KEY_BODY = 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7-private'
 KEY = f'-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n-----END PRIVATE KEY-----'
@@ -46,17 +44,13 @@ def fresh_npm():
 
 def _args(server, **kw):
     args = {
-        'url': server.url,
-        'username': ADMIN,
-        'password': PASSWORD,
         'domain_names': ['avatar.example.com'],
         'forward_host': 'avatar-api-blue',
         'forward_port': 8080,
         'block_exploits': True,
         'allow_websocket_upgrade': True,
     }
-    args.update(kw)
-    return args
+    return npm_module.module_args(server, PASSWORD, **dict(args, **kw))
 
 
 def _run(args, expect=ExitJson):
@@ -64,11 +58,7 @@ def _run(args, expect=ExitJson):
 
 
 def _assert_no_secret(server, *results):
-    text = json.dumps(results, default=str)
-    for secret in [PASSWORD, KEY, KEY_BODY, ACL_PASSWORD]:
-        assert secret not in text
-    for token in server.tokens:
-        assert token not in text
+    npm_module.assert_no_secret(server, [PASSWORD, KEY, KEY_BODY, ACL_PASSWORD], *results)
 
 
 # ---------------------------------------------------------------------------
@@ -76,32 +66,8 @@ def _assert_no_secret(server, *results):
 # ---------------------------------------------------------------------------
 
 
-def _doc_with_fragment():
-    doc = yaml.safe_load(npm_proxy_host.DOCUMENTATION)
-    fragment = yaml.safe_load(npm_fragment.ModuleDocFragment.DOCUMENTATION)
-    assert doc['extends_documentation_fragment'] == ['avatar_mgmt.ops.npm']
-    doc['options'].update(fragment['options'])
-    return doc
-
-
-def _assert_suboptions(options, spec, where):
-    assert set(options) == set(spec), where
-    for name, option in options.items():
-        entry = spec[name]
-        assert option['type'] == entry['type'], (where, name)
-        for key in ('default', 'choices', 'elements'):
-            assert option.get(key) == entry.get(key), (where, name, key)
-        assert option.get('required', False) == entry.get('required', False), (where, name)
-        assert bool(entry.get('no_log')) == (name in ('password', 'certificate_key')), (where, name)
-        if 'options' in entry or 'suboptions' in option:
-            _assert_suboptions(option['suboptions'], entry['options'], f'{where}.{name}')
-
-
 def test_documentation_matches_argument_spec(monkeypatch):
-    kwargs = module_harness.module_kwargs(monkeypatch, npm_proxy_host)
-    _assert_suboptions(_doc_with_fragment()['options'], kwargs['argument_spec'], 'options')
-    assert kwargs['supports_check_mode'] is True
-    module_harness.assert_documented_returns(npm_proxy_host)
+    npm_module.assert_documentation(monkeypatch, npm_proxy_host)
 
 
 # ---------------------------------------------------------------------------
