@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
 from ansible_collections.avatar_mgmt.ops.plugins.modules import npm_forward
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, npm_module
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import fake_npm, module_harness, npm_module
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM, FakeNPMPublic
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.npm_module import ADMIN
@@ -100,6 +100,9 @@ def test_verify_deadline_fails_with_previous(npm):
     assert result['changed'] is True
     assert "did not show 'something-else'" in result['msg']
     assert result['previous']['forward_host'] == 'avatar-api-blue'
+    # Documented: a failed verification does not switch back by itself.
+    assert npm.hosts[1]['forward_host'] == 'avatar-api-green'
+    npm_module.assert_no_secret(npm, [PASSWORD], result)
 
 
 @pytest.mark.usefixtures('patched')
@@ -107,3 +110,41 @@ def test_unknown_domain(npm):
     result = _run(_args(npm, domain_names=['nope.example.com']), FailJson)
     assert 'no proxy host of NPM serves nope.example.com' in result['msg']
     assert result['changed'] is False
+    assert npm.writes() == [('POST', '/api/nginx/proxy-hosts')]  # the fixture's host only
+
+
+@pytest.mark.usefixtures('patched')
+def test_a_switch_sends_the_minimum_of_requests(npm):
+    start = len(npm.requests)
+    _run(_args(npm, verify_url=None, verify_expect=None))
+    assert [request[:2] for request in npm.requests[start:]] == [
+        ('GET', '/api/'),
+        ('POST', '/api/tokens'),
+        ('GET', '/api/nginx/proxy-hosts'),
+        ('PUT', '/api/nginx/proxy-hosts/1'),
+        ('GET', '/api/nginx/proxy-hosts/1'),
+    ]
+
+
+@pytest.mark.usefixtures('patched')
+def test_switch_rejected_by_nginx_puts_the_previous_target_back_online(npm, monkeypatch):
+    real = fake_npm.nginx_test
+
+    def refuse_green(host_id, record):
+        if record['forward_host'] == 'avatar-api-green':
+            return f'nginx: [emerg] host not found in upstream "avatar-api-green" {PASSWORD} {npm.last_token}'
+        return real(host_id, record)
+
+    monkeypatch.setattr(fake_npm, 'nginx_test', refuse_green)
+    reloads = npm.reloads
+    result = _run(_args(npm), FailJson)
+    assert result['restored'] is True
+    assert result['changed'] is True
+    assert 'host not found in upstream' in result['nginx_err']
+    record = npm.hosts[1]
+    assert (record['forward_host'], record['forward_port']) == ('avatar-api-blue', 8080)
+    assert record['block_exploits'] is True
+    assert record['meta'] == {'nginx_online': True, 'nginx_err': None}
+    assert npm.served[1]['forward_host'] == 'avatar-api-blue'
+    assert npm.reloads == reloads + 2  # the rejected switch, then the previous target
+    npm_module.assert_no_secret(npm, [PASSWORD], result)
