@@ -32,6 +32,7 @@ import hashlib
 import http.client
 import time
 
+from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _http
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._npm_client import (
     NPMAPIError,
@@ -70,6 +71,7 @@ __all__ = [
     'normalize_locations',
     'public_host',
     'redact',
+    'run_module',
     'secrets_of',
     'switch_forward',
 ]
@@ -287,22 +289,7 @@ def conflict_message(conflicts, wanted):
 # What results show
 # ---------------------------------------------------------------------------
 
-_PUBLIC_HOST_FIELDS = (
-    'id',
-    'created_on',
-    'modified_on',
-    'domain_names',
-    'forward_scheme',
-    'forward_host',
-    'forward_port',
-    'certificate_id',
-    'access_list_id',
-    *BOOL_FIELDS,
-    'trust_forwarded_proto',
-    'advanced_config',
-    'locations',
-    'enabled',
-)
+_PUBLIC_HOST_FIELDS = ('id', 'created_on', 'modified_on', *COMPARED_FIELDS, 'trust_forwarded_proto', 'enabled')
 
 
 def public_host(record):
@@ -636,20 +623,14 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
     upload = spec.get('certificate_upload')
     request = spec.get('certificate_request')
     acl_spec = spec.get('access_list_spec')
-    if upload and request:
-        raise ValueError('certificate_upload and certificate_request are mutually exclusive; give one of them')
-    if upload and spec.get('certificate') not in (None, upload['nice_name']):
-        raise ValueError(
-            f'certificate ({spec["certificate"]!r}) and certificate_upload.nice_name ({upload["nice_name"]!r}) differ'
-        )
-    if request and spec.get('certificate') not in (None, request['nice_name']):
-        raise ValueError(
-            f'certificate ({spec["certificate"]!r}) and certificate_request.nice_name ({request["nice_name"]!r}) differ'
-        )
-    if acl_spec and spec.get('access_list') not in (None, acl_spec['name']):
-        raise ValueError(
-            f'access_list ({spec["access_list"]!r}) and access_list_spec.name ({acl_spec["name"]!r}) differ'
-        )
+    for given, option, key in (
+        ('certificate', 'certificate_upload', 'nice_name'),
+        ('certificate', 'certificate_request', 'nice_name'),
+        ('access_list', 'access_list_spec', 'name'),
+    ):
+        named = (spec.get(option) or {}).get(key)
+        if named is not None and spec.get(given) not in (None, named):
+            raise ValueError(f'{given} ({spec[given]!r}) and {option}.{key} ({named!r}) differ')
     if not setup_pending:
         certificates = (
             client.list_certificates()
@@ -1004,3 +985,44 @@ def redact(text, params, client=None):
     if client is not None:
         text = client.redact(text)
     return _http.safe_message(text, secrets)
+
+
+def run_module(module, work):
+    """The body of an NPM module's ``main()``: connect, ``work(client, admin_created)``, fail or return its result.
+
+    Connects with the module's options (first-run setup when it has ``initial_setup``),
+    turns every error into ``fail_json`` with a redacted message (``changed`` when a
+    write went through) and closes the client.
+    """
+    if not _http.HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib('requests'), exception=_http.REQUESTS_IMPORT_ERROR)
+    params = module.params
+    client = None
+    admin_created = False
+
+    def fail(msg, only_failed_write=False, **extra):
+        # only_failed_write: the one write sent was refused and NPM kept nothing of it.
+        wrote = admin_created or (client is not None and client.write_count > (1 if only_failed_write else 0))
+        module.fail_json(msg=redact(msg, params, client), changed=bool(wrote) and not module.check_mode, **extra)
+
+    try:
+        client, admin_created = connect(params, params.get('initial_setup') or False, module.check_mode)
+        return work(client, admin_created)
+    except ValueError as exc:
+        fail(str(exc).rstrip('.') + '. Nothing was changed.')
+    except CertificateRequestError as exc:
+        fail(str(exc), only_failed_write=True)
+    except NginxOfflineError as exc:
+        fail(str(exc), nginx_err=redact(exc.nginx_err, params, client), restored=exc.restored)
+    except VerifyError as exc:
+        partial = getattr(exc, 'result', {})
+        fail(
+            f'{exc} NPM forwards to the new target but it is not shown as served; switch back with previous if needed.',
+            previous=partial.get('previous'),
+            id=partial.get('id'),
+        )
+    except NPMError as exc:
+        fail(str(exc))
+    finally:
+        if client is not None:
+            client.close()

@@ -151,8 +151,8 @@ restored:
   sample: true
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _http, _npm
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
 
 
 def main():
@@ -174,35 +174,11 @@ def main():
         required_together=[('verify_url', 'verify_expect')],
         supports_check_mode=True,
     )
-    if not _http.HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib('requests'), exception=_http.REQUESTS_IMPORT_ERROR)
-    params = module.params
-    client = None
-
-    def fail(msg, **extra):
-        wrote = client is not None and client.write_count > 0
-        module.fail_json(msg=_npm.redact(msg, params, client), changed=wrote, **extra)
-
-    try:
-        client, _created = _npm.connect(params)
-        result = _npm.switch_forward(client, params, check_mode=module.check_mode)
-    except ValueError as exc:
-        fail(str(exc).rstrip('.') + '. Nothing was changed.')
-    except _npm.NginxOfflineError as exc:
-        fail(str(exc), nginx_err=_npm.redact(exc.nginx_err, params, client), restored=exc.restored)
-    except _npm.VerifyError as exc:
-        partial = getattr(exc, 'result', {})
-        fail(
-            f'{exc} NPM forwards to the new target but it is not shown as served; switch back with previous if needed.',
-            previous=partial.get('previous'),
-            id=partial.get('id'),
+    module.exit_json(
+        **_npm.run_module(
+            module, lambda client, _created: _npm.switch_forward(client, module.params, module.check_mode)
         )
-    except _npm.NPMError as exc:
-        fail(str(exc))
-    finally:
-        if client is not None:
-            client.close()
-    module.exit_json(**result)
+    )
 
 
 if __name__ == '__main__':

@@ -393,8 +393,8 @@ restored:
   sample: true
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _http, _npm
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
 
 
 def main():
@@ -476,36 +476,16 @@ def main():
         mutually_exclusive=[('certificate_upload', 'certificate_request')],
         supports_check_mode=True,
     )
-    if not _http.HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib('requests'), exception=_http.REQUESTS_IMPORT_ERROR)
-    params = module.params
-    client = None
-    admin_created = False
 
-    def fail(msg, only_failed_write=False, **extra):
-        # only_failed_write: the one write sent was refused and NPM kept nothing of it.
-        wrote = admin_created or (client is not None and client.write_count > (1 if only_failed_write else 0))
-        module.fail_json(msg=_npm.redact(msg, params, client), changed=bool(wrote) and not module.check_mode, **extra)
-
-    try:
-        client, admin_created = _npm.connect(params, params['initial_setup'], module.check_mode)
+    def work(client, admin_created):
         result = _npm.ensure_proxy_host(
-            client, params, check_mode=module.check_mode, setup_pending=admin_created and module.check_mode
+            client, module.params, check_mode=module.check_mode, setup_pending=admin_created and module.check_mode
         )
-    except ValueError as exc:
-        fail(str(exc).rstrip('.') + '. Nothing was changed.')
-    except _npm.CertificateRequestError as exc:
-        fail(str(exc), only_failed_write=True)
-    except _npm.NginxOfflineError as exc:
-        fail(str(exc), nginx_err=_npm.redact(exc.nginx_err, params, client), restored=exc.restored)
-    except _npm.NPMError as exc:
-        fail(str(exc))
-    finally:
-        if client is not None:
-            client.close()
-    result['admin_created'] = admin_created
-    result['changed'] = result['changed'] or admin_created
-    module.exit_json(**result)
+        result['admin_created'] = admin_created
+        result['changed'] = result['changed'] or admin_created
+        return result
+
+    module.exit_json(**_npm.run_module(module, work))
 
 
 if __name__ == '__main__':

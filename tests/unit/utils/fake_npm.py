@@ -58,26 +58,6 @@ KNOWN_DIRECTIVES = {
     'rewrite',
     'set',
 }
-HOST_FIELDS = {
-    'domain_names',
-    'forward_scheme',
-    'forward_host',
-    'forward_port',
-    'access_list_id',
-    'certificate_id',
-    'ssl_forced',
-    'hsts_enabled',
-    'hsts_subdomains',
-    'http2_support',
-    'block_exploits',
-    'caching_enabled',
-    'allow_websocket_upgrade',
-    'trust_forwarded_proto',
-    'advanced_config',
-    'locations',
-    'meta',
-    'enabled',
-}
 BOOLS = (
     'ssl_forced',
     'hsts_enabled',
@@ -88,6 +68,19 @@ BOOLS = (
     'allow_websocket_upgrade',
     'trust_forwarded_proto',
 )
+HOST_FIELDS = {
+    'domain_names',
+    'forward_scheme',
+    'forward_host',
+    'forward_port',
+    'access_list_id',
+    'certificate_id',
+    *BOOLS,
+    'advanced_config',
+    'locations',
+    'meta',
+    'enabled',
+}
 
 
 # What NPM answers (500) when certbot cannot reach Let's Encrypt; simulated text, the shape of NPM's.

@@ -420,6 +420,7 @@ def test_new_host_rejected_by_nginx_is_deleted_again(npm):
     with pytest.raises(_npm.NginxOfflineError, match='deleted again'):
         _npm.ensure_proxy_host(client, _full_spec(advanced_config='bogus;'))
     assert npm.hosts == {}
+    assert npm.served == {}
     assert _writes(client) == [('POST', '/api/nginx/proxy-hosts'), ('DELETE', '/api/nginx/proxy-hosts/1')]
 
 
@@ -431,6 +432,8 @@ def test_offline_host_is_written_again(npm):
     assert result['changes']['host'] == 'reapply'
     assert result['host']['meta']['nginx_online'] is True
     assert len(_writes(client)) == 1
+    assert npm.hosts[1]['meta'] == {'nginx_online': True, 'nginx_err': None}
+    assert npm.served[1]['forward_host'] == 'blue'
 
 
 def test_domain_on_another_host_fails_naming_it(npm):
@@ -578,6 +581,7 @@ def test_switch_forward_rejected_by_nginx_puts_the_previous_target_back(npm, mon
     with pytest.raises(_npm.NginxOfflineError, match='previous configuration keeps serving'):
         _npm.switch_forward(_client(npm), _forward(forward_host='broken'))
     assert npm.hosts[1]['forward_host'] == 'blue'
+    assert npm.hosts[1]['meta'] == {'nginx_online': True, 'nginx_err': None}
     assert npm.served[1]['forward_host'] == 'blue'
 
 
@@ -596,3 +600,4 @@ def test_locations_order_does_not_count_and_a_bad_location_is_put_back(npm):
     assert excinfo.value.restored is True
     assert [loc['path'] for loc in npm.hosts[1]['locations']] == ['/api', '/cms']
     assert npm.hosts[1]['meta']['nginx_online'] is True
+    assert [loc['path'] for loc in npm.served[1]['locations']] == ['/api', '/cms']

@@ -5,18 +5,14 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import yaml
-from ansible_collections.avatar_mgmt.ops.plugins.doc_fragments import npm as npm_fragment
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
 from ansible_collections.avatar_mgmt.ops.plugins.modules import npm_forward
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import fake_npm, module_harness, npm_module
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM, FakeNPMPublic
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.npm_module import ADMIN
 
-ADMIN = 'admin@example.com'
 PASSWORD = 'Forward-Pa55-literal'
 
 
@@ -45,9 +41,6 @@ def npm():
 
 def _args(server, **kw):
     args = {
-        'url': server.url,
-        'username': ADMIN,
-        'password': PASSWORD,
         'domain_names': ['avatar.example.com'],
         'forward_host': 'avatar-api-green',
         'forward_port': 8081,
@@ -56,8 +49,7 @@ def _args(server, **kw):
         'verify_interval': 0.05,
         'verify_timeout': 5,
     }
-    args.update(kw)
-    return args
+    return npm_module.module_args(server, PASSWORD, **dict(args, **kw))
 
 
 def _run(args, expect=ExitJson):
@@ -65,13 +57,8 @@ def _run(args, expect=ExitJson):
 
 
 def test_documentation_matches_argument_spec(monkeypatch):
-    kwargs = module_harness.module_kwargs(monkeypatch, npm_forward)
-    doc = yaml.safe_load(npm_forward.DOCUMENTATION)
-    doc['options'].update(yaml.safe_load(npm_fragment.ModuleDocFragment.DOCUMENTATION)['options'])
-    module = type('Doc', (), {'DOCUMENTATION': yaml.safe_dump(doc)})
-    module_harness.assert_documented_options(module, kwargs['argument_spec'])
+    kwargs = npm_module.assert_documentation(monkeypatch, npm_forward)
     assert kwargs['required_together'] == [('verify_url', 'verify_expect')]
-    module_harness.assert_documented_returns(npm_forward)
 
 
 @pytest.mark.usefixtures('patched')
@@ -94,7 +81,7 @@ def test_switch_verifies_and_returns_the_previous_target(npm):
     back = _run(_args(npm, verify_url=None, verify_expect=None, **result['previous']))
     assert back['changed'] is True
     assert npm.served[1]['forward_host'] == 'avatar-api-blue'
-    assert PASSWORD not in json.dumps([result, again, back])
+    npm_module.assert_no_secret(npm, [PASSWORD], result, again, back)
 
 
 @pytest.mark.usefixtures('patched')
@@ -113,6 +100,9 @@ def test_verify_deadline_fails_with_previous(npm):
     assert result['changed'] is True
     assert "did not show 'something-else'" in result['msg']
     assert result['previous']['forward_host'] == 'avatar-api-blue'
+    # Documented: a failed verification does not switch back by itself.
+    assert npm.hosts[1]['forward_host'] == 'avatar-api-green'
+    npm_module.assert_no_secret(npm, [PASSWORD], result)
 
 
 @pytest.mark.usefixtures('patched')
@@ -120,3 +110,41 @@ def test_unknown_domain(npm):
     result = _run(_args(npm, domain_names=['nope.example.com']), FailJson)
     assert 'no proxy host of NPM serves nope.example.com' in result['msg']
     assert result['changed'] is False
+    assert npm.writes() == [('POST', '/api/nginx/proxy-hosts')]  # the fixture's host only
+
+
+@pytest.mark.usefixtures('patched')
+def test_a_switch_sends_the_minimum_of_requests(npm):
+    start = len(npm.requests)
+    _run(_args(npm, verify_url=None, verify_expect=None))
+    assert [request[:2] for request in npm.requests[start:]] == [
+        ('GET', '/api/'),
+        ('POST', '/api/tokens'),
+        ('GET', '/api/nginx/proxy-hosts'),
+        ('PUT', '/api/nginx/proxy-hosts/1'),
+        ('GET', '/api/nginx/proxy-hosts/1'),
+    ]
+
+
+@pytest.mark.usefixtures('patched')
+def test_switch_rejected_by_nginx_puts_the_previous_target_back_online(npm, monkeypatch):
+    real = fake_npm.nginx_test
+
+    def refuse_green(host_id, record):
+        if record['forward_host'] == 'avatar-api-green':
+            return f'nginx: [emerg] host not found in upstream "avatar-api-green" {PASSWORD} {npm.last_token}'
+        return real(host_id, record)
+
+    monkeypatch.setattr(fake_npm, 'nginx_test', refuse_green)
+    reloads = npm.reloads
+    result = _run(_args(npm), FailJson)
+    assert result['restored'] is True
+    assert result['changed'] is True
+    assert 'host not found in upstream' in result['nginx_err']
+    record = npm.hosts[1]
+    assert (record['forward_host'], record['forward_port']) == ('avatar-api-blue', 8080)
+    assert record['block_exploits'] is True
+    assert record['meta'] == {'nginx_online': True, 'nginx_err': None}
+    assert npm.served[1]['forward_host'] == 'avatar-api-blue'
+    assert npm.reloads == reloads + 2  # the rejected switch, then the previous target
+    npm_module.assert_no_secret(npm, [PASSWORD], result)

@@ -12,14 +12,12 @@ import json
 import types
 
 import pytest
-import yaml
-from ansible_collections.avatar_mgmt.ops.plugins.doc_fragments import npm as npm_fragment
 from ansible_collections.avatar_mgmt.ops.plugins.modules import npm_proxy_host
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, npm_module
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.npm_module import ADMIN
 
-ADMIN = 'admin@example.com'
 PASSWORD = 'Adm1n-Pa55word-literal'
 KEY_BODY = 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7-private'
 KEY = f'-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n-----END PRIVATE KEY-----'
@@ -46,17 +44,13 @@ def fresh_npm():
 
 def _args(server, **kw):
     args = {
-        'url': server.url,
-        'username': ADMIN,
-        'password': PASSWORD,
         'domain_names': ['avatar.example.com'],
         'forward_host': 'avatar-api-blue',
         'forward_port': 8080,
         'block_exploits': True,
         'allow_websocket_upgrade': True,
     }
-    args.update(kw)
-    return args
+    return npm_module.module_args(server, PASSWORD, **dict(args, **kw))
 
 
 def _run(args, expect=ExitJson):
@@ -64,11 +58,7 @@ def _run(args, expect=ExitJson):
 
 
 def _assert_no_secret(server, *results):
-    text = json.dumps(results, default=str)
-    for secret in [PASSWORD, KEY, KEY_BODY, ACL_PASSWORD]:
-        assert secret not in text
-    for token in server.tokens:
-        assert token not in text
+    npm_module.assert_no_secret(server, [PASSWORD, KEY, KEY_BODY, ACL_PASSWORD], *results)
 
 
 # ---------------------------------------------------------------------------
@@ -76,32 +66,8 @@ def _assert_no_secret(server, *results):
 # ---------------------------------------------------------------------------
 
 
-def _doc_with_fragment():
-    doc = yaml.safe_load(npm_proxy_host.DOCUMENTATION)
-    fragment = yaml.safe_load(npm_fragment.ModuleDocFragment.DOCUMENTATION)
-    assert doc['extends_documentation_fragment'] == ['avatar_mgmt.ops.npm']
-    doc['options'].update(fragment['options'])
-    return doc
-
-
-def _assert_suboptions(options, spec, where):
-    assert set(options) == set(spec), where
-    for name, option in options.items():
-        entry = spec[name]
-        assert option['type'] == entry['type'], (where, name)
-        for key in ('default', 'choices', 'elements'):
-            assert option.get(key) == entry.get(key), (where, name, key)
-        assert option.get('required', False) == entry.get('required', False), (where, name)
-        assert bool(entry.get('no_log')) == (name in ('password', 'certificate_key')), (where, name)
-        if 'options' in entry or 'suboptions' in option:
-            _assert_suboptions(option['suboptions'], entry['options'], f'{where}.{name}')
-
-
 def test_documentation_matches_argument_spec(monkeypatch):
-    kwargs = module_harness.module_kwargs(monkeypatch, npm_proxy_host)
-    _assert_suboptions(_doc_with_fragment()['options'], kwargs['argument_spec'], 'options')
-    assert kwargs['supports_check_mode'] is True
-    module_harness.assert_documented_returns(npm_proxy_host)
+    npm_module.assert_documentation(monkeypatch, npm_proxy_host)
 
 
 # ---------------------------------------------------------------------------
@@ -404,3 +370,120 @@ def test_certificate_request_and_upload_are_mutually_exclusive(npm):
     assert 'certificate_upload' in result['msg']
     assert npm.writes() == []
     _assert_no_secret(npm, result)
+
+
+# ---------------------------------------------------------------------------
+# The promises, attacked: minimum requests, no write when nothing differs, put back, never printed
+# ---------------------------------------------------------------------------
+
+
+def _requests_of_a_run(server, args, expect=ExitJson):
+    start = len(server.requests)
+    result = _run(args, expect)
+    return result, [request[:2] for request in server.requests[start:]]
+
+
+@pytest.mark.usefixtures('patched')
+def test_each_run_sends_the_minimum_of_requests(npm):
+    _result, sent = _requests_of_a_run(npm, _args(npm))
+    assert sent == [
+        ('GET', '/api/'),
+        ('POST', '/api/tokens'),
+        ('GET', '/api/nginx/proxy-hosts'),
+        ('POST', '/api/nginx/proxy-hosts'),
+        ('GET', '/api/nginx/proxy-hosts/1'),
+    ]
+    _result, sent = _requests_of_a_run(npm, _args(npm))
+    assert sent == [('GET', '/api/'), ('POST', '/api/tokens'), ('GET', '/api/nginx/proxy-hosts')]
+    upload = {'nice_name': 'avatar', 'certificate': CERT, 'certificate_key': KEY}
+    acl = {'name': 'staff', 'items': [{'username': 'ops', 'password': ACL_PASSWORD}]}
+    args = _args(npm, ssl_forced=True, certificate_upload=upload, access_list_spec=acl)
+    _run(args)
+    _result, sent = _requests_of_a_run(npm, args)
+    assert sent == [
+        ('GET', '/api/'),
+        ('POST', '/api/tokens'),
+        ('GET', '/api/nginx/proxy-hosts'),
+        ('GET', '/api/nginx/certificates'),
+        ('GET', '/api/nginx/access-lists'),
+    ]
+
+
+@pytest.mark.usefixtures('patched')
+def test_same_options_with_certificate_and_access_list_write_nothing_and_do_not_reload(npm):
+    args = _args(
+        npm,
+        ssl_forced=True,
+        certificate_upload={'nice_name': 'avatar', 'certificate': CERT, 'certificate_key': KEY},
+        access_list_spec={'name': 'staff', 'items': [{'username': 'ops', 'password': ACL_PASSWORD}]},
+        advanced_config='client_max_body_size 50m;\n',
+        locations=[{'path': '/cms', 'forward_host': 'directus', 'forward_port': 8055}],
+        enabled=True,
+    )
+    assert _run(args)['changed'] is True
+    writes, reloads = len(npm.writes()), npm.reloads
+    again = _run(dict(args, domain_names=['Avatar.Example.com'], advanced_config='client_max_body_size 50m;'))
+    assert again['changed'] is False
+    assert again['changes'] == {'host': None, 'fields': [], 'certificate': None, 'access_list': None}
+    assert (len(npm.writes()), npm.reloads) == (writes, reloads)
+
+
+@pytest.mark.usefixtures('patched')
+def test_nginx_rejection_puts_every_field_back_online_and_prints_no_secret(npm):
+    acl = {'name': 'staff', 'items': [{'username': 'ops', 'password': ACL_PASSWORD}]}
+    upload = {'nice_name': 'avatar', 'certificate': CERT, 'certificate_key': KEY}
+    good = _args(npm, ssl_forced=True, certificate_upload=upload, access_list_spec=acl, advanced_config='gzip on;')
+    _run(good)
+    before = json.dumps({k: v for k, v in npm.hosts[1].items() if k != 'modified_on'}, sort_keys=True)
+    served_before = npm.served[1]['forward_host']
+    bad = dict(
+        good, forward_host='avatar-api-green', forward_port=9999, block_exploits=False, advanced_config='bogus on;'
+    )
+    failed = _run(dict(bad, _ansible_diff=True), FailJson)
+    assert failed['restored'] is True
+    assert failed['changed'] is True
+    assert 'unknown directive "bogus"' in failed['nginx_err']
+    after = json.dumps({k: v for k, v in npm.hosts[1].items() if k != 'modified_on'}, sort_keys=True)
+    assert after == before
+    assert npm.hosts[1]['meta'] == {'nginx_online': True, 'nginx_err': None}
+    assert npm.served[1]['forward_host'] == served_before == 'avatar-api-blue'
+    # The same in check mode: nothing is sent, so nothing to put back.
+    writes, reloads = len(npm.writes()), npm.reloads
+    checked = _run(dict(bad, _ansible_check_mode=True, _ansible_diff=True))
+    assert (len(npm.writes()), npm.reloads) == (writes, reloads)
+    _assert_no_secret(npm, failed, checked)
+
+
+@pytest.mark.usefixtures('patched')
+def test_no_secret_in_any_result_check_diff_or_failure(npm, monkeypatch):
+    from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import APIError
+
+    acl = {'name': 'staff', 'items': [{'username': 'ops', 'password': ACL_PASSWORD}]}
+    upload = {'nice_name': 'avatar', 'certificate': CERT, 'certificate_key': KEY}
+    args = _args(npm, ssl_forced=True, certificate_upload=upload, access_list_spec=acl, _ansible_diff=True)
+    results = [_run(dict(args, _ansible_check_mode=True)), _run(args)]
+    assert npm.certs[1]['meta']['certificate_key'] == KEY  # the secrets did reach NPM
+    new_key = KEY.replace('private', 'rotated')
+    rotated = dict(args, certificate_upload=dict(upload, certificate=CERT + '\n', certificate_key=new_key))
+    results += [
+        _run(dict(rotated, update_password='always', _ansible_check_mode=True)),
+        _run(dict(rotated, update_password='always')),
+    ]
+    assert results[-1]['changes']['certificate'] == 'upload'
+    assert results[-1]['changes']['access_list'] == 'update'
+    results.append(_run(dict(args, password=PASSWORD + 'x'), FailJson))
+    real_handle = npm.handle
+    secrets = f'{PASSWORD} {ACL_PASSWORD} {KEY} {new_key}'
+
+    def echo(method, path, query, body, files, authorized):
+        # NPM quoting the request (secrets, the token) in its errors, on every kind of call.
+        if path != '/api/tokens' and (method != 'GET' or path.endswith('access-lists')):
+            raise APIError(500, f'boom {secrets} {npm.last_token}')
+        return real_handle(method, path, query, body, files, authorized)
+
+    monkeypatch.setattr(npm, 'handle', echo)
+    results.append(_run(dict(args, forward_port=9999), FailJson))
+    results.append(_run(dict(args, forward_port=9999, _ansible_check_mode=True), FailJson))
+    assert all('boom' in r['msg'] for r in results[-2:])
+    _assert_no_secret(npm, *results)
+    assert new_key not in json.dumps(results)
