@@ -412,16 +412,41 @@ def values_equal(actual, expected):
 # ---------------------------------------------------------------------------
 
 
-def probe_http(check):
+class _Sessions:
+    """The HTTP sessions of one run, one per ``validate_certs`` value, made on first use and reused."""
+
+    def __init__(self):
+        self._by_verify = {}
+
+    def get(self, validate_certs):
+        session = self._by_verify.get(validate_certs)
+        if session is None:
+            session = self._by_verify[validate_certs] = _http.make_session(validate_certs=validate_certs, pool_size=1)
+        # Each attempt stands alone: nothing a health endpoint set is sent back.
+        session.cookies.clear()
+        return session
+
+    def close(self):
+        for session in self._by_verify.values():
+            session.close()
+        self._by_verify.clear()
+
+
+def probe_http(check, sessions=None):
     """One HTTP request; returns an Outcome.
 
+    ``sessions``: the :class:`_Sessions` of a run (kept-alive connections reused
+    between attempts), or None for a session of this request only.
     Redirects are followed only with ``follow_redirects`` (at most 10; a ``Host``
     header is not carried to the target, nor ``Authorization`` to another host).
     """
     if not HAS_REQUESTS:
         return Outcome(False, None, MISSING_REQUESTS)
     timeout = check["timeout"]
-    session = _http.make_session(validate_certs=check["validate_certs"], pool_size=1)
+    owned = sessions is None
+    if owned:
+        sessions = _Sessions()
+    session = sessions.get(check["validate_certs"])
     try:
         result = _http.send(
             session,
@@ -441,7 +466,8 @@ def probe_http(check):
     except (RequestException, OSError, ValueError) as exc:
         return Outcome(False, None, _http.describe_exception(exc, timeout))
     finally:
-        session.close()
+        if owned:
+            sessions.close()
     charset = _http.content_charset(result.headers)
     try:
         body = result.body.decode(charset or "utf-8", errors="replace")
@@ -737,11 +763,11 @@ def _service_status_key(service):
 # ---------------------------------------------------------------------------
 
 
-def probe(check, docker_client=None):
+def probe(check, docker_client=None, sessions=None):
     """Run one attempt of ``check`` (a normalized definition)."""
     try:
         if check["type"] == "http":
-            return probe_http(check)
+            return probe_http(check, sessions)
         if check["type"] == "tcp":
             return probe_tcp(check)
         return probe_compose(check, docker_client)
@@ -798,10 +824,11 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
     state = [{"attempts": 0, "elapsed": 0.0, "outcome": None} for _check in checks]
     pending = list(range(len(checks)))
     access = _DockerAccess(docker_client)
+    sessions = _Sessions()
     try:
         while True:
             for index in list(pending):
-                outcome = probe(checks[index], access)
+                outcome = probe(checks[index], access, sessions)
                 entry = state[index]
                 entry["attempts"] += 1
                 entry["outcome"] = outcome
@@ -816,6 +843,7 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
             sleep(min(interval, end - now))
     finally:
         access.close()
+        sessions.close()
 
     results = [
         _public_result(check, entry["attempts"], entry["elapsed"], entry["outcome"])
