@@ -220,6 +220,14 @@ def normalize_check(spec):
     return check
 
 
+def _integer(value, problem):
+    """``int(value)``, or HealthSpecError ``"<problem>, got <value>"``."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise HealthSpecError(f"{problem}, got {value!r}")
+
+
 def _normalize_http(spec, label):
     url = spec.get("url")
     if not isinstance(url, str) or not url:
@@ -239,10 +247,7 @@ def _normalize_http(spec, label):
         status_code = [status_code]
     codes = []
     for code in status_code:
-        try:
-            code = int(code)
-        except (TypeError, ValueError):
-            raise HealthSpecError(f"{label}: status_code entries must be integers, got {code!r}")
+        code = _integer(code, f"{label}: status_code entries must be integers")
         if not 100 <= code <= 599:
             raise HealthSpecError(f"{label}: status_code {code} is not an HTTP status")
         codes.append(code)
@@ -301,11 +306,7 @@ def _normalize_tcp(spec, label):
     host = spec.get("host")
     if not isinstance(host, str) or not host:
         raise HealthSpecError(f"{label}: a tcp check needs 'host'")
-    port = spec.get("port")
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        raise HealthSpecError(f"{label}: a tcp check needs an integer 'port', got {port!r}")
+    port = _integer(spec.get("port"), f"{label}: a tcp check needs an integer 'port'")
     if not 1 <= port <= 65535:
         raise HealthSpecError(f"{label}: port must be between 1 and 65535, got {port}")
     return {"host": host, "port": port}
@@ -406,30 +407,46 @@ def values_equal(actual, expected):
     return False
 
 
-def _describe_error(exc, timeout):
-    """A short human reason for a network error, without URLs or headers."""
-    return _http.describe_exception(exc, timeout)
-
-
-def _fmt_seconds(value):
-    return (f"{value:.3f}").rstrip("0").rstrip(".")
-
-
 # ---------------------------------------------------------------------------
 # HTTP
 # ---------------------------------------------------------------------------
 
 
-def probe_http(check):
+class _Sessions:
+    """The HTTP sessions of one run, one per ``validate_certs`` value, made on first use and reused."""
+
+    def __init__(self):
+        self._by_verify = {}
+
+    def get(self, validate_certs):
+        session = self._by_verify.get(validate_certs)
+        if session is None:
+            session = self._by_verify[validate_certs] = _http.make_session(validate_certs=validate_certs, pool_size=1)
+        # Each attempt stands alone: nothing a health endpoint set is sent back.
+        session.cookies.clear()
+        return session
+
+    def close(self):
+        for session in self._by_verify.values():
+            session.close()
+        self._by_verify.clear()
+
+
+def probe_http(check, sessions=None):
     """One HTTP request; returns an Outcome.
 
+    ``sessions``: the :class:`_Sessions` of a run (kept-alive connections reused
+    between attempts), or None for a session of this request only.
     Redirects are followed only with ``follow_redirects`` (at most 10; a ``Host``
     header is not carried to the target, nor ``Authorization`` to another host).
     """
     if not HAS_REQUESTS:
         return Outcome(False, None, MISSING_REQUESTS)
     timeout = check["timeout"]
-    session = _http.make_session(validate_certs=check["validate_certs"], pool_size=1)
+    owned = sessions is None
+    if owned:
+        sessions = _Sessions()
+    session = sessions.get(check["validate_certs"])
     try:
         result = _http.send(
             session,
@@ -442,12 +459,15 @@ def probe_http(check):
         )
     except _http.BodyError as exc:
         return Outcome(
-            False, exc.status, f"HTTP {exc.status}, then reading the body failed: {_describe_error(exc.cause, timeout)}"
+            False,
+            exc.status,
+            f"HTTP {exc.status}, then reading the body failed: {_http.describe_exception(exc.cause, timeout)}",
         )
     except (RequestException, OSError, ValueError) as exc:
-        return Outcome(False, None, _describe_error(exc, timeout))
+        return Outcome(False, None, _http.describe_exception(exc, timeout))
     finally:
-        session.close()
+        if owned:
+            sessions.close()
     charset = _http.content_charset(result.headers)
     try:
         body = result.body.decode(charset or "utf-8", errors="replace")
@@ -524,11 +544,11 @@ def probe_tcp(check):
     try:
         conn = socket.create_connection((check["host"], check["port"]), timeout=check["timeout"])
     except (TimeoutError, socket.timeout):  # distinct classes before Python 3.10
-        return Outcome(False, "timeout", f"{address}: timed out after {_fmt_seconds(check['timeout'])}s")
+        return Outcome(False, "timeout", f"{address}: timed out after {_http.fmt_seconds(check['timeout'])}s")
     except ConnectionRefusedError:
         return Outcome(False, "refused", f"{address}: connection refused")
     except OSError as exc:
-        return Outcome(False, "error", f"{address}: {_describe_error(exc, check['timeout'])}")
+        return Outcome(False, "error", f"{address}: {_http.describe_exception(exc, check['timeout'])}")
     conn.close()
     return Outcome(True, "connected", f"{address} accepts connections")
 
@@ -743,11 +763,11 @@ def _service_status_key(service):
 # ---------------------------------------------------------------------------
 
 
-def probe(check, docker_client=None):
+def probe(check, docker_client=None, sessions=None):
     """Run one attempt of ``check`` (a normalized definition)."""
     try:
         if check["type"] == "http":
-            return probe_http(check)
+            return probe_http(check, sessions)
         if check["type"] == "tcp":
             return probe_tcp(check)
         return probe_compose(check, docker_client)
@@ -795,19 +815,20 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
     except (TypeError, ValueError):
         raise HealthSpecError("deadline and interval must be numbers of seconds")
     if deadline < 0:
-        raise HealthSpecError(f"deadline must be 0 or more seconds, got {_fmt_seconds(deadline)}")
+        raise HealthSpecError(f"deadline must be 0 or more seconds, got {_http.fmt_seconds(deadline)}")
     if interval <= 0:
-        raise HealthSpecError(f"interval must be more than 0 seconds, got {_fmt_seconds(interval)}")
+        raise HealthSpecError(f"interval must be more than 0 seconds, got {_http.fmt_seconds(interval)}")
 
     start = clock()
     end = start + deadline
     state = [{"attempts": 0, "elapsed": 0.0, "outcome": None} for _check in checks]
     pending = list(range(len(checks)))
     access = _DockerAccess(docker_client)
+    sessions = _Sessions()
     try:
         while True:
             for index in list(pending):
-                outcome = probe(checks[index], access)
+                outcome = probe(checks[index], access, sessions)
                 entry = state[index]
                 entry["attempts"] += 1
                 entry["outcome"] = outcome
@@ -822,6 +843,7 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
             sleep(min(interval, end - now))
     finally:
         access.close()
+        sessions.close()
 
     results = [
         _public_result(check, entry["attempts"], entry["elapsed"], entry["outcome"])
@@ -850,5 +872,5 @@ def failure_message(report, deadline=None):
             reasons.append(f"{r['name']} ({r['type']} check, {attempts}: {r['detail']})")
     within = ""
     if deadline is not None:
-        within = f" within the {_fmt_seconds(float(deadline))}s deadline"
+        within = f" within the {_http.fmt_seconds(float(deadline))}s deadline"
     return f"{summary['failed']} of {summary['total']} health checks did not pass{within}: {'; '.join(reasons)}."

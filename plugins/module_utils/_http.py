@@ -53,11 +53,14 @@ __all__ = [
     'REQUESTS_IMPORT_ERROR',
     'BodyError',
     'HTTPResult',
+    'certificate_failure',
     'check_ca_file',
     'content_charset',
     'describe_exception',
     'exception_chain',
     'find_cause',
+    'fmt_seconds',
+    'is_timeout',
     'make_session',
     'os_cause',
     'redact_url',
@@ -138,7 +141,8 @@ def os_cause(exc):
     return None
 
 
-def _is_timeout(exc):
+def is_timeout(exc):
+    """True when ``exc`` (or an exception behind it) is a timeout."""
     if HAS_REQUESTS and isinstance(exc, requests.exceptions.Timeout):
         return True
     return find_cause(exc, (socket.timeout, TimeoutError)) is not None
@@ -150,16 +154,15 @@ def describe_exception(exc, timeout=None):
     Examples: ``connection refused``, ``timed out after 0.2s``,
     ``TLS certificate verification failed (...); fix the certificate or set validate_certs: false``.
     """
-    cert = find_cause(exc, ssl.SSLCertVerificationError)
-    if cert is not None:
-        reason = getattr(cert, 'verify_message', None) or getattr(cert, 'reason', None) or cert
+    reason = certificate_failure(exc)
+    if reason is not None:
         return f'TLS certificate verification failed ({reason}); fix the certificate or set validate_certs: false'
     if HAS_REQUESTS and isinstance(exc, requests.exceptions.ProxyError):
         cause = os_cause(exc)
         detail = describe_exception(cause, timeout) if cause is not None else 'no answer'
         return f'the proxy from the environment (https_proxy / http_proxy) failed: {detail}'
-    if _is_timeout(exc):
-        return f'timed out after {_fmt_seconds(timeout)}s' if timeout is not None else 'timed out'
+    if is_timeout(exc):
+        return f'timed out after {fmt_seconds(timeout)}s' if timeout is not None else 'timed out'
     if find_cause(exc, ConnectionRefusedError) is not None:
         return 'connection refused'
     if find_cause(exc, ConnectionResetError) is not None:
@@ -186,7 +189,16 @@ def _os_reason(exc):
     return safe_message(text[:1].lower() + text[1:])
 
 
-def _fmt_seconds(value):
+def certificate_failure(exc):
+    """Why certificate verification failed behind ``exc`` (``verify_message``), or None if it did not."""
+    cert = find_cause(exc, ssl.SSLCertVerificationError)
+    if cert is None:
+        return None
+    return getattr(cert, 'verify_message', None) or getattr(cert, 'reason', None) or cert
+
+
+def fmt_seconds(value):
+    """``0.2`` -> ``'0.2'``, ``10.0`` -> ``'10'``: seconds as people write them."""
     return (f'{float(value):.3f}').rstrip('0').rstrip('.')
 
 

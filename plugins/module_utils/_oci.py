@@ -30,10 +30,7 @@ import re
 import time
 import urllib.parse
 
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci_auth import (
-    Authenticator,
-    parse_www_authenticate,
-)
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci_auth import Authenticator
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci_errors import (
     AuthError,
     NotFoundError,
@@ -45,11 +42,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci_errors import
     error_detail,
     ghcr_hint,
 )
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci_transport import (
-    MAX_BODY_BYTES,
-    Transport,
-    parse_retry_after,
-)
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci_transport import Transport
 
 __all__ = [
     'MANIFEST_MEDIA_TYPES',
@@ -65,8 +58,6 @@ __all__ = [
     'is_valid_name',
     'is_valid_tag',
     'parse_link_header',
-    'parse_retry_after',
-    'parse_www_authenticate',
 ]
 
 MEDIA_OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
@@ -87,7 +78,6 @@ _HOST_RE = re.compile(
 )
 
 _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-_MAX_BODY_BYTES = MAX_BODY_BYTES
 
 ManifestInfo = collections.namedtuple('ManifestInfo', ['digest', 'media_type'])
 
@@ -179,14 +169,10 @@ class RegistryClient:
             raise ValueError(
                 f'Give both username and password (a token) for registry {host}, or neither for anonymous access'
             )
-        self.timeout = timeout
         self.page_size = int(page_size)
         if self.page_size < 1:
             raise ValueError('page_size must be at least 1')
         self.max_pages = int(max_pages)
-        self.user_agent = user_agent
-        self.validate_certs = validate_certs
-        self.ca_path = ca_path
         self._auth = Authenticator(host, scheme, username=username, password=password)
         self._transport = Transport(
             host,
@@ -225,10 +211,6 @@ class RegistryClient:
         return scheme, registry.lower()
 
     @property
-    def max_retries(self):
-        return self._transport.max_retries
-
-    @property
     def request_count(self):
         return self._transport.request_count
 
@@ -253,20 +235,14 @@ class RegistryClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _redact(self, text):
-        return self._auth.redact(text)
-
     # -- requests ---------------------------------------------------------
 
-    def _fetch_token(self, challenge, scope):
-        return self._auth.fetch_token(self._transport, challenge, scope)
-
-    def _request(self, method, url, scope, accept=None, max_body=_MAX_BODY_BYTES):
+    def _request(self, method, url, scope, accept=None, max_body=None):
         """Send an authenticated request, answering at most one auth challenge."""
         return self._auth.request(self._transport, method, url, scope, accept=accept, max_body=max_body)
 
     def _error_detail(self, response):
-        return error_detail(response, self._redact)
+        return error_detail(response, self._auth.redact)
 
     def _check_status(self, response, image, reference, what):
         status = response.status

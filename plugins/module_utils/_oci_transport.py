@@ -19,20 +19,12 @@ from __future__ import annotations
 
 import email.utils
 import http.client
-import socket
 import ssl
 import time
 import urllib.parse
 
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _http
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci_errors import (
-    ProtocolError,
-    RegistryConnectionError,
-    RegistryError,
-    RegistryUnavailableError,
-    TLSError,
-    error_detail,
-)
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci_errors as errors
 
 if _http.HAS_REQUESTS:
     from requests import exceptions as _rexc
@@ -100,15 +92,13 @@ class Transport:
     ):
         self.host = host
         self.timeout = timeout
-        self.validate_certs = validate_certs
-        self.ca_path = ca_path
         self.max_retries = max(0, int(max_retries))
         self.backoff_base = float(backoff_base)
         self.backoff_max = float(backoff_max)
         self._sleep = sleep
         self._redact = redact
         if not _http.HAS_REQUESTS:
-            raise RegistryError(
+            raise errors.RegistryError(
                 'The Python library requests is missing: install it (pip install requests, or the '
                 'python3-requests package) where this client runs.',
                 registry=host,
@@ -118,7 +108,7 @@ class Transport:
                 _http.check_ca_file(ca_path)
             except (OSError, ssl.SSLError) as exc:
                 reason = str(exc) or exc.__class__.__name__
-                raise TLSError(
+                raise errors.TLSError(
                     f'Cannot load the CA file {ca_path}: {reason}. Give a readable PEM file in ca_path.', registry=host
                 )
         self._session = _http.make_session(validate_certs=validate_certs, ca_path=ca_path, user_agent=user_agent)
@@ -138,7 +128,7 @@ class Transport:
         """One HTTP exchange on a pooled connection, reconnecting once if a kept-alive one went stale."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ('http', 'https'):
-            raise ProtocolError(
+            raise errors.ProtocolError(
                 f'Unsupported URL scheme {parts.scheme!r} from registry {self.host}', registry=self.host
             )
         path = parts.path or '/'
@@ -164,7 +154,7 @@ class Transport:
                     continue  # a stale keep-alive connection: reconnect once, at once
                 raise self._connection_error(netloc, failure, closed)
             if result.truncated:
-                raise ProtocolError(
+                raise errors.ProtocolError(
                     f'The response of {method} {parts.path} from registry {self.host} is larger than {max_body} bytes.',
                     registry=self.host,
                 )
@@ -176,21 +166,21 @@ class Transport:
         if isinstance(exc, _rexc.SSLError):
             return self._tls_error(netloc, exc)
         if isinstance(exc, _rexc.ProxyError):
-            return RegistryConnectionError(
+            return errors.RegistryConnectionError(
                 f'Cannot reach {netloc} through the proxy set in the environment (https_proxy / http_proxy): '
                 f'{self._reason(_http.os_cause(exc) or exc)}. Check the proxy, or list the registry in no_proxy.',
                 registry=self.host,
             )
-        if isinstance(exc, _rexc.Timeout) or _http.find_cause(exc, (socket.timeout, TimeoutError)) is not None:
-            return RegistryConnectionError(
+        if _http.is_timeout(exc):
+            return errors.RegistryConnectionError(
                 f'Timed out after {self.timeout} seconds waiting for {netloc}. Check the network or raise timeout.',
                 registry=self.host,
             )
         if closed is not None:
-            return RegistryConnectionError(
+            return errors.RegistryConnectionError(
                 f'The connection to {netloc} was closed unexpectedly ({closed.__class__.__name__}).', registry=self.host
             )
-        return RegistryConnectionError(
+        return errors.RegistryConnectionError(
             f'Cannot reach {netloc}: {self._reason(exc)}. Check the registry name, DNS and network access.',
             registry=self.host,
         )
@@ -199,17 +189,16 @@ class Transport:
         return self._redact(_http.describe_exception(exc, self.timeout))
 
     def _tls_error(self, netloc, exc):
-        cert = _http.find_cause(exc, ssl.SSLCertVerificationError)
-        if cert is not None:
-            reason = getattr(cert, 'verify_message', None) or getattr(cert, 'reason', None) or cert
-            return TLSError(
+        reason = _http.certificate_failure(exc)
+        if reason is not None:
+            return errors.TLSError(
                 f'TLS certificate verification failed for {netloc}: {reason}. Give the CA that signed the registry '
                 'certificate in ca_path, or set validate_certs=false only for a registry you trust.',
                 registry=self.host,
             )
         tls = _http.find_cause(exc, ssl.SSLError)
         reason = (getattr(tls, 'reason', None) or tls) if tls is not None else self._reason(exc)
-        return TLSError(
+        return errors.TLSError(
             f'TLS handshake with {netloc} failed: {reason}. Check that the registry speaks HTTPS on that '
             'port and that ca_path / validate_certs fit it.',
             registry=self.host,
@@ -231,11 +220,11 @@ class Transport:
         while True:
             try:
                 response = self.send_once(method, url, headers, max_body)
-            except TLSError:
+            except errors.TLSError:
                 raise
-            except RegistryConnectionError as exc:
+            except errors.RegistryConnectionError as exc:
                 if attempt >= self.max_retries:
-                    raise RegistryConnectionError(
+                    raise errors.RegistryConnectionError(
                         f'{exc.message} (gave up after {attempt + 1} attempts)', registry=self.host
                     ) from exc
                 self._sleep(self.backoff_delay(attempt, None))
@@ -244,15 +233,15 @@ class Transport:
             if _retryable_status(response.status):
                 what = 'rate limited the client (429)' if response.status == 429 else f'answered {response.status}'
                 if attempt >= self.max_retries:
-                    raise RegistryUnavailableError(
+                    raise errors.RegistryUnavailableError(
                         f'Registry {self.host} {what} for {method} {urllib.parse.urlsplit(url).path}, still after '
-                        f'{attempt + 1} attempts. Try again later.{error_detail(response, self._redact)}',
+                        f'{attempt + 1} attempts. Try again later.{errors.error_detail(response, self._redact)}',
                         registry=self.host,
                         status=response.status,
                     )
                 delay = self.backoff_delay(attempt, response)
                 if delay > self.backoff_max:
-                    raise RegistryUnavailableError(
+                    raise errors.RegistryUnavailableError(
                         f'Registry {self.host} {what} and asked to retry after {delay:.0f} seconds, more than the '
                         f'{self.backoff_max:.0f} seconds this client waits. Try again later.',
                         registry=self.host,

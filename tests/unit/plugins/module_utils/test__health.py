@@ -54,6 +54,7 @@ class _App:
     def __init__(self):
         self.lock = threading.Lock()
         self.hits = {}
+        self.peers = []  # (client port, Cookie header) of every request
         self.flaky_failures = 0
         self.slow_seconds = 0.6
 
@@ -87,6 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         path = self.path.split("?", 1)[0]
         hits = app.count(path)
+        with app.lock:
+            app.peers.append((self.client_address[1], self.headers.get("Cookie")))
         if path == "/health":
             self._send(200, "ok")
         elif path == "/flaky":
@@ -131,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"only part")
             self.close_connection = True
         elif path == "/error":
-            self._send(500, "boom")
+            self._send(500, "boom", headers={"Set-Cookie": "session=from-the-server; Path=/"})
         else:
             self._send(404, "not found")
 
@@ -265,6 +268,28 @@ def test_http_becomes_healthy_after_n_requests(server, failures):
     assert result["attempts"] == failures + 1
     assert server.app.hits["/flaky"] == failures + 1
     assert result["status"] == 200
+
+
+def test_polls_reuse_one_connection_and_send_no_cookie_back(server):
+    clock = FakeClock()
+    checks = [
+        {"name": "a", "url": server.base + "/error"},
+        {"name": "b", "url": server.base + "/error", "headers": {"X-Check": "b"}},
+    ]
+    report = run_checks(checks, deadline=4, interval=1, clock=clock, sleep=clock.sleep)
+    assert [r["attempts"] for r in report["checks"]] == [5, 5]
+    assert server.app.hits["/error"] == 10
+    assert len({port for port, _cookie in server.app.peers}) == 1  # one kept-alive connection for the run
+    assert [cookie for _port, cookie in server.app.peers] == [None] * 10
+
+
+def test_checks_with_other_validate_certs_do_not_share_a_session(server):
+    checks = [
+        {"name": "a", "url": server.base + "/health"},
+        {"name": "b", "url": server.base + "/health", "validate_certs": False},
+    ]
+    assert run_checks(checks, deadline=0)["healthy"] is True
+    assert len({port for port, _cookie in server.app.peers}) == 2
 
 
 @pytest.mark.parametrize(

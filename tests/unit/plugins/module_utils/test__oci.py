@@ -33,8 +33,6 @@ from ansible_collections.avatar_mgmt.ops.tests.unit.utils.oci_client import NAME
         ('RegistryError', '_oci_errors'),
         ('RegistryUnavailableError', '_oci_errors'),
         ('TLSError', '_oci_errors'),
-        ('parse_www_authenticate', '_oci_auth'),
-        ('parse_retry_after', '_oci_transport'),
     ],
 )
 def test_public_names_are_re_exported(name, module):

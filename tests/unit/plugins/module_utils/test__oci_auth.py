@@ -171,7 +171,7 @@ def test_expired_token_is_renewed_once():
 def test_credentials_not_sent_to_plain_http_token_endpoint_of_https_registry():
     client = _oci.RegistryClient('ghcr.io', username='me', password=PASSWORD)
     with pytest.raises(_oci.AuthError, match='unencrypted'):
-        client._fetch_token({'realm': 'http://ghcr.io/token'}, 'repository:x:pull')
+        client._auth.fetch_token(client._transport, {'realm': 'http://ghcr.io/token'}, 'repository:x:pull')
     assert client.request_count == 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import http.client
 import socket
+import threading
 import time
 import urllib.parse
 
@@ -327,3 +328,63 @@ def test_an_unreachable_proxy_is_named_without_its_credentials(clean_proxy_env):
     assert 'proxy-s3cret' not in message
     assert 'proxyuser' not in message
     assert client.request_count == 2  # retried like any connection error
+
+
+class _ConnectRecorder:
+    """A proxy that records the first request line of each connection, then closes it."""
+
+    def __init__(self):
+        self.lines = []
+        self._sock = socket.socket()
+        self._sock.bind(('127.0.0.1', 0))
+        self._sock.listen(8)
+        self._sock.settimeout(0.1)
+        self.host = f'127.0.0.1:{self._sock.getsockname()[1]}'
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _addr = self._sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.lines.append(conn.recv(4096).split(b'\r\n', 1)[0].decode('latin-1'))
+                except OSError:
+                    pass
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
+
+
+@pytest.mark.parametrize('variable', ['HTTPS_PROXY', 'https_proxy'])
+def test_https_registries_go_through_https_proxy(clean_proxy_env, variable):
+    proxy = _ConnectRecorder()
+    try:
+        clean_proxy_env.setenv(variable, f'http://{proxy.host}')
+        client = _oci.RegistryClient('oci.proxy-test.invalid:5443', sleep=lambda _s: None, timeout=5, max_retries=0)
+        with pytest.raises(_oci.RegistryConnectionError, match='proxy'):
+            client.list_tags(NAME)
+    finally:
+        proxy.close()
+    # Every attempt (a closed tunnel may be retried once, as a stale connection) asked the proxy.
+    assert {line.rsplit(' ', 1)[0] for line in proxy.lines} == {'CONNECT oci.proxy-test.invalid:5443'}
+
+
+def test_no_proxy_bypasses_https_proxy(clean_proxy_env, tls):
+    ca_path, context = tls
+    proxy = _ConnectRecorder()
+    try:
+        clean_proxy_env.setenv('HTTPS_PROXY', f'http://{proxy.host}')
+        clean_proxy_env.setenv('NO_PROXY', '127.0.0.1')
+        with FakeRegistry(tags_repo(3), tls_context=context) as reg:
+            assert len(client_for(reg, ca_path=ca_path).list_tags(NAME)) == 3
+    finally:
+        proxy.close()
+    assert proxy.lines == []
