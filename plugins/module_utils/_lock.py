@@ -41,6 +41,14 @@ import secrets
 import time
 from datetime import datetime, timezone
 
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._files import (
+    fsync_dir,
+    private_name,
+    read_bytes,
+    unlink_quietly,
+    write_synced_temp,
+)
+
 __all__ = [
     'LOCK_MODE',
     'LockError',
@@ -130,8 +138,12 @@ def new_token():
     return secrets.token_hex(16)
 
 
+def _iso(moment):
+    return moment.strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
 def _utc_now():
-    return datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    return _iso(datetime.now(timezone.utc))
 
 
 def _text(value):
@@ -183,7 +195,7 @@ def _since(value):
         return _text(value)
     if isinstance(value, (int, float)):
         try:
-            return datetime.fromtimestamp(value, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+            return _iso(datetime.fromtimestamp(value, timezone.utc))
         except (OverflowError, OSError, ValueError):
             return _text(value)
     return _text(value)
@@ -244,45 +256,9 @@ def public_view(lock):
 def read_raw(path):
     """The bytes of the lock file, or None when there is none."""
     try:
-        with open(path, 'rb') as handle:
-            return handle.read(MAX_LOCK_BYTES)
-    except FileNotFoundError:
-        return None
+        return read_bytes(path, MAX_LOCK_BYTES)
     except OSError as exc:
         raise _error('read', path, exc)
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync_dir(directory):
-    flags = os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0)
-    fd = os.open(directory, flags)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        # Some filesystems cannot fsync a directory; the rename/link is then as durable as it gets.
-        if exc.errno not in (errno.EINVAL, getattr(errno, 'EOPNOTSUPP', -1), getattr(errno, 'ENOTSUP', -1)):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _private_name(path, suffix):
-    return os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.{secrets.token_hex(8)}.{suffix}')
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        view = view[written:]
 
 
 def create_exclusive(path, data, mode=LOCK_MODE):
@@ -291,32 +267,22 @@ def create_exclusive(path, data, mode=LOCK_MODE):
     Raises LockError naming the cause for any other failure, leaving no temp
     file and no lock behind.
     """
-    directory = os.path.dirname(path) or '.'
-    tmp = _private_name(path, 'tmp')
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
     try:
-        fd = os.open(tmp, flags, 0o600)
+        tmp = write_synced_temp(path, data, mode)
     except OSError as exc:
         raise _error('create', path, exc)
     try:
-        try:
-            os.fchmod(fd, mode)
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
     except OSError as exc:
         raise _error('create', path, exc)
     finally:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
     try:
-        _fsync_dir(directory)
+        fsync_dir(os.path.dirname(path) or '.')
     except OSError as exc:
-        _unlink_quietly(path)
+        unlink_quietly(path)
         raise _error('create', path, exc)
     return True
 
@@ -337,7 +303,7 @@ def remove_if(path, matches, check_mode=False):
         return None
     if check_mode:
         return lock
-    aside = _private_name(path, 'release')
+    aside = private_name(path, 'release')
     try:
         os.rename(path, aside)
     except FileNotFoundError:
@@ -349,13 +315,13 @@ def remove_if(path, matches, check_mode=False):
         moved = parse_lock(raw) if raw is not None else None
         if moved is not None and matches(moved):
             os.unlink(aside)
-            _fsync_dir(os.path.dirname(path) or '.')
+            fsync_dir(os.path.dirname(path) or '.')
             return moved
         try:
             os.link(aside, path)
         except FileExistsError:
             pass  # a newer lock took the place: that one stands
-        _unlink_quietly(aside)
+        unlink_quietly(aside)
         return None
     except OSError as exc:
         if os.path.lexists(aside) and not os.path.lexists(path):
@@ -363,7 +329,7 @@ def remove_if(path, matches, check_mode=False):
                 os.link(aside, path)
             except OSError:
                 pass
-        _unlink_quietly(aside)
+        unlink_quietly(aside)
         raise _error('remove', path, exc)
 
 

@@ -177,7 +177,7 @@ def test_os_errors_are_named_and_leave_nothing(tmp_path, monkeypatch, target, co
 
 def test_directory_fsync_failure_removes_the_new_lock(tmp_path, monkeypatch):
     path = tmp_path / '.deploy.lock'
-    monkeypatch.setattr(_lock, '_fsync_dir', _raise(errno.EIO))
+    monkeypatch.setattr(_lock, 'fsync_dir', _raise(errno.EIO))
     with pytest.raises(_lock.LockError, match=r'\(EIO\)'):
         take(path)
     assert leftovers(tmp_path) == []
