@@ -591,3 +591,44 @@ def test_held_message(stale, reason, fragments):
         assert fragment in msg
     assert msg.startswith('The lock /x/.deploy.lock is held by alice (host prod-1, deploy v1.2.0, AWX job 4711, since ')
     assert msg.endswith('Nothing was changed.')
+
+
+def _breaker(path, fingerprint, barrier, queue, index):
+    barrier.wait()
+    result = _lock.acquire(path, record(f'p{index}'), break_fingerprint=fingerprint)
+    queue.put((index, result['acquired']))
+
+
+@pytest.mark.parametrize('round_', range(20))
+def test_race_breaking_one_stale_lock_exactly_one_wins(tmp_path, round_):
+    """Many runs break the same stale lock at once: one takes the lock, no winner's lock is removed by another."""
+    racers = 16
+    path = tmp_path / '.deploy.lock'
+    path.write_bytes(LEGACY)
+    fingerprint = _lock.parse_lock(LEGACY)['fingerprint']
+    barrier = CTX.Barrier(racers)
+    queue = CTX.Queue()
+    procs = [CTX.Process(target=_breaker, args=(str(path), fingerprint, barrier, queue, i)) for i in range(racers)]
+    for proc in procs:
+        proc.start()
+    outcomes = [queue.get(timeout=30) for _proc in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    winners = [index for index, acquired in outcomes if acquired]
+    assert len(winners) == 1, outcomes
+    assert json.loads(path.read_text())['holder'] == f'p{winners[0]}'
+    assert leftovers(tmp_path) == ['.deploy.lock']
+
+
+def test_a_live_process_of_another_user_is_not_stale():
+    """pid 1 runs (os.kill answers EPERM unless root): alive, never judged gone."""
+    recorded = dict(here(), pid=1, pid_start=_lock.process_start(1))
+    stale, reason = _lock.assess_owner(recorded, here())
+    assert stale is False
+    assert reason == 'pid 1 on ctl'
+
+
+def test_missing_start_or_boot_id_is_no_proof_of_death():
+    recorded = dict(here(), pid_start=None, boot_id=None)
+    assert _lock.assess_owner(recorded, dict(here(), pid=1, boot_id=str(uuid.uuid4())))[0] is False

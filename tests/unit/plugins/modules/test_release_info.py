@@ -119,3 +119,15 @@ def test_refusals(tmp_path, monkeypatch, args, message):
     monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
     result = run(dict({'project_dir': str(tmp_path), 'project_name': 'p'}, **args), FailJson)
     assert message in result['msg']
+
+
+def test_a_corrupt_ledger_does_not_fail_the_module(tmp_path, monkeypatch):
+    (tmp_path / 'releases').mkdir()
+    (tmp_path / 'releases' / 'index.json').write_bytes(b'{"current": ')
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'services': ['api']})
+    assert result['problem'].startswith('releases/index.json is corrupt (not JSON')
+    assert result['agrees'] is False
+    assert result['containers']['api']['state'] == 'running'
+    assert (tmp_path / 'releases' / 'index.json').read_bytes() == b'{"current": '
+    assert sorted(p.name for p in (tmp_path / 'releases').iterdir()) == ['index.json']
