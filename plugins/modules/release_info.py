@@ -150,7 +150,9 @@ containers:
       returned: always
       type: str
     version:
-      description: The label C(org.opencontainers.image.version), or V('').
+      description:
+        - The label C(org.avatar-mgmt.version) that the role C(avatar_mgmt.ops.compose_deploy) puts on release containers,
+          else the label C(org.opencontainers.image.version) of the container or of its image, or V('').
       returned: always
       type: str
     started_at:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_info
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_info
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
@@ -76,6 +77,9 @@ def test_agrees(tmp_path, monkeypatch):
     assert result['changed'] is False
     assert result['containers']['api']['digest'] == DIGEST
     assert result['releases'][0]['id'] == ID
+    returned = yaml.safe_load(release_info.RETURN)
+    assert set(result) - {'changed'} == set(returned), 'the module returns exactly what RETURN documents'
+    assert set(result['containers']['api']) == set(returned['containers']['contains'])
 
 
 def test_no_ledger(tmp_path, monkeypatch):
