@@ -50,6 +50,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._files import (
 )
 
 __all__ = [
+    'DEFAULT_BREAK_HINT',
     'LOCK_MODE',
     'LockError',
     'acquire',
@@ -77,6 +78,8 @@ RECORD_FORMAT = 2
 MAX_LOCK_BYTES = 64 * 1024
 _CONTROLLER_KEYS = ('host', 'pid', 'pid_start', 'boot_id')
 THIS_RUN = 'this very run took it earlier'
+# The default of the module's break_hint option (the action plugin uses it when the task sets none).
+DEFAULT_BREAK_HINT = '-e compose_deploy_break_lock=true'
 
 
 class LockError(Exception):

@@ -207,9 +207,10 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    host = platform.node() or 'this host'
     if not _release_info.HAS_DOCKER:
         module.fail_json(
-            msg=_release_info.MISSING_SDK.format(host=platform.node() or 'this host'),
+            msg=_release_info.MISSING_SDK.format(host=host),
             error=_release_info.DOCKER_IMPORT_ERROR,
             changed=False,
         )
@@ -228,8 +229,7 @@ def main():
         result = _release_info.release_info(loaded, found, params['services'], params['last'])
     except _release_info.DockerQueryError as exc:
         module.fail_json(
-            msg=f'{exc} (on {platform.node() or "this host"}). Start Docker or check that this user may '
-            'use it; nothing was changed.',
+            msg=f'{exc} (on {host}). Start Docker or check that this user may use it; nothing was changed.',
             changed=False,
         )
     except ValueError as exc:
