@@ -399,33 +399,30 @@ def acquire(
     )
     data = encode_record(record)
 
+    def outcome(*, acquired, changed, held, lock, msg, elapsed=None):
+        return {
+            'acquired': acquired,
+            'changed': changed,
+            'held': held,
+            'lock': lock,
+            'token': record['token'] if acquired else '',
+            'waited': round(clock() - start if elapsed is None else elapsed, 3),
+            'broken': broken,
+            'msg': msg,
+        }
+
     while True:
         if check_mode:
             raw = None if broken else read_raw(path)
             if raw is None:
                 _check_creatable(path)
-                return {
-                    'acquired': False,
-                    'changed': True,
-                    'held': bool(broken),
-                    'lock': {},
-                    'token': '',
-                    'waited': round(clock() - start, 3),
-                    'broken': broken,
-                    'msg': f'Check mode: the lock {path} would be taken{removed_note}.',
-                }
+                msg = f'Check mode: the lock {path} would be taken{removed_note}.'
+                return outcome(acquired=False, changed=True, held=bool(broken), lock={}, msg=msg)
         elif create_exclusive(path, data):
             lock = public_view(parse_lock(data))
-            return {
-                'acquired': True,
-                'changed': True,
-                'held': True,
-                'lock': lock,
-                'token': record['token'],
-                'waited': round(clock() - start, 3),
-                'broken': broken,
-                'msg': f'Took the lock {path}{removed_note}.',
-            }
+            return outcome(
+                acquired=True, changed=True, held=True, lock=lock, msg=f'Took the lock {path}{removed_note}.'
+            )
         else:
             raw = read_raw(path)
             if raw is None:
@@ -434,23 +431,18 @@ def acquire(
             elapsed = clock() - start
             if elapsed >= timeout:
                 lock = parse_lock(raw)
-                return {
-                    'acquired': False,
-                    'changed': bool(broken) and not check_mode,
-                    'held': True,
-                    'lock': public_view(lock),
-                    'token': '',
-                    'waited': round(elapsed, 3),
-                    'broken': broken,
-                    'msg': held_message(
-                        path,
-                        lock,
-                        waited=elapsed if timeout else None,
-                        removed=broken if not check_mode else None,
-                        break_hint=break_hint,
-                        force_hint=force_hint,
-                    ),
-                }
+                msg = held_message(
+                    path,
+                    lock,
+                    waited=elapsed if timeout else None,
+                    removed=broken if not check_mode else None,
+                    break_hint=break_hint,
+                    force_hint=force_hint,
+                )
+                changed = bool(broken) and not check_mode
+                return outcome(
+                    acquired=False, changed=changed, held=True, lock=public_view(lock), msg=msg, elapsed=elapsed
+                )
             sleep(max(0.0, min(interval, timeout - elapsed)))
             newer = read_raw(path)
             if newer is None:
