@@ -26,6 +26,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._lock import (
+    DEFAULT_BREAK_HINT,
     assess_owner,
     controller_identity,
     held_message,
@@ -88,7 +89,7 @@ class ActionModule(ActionBase):
         args['_controller'] = here
         args['_inventory_host'] = str(task_vars.get('inventory_hostname', ''))
         hints = {
-            'break_hint': str(args.get('break_hint', '-e compose_deploy_break_lock=true')),
+            'break_hint': str(args.get('break_hint', DEFAULT_BREAK_HINT)),
             'force_hint': str(args.get('force_hint', '')),
         }
 

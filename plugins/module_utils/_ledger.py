@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import errno
 import grp
 import hashlib
 import json
@@ -46,7 +45,13 @@ import os
 import pwd
 import re
 import shutil
-import tempfile
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._files import (
+    fsync_dir,
+    read_bytes,
+    unlink_quietly,
+    write_synced_temp,
+)
 
 __all__ = [
     'CURRENT',
@@ -179,31 +184,23 @@ def _parse(raw):
     return {'current': data.get('current') or '', 'releases': list(data.get('releases', []))}, ''
 
 
-def _read_bytes(path):
-    """Return the bytes of ``path``; None when it does not exist; raise OSError otherwise."""
-    try:
-        with open(path, 'rb') as handle:
-            return handle.read()
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise
-
-
 class LoadedLedger:
     """What load() found: ``ledger``, ``problem`` ('' when fine), ``raw`` (bytes of a valid index.json or None),
     ``corrupt`` (index.json exists but is not a ledger), ``corrupt_name`` (where a record keeps it aside),
     ``empty_recovery`` (corrupt and no usable last good copy)."""
 
-    __slots__ = ('corrupt', 'corrupt_name', 'empty_recovery', 'ledger', 'problem', 'raw')
+    __slots__ = ('corrupt_name', 'empty_recovery', 'ledger', 'problem', 'raw')
 
-    def __init__(self, ledger, problem='', raw=None, corrupt=False, corrupt_name='', empty_recovery=False):
+    def __init__(self, ledger, problem='', raw=None, corrupt_name='', empty_recovery=False):
         self.ledger = ledger
         self.problem = problem
         self.raw = raw
-        self.corrupt = corrupt
         self.corrupt_name = corrupt_name
         self.empty_recovery = empty_recovery
+
+    @property
+    def corrupt(self):
+        return bool(self.corrupt_name)
 
 
 def _label(path):
@@ -219,7 +216,7 @@ def load(path, for_record=False, now=None):
     """
     index = os.path.join(path, INDEX)
     try:
-        raw = _read_bytes(index)
+        raw = read_bytes(index)
         wrong = '' if raw is None else None
     except OSError as exc:
         raw, wrong = None, f'cannot be read: {exc.strerror or exc}'
@@ -238,7 +235,7 @@ def load(path, for_record=False, now=None):
     )
     good, good_wrong = None, 'no last good copy'
     try:
-        good_raw = _read_bytes(os.path.join(path, LAST_GOOD))
+        good_raw = read_bytes(os.path.join(path, LAST_GOOD))
     except OSError as exc:
         good_raw, good_wrong = None, f'the last good copy {LAST_GOOD} cannot be read ({exc.strerror or exc})'
     if good_raw is not None:
@@ -253,7 +250,6 @@ def load(path, for_record=False, now=None):
     return LoadedLedger(
         good if good is not None else {'current': '', 'releases': []},
         problem=problem,
-        corrupt=True,
         corrupt_name=corrupt_name,
         empty_recovery=good is None,
     )
@@ -541,41 +537,20 @@ def _ids(owner, group):
     )
 
 
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write(dest, data, mode=FILE_MODE, uid=-1, gid=-1):
     """Write ``data`` (bytes or str) to a temp file next to ``dest``, fsync it and rename it over ``dest``."""
     if isinstance(data, str):
         data = data.encode('utf-8')
-    directory = os.path.dirname(dest) or '.'
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(dest) + '.', suffix='.tmp', dir=directory)
+    tmp = write_synced_temp(dest, data, mode, uid, gid)
     try:
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        if uid != -1 or gid != -1:
-            os.chown(tmp, uid, gid)
         os.replace(tmp, dest)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        unlink_quietly(tmp)
         raise
-    _fsync_dir(directory)
+    try:
+        fsync_dir(os.path.dirname(dest) or '.')
+    except OSError:
+        pass  # the rename is done; the ledger does not fail on a directory that cannot be synced
 
 
 def _ensure_dir(path, uid, gid):

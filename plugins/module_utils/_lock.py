@@ -41,7 +41,16 @@ import secrets
 import time
 from datetime import datetime, timezone
 
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._files import (
+    fsync_dir,
+    private_name,
+    read_bytes,
+    unlink_quietly,
+    write_synced_temp,
+)
+
 __all__ = [
+    'DEFAULT_BREAK_HINT',
     'LOCK_MODE',
     'LockError',
     'acquire',
@@ -69,6 +78,8 @@ RECORD_FORMAT = 2
 MAX_LOCK_BYTES = 64 * 1024
 _CONTROLLER_KEYS = ('host', 'pid', 'pid_start', 'boot_id')
 THIS_RUN = 'this very run took it earlier'
+# The default of the module's break_hint option (the action plugin uses it when the task sets none).
+DEFAULT_BREAK_HINT = '-e compose_deploy_break_lock=true'
 
 
 class LockError(Exception):
@@ -130,8 +141,12 @@ def new_token():
     return secrets.token_hex(16)
 
 
+def _iso(moment):
+    return moment.strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
 def _utc_now():
-    return datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    return _iso(datetime.now(timezone.utc))
 
 
 def _text(value):
@@ -183,7 +198,7 @@ def _since(value):
         return _text(value)
     if isinstance(value, (int, float)):
         try:
-            return datetime.fromtimestamp(value, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+            return _iso(datetime.fromtimestamp(value, timezone.utc))
         except (OverflowError, OSError, ValueError):
             return _text(value)
     return _text(value)
@@ -244,45 +259,9 @@ def public_view(lock):
 def read_raw(path):
     """The bytes of the lock file, or None when there is none."""
     try:
-        with open(path, 'rb') as handle:
-            return handle.read(MAX_LOCK_BYTES)
-    except FileNotFoundError:
-        return None
+        return read_bytes(path, MAX_LOCK_BYTES)
     except OSError as exc:
         raise _error('read', path, exc)
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync_dir(directory):
-    flags = os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0)
-    fd = os.open(directory, flags)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        # Some filesystems cannot fsync a directory; the rename/link is then as durable as it gets.
-        if exc.errno not in (errno.EINVAL, getattr(errno, 'EOPNOTSUPP', -1), getattr(errno, 'ENOTSUP', -1)):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _private_name(path, suffix):
-    return os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.{secrets.token_hex(8)}.{suffix}')
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        view = view[written:]
 
 
 def create_exclusive(path, data, mode=LOCK_MODE):
@@ -291,32 +270,22 @@ def create_exclusive(path, data, mode=LOCK_MODE):
     Raises LockError naming the cause for any other failure, leaving no temp
     file and no lock behind.
     """
-    directory = os.path.dirname(path) or '.'
-    tmp = _private_name(path, 'tmp')
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
     try:
-        fd = os.open(tmp, flags, 0o600)
+        tmp = write_synced_temp(path, data, mode)
     except OSError as exc:
         raise _error('create', path, exc)
     try:
-        try:
-            os.fchmod(fd, mode)
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
     except OSError as exc:
         raise _error('create', path, exc)
     finally:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
     try:
-        _fsync_dir(directory)
+        fsync_dir(os.path.dirname(path) or '.')
     except OSError as exc:
-        _unlink_quietly(path)
+        unlink_quietly(path)
         raise _error('create', path, exc)
     return True
 
@@ -337,7 +306,7 @@ def remove_if(path, matches, check_mode=False):
         return None
     if check_mode:
         return lock
-    aside = _private_name(path, 'release')
+    aside = private_name(path, 'release')
     try:
         os.rename(path, aside)
     except FileNotFoundError:
@@ -349,13 +318,13 @@ def remove_if(path, matches, check_mode=False):
         moved = parse_lock(raw) if raw is not None else None
         if moved is not None and matches(moved):
             os.unlink(aside)
-            _fsync_dir(os.path.dirname(path) or '.')
+            fsync_dir(os.path.dirname(path) or '.')
             return moved
         try:
             os.link(aside, path)
         except FileExistsError:
             pass  # a newer lock took the place: that one stands
-        _unlink_quietly(aside)
+        unlink_quietly(aside)
         return None
     except OSError as exc:
         if os.path.lexists(aside) and not os.path.lexists(path):
@@ -363,7 +332,7 @@ def remove_if(path, matches, check_mode=False):
                 os.link(aside, path)
             except OSError:
                 pass
-        _unlink_quietly(aside)
+        unlink_quietly(aside)
         raise _error('remove', path, exc)
 
 
@@ -430,33 +399,30 @@ def acquire(
     )
     data = encode_record(record)
 
+    def outcome(*, acquired, changed, held, lock, msg, elapsed=None):
+        return {
+            'acquired': acquired,
+            'changed': changed,
+            'held': held,
+            'lock': lock,
+            'token': record['token'] if acquired else '',
+            'waited': round(clock() - start if elapsed is None else elapsed, 3),
+            'broken': broken,
+            'msg': msg,
+        }
+
     while True:
         if check_mode:
             raw = None if broken else read_raw(path)
             if raw is None:
                 _check_creatable(path)
-                return {
-                    'acquired': False,
-                    'changed': True,
-                    'held': bool(broken),
-                    'lock': {},
-                    'token': '',
-                    'waited': round(clock() - start, 3),
-                    'broken': broken,
-                    'msg': f'Check mode: the lock {path} would be taken{removed_note}.',
-                }
+                msg = f'Check mode: the lock {path} would be taken{removed_note}.'
+                return outcome(acquired=False, changed=True, held=bool(broken), lock={}, msg=msg)
         elif create_exclusive(path, data):
             lock = public_view(parse_lock(data))
-            return {
-                'acquired': True,
-                'changed': True,
-                'held': True,
-                'lock': lock,
-                'token': record['token'],
-                'waited': round(clock() - start, 3),
-                'broken': broken,
-                'msg': f'Took the lock {path}{removed_note}.',
-            }
+            return outcome(
+                acquired=True, changed=True, held=True, lock=lock, msg=f'Took the lock {path}{removed_note}.'
+            )
         else:
             raw = read_raw(path)
             if raw is None:
@@ -465,23 +431,18 @@ def acquire(
             elapsed = clock() - start
             if elapsed >= timeout:
                 lock = parse_lock(raw)
-                return {
-                    'acquired': False,
-                    'changed': bool(broken) and not check_mode,
-                    'held': True,
-                    'lock': public_view(lock),
-                    'token': '',
-                    'waited': round(elapsed, 3),
-                    'broken': broken,
-                    'msg': held_message(
-                        path,
-                        lock,
-                        waited=elapsed if timeout else None,
-                        removed=broken if not check_mode else None,
-                        break_hint=break_hint,
-                        force_hint=force_hint,
-                    ),
-                }
+                msg = held_message(
+                    path,
+                    lock,
+                    waited=elapsed if timeout else None,
+                    removed=broken if not check_mode else None,
+                    break_hint=break_hint,
+                    force_hint=force_hint,
+                )
+                changed = bool(broken) and not check_mode
+                return outcome(
+                    acquired=False, changed=changed, held=True, lock=public_view(lock), msg=msg, elapsed=elapsed
+                )
             sleep(max(0.0, min(interval, timeout - elapsed)))
             newer = read_raw(path)
             if newer is None:

@@ -315,6 +315,7 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._lock import (
+    DEFAULT_BREAK_HINT,
     LockError,
     acquire,
     new_record,
@@ -336,7 +337,7 @@ def main():
             'break_lock': {'type': 'bool', 'default': False},
             'force': {'type': 'bool', 'default': False},
             'token': {'type': 'str', 'default': '', 'no_log': True},
-            'break_hint': {'type': 'str', 'default': '-e compose_deploy_break_lock=true'},
+            'break_hint': {'type': 'str', 'default': DEFAULT_BREAK_HINT},
             'force_hint': {'type': 'str', 'default': ''},
             '_controller': {'type': 'dict', 'default': {}},
             '_inventory_host': {'type': 'str', 'default': ''},

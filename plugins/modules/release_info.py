@@ -150,7 +150,9 @@ containers:
       returned: always
       type: str
     version:
-      description: The label C(org.opencontainers.image.version), or V('').
+      description:
+        - The label C(org.avatar-mgmt.version) that the role C(avatar_mgmt.ops.compose_deploy) puts on release containers,
+          else the label C(org.opencontainers.image.version) of the container or of its image, or V('').
       returned: always
       type: str
     started_at:
@@ -205,9 +207,10 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    host = platform.node() or 'this host'
     if not _release_info.HAS_DOCKER:
         module.fail_json(
-            msg=_release_info.MISSING_SDK.format(host=platform.node() or 'this host'),
+            msg=_release_info.MISSING_SDK.format(host=host),
             error=_release_info.DOCKER_IMPORT_ERROR,
             changed=False,
         )
@@ -226,8 +229,7 @@ def main():
         result = _release_info.release_info(loaded, found, params['services'], params['last'])
     except _release_info.DockerQueryError as exc:
         module.fail_json(
-            msg=f'{exc} (on {platform.node() or "this host"}). Start Docker or check that this user may '
-            'use it; nothing was changed.',
+            msg=f'{exc} (on {host}). Start Docker or check that this user may use it; nothing was changed.',
             changed=False,
         )
     except ValueError as exc:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -627,3 +628,73 @@ def test_atomic_write_replaces_and_cleans_up(tmp_path):
     _ledger.atomic_write(str(target), 'new')
     assert target.read_text() == 'new'
     assert os.listdir(tmp_path) == ['f']
+
+
+def _fail(code):
+    def fail(*_args, **_kwargs):
+        raise OSError(code, os.strerror(code))
+
+    return fail
+
+
+@pytest.mark.parametrize('target', ['write', 'fsync', 'replace'])
+def test_atomic_write_failure_keeps_the_old_bytes_and_no_temp_file(tmp_path, monkeypatch, target):
+    target_file = tmp_path / 'f'
+    target_file.write_bytes(b'old\n')
+    monkeypatch.setattr(os, target, _fail(errno.ENOSPC))
+    with pytest.raises(OSError, match='No space left'):
+        _ledger.atomic_write(str(target_file), 'new\n')
+    monkeypatch.undo()
+    assert target_file.read_bytes() == b'old\n'
+    assert os.listdir(tmp_path) == ['f']
+
+
+def test_record_that_cannot_write_leaves_the_ledger_as_it_was(tmp_path, monkeypatch):
+    releases = tmp_path / 'releases'
+    _ledger.record(str(releases), entry(1, 'v1.0.0'), compose_file='c.yml', compose_content='a\n')
+    before = {n: (releases / n).read_bytes() for n in ('index.json', 'current')}
+    monkeypatch.setattr(os, 'fsync', _fail(errno.ENOSPC))
+    with pytest.raises(_ledger.LedgerError, match='cannot write the release ledger'):
+        _ledger.record(str(releases), entry(2, 'v1.1.0'), compose_file='c.yml', compose_content='b\n')
+    monkeypatch.undo()
+    assert {n: (releases / n).read_bytes() for n in ('index.json', 'current')} == before
+    assert not [n for n in os.listdir(releases) if n.startswith('.')], 'no temp file left'
+    assert _ledger.read(str(releases))['current']['id'] == rid(1, 'v1.0.0')
+
+
+def test_fifty_recorded_failures_keep_the_running_release_on_disk(tmp_path):
+    releases = tmp_path / 'releases'
+    _ledger.record(str(releases), entry(1, 'v1.0.0'), keep=1, compose_file='c.yml', compose_content='a\n')
+    _ledger.record(str(releases), entry(2, 'v1.1.0'), keep=1, compose_file='c.yml', compose_content='b\n')
+    for n in range(50):
+        result = 'failed' if n % 2 else 'failed_rollback'
+        _ledger.record(
+            str(releases), entry(10 + n, 'v1.2.0', result), keep=1, compose_file='c.yml', compose_content='x\n'
+        )
+    assert (releases / 'current').read_text() == rid(2, 'v1.1.0') + '\n'
+    index = json.loads((releases / 'index.json').read_text())
+    assert index['current'] == rid(2, 'v1.1.0')
+    assert (releases / rid(2, 'v1.1.0') / 'c.yml').read_bytes() == b'b\n'
+    assert (releases / rid(1, 'v1.0.0') / 'c.yml').read_bytes() == b'a\n', 'the rollback target stays too'
+    assert _ledger.read(str(releases), keep=1)['rollback_target']['id'] == rid(1, 'v1.0.0')
+    folders = sorted(n for n in os.listdir(releases) if _ledger.is_release_id(n))
+    assert folders == [e['id'] for e in index['releases']]
+
+
+@pytest.mark.parametrize('broken', ['index.json', 'both'])
+def test_an_unreadable_index_never_blocks_a_read(tmp_path, broken):
+    releases = tmp_path / 'releases'
+    _ledger.record(str(releases), entry(1, 'v1.0.0'))
+    _ledger.record(str(releases), entry(2, 'v1.1.0'))
+    for name in ('index.json', 'index.json.last-good') if broken == 'both' else ('index.json',):
+        (releases / name).unlink()
+        (releases / name).mkdir()  # reading it fails with EISDIR, as root too
+    listing = sorted(os.listdir(releases))
+    result = _ledger.read(str(releases))
+    assert 'index.json is corrupt (cannot be read' in result['problem']
+    if broken == 'both':
+        assert result['ledger'] == empty()
+        assert 'the last good copy index.json.last-good cannot be read' in result['problem']
+    else:
+        assert result['ledger']['current'] == rid(1, 'v1.0.0')
+    assert sorted(os.listdir(releases)) == listing, 'read moves nothing'

@@ -288,3 +288,74 @@ def test_query_project_against_docker(engine):
     finally:
         for item in made:
             item.remove(force=True)
+
+
+class _Sealed(dict):
+    """A container's Config whose Env may not be looked at."""
+
+    def _guard(self, key):
+        if key == 'Env':
+            raise AssertionError('the container environment was read')
+
+    def __getitem__(self, key):
+        self._guard(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._guard(key)
+        return super().get(key, default)
+
+    def items(self):
+        raise AssertionError('the whole Config was walked')
+
+    values = keys = __iter__ = items
+
+
+class _FakeAPI:
+    """The low-level API calls query_project makes, answered from dicts (no Docker)."""
+
+    def __init__(self, project):
+        self.project = project
+        labels = {'com.docker.compose.project': project, 'com.docker.compose.service': 'api'}
+        self.inspects = {
+            'c1': {
+                'Id': 'c1' * 32,
+                'Name': f'/{project}-api-1',
+                'Image': 'sha256:' + 'e' * 64,
+                'Config': _Sealed(Image=f'{REPO}/api@{A1}', Env=['DB_PASSWORD=hunter2'], Labels=labels),
+                'State': {'Status': 'running'},
+            },
+            'c2': {
+                'Id': 'c2' * 32,
+                'Name': f'/{project}-api-run-1',
+                'Image': 'sha256:' + 'e' * 64,
+                'Config': _Sealed(
+                    Env=['DB_PASSWORD=hunter2'], Labels=dict(labels, **{'com.docker.compose.oneoff': 'True'})
+                ),
+                'State': {'Status': 'running'},
+            },
+        }
+
+    def containers(self, all, filters):
+        assert all is True
+        assert filters == {'label': [f'com.docker.compose.project={self.project}']}
+        return [{'Id': 'c1'}, {'Id': 'c2'}, {'Id': 'gone'}]
+
+    def inspect_container(self, container_id):
+        if container_id == 'gone':
+            raise _release_info.NotFound('removed between the list and the inspect')
+        return self.inspects[container_id]
+
+    def inspect_image(self, image_id):
+        return {'RepoDigests': [f'{REPO}/api@{A1}'], 'Config': {'Env': ['IMAGE_SECRET=x'], 'Labels': {}}}
+
+
+def test_query_project_never_reads_the_container_environment():
+    client = type('Client', (), {'api': _FakeAPI('avatar-production')})()
+    found = _release_info.query_project(client, 'avatar-production')
+    assert list(found) == ['api']
+    assert [c['name'] for c in found['api']] == ['avatar-production-api-1'], 'one-off and vanished containers left out'
+    text = json.dumps(found)
+    assert 'hunter2' not in text
+    assert 'IMAGE_SECRET' not in text
+    assert set(found['api'][0]) == set(_release_info.CONTAINER_FIELDS)

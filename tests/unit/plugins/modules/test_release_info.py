@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_info
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_info
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
@@ -76,6 +77,9 @@ def test_agrees(tmp_path, monkeypatch):
     assert result['changed'] is False
     assert result['containers']['api']['digest'] == DIGEST
     assert result['releases'][0]['id'] == ID
+    returned = yaml.safe_load(release_info.RETURN)
+    assert set(result) - {'changed'} == set(returned), 'the module returns exactly what RETURN documents'
+    assert set(result['containers']['api']) == set(returned['containers']['contains'])
 
 
 def test_no_ledger(tmp_path, monkeypatch):
@@ -119,3 +123,15 @@ def test_refusals(tmp_path, monkeypatch, args, message):
     monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
     result = run(dict({'project_dir': str(tmp_path), 'project_name': 'p'}, **args), FailJson)
     assert message in result['msg']
+
+
+def test_a_corrupt_ledger_does_not_fail_the_module(tmp_path, monkeypatch):
+    (tmp_path / 'releases').mkdir()
+    (tmp_path / 'releases' / 'index.json').write_bytes(b'{"current": ')
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'services': ['api']})
+    assert result['problem'].startswith('releases/index.json is corrupt (not JSON')
+    assert result['agrees'] is False
+    assert result['containers']['api']['state'] == 'running'
+    assert (tmp_path / 'releases' / 'index.json').read_bytes() == b'{"current": '
+    assert sorted(p.name for p in (tmp_path / 'releases').iterdir()) == ['index.json']

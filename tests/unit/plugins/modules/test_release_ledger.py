@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from ansible.module_utils import basic
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_ledger
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
@@ -83,6 +84,8 @@ def test_record_then_read(tmp_path):
     assert first['changed'] is True
     assert first['entry']['env_checksums'].keys() == {'.env'}
     assert first['removed'] == []
+    documented = set(yaml.safe_load(release_ledger.RETURN))
+    assert set(first) - {'changed'} == documented, 'record returns exactly what RETURN documents'
     run({'path': path, 'state': 'record', 'release': release(2, 'v1.1.0')})
     result = run({'path': path, 'backup_before': 'v1.0.0', 'rollback_to': '1.0.0'})
     assert result['current']['version'] == 'v1.1.0'
@@ -91,6 +94,7 @@ def test_record_then_read(tmp_path):
     assert result['kept_versions'] == ['v1.1.0', 'v1.0.0']
     assert result['kept_references'] == ['r/api@sha256:2', 'r/api@sha256:1']
     assert result['changed'] is False
+    assert set(result) - {'changed'} == documented - {'removed', 'entry'}, 'read returns what RETURN documents'
 
 
 def test_record_check_mode_and_diff(tmp_path):
