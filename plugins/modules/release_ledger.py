@@ -35,7 +35,7 @@ description:
     the previous successful versions stay however many failed attempts follow. Versions are counted, not
     releases, so redeploying one version never drops an older version.
   - B(Corruption) - an C(index.json) that cannot be read, is not JSON or has the wrong shape does not fail the
-    task. RV(problem) says what is wrong and the last good copy C(index.json.last-good) (or an empty ledger) is
+    task. RV(problem) says what is wrong, the task warns with the same sentence, and the last good copy C(index.json.last-good) (or an empty ledger) is
     used. O(state=read) moves nothing; O(state=record) renames the corrupt file to
     C(index.json.corrupt-<UTC time>) and continues from the last good copy.
 author:
@@ -135,11 +135,6 @@ EXAMPLES = r'''
   avatar_mgmt.ops.release_ledger:
     path: /opt/deploy-avatar-prod/releases
   register: ledger
-
-- name: Warn about a damaged ledger
-  ansible.builtin.debug:
-    msg: "{{ ledger.problem }}"
-  when: ledger.problem | length > 0
 
 - name: Find the release of v1.1.0 and the backup taken before it
   avatar_mgmt.ops.release_ledger:
@@ -286,6 +281,8 @@ def main():
     try:
         if params['state'] == 'read':
             result = _ledger.read(params['path'], params['keep'], params['rollback_to'], params['backup_before'])
+            if result['problem']:
+                module.warn(result['problem'])
             module.exit_json(**result)
         result = _ledger.record(
             params['path'],
@@ -305,7 +302,7 @@ def main():
     except _ledger.LedgerError as exc:
         module.fail_json(msg=str(exc), changed=False)
 
-    for warning in result.pop('warnings'):
+    for warning in ([result['problem']] if result['problem'] else []) + result.pop('warnings'):
         module.warn(warning)
     before, after = result.pop('before'), result.pop('after')
     if module._diff:

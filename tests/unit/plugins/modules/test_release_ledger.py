@@ -117,13 +117,28 @@ def test_record_check_mode_and_diff(tmp_path):
     assert json.loads(result['diff']['after']) == result['ledger']
 
 
-def test_read_corrupt_reports_a_problem(tmp_path):
+@pytest.mark.parametrize('state', ['read', 'record'])
+def test_a_corrupt_ledger_is_reported_and_warned(tmp_path, monkeypatch, state):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
     path = tmp_path / 'releases'
     path.mkdir()
     (path / 'index.json').write_text('{')
-    result = run({'path': str(path)})
+    args = {'path': str(path), 'state': state}
+    if state == 'record':
+        args['release'] = release(1, 'v1.0.0')
+    result = run(args)
     assert result['problem'].startswith('releases/index.json is corrupt (not JSON')
-    assert result['changed'] is False
+    assert warned[0] == result['problem']
+    assert result['changed'] is (state == 'record')
+
+
+def test_a_sound_ledger_warns_nothing(tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    run({'path': str(tmp_path / 'releases'), 'state': 'record', 'release': release(1, 'v1.0.0')})
+    run({'path': str(tmp_path / 'releases')})
+    assert warned == []
 
 
 @pytest.mark.parametrize(
