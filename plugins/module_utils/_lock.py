@@ -32,7 +32,9 @@ the controller (the action plugin imports it).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import hmac
 import json
@@ -264,6 +266,30 @@ def read_raw(path):
         raise _error('read', path, exc)
 
 
+@contextlib.contextmanager
+def _serialized(path):
+    """Hold an exclusive flock on the lock's directory: creating and removing a lock never interleave.
+
+    remove_if moves the lock aside for an instant; without this a run could create
+    its lock in that instant and the link-back of a newer lock would fail (two
+    holders). A directory flock leaves no file behind; where flock is not
+    supported the old best-effort behaviour remains.
+    """
+    try:
+        fd = os.open(os.path.dirname(path) or '.', os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
 def create_exclusive(path, data, mode=LOCK_MODE):
     """Create ``path`` holding ``data`` atomically; False when it exists already.
 
@@ -275,7 +301,8 @@ def create_exclusive(path, data, mode=LOCK_MODE):
     except OSError as exc:
         raise _error('create', path, exc)
     try:
-        os.link(tmp, path)
+        with _serialized(path):
+            os.link(tmp, path)
     except FileExistsError:
         return False
     except OSError as exc:
@@ -295,8 +322,8 @@ def remove_if(path, matches, check_mode=False):
 
     The file is renamed to a private name first and checked again there, so a
     lock that another run put in place after the first read is not removed: it
-    is linked back.  (Only a third run taking the lock in the instant between
-    rename and link-back would win over it.)
+    is linked back.  Removers and creators are serialized (_serialized), so no
+    third run can take the lock while it is aside.
     """
     raw = read_raw(path)
     if raw is None:
@@ -306,6 +333,11 @@ def remove_if(path, matches, check_mode=False):
         return None
     if check_mode:
         return lock
+    with _serialized(path):
+        return _remove_aside(path, matches)
+
+
+def _remove_aside(path, matches):
     aside = private_name(path, 'release')
     try:
         os.rename(path, aside)

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 import time
 import uuid
 
@@ -653,30 +654,36 @@ def test_an_old_owner_cannot_release_the_lock_that_replaced_its_own(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='known hole (see remove_if): a breaker that renamed a newer lock aside loses it when a third run '
-    'takes the lock before the link-back; then two runs hold the lock. Needs the removers serialized.',
-)
 def test_a_breaker_never_removes_a_lock_taken_after_its_read(tmp_path, monkeypatch):
+    """A breaker moves a NEWER lock (run A's) aside, finds it is not the stale one and links it back. Run C tries
+    to take the lock in that instant, through the real create path: it must wait, then find A's lock."""
     path = tmp_path / '.deploy.lock'
     path.write_bytes(LEGACY)
     fingerprint = _lock.parse_lock(LEGACY)['fingerprint']
     lock_a, lock_c = _lock.encode_record(record('alice')), _lock.encode_record(record('carol'))
     real_rename, real_link = os.rename, os.link
+    run_c = {}
+
+    def take_as_c():
+        run_c['created'] = _lock.create_exclusive(str(path), lock_c)
 
     def rename(src, dst):
-        path.unlink()
-        path.write_bytes(lock_a)  # run A broke the stale lock and took it just before this rename
+        if src == str(path):
+            path.unlink()
+            path.write_bytes(lock_a)  # run A broke the stale lock and took it just before this rename
         real_rename(src, dst)
 
     def link(src, dst):
-        if not path.exists():
-            path.write_bytes(lock_c)  # run C took the free place just before the link-back
+        if threading.current_thread() is threading.main_thread() and 'thread' not in run_c:
+            run_c['thread'] = threading.Thread(target=take_as_c)
+            run_c['thread'].start()
+            run_c['thread'].join(0.5)  # C's whole chance to take the free place before the link-back
         real_link(src, dst)
 
     monkeypatch.setattr(_lock.os, 'rename', rename)
     monkeypatch.setattr(_lock.os, 'link', link)
     assert _lock.remove_if(str(path), lambda lock: lock['fingerprint'] == fingerprint) is None
+    run_c['thread'].join(10)
     monkeypatch.undo()
     assert path.read_bytes() == lock_a, "run A's lock was removed: A and C both hold it"
+    assert run_c['created'] is False, 'run C took a lock that run A holds'
