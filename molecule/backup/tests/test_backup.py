@@ -93,6 +93,10 @@ def test_backup_restores_rows_and_files_after_loss(host):
         f = host.file(f"{BACKUPS}/{backup_id}/{name}")
         assert f.mode == 0o600
     assert not host.run(f"sudo ls -d {BACKUPS}/.tmp-*").succeeded
+    # The proxy's state is archived, its logs (written while tar reads) are not: only their folder.
+    archived = host.check_output(f"sudo tar -tzf {BACKUPS}/{backup_id}/proxy.tar.gz").split()
+    assert any(n.startswith("jc21/data/nginx/proxy_host/") and n.endswith(".conf") for n in archived), archived
+    assert [n for n in archived if n.startswith("jc21/data/logs")] == ["jc21/data/logs/"], archived
 
     proxy_hosts = host.check_output(f"sudo sh -c 'cd {DIR}/jc21/data/nginx/proxy_host && sha256sum *.conf'")
     # Lose everything: the database volume, the uploads and the proxy's data (its hosts).
