@@ -143,9 +143,13 @@ start_registry() {
   local pw; pw=$(registry_password)
   htpasswd -Bbn "$registry_user" "$pw" >"$state/registry/htpasswd"
   registry_config >"$state/registry/config.yml"
-  if docker inspect "$registry_name" >/dev/null 2>&1 && foreign "$registry_name"; then
-    log "replacing a registry container made from another checkout"
+  # Another checkout's registry, or one seeded with other release images: its storage goes
+  # with it, so the registry holds exactly this checkout's seed list (tests read its tag list).
+  if docker inspect "$registry_name" >/dev/null 2>&1 \
+     && { foreign "$registry_name" || [ "$(cat "$state/registry/seeded" 2>/dev/null)" != "$(seed_stamp)" ]; }; then
+    log "replacing a registry made from another checkout or seed list (its storage too)"
     docker rm -f "$registry_name" >/dev/null
+    docker volume rm -f "$registry_volume" >/dev/null 2>&1 || true
     rm -f "$state/registry/seeded"
   fi
   if docker inspect "$registry_name" >/dev/null 2>&1; then
@@ -187,10 +191,15 @@ seed_list() {
   echo "avatar-test/npm:2.15.1 jc21/nginx-proxy-manager:2.15.1"                    # the real NPM, built from source
 }
 
+# What the seed list pushes (tags and image ids), as a short hash.
+seed_stamp() {
+  seed_list | while read -r src dst; do echo "$dst $(docker image inspect -f '{{.Id}}' "$src")"; done | sha256sum | cut -c1-16
+}
+
 seed_registry() {
   local cfg="$state/docker-config" stamp="$state/registry/seeded" want
   mkdir -p "$cfg"
-  want=$(seed_list | while read -r src dst; do echo "$dst $(docker image inspect -f '{{.Id}}' "$src")"; done | sha256sum | cut -c1-16)
+  want=$(seed_stamp)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
      && curl -sf -u "$registry_user:$(registry_password)" --cacert "$state/ca/ca.crt" \
           "https://localhost:$registry_port/v2/rayhu/avatar-mgmt/api/tags/list" | grep -q staging; then
