@@ -106,19 +106,24 @@ def _racer(path, barrier, queue, index):
     queue.put((index, result['acquired'], result['lock'].get('format'), result['lock'].get('holder')))
 
 
-@pytest.mark.parametrize('round_', range(20))
-def test_race_exactly_one_wins(tmp_path, round_):
-    racers = 24
-    path = str(tmp_path / '.deploy.lock')
+def race(racers, target, *args):
+    """Start ``racers`` processes of ``target(*args, barrier, queue, index)`` behind one barrier; their outcomes."""
     barrier = CTX.Barrier(racers)
     queue = CTX.Queue()
-    procs = [CTX.Process(target=_racer, args=(path, barrier, queue, i)) for i in range(racers)]
+    procs = [CTX.Process(target=target, args=(*args, barrier, queue, i)) for i in range(racers)]
     for proc in procs:
         proc.start()
     outcomes = [queue.get(timeout=30) for _proc in procs]
     for proc in procs:
         proc.join(timeout=30)
         assert proc.exitcode == 0
+    return outcomes
+
+
+@pytest.mark.parametrize('round_', range(20))
+def test_race_exactly_one_wins(tmp_path, round_):
+    path = str(tmp_path / '.deploy.lock')
+    outcomes = race(24, _racer, path)
     winners = [o for o in outcomes if o[1]]
     assert len(winners) == 1, outcomes
     winner = f'p{winners[0][0]}'
@@ -603,19 +608,10 @@ def _breaker(path, fingerprint, barrier, queue, index):
 @pytest.mark.parametrize('round_', range(20))
 def test_race_breaking_one_stale_lock_exactly_one_wins(tmp_path, round_):
     """Many runs break the same stale lock at once: one takes the lock, no winner's lock is removed by another."""
-    racers = 16
     path = tmp_path / '.deploy.lock'
     path.write_bytes(LEGACY)
     fingerprint = _lock.parse_lock(LEGACY)['fingerprint']
-    barrier = CTX.Barrier(racers)
-    queue = CTX.Queue()
-    procs = [CTX.Process(target=_breaker, args=(str(path), fingerprint, barrier, queue, i)) for i in range(racers)]
-    for proc in procs:
-        proc.start()
-    outcomes = [queue.get(timeout=30) for _proc in procs]
-    for proc in procs:
-        proc.join(timeout=30)
-        assert proc.exitcode == 0
+    outcomes = race(16, _breaker, str(path), fingerprint)
     winners = [index for index, acquired in outcomes if acquired]
     assert len(winners) == 1, outcomes
     assert json.loads(path.read_text())['holder'] == f'p{winners[0]}'
