@@ -29,6 +29,7 @@ attributes:
     description: Only reads; the same in check mode.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is no diff.
   idempotent:
     support: full
     description: Never changes anything.
