@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -148,6 +149,18 @@ def _server_fingerprint():
     return res.stdout.split()[1]
 
 
+def _wait_for_sshd():
+    """Until the restarted sshd answers ssh-keyscan again (at most 15 s)."""
+    for _ in range(50):
+        res = subprocess.run(
+            ['ssh-keyscan', '-T', '2', '-p', str(SSH_PORT), '127.0.0.1'], capture_output=True, text=True, check=False
+        )
+        if 'ssh-ed25519' in res.stdout:
+            return
+        time.sleep(0.3)
+    raise AssertionError('sshd did not come back after its keys were regenerated')
+
+
 # The ledger read of rollback.yml is the first task that connects: on a bare server it
 # finds no release (so the run fails there), which proves the connection was made.
 CONNECTED = 'Run again with -e rollback_to='
@@ -194,6 +207,7 @@ def test_unknown_recorded_changed(server, inventory, tmp_path):
     )
     new = _server_fingerprint()
     assert new != old
+    _wait_for_sshd()
     rc, out = _rollback(tmp_path, inventory)
     assert rc != 0, out[-3000:]
     assert REFUSED_CHANGED in out, out[-3000:]
