@@ -151,7 +151,7 @@ def _server_fingerprint():
 
 def _wait_for_sshd():
     """Until the restarted sshd answers ssh-keyscan again (at most 15 s)."""
-    for _ in range(50):
+    for _attempt in range(50):
         res = subprocess.run(
             ['ssh-keyscan', '-T', '2', '-p', str(SSH_PORT), '127.0.0.1'], capture_output=True, text=True, check=False
         )
