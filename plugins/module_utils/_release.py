@@ -33,7 +33,15 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci import (
     is_valid_name,
 )
 
-__all__ = ['CHANNELS', 'Request', 'ResolutionError', 'parse_request', 'resolve_release', 'validate_inputs']
+__all__ = [
+    'CHANNELS',
+    'PrereleaseRefused',
+    'Request',
+    'ResolutionError',
+    'parse_request',
+    'resolve_release',
+    'validate_inputs',
+]
 
 CHANNELS = (_semver.CHANNEL_RELEASE, _semver.CHANNEL_PRERELEASE)
 
@@ -42,6 +50,18 @@ _SHOW_VERSIONS = 5
 
 class ResolutionError(Exception):
     """The registry content does not allow a consistent answer (missing tag, images disagree, ...)."""
+
+
+class PrereleaseRefused(ResolutionError):
+    """The request is, or resolves to, a pre-release and pre-releases are not allowed."""
+
+    def __init__(self, requested, version):
+        self.requested = requested
+        self.version = version
+        how = 'is' if requested == version else f'resolves to {version},'
+        super().__init__(
+            f'{requested} {how} a pre-release, and pre-releases are not allowed here (allow_prerelease=false)'
+        )
 
 
 class Request:
@@ -239,7 +259,7 @@ class _Resolver:
         return found[first], how
 
 
-def resolve_release(client, repository, images, tag, max_candidates=100):
+def resolve_release(client, repository, images, tag, max_candidates=100, allow_prerelease=True):
     """Resolve ``tag`` for ``images`` of ``repository`` using ``client`` (a RegistryClient).
 
     Input is validated before any request.  Returns a dict with ``version``,
@@ -247,7 +267,9 @@ def resolve_release(client, repository, images, tag, max_candidates=100):
     ``images`` (per image: ``tag``, ``digest``, ``reference``, ``media_type``,
     ``resolved_by``) and ``versions`` (semver tags present for all images,
     newest first).  ``max_candidates`` bounds how many version tags per image
-    are compared with a channel's digest (highest first).
+    are compared with a channel's digest (highest first).  With
+    ``allow_prerelease`` false a pre-release is refused (PrereleaseRefused): a
+    requested one before any request, one a channel points at after resolution.
 
     Raises ValueError for invalid input, ResolutionError when the registry
     content gives no consistent answer, and _oci.RegistryError subclasses for
@@ -256,4 +278,9 @@ def resolve_release(client, repository, images, tag, max_candidates=100):
     request, images = validate_inputs(repository, images, tag)
     if max_candidates < 1:
         raise ValueError('max_candidates must be at least 1')
-    return _Resolver(client, repository, images, request, max_candidates).run()
+    if not allow_prerelease and request.version is not None and request.version.is_prerelease:
+        raise PrereleaseRefused(request.requested, request.requested)
+    result = _Resolver(client, repository, images, request, max_candidates).run()
+    if not allow_prerelease and result['prerelease']:
+        raise PrereleaseRefused(request.requested, result['version'])
+    return result

@@ -105,6 +105,14 @@ options:
       - Connect and read timeout in seconds for each HTTP request (also through a proxy).
     type: int
     default: 30
+  allow_prerelease:
+    description:
+      - With V(false) a pre-release is refused (RV(refused_prerelease) names it) - a requested one such as
+        V(v1.3.0-rc.1) before any request to the registry, and one that V(latest) or V(staging) points at.
+      - Production deploys pass V(false) unless told otherwise.
+    type: bool
+    default: true
+    version_added: 0.2.0
 notes:
   - The module runs where the task runs; it is usually delegated to the controller with C(delegate_to=localhost).
   - Transient errors (HTTP 429, 5xx, connection errors) are retried a few times with exponential backoff,
@@ -228,6 +236,11 @@ images:
       returned: success
       type: str
       sample: channel_digest
+refused_prerelease:
+  description: The pre-release that O(allow_prerelease=false) refused (the task fails).
+  returned: when a pre-release was refused
+  type: str
+  sample: v1.3.0-rc.1
 versions:
   description: Every SemVer tag present for all images, newest first.
   returned: success
@@ -248,6 +261,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci import (
     RegistryError,
 )
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._release import (
+    PrereleaseRefused,
     ResolutionError,
     resolve_release,
     validate_inputs,
@@ -267,6 +281,7 @@ def main():
             'ca_path': {'type': 'path'},
             'validate_certs': {'type': 'bool', 'default': True},
             'timeout': {'type': 'int', 'default': 30},
+            'allow_prerelease': {'type': 'bool', 'default': True},
         },
         required_together=[['username', 'password']],
         supports_check_mode=True,
@@ -299,7 +314,11 @@ def main():
         module.fail_json(msg=str(exc), changed=False)
 
     try:
-        result = resolve_release(client, params['repository'], params['images'], params['tag'])
+        result = resolve_release(
+            client, params['repository'], params['images'], params['tag'], allow_prerelease=params['allow_prerelease']
+        )
+    except PrereleaseRefused as exc:
+        module.fail_json(msg=str(exc), changed=False, refused_prerelease=exc.version)
     except (ValueError, ResolutionError, RegistryError) as exc:
         module.fail_json(msg=str(exc), changed=False)
     finally:

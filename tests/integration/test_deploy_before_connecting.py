@@ -159,3 +159,21 @@ def test_ad_hoc_module_from_the_checkout(real_registries):
     assert 'SUCCESS' in out
     assert '\n    version: v1.2.0\n' in out.replace('\r', '')
     assert target.password not in out
+
+
+@pytest.mark.parametrize('image_tag', ['v1.3.0-beta.1', 'staging'])
+def test_production_refuses_a_prerelease_before_connecting(tmp_path, real_registries, listener, image_tag):
+    """A pre-release, asked for or the one a channel points at, is refused for production before any
+    server is contacted; -e compose_deploy_allow_prerelease=true lets the same run go on to the servers."""
+    target = real_registries.basic
+    inventory = _inventory(tmp_path, target, listener.port, target.password)
+    rc, out = _deploy(inventory, '-e', f'image_tag={image_tag}')
+    assert rc != 0, out[-3000:]
+    assert f'image_tag={image_tag} cannot be deployed to production' in out, out[-3000:]
+    assert 'the pre-release v1.3.0-beta.1' in out
+    assert '-e compose_deploy_allow_prerelease=true' in out
+    assert listener.count == 0, 'a server was contacted: ' + out[-3000:]
+    rc, out = _deploy(inventory, '-e', f'image_tag={image_tag}', '-e', 'compose_deploy_allow_prerelease=true')
+    assert rc != 0  # the listener is no SSH server
+    assert 'cannot be deployed' not in out, out[-3000:]
+    assert listener.count >= 1, out[-3000:]

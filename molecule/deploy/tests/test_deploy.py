@@ -14,6 +14,8 @@ import testinfra.utils.ansible_runner
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
 from avatar_testlib import DIR, INVENTORY, PLATFORM, ledger, playbook, registry_digest, running, vault
 
+BACKUPS = "/var/backups/avatar-mgmt/production"
+
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
 
@@ -100,6 +102,21 @@ def test_release_that_cannot_start_is_rolled_back(host):
     assert not host.file(DIR + "/.deploy.lock").exists
 
 
+def test_production_refuses_a_prerelease(host):
+    """Production takes no pre-release unless allowed: refused on the control node, the host untouched."""
+    before = running(host)
+    releases = ledger(host)["releases"]
+    res = playbook("deploy.yml", "-e", "image_tag=v1.3.0-beta.1")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "the pre-release v1.3.0-beta.1" in out, out[-3000:]
+    assert "-e compose_deploy_allow_prerelease=true" in out
+    assert "No server was contacted; nothing was changed." in out
+    assert running(host) == before
+    assert ledger(host)["releases"] == releases
+    assert not host.file(DIR + "/.deploy.lock").exists
+
+
 def test_concurrent_deploy_is_refused(host):
     lock = json.dumps(
         {"holder": "alice@laptop", "since": "2026-11-28T10:00:00Z", "action": "deploy", "version": "v1.1.0"}
@@ -112,7 +129,7 @@ def test_concurrent_deploy_is_refused(host):
     assert "ghcr.avatar.test" not in login_before
     try:
         before = running(host)
-        res = playbook("deploy.yml", "-e", "image_tag=v1.3.0-beta.1")
+        res = playbook("deploy.yml", "-e", "image_tag=v1.3.0-beta.1", "-e", "compose_deploy_allow_prerelease=true")
         assert res.returncode != 0
         out = res.stdout + res.stderr
         assert "alice@laptop" in out
@@ -145,7 +162,7 @@ def test_registry_down_aborts_new_deploy(host):
     before = running(host)
     subprocess.run(["bash", PLATFORM, "stop-registry"], check=True)
     try:
-        res = playbook("deploy.yml", "-e", "image_tag=v1.3.0-beta.1")
+        res = playbook("deploy.yml", "-e", "image_tag=v1.3.0-beta.1", "-e", "compose_deploy_allow_prerelease=true")
         assert res.returncode != 0
         assert "ghcr.avatar.test" in res.stdout + res.stderr
         assert running(host) == before
@@ -188,3 +205,59 @@ def test_rollback_works_with_registry_down(host):
     finally:
         subprocess.run(["bash", PLATFORM, "start-registry"], check=True)
     assert not host.file(DIR + "/.deploy.lock").exists
+
+
+def backups(host):
+    """The backup ids on the host (folders of the production backup dir)."""
+    listing = host.run(f"sudo ls -1 {BACKUPS}")
+    return sorted(n for n in listing.stdout.split() if not n.startswith("."))
+
+
+def test_rollback_goes_back_never_forward_and_takes_no_backup(host):
+    """After the rollbacks above v1.2.0 runs (a rollback to it). rollback.yml with no target goes to
+    the release before it (v1.1.0) and says so, a second one finds nothing earlier instead of going
+    forward again; neither takes a backup (production's default is one before every deploy)."""
+    assert running(host)["api"][1] == registry_digest("api", "v1.2.0")
+    taken = backups(host)
+    res = playbook("rollback.yml")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert "back from v1.2.0" in out
+    assert "to v1.1.0 (release" in out
+    assert running(host)["api"][1] == registry_digest("api", "v1.1.0")
+    book = ledger(host)
+    cur = next(r for r in book["releases"] if r["id"] == book["current"])
+    assert (cur["version"], cur["action"], cur["result"]) == ("v1.1.0", "rollback", "success")
+    assert not cur.get("backup")
+    assert backups(host) == taken, "a rollback took a backup"
+    again = playbook("rollback.yml")
+    assert again.returncode != 0
+    assert "No earlier successful release" in again.stdout + again.stderr, again.stdout[-3000:]
+    assert running(host)["api"][1] == registry_digest("api", "v1.1.0")
+    assert backups(host) == taken
+    fwd = playbook("rollback.yml", "-e", "rollback_to=v1.2.0")
+    assert fwd.returncode == 0, fwd.stdout[-3000:]
+    assert backups(host) == taken
+
+
+def test_first_managed_deploy_onto_existing_data_backs_it_up(host):
+    """A project that runs and has its database but no ledger (deployed before the collection managed
+    it): the first deploy takes the pre-deploy backup before switching."""
+    host.run(f"sudo mv {DIR}/releases {DIR}/releases.aside")
+    try:
+        taken = backups(host)
+        # No pruning by this one-entry ledger: the images of the releases set aside stay.
+        res = playbook("deploy.yml", "-e", "image_tag=v1.1.0", "-e", "compose_deploy_prune_images=false")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        # Retention keeps the newest backup of a day, so compare names, not counts.
+        new = set(backups(host)) - set(taken)
+        assert len(new) == 1, (taken, new)
+        book = ledger(host)
+        assert len(book["releases"]) == 1
+        assert book["releases"][0]["backup"] in new
+    finally:
+        host.run(f"sudo rm -rf {DIR}/releases && sudo mv {DIR}/releases.aside {DIR}/releases")
+    # Back to the recorded release (the compose file on disk says v1.1.0, the ledger v1.2.0).
+    res = playbook("deploy.yml", "-e", "image_tag=v1.2.0")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert running(host)["api"][1] == registry_digest("api", "v1.2.0")

@@ -293,3 +293,16 @@ def test_an_explicit_holder_wins(tmp_path):
     plugin.action.run(task_vars={'inventory_hostname': 'prod-1', 'awx_user_name': 'alice', 'awx_job_id': 1})
     record = json.loads(Path(path).read_text())
     assert (record['holder'], record['job_id']) == ('ops-bot', '99')
+
+
+def test_holder_without_user_in_the_environment_is_the_login_name(tmp_path, monkeypatch):
+    """$USER unset (cron, systemd, some CI runners): the holder is what `id -un` says, never "unknown"."""
+    for name in ('USER', 'LOGNAME', 'LNAME', 'USERNAME'):
+        monkeypatch.delenv(name, raising=False)
+    expected = subprocess.run(['id', '-un'], capture_output=True, text=True, check=True).stdout.strip()
+    path = str(tmp_path / '.deploy.lock')
+    result = Plugin({'path': path, 'action': 'deploy'}).action.run(task_vars={'inventory_hostname': 'prod-1'})
+    assert result['acquired']
+    holder = json.loads(Path(path).read_text())['holder']
+    assert holder == expected
+    assert 'unknown' not in holder

@@ -305,3 +305,36 @@ def test_parse_request(tag, channel, version):
     request = _release.parse_request(tag)
     assert request.channel == channel
     assert (request.version.format() if request.version else None) == version
+
+
+def test_prerelease_refused_before_any_request():
+    """A requested pre-release is refused from the request alone when pre-releases are not allowed."""
+    with FakeRegistry(standard_repos()) as reg:
+        with pytest.raises(_release.PrereleaseRefused) as excinfo:
+            resolve(reg, 'v1.3.0-rc.1', allow_prerelease=False)
+        assert reg.requests('GET') == []
+        assert reg.requests('HEAD') == []
+    assert excinfo.value.version == 'v1.3.0-rc.1'
+    assert str(excinfo.value) == (
+        'v1.3.0-rc.1 is a pre-release, and pre-releases are not allowed here (allow_prerelease=false)'
+    )
+
+
+def test_latest_pointing_at_a_prerelease_is_refused():
+    """latest moved to a pre-release by mistake: resolved (allowed), refused (not allowed)."""
+    channels = {'latest': 'v1.3.0-rc.1', 'staging': 'v1.3.0-rc.1'}
+    repos = standard_repos(image_tags('api', STANDARD, channels), image_tags('frontend', STANDARD, channels))
+    with FakeRegistry(repos) as reg:
+        assert resolve(reg, 'latest')['version'] == 'v1.3.0-rc.1'
+        with pytest.raises(_release.PrereleaseRefused, match=r'^latest resolves to v1.3.0-rc.1, a pre-release'):
+            resolve(reg, 'latest', allow_prerelease=False)
+        with pytest.raises(_release.PrereleaseRefused):
+            resolve(reg, 'staging', allow_prerelease=False)
+
+
+@pytest.mark.parametrize('tag, version', [('latest', 'v1.2.0'), ('v1.1.0', 'v1.1.0')])
+def test_releases_pass_when_prereleases_are_refused(tag, version):
+    with FakeRegistry(standard_repos()) as reg:
+        result = resolve(reg, tag, allow_prerelease=False)
+    assert result['version'] == version
+    assert result['prerelease'] is False

@@ -141,3 +141,16 @@ def test_documentation_matches_argument_spec(monkeypatch):
     module_harness.assert_documented_options(release_tag, spec)
     assert spec['password']['no_log'] is True
     module_harness.assert_documented_returns(release_tag)
+
+
+@pytest.mark.parametrize('tag, version', [('staging', 'v1.2.0-rc.1'), ('v1.2.0-rc.1', 'v1.2.0-rc.1')])
+def test_prerelease_refused_names_it(registry, tag, version):
+    result = run({'registry': registry.url, 'tag': tag, 'allow_prerelease': False}, FailJson)
+    assert result['refused_prerelease'] == version
+    assert 'pre-releases are not allowed here (allow_prerelease=false)' in result['msg']
+    assert 'version' not in result
+
+
+def test_release_passes_when_prereleases_are_refused(registry):
+    result = run({'registry': registry.url, 'tag': 'latest', 'allow_prerelease': False}, ExitJson)
+    assert result['version'] == 'v1.1.0'
