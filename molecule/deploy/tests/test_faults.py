@@ -15,7 +15,7 @@ import time
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, ROOT, ledger, playbook, registry_digest, running
+from avatar_testlib import DIR, INVENTORY, PLATFORM, ROOT, STATE, ledger, playbook, registry_digest, running
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
@@ -161,3 +161,51 @@ def test_two_deploys_at_the_same_instant_exactly_one_proceeds(host):
     assert len(book["releases"]) == releases + 1, "exactly one run recorded a release"
     assert (_current(book)["version"], _current(book)["result"]) == ("v1.2.0", "success")
     assert not host.file(LOCK).exists
+
+
+SECOND = "mol-deploy-prod2"
+SECOND_SSH = 2242
+
+
+def test_serial_run_stops_after_the_first_host_and_says_the_second_was_skipped(host):
+    """Two production hosts, deploy_serial=1, a release that fails its health gate: the first host is rolled
+    back, the second is never touched, and the run names it as skipped."""
+    # The second production server lives only for this test, in an inventory beside molecule's (same group_vars).
+    extra = os.path.join(os.path.dirname(INVENTORY), "second_host.yml")
+    with open(extra, "w", encoding="utf-8") as handle:
+        handle.write(
+            "all:\n  children:\n    production:\n      hosts:\n"
+            f"        {SECOND}:\n          ansible_host: 127.0.0.1\n          ansible_port: {SECOND_SSH}\n"
+            f"          ansible_user: deploy\n          ansible_private_key_file: {STATE}/ssh/id_ed25519\n"
+            f"    sandbox:\n      hosts:\n        {SECOND}: {{}}\n"
+        )
+    subprocess.run(["bash", PLATFORM, "fresh-server", SECOND, str(SECOND_SSH), "8142"], check=True)
+    try:
+        for book, args in (("bootstrap.yml", []), ("deploy.yml", ["-e", "image_tag=v1.2.0"])):
+            res = playbook(book, "-i", extra, "--limit", SECOND, *args)
+            assert res.returncode == 0, book + ": " + res.stdout[-3000:] + res.stderr[-2000:]
+        second = testinfra.get_host(
+            f"ssh://deploy@127.0.0.1:{SECOND_SSH}",
+            ssh_identity_file=f"{STATE}/ssh/id_ed25519",
+            ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        )
+        first_before, second_before = running(host), running(second)
+        second_book = ledger(second)
+        assert second_before["api"][1] == first_before["api"][1] == registry_digest("api", "v1.2.0")
+
+        res = playbook("deploy.yml", "-i", extra, "-e", "image_tag=v1.2.1", "-e", "deploy_serial=1")
+        out = res.stdout + res.stderr
+        assert res.returncode != 0
+        assert "Rolled back automatically: v1.2.0" in out, out[-3000:]
+        assert f"Skipped, left as they were (not reached: deploy_serial=1): {SECOND}." in out, out[-3000:]
+        # The first host: rolled back, recorded as such.
+        assert running(host)["api"][1] == registry_digest("api", "v1.2.0")
+        last = ledger(host)["releases"][-1]
+        assert (last["version"], last["result"]) == ("v1.2.1", "rolled_back")
+        # The second host: the same containers, the same ledger, no lock.
+        assert running(second) == second_before
+        assert ledger(second) == second_book
+        assert not second.file(LOCK).exists
+    finally:
+        subprocess.run(["bash", PLATFORM, "rm", SECOND], check=False)
+        os.remove(extra)
