@@ -15,7 +15,7 @@ import time
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PLATFORM, ROOT, STATE, ledger, playbook, registry_digest, running
+from avatar_testlib import DIR, INVENTORY, PLATFORM, PROJECT, ROOT, STATE, ledger, playbook, registry_digest, running
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
@@ -47,8 +47,18 @@ def _wait_for(what, predicate, seconds, proc=None):
 
 
 def _settled(host):
-    """No docker compose left running on the host (a killed run's compose may finish on its own)."""
-    return host.run("pgrep -f 'docker compose|docker-compose'").rc != 0
+    """No docker compose left running on the host (a killed run's compose may finish on its own).
+    The brackets keep pgrep from matching the shell that runs it."""
+    return host.run("pgrep -f '[d]ocker[ -]compose'").rc != 0
+
+
+def _api_runs(host, digest):
+    """A running api container of the project uses ``digest`` (one docker call: containers come and go)."""
+    out = host.run(
+        f"docker ps --filter label=com.docker.compose.project={PROJECT} --filter label=com.docker.compose.service=api"
+        " --format '{{.Image}}'"
+    ).stdout
+    return digest in out
 
 
 def test_crash_looping_release_fails_the_hold_and_is_rolled_back(host):
@@ -85,7 +95,7 @@ def test_killed_deploy_is_detected_and_recovered(host):
     try:
         _wait_for("the lock", lambda: host.file(LOCK).exists, 300, proc)
         # The switch has started: compose replaced the api container with the new release's.
-        _wait_for("the api switch", lambda: running(host).get("api", ("", ""))[1] == v110, 300, proc)
+        _wait_for("the api switch", lambda: _api_runs(host, v110), 300, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
