@@ -6,6 +6,7 @@
 Each test checks what runs (container ids, image digests), the ledger and the lock, and leaves
 v1.2.0 running with no lock for the next one."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,10 +54,11 @@ def _settled(host):
 
 
 def _api_runs(host, digest):
-    """A running api container of the project uses ``digest`` (one docker call: containers come and go)."""
+    """A running api container of the project uses ``digest`` (one docker call: containers come and go;
+    --no-trunc, or docker ps leaves the digest out of the image name)."""
     out = host.run(
         f"docker ps --filter label=com.docker.compose.project={PROJECT} --filter label=com.docker.compose.service=api"
-        " --format '{{.Image}}'"
+        " --no-trunc --format '{{.Image}}'"
     ).stdout
     return digest in out
 
@@ -90,14 +92,15 @@ def test_killed_deploy_is_detected_and_recovered(host):
     v110 = registry_digest("api", "v1.1.0")
     before = running(host)
     assert before["api"][1] == registry_digest("api", "v1.2.0")
-    releases = len(ledger(host)["releases"])
+    known = [r["id"] for r in ledger(host)["releases"]]
     proc = _start("-e", "image_tag=v1.1.0")
     try:
         _wait_for("the lock", lambda: host.file(LOCK).exists, 300, proc)
         # The switch has started: compose replaced the api container with the new release's.
         _wait_for("the api switch", lambda: _api_runs(host, v110), 300, proc)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     _wait_for("compose on the host to finish", lambda: _settled(host), 120)
@@ -106,7 +109,7 @@ def test_killed_deploy_is_detected_and_recovered(host):
     assert host.file(LOCK).exists, "a killed run cannot release its lock"
     book = ledger(host)
     assert _current(book)["version"] == "v1.2.0", "the killed run recorded nothing"
-    assert len(book["releases"]) == releases
+    assert [r["id"] for r in book["releases"]] == known
     left = running(host)
     assert left["api"][1] == v110
 
@@ -152,7 +155,7 @@ def test_two_deploys_at_the_same_instant_exactly_one_proceeds(host):
     """Both start together: one takes the lock and deploys, the other is refused and changes nothing."""
     before = running(host)
     assert before["api"][1] == registry_digest("api", "v1.1.0")
-    releases = len(ledger(host)["releases"])
+    known = {r["id"] for r in ledger(host)["releases"]}
     runs = [_start("-e", "image_tag=v1.2.0"), _start("-e", "image_tag=v1.2.0")]
     outs = []
     for proc in runs:
@@ -168,7 +171,8 @@ def test_two_deploys_at_the_same_instant_exactly_one_proceeds(host):
     assert now["api"][1] == registry_digest("api", "v1.2.0")
     assert now["db"][0] == before["db"][0]
     book = ledger(host)
-    assert len(book["releases"]) == releases + 1, "exactly one run recorded a release"
+    # Retention may drop old entries: count the new ones.
+    assert len([r for r in book["releases"] if r["id"] not in known]) == 1, "exactly one run recorded a release"
     assert (_current(book)["version"], _current(book)["result"]) == ("v1.2.0", "success")
     assert not host.file(LOCK).exists
 
