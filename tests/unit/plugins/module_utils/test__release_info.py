@@ -416,10 +416,11 @@ def test_running_release_newest_of_two_with_the_same_images():
             OLD,
             LOCK,
             (
-                'The lock of a deploy of v1.1.0 by alice since 2026-03-01T10:15:00Z is still there and what runs does not '
-                'agree with the ledger: that run may have been killed half-way. If it is not running any more, bring the '
-                'stack to a known release and record it: deploy.yml -e image_tag=v1.1.0 -e compose_deploy_break_lock=true '
-                '(or rollback.yml with rollback_to and -e compose_deploy_break_lock=true).'
+                'The lock of a deploy of v1.1.0 by alice since 2026-03-01T10:15:00Z is still there and what '
+                'runs does not agree with the ledger: that run may have been killed half-way. If it is not '
+                'running any more, bring the stack to a known release and record it: deploy.yml -e '
+                'image_tag=v1.1.0 -e compose_deploy_break_lock=true (or rollback.yml with rollback_to and '
+                '-e compose_deploy_break_lock=true).'
             ),
         ),
         (
@@ -427,8 +428,8 @@ def test_running_release_newest_of_two_with_the_same_images():
             CURRENT,
             LOCK,
             (
-                'A deploy of v1.1.0 by alice since 2026-03-01T10:15:00Z holds the lock: wait for it to finish. If that run '
-                'is gone, run the next deploy or rollback with -e compose_deploy_break_lock=true.'
+                'A deploy of v1.1.0 by alice since 2026-03-01T10:15:00Z holds the lock: wait for it to finish. '
+                'If that run is gone, run the next deploy or rollback with -e compose_deploy_break_lock=true.'
             ),
         ),
         (
