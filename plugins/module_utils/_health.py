@@ -794,13 +794,21 @@ def _public_result(check, attempts, elapsed, outcome):
     return result
 
 
-def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.monotonic, sleep=time.sleep):
+def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.monotonic, sleep=time.sleep, hold=0):
     """Poll every check until it passes or ``deadline`` seconds have passed.
 
     Each round probes the checks that have not passed yet, then sleeps
     ``interval`` seconds (never past the deadline). Every check gets at least
     one attempt, and one last attempt when the deadline is reached; a request
     in flight may overrun the deadline by at most its own ``timeout``.
+
+    With ``hold`` > 0, once every check has passed, all checks are probed
+    together in rounds for ``hold`` more seconds: one round at once, one every
+    ``interval`` seconds, and a last one when the window ends. Every check must
+    pass in every round; the first round in which one fails ends the run, and
+    that check is reported as failed ("passed, then failed ... into the hold"),
+    so a service that passes once and then crashes fails the gate. The hold
+    starts after the polling and is not counted in ``deadline``.
 
     ``docker_client`` is the Docker SDK client of compose checks; None makes one
     from the environment (``docker.from_env()``) at the first compose attempt.
@@ -818,6 +826,12 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
         raise HealthSpecError(f"deadline must be 0 or more seconds, got {_http.fmt_seconds(deadline)}")
     if interval <= 0:
         raise HealthSpecError(f"interval must be more than 0 seconds, got {_http.fmt_seconds(interval)}")
+    try:
+        hold = float(hold)
+    except (TypeError, ValueError):
+        raise HealthSpecError("hold must be a number of seconds")
+    if hold < 0:
+        raise HealthSpecError(f"hold must be 0 or more seconds, got {_http.fmt_seconds(hold)}")
 
     start = clock()
     end = start + deadline
@@ -841,6 +855,9 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
             if now >= end:
                 break
             sleep(min(interval, end - now))
+        held = None
+        if not pending and hold > 0:
+            held = _hold(checks, state, hold, interval, start, access, sessions, clock, sleep)
     finally:
         access.close()
         sessions.close()
@@ -856,20 +873,61 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
         "failed": len(failed),
         "failed_names": failed,
         "elapsed": round(max(clock() - start, 0.0), 3),
+        "held": None if held is None else round(held, 3),
     }
     return {"checks": results, "summary": summary, "healthy": not failed}
+
+
+def _hold(checks, state, hold, interval, start, access, sessions, clock, sleep):
+    """Probe every check together in rounds for ``hold`` seconds; stop at the first failed round.
+
+    Updates ``state`` in place (attempts, outcome, elapsed) and returns the
+    seconds the hold lasted.
+    """
+    began = clock()
+    end = began + hold
+    while True:
+        failed = False
+        for index, check in enumerate(checks):
+            outcome = probe(check, access, sessions)
+            entry = state[index]
+            entry["attempts"] += 1
+            entry["elapsed"] = max(clock() - start, 0.0)
+            if outcome.ok:
+                entry["outcome"] = outcome
+            else:
+                failed = True
+                into = _http.fmt_seconds(round(max(clock() - began, 0.0), 1))
+                entry["outcome"] = Outcome(
+                    False,
+                    outcome.status,
+                    f"passed, then failed {into}s into the {_http.fmt_seconds(hold)}s hold: {outcome.detail}",
+                    outcome.extra,
+                )
+        now = clock()
+        if failed or now >= end:
+            return max(now - began, 0.0)
+        sleep(min(interval, end - now))
 
 
 def failure_message(report, deadline=None):
     """One sentence naming every failed check and why."""
     summary = report["summary"]
     if not summary["failed"]:
+        if summary.get("held"):
+            return f"All {summary['total']} health checks passed, and all passed together for {_http.fmt_seconds(round(summary['held'], 1))}s."
         return f"All {summary['total']} health checks passed."
     reasons = []
     for r in report["checks"]:
         if not r["ok"]:
             attempts = "1 attempt" if r["attempts"] == 1 else f"{r['attempts']} attempts"
             reasons.append(f"{r['name']} ({r['type']} check, {attempts}: {r['detail']})")
+    if summary.get("held") is not None:
+        # Every check had passed; the failures happened in the hold that followed.
+        return (
+            f"All {summary['total']} health checks passed, then {summary['failed']} failed"
+            f" in the hold that followed: {'; '.join(reasons)}."
+        )
     within = ""
     if deadline is not None:
         within = f" within the {_http.fmt_seconds(float(deadline))}s deadline"

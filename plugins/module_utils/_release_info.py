@@ -45,8 +45,10 @@ __all__ = [
     'connect',
     'container_facts',
     'last_releases',
+    'next_step',
     'query_project',
     'release_info',
+    'running_release',
     'short_digest',
 ]
 
@@ -243,14 +245,70 @@ def last_releases(ledger, last):
     return [{k: e.get(k, '') for k in RELEASE_FIELDS} for e in releases]
 
 
-def release_info(loaded, found, services, last=5):
-    """The module's answer from a _ledger.LoadedLedger and query_project()'s answer."""
+def running_release(ledger, found, services):
+    """The newest ledger entry whose images every release service runs (one running container each), or {}.
+
+    Answers "which recorded release is this?" when the ledger's current entry does not agree, as after a run
+    that was killed once the switch had started.
+    """
+    if not services:
+        return {}
+    for entry in sorted(ledger.get('releases', []), key=lambda e: str(e.get('id', '')), reverse=True):
+        images = entry.get('images') or {}
+        wants = [(images.get(service) or {}).get('digest', '') for service in services]
+        if not all(wants):
+            continue
+        if all(
+            len(found.get(service) or []) == 1
+            and found[service][0].get('state') == 'running'
+            and _runs(found[service][0], want)
+            for service, want in zip(services, wants)
+        ):
+            return {k: entry.get(k, '') for k in RELEASE_FIELDS}
+    return {}
+
+
+def next_step(current, agrees, running, lock, break_hint='-e compose_deploy_break_lock=true'):
+    """What an operator should do, one or two sentences; '' when the ledger agrees and no lock is held.
+
+    ``current`` is the ledger's current entry, ``running`` what running_release() found, ``lock`` the public
+    view of the environment's lock ({} when none).  Whether the lock's run is alive can only be told on the
+    controller that ran it (the deploy_lock module says so); this text covers both cases.
+    """
+    target = (running or {}).get('version') or (current or {}).get('version') or ''
+    deploy = f'deploy.yml -e image_tag={target}' if target else 'deploy.yml -e image_tag=<a version>'
+    if lock:
+        held = '{} of {} by {} since {}'.format(
+            lock.get('action') or 'a run',
+            lock.get('version') or 'an unknown version',
+            lock.get('holder') or 'an unknown holder',
+            lock.get('since') or 'an unknown time',
+        )
+        if not agrees:
+            return (
+                f'The lock of a {held} is still there and what runs does not agree with the ledger: that run '
+                'may have been killed half-way. If it is not running any more, bring the stack to a known release '
+                f'and record it: {deploy} {break_hint} (or rollback.yml with rollback_to and {break_hint}).'
+            )
+        return (
+            f'A {held} holds the lock: wait for it to finish. If that run is gone, run the next deploy or '
+            f'rollback with {break_hint}.'
+        )
+    if not agrees:
+        return f'What runs does not agree with the ledger: {deploy} brings the stack to a known release and records it.'
+    return ''
+
+
+def release_info(loaded, found, services, last=5, lock=None):
+    """The module's answer from a _ledger.LoadedLedger, query_project()'s answer and the lock's public view."""
     if not isinstance(services, (list, tuple)) or not all(isinstance(s, str) and s for s in services):
         raise ValueError('services must be a list of service names such as [api, frontend]')
     ledger = loaded.ledger
     current = _ledger.current_entry(ledger)
     has_ledger = bool(ledger.get('releases') or ledger.get('current'))
     containers, agrees, differences = compare(current, ledger.get('current', ''), found, list(services), has_ledger)
+    running = running_release(ledger, found, list(services))
+    lock = dict(lock or {})
     return {
         'current': current,
         'problem': loaded.problem,
@@ -258,5 +316,8 @@ def release_info(loaded, found, services, last=5):
         'agrees': agrees,
         'differences': differences,
         'releases': last_releases(ledger, last),
+        'running_release': running,
+        'lock': lock,
+        'next_step': next_step(current, agrees, running, lock),
         'changed': False,
     }

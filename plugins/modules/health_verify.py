@@ -14,6 +14,8 @@ description:
   - Runs a list of health checks on the target host and polls every check that has not
     passed yet every O(interval) seconds, until all pass or O(deadline) seconds have passed.
     There are no fixed waits, so a check that passes on the first attempt costs one request.
+  - With O(hold), all checks must then keep passing together for a window, so a service that
+    passes once and then crashes fails.
   - An V(http) check sends one request and can require a status code, a substring or a
     regular expression in the body, and a value at a dotted JSON path.
   - A V(tcp) check connects to a host and port.
@@ -153,6 +155,17 @@ options:
     description: Seconds to wait between two rounds of attempts. Must be more than 0.
     type: float
     default: 2
+  hold:
+    description:
+      - Seconds that all checks must keep passing together after each has passed once.
+      - When more than V(0), once every check has passed, all checks are probed together in rounds
+        (one at once, one every O(interval) seconds, one when the window ends). The first round in which
+        a check fails ends the task, and that check is reported as failed with the time into the hold,
+        so a service that passes once and then crashes (a crash loop) fails.
+      - The hold follows the polling and is not counted in O(deadline).
+      - V(0) adds no round.
+    type: float
+    default: 0
   fail_on_error:
     description:
       - When V(true), the task fails if any check has not passed by the deadline, with a message
@@ -180,6 +193,7 @@ EXAMPLES = r"""
   avatar_mgmt.ops.health_verify:
     deadline: 180
     interval: 3
+    hold: 5
     checks:
       - name: containers
         type: compose
@@ -268,10 +282,17 @@ summary:
       elements: str
       sample: [api version]
     elapsed:
-      description: Seconds the polling took.
+      description: Seconds the polling took, the hold included.
       returned: always
       type: float
       sample: 12.042
+    held:
+      description:
+        - Seconds the hold lasted (to the first failed round when one failed).
+        - V(null) when O(hold=0) or when a check never passed, so no hold ran.
+      returned: always
+      type: float
+      sample: 3.0
 checks:
   description: One result per check, in the given order.
   returned: always
@@ -446,6 +467,7 @@ def argument_spec():
         },
         "deadline": {"type": "int", "default": 120},
         "interval": {"type": "float", "default": 2},
+        "hold": {"type": "float", "default": 0},
         "fail_on_error": {"type": "bool", "default": True},
     }
 
@@ -489,6 +511,7 @@ def main():
             [_user_check(c) for c in params["checks"]],
             deadline=params["deadline"],
             interval=params["interval"],
+            hold=params["hold"],
         )
     except HealthSpecError as exc:
         module.fail_json(msg=f"Invalid health check definition: {exc}")

@@ -21,6 +21,9 @@ description:
   - Only the fields listed under RV(containers) are read from the engine's answers and returned; container
     environment variables (which hold secrets) are never read or returned.
   - A corrupt ledger does not fail the module; RV(problem) says what is wrong.
+  - It also reads the environment's deploy lock (O(lock_path)) and names the recorded release that runs
+    (RV(running_release)), so the state a killed run left (its lock, a switch the ledger does not name) is seen,
+    and says what to do next (RV(next_step)).
 requirements:
   - The Docker SDK for Python (C(python3-docker)) on the target host; C(playbooks/bootstrap.yml) installs it.
 author:
@@ -57,6 +60,11 @@ options:
       - How many of the last releases to return in RV(releases).
     type: int
     default: 5
+  lock_path:
+    description:
+      - The environment's deploy lock (as M(avatar_mgmt.ops.deploy_lock) takes it). Only read.
+      - Default C(<project_dir>/.deploy.lock).
+    type: path
 notes:
   - The engine is found as the C(docker) CLI finds it (C(DOCKER_HOST) and the other C(DOCKER_*) variables, or the
     local socket).
@@ -174,6 +182,33 @@ differences:
   sample:
     - "api runs sha256:0d0652a25719… but the ledger's current release v1.2.0 (20260301T101500Z-v1.2.0) says sha256:6c3c624b58db…"
     - frontend is not running (state exited)
+running_release:
+  description:
+    - The newest ledger entry whose images every service of O(services) runs (one running container each), with
+      the fields of RV(releases); V({}) when none matches.
+    - After a run killed during its switch, the release that really runs while RV(current) still names the old one.
+  returned: always
+  type: dict
+  sample: {id: 20260301T101500Z-v1.2.0, version: v1.2.0, result: success, action: deploy, operator: alice,
+           finished: '2026-03-01T10:17:40Z', backup: ''}
+lock:
+  description:
+    - The deploy lock as it is on the host (its owner token left out), or V({}) when there is none.
+    - Whether the run that took it is still alive can only be told on the controller that ran it;
+      M(avatar_mgmt.ops.deploy_lock) with O(avatar_mgmt.ops.deploy_lock#module:state=query) says so.
+  returned: always
+  type: dict
+  sample: {holder: alice, host: laptop, action: deploy, version: v1.1.0, since: '2026-03-01T10:15:00Z', format: current}
+next_step:
+  description:
+    - What to do, when the lock is held or what runs does not agree with the ledger; V('') otherwise.
+  returned: always
+  type: str
+  sample: >-
+    The lock of a deploy of v1.1.0 by alice since 2026-03-01T10:15:00Z is still there and what runs does not agree
+    with the ledger: that run may have been killed half-way. If it is not running any more, bring the stack to a
+    known release and record it: deploy.yml -e image_tag=v1.1.0 -e compose_deploy_break_lock=true (or rollback.yml
+    with rollback_to and -e compose_deploy_break_lock=true).
 releases:
   description: The last O(last) ledger entries, newest first, with the fields an operator reads.
   returned: always
@@ -193,7 +228,7 @@ import os
 import platform
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _release_info
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _lock, _release_info
 
 
 def main():
@@ -203,6 +238,7 @@ def main():
             'project_name': {'type': 'str', 'required': True},
             'services': {'type': 'list', 'elements': 'str', 'default': ['api', 'frontend']},
             'last': {'type': 'int', 'default': 5},
+            'lock_path': {'type': 'path'},
         },
         supports_check_mode=True,
     )
@@ -220,13 +256,18 @@ def main():
         module.fail_json(msg='project_name must name the compose project, such as avatar-production', changed=False)
 
     loaded = _ledger.load(os.path.join(params['project_dir'], 'releases'))
+    lock_path = params['lock_path'] or os.path.join(params['project_dir'], '.deploy.lock')
+    try:
+        lock = _lock.query(lock_path)['lock']
+    except _lock.LockError as exc:
+        module.fail_json(msg=str(exc), changed=False)
     try:
         client = _release_info.connect()
         try:
             found = _release_info.query_project(client, params['project_name'])
         finally:
             client.close()
-        result = _release_info.release_info(loaded, found, params['services'], params['last'])
+        result = _release_info.release_info(loaded, found, params['services'], params['last'], lock)
     except _release_info.DockerQueryError as exc:
         module.fail_json(
             msg=f'{exc} (on {host}). Start Docker or check that this user may use it; nothing was changed.',

@@ -5,7 +5,7 @@
 
 # Build the stand-in application images (tests/platform/images/app/*) FROM avatar-test/debian:bookworm.
 #   avatar-test/api:<v>, avatar-test/frontend:<v>   v in APP_VERSIONS (api v1.2.1 is built HEALTHY=false,
-#                                                  api v1.2.2 cannot start)
+#                                                  api v1.2.2 cannot start, api v1.2.3 crash-loops)
 #   avatar-test/directus:11.8.0, avatar-test/postgres:15.7
 # An image that already exists is skipped unless FORCE=1.
 # Order: one image first creates the layer every image shares (wget); then two lanes run in
@@ -13,10 +13,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ctx=$here/images/app
-APP_VERSIONS=${APP_VERSIONS:-"v1.0.0 v1.1.0 v1.2.0 v1.2.1 v1.2.2 v1.3.0-beta.1"}
+APP_VERSIONS=${APP_VERSIONS:-"v1.0.0 v1.1.0 v1.2.0 v1.2.1 v1.2.2 v1.2.3 v1.3.0-beta.1"}
 UNHEALTHY_API_VERSIONS=${UNHEALTHY_API_VERSIONS:-"v1.2.1"}
 # An api whose container cannot start at all (its entrypoint is missing).
 BROKEN_API_VERSIONS=${BROKEN_API_VERSIONS:-"v1.2.2"}
+# An api that starts and passes its health checks, then exits 4 s after each start; Docker's
+# restart policy starts it again (a crash loop: only a gate that holds catches it).
+CRASHLOOP_API_VERSIONS=${CRASHLOOP_API_VERSIONS:-"v1.2.3"}
 FORCE=${FORCE:-0}
 # No buildx plugin on these machines: use the classic builder explicitly (it shares identical
 # layers across Dockerfiles through its local cache).
@@ -40,13 +43,14 @@ build() {  # build REF DIR [--build-arg ...]
   echo "built $ref $((SECONDS - t0))s" >>"$logdir/summary"
 }
 api() {
-  local v=$1 healthy=true
+  local v=$1 healthy=true crash=0
   for u in $BROKEN_API_VERSIONS; do
     # Built on v1.2.0 (built before any other version): it only needs to fail at start.
     [ "$u" = "$v" ] && { build "avatar-test/api:$v" api-broken --build-arg "VERSION=$v"; return; }
   done
   for u in $UNHEALTHY_API_VERSIONS; do [ "$u" = "$v" ] && healthy=false; done
-  build "avatar-test/api:$v" api --build-arg "VERSION=$v" --build-arg "HEALTHY=$healthy"
+  for u in $CRASHLOOP_API_VERSIONS; do [ "$u" = "$v" ] && crash=4; done
+  build "avatar-test/api:$v" api --build-arg "VERSION=$v" --build-arg "HEALTHY=$healthy" --build-arg "CRASH_AFTER=$crash"
 }
 lane_stateful() {
   build avatar-test/postgres:15.7 postgres

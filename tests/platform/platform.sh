@@ -175,7 +175,7 @@ start_registry() {
 # local image -> repository:tag in the registry
 seed_list() {
   local v
-  for v in v1.0.0 v1.1.0 v1.2.0 v1.2.1 v1.2.2 v1.3.0-beta.1; do
+  for v in v1.0.0 v1.1.0 v1.2.0 v1.2.1 v1.2.2 v1.2.3 v1.3.0-beta.1; do
     echo "avatar-test/api:$v rayhu/avatar-mgmt/api:$v"
     echo "avatar-test/frontend:$v rayhu/avatar-mgmt/frontend:$v"
   done

@@ -159,7 +159,7 @@ def test_release_tag_from_the_server(host, tmp_path):
             digest = registry_digest(image, version)
             assert result["images"][image]["digest"] == digest
             assert result["images"][image]["reference"] == f"{REGISTRY}/rayhu/avatar-mgmt/{image}@{digest}"
-    assert latest["versions"][:3] == ["v1.3.0-beta.1", "v1.2.2", "v1.2.1"]
+    assert latest["versions"][:3] == ["v1.3.0-beta.1", "v1.2.3", "v1.2.2"]
     assert "main" not in latest["versions"]
     assert "sha-3f2a9c1" not in latest["versions"]
     # The play keeps going (failed_when: false), so the failure shows as a message and no version.

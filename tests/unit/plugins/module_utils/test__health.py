@@ -56,6 +56,7 @@ class _App:
         self.hits = {}
         self.peers = []  # (client port, Cookie header) of every request
         self.flaky_failures = 0
+        self.crash_after = 1  # /crashloop answers 200 this many times, then 503
         self.slow_seconds = 0.6
 
     def count(self, path):
@@ -97,6 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(503, "starting up")
             else:
                 self._send(200, "ok")
+        elif path == "/crashloop":
+            if hits <= app.crash_after:
+                self._send(200, "ok")
+            else:
+                self._send(503, "restarting")
         elif path == "/api/version":
             self._json(200, VERSION_DOC)
         elif path == "/api/old-version":
@@ -345,6 +351,7 @@ def test_passing_checks_stop_being_polled(server):
         "failed": 1,
         "failed_names": ["broken"],
         "elapsed": 6.0,
+        "held": None,
     }
 
 
@@ -961,3 +968,103 @@ def test_failure_message_is_one_sentence_naming_each_failure(server):
 def test_success_message():
     report = {"checks": [], "summary": {"total": 2, "passed": 2, "failed": 0, "failed_names": []}}
     assert failure_message(report) == "All 2 health checks passed."
+
+
+# ---------------------------------------------------------------------------
+# Hold: all checks pass together for a window after each has passed once
+# ---------------------------------------------------------------------------
+
+
+def test_hold_rounds_probe_every_check_together(server):
+    clock = FakeClock()
+    server.app.flaky_failures = 2
+    report = run_checks(
+        [{"name": "api", "url": server.base + "/health"}, {"name": "flaky", "url": server.base + "/flaky"}],
+        deadline=30,
+        interval=1,
+        hold=2.5,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert report["healthy"] is True
+    # Polling: api passes at once, flaky at its third attempt (2 sleeps). Hold: rounds at 0, 1, 2, 2.5.
+    assert clock.sleeps == [1, 1, 1, 1, 0.5]
+    assert server.app.hits == {"/health": 1 + 4, "/flaky": 3 + 4}
+    assert [r["attempts"] for r in report["checks"]] == [5, 7]
+    assert report["summary"]["held"] == pytest.approx(2.5)
+    assert failure_message(report) == "All 2 health checks passed, and all passed together for 2.5s."
+
+
+@pytest.mark.parametrize("crash_after, failed_at", [(1, 0), (2, 2), (3, 4)])
+def test_a_check_that_passes_then_fails_in_the_hold_fails_the_run(server, crash_after, failed_at):
+    clock = FakeClock()
+    server.app.crash_after = crash_after
+    report = run_checks(
+        [{"name": "api", "url": server.base + "/crashloop"}, {"name": "directus", "url": server.base + "/health"}],
+        deadline=30,
+        interval=2,
+        hold=5,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert report["healthy"] is False
+    api, directus = report["checks"]
+    assert api["ok"] is False
+    assert api["status"] == 503
+    assert (
+        api["detail"]
+        == f"passed, then failed {failed_at}s into the 5s hold: HTTP 503, expected 200 (body: 'restarting')"
+    )
+    assert directus["ok"] is True
+    # The first failed round ends the run: no more requests after it, and both checks were in it.
+    assert server.app.hits["/crashloop"] == crash_after + 1
+    assert server.app.hits["/health"] == crash_after + 1
+    assert report["summary"]["failed_names"] == ["api"]
+    assert report["summary"]["held"] == pytest.approx(failed_at)
+    message = failure_message(report, deadline=30)
+    assert message.startswith("All 2 health checks passed, then 1 failed in the hold that followed: api (http check")
+    assert "deadline" not in message
+
+
+def test_hold_zero_adds_no_round(server):
+    clock = FakeClock()
+    report = run_checks(
+        [{"name": "api", "url": server.base + "/crashloop"}], deadline=30, clock=clock, sleep=clock.sleep
+    )
+    assert report["healthy"] is True
+    assert server.app.hits["/crashloop"] == 1
+    assert report["summary"]["held"] is None
+    assert failure_message(report) == "All 1 health checks passed."
+
+
+def test_no_hold_when_a_check_never_passed(server):
+    clock = FakeClock()
+    report = run_checks(
+        [{"name": "api", "url": server.base + "/health"}, {"name": "broken", "url": server.base + "/error"}],
+        deadline=4,
+        interval=2,
+        hold=10,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert report["healthy"] is False
+    assert server.app.hits == {"/health": 1, "/error": 3}
+    assert report["summary"]["held"] is None
+    assert "within the 4s deadline" in failure_message(report, deadline=4)
+
+
+def test_hold_in_real_time(server):
+    started = time.monotonic()
+    report = run_checks([{"name": "api", "url": server.base + "/health"}], deadline=5, interval=0.1, hold=0.3)
+    assert report["healthy"] is True
+    assert time.monotonic() - started >= 0.3
+    assert server.app.hits["/health"] >= 4  # the first pass, then rounds at 0, 0.1, 0.2 and 0.3 s
+    assert report["summary"]["held"] >= 0.3
+
+
+@pytest.mark.parametrize(
+    "hold, message", [(-1, "hold must be 0 or more seconds, got -1"), ("soon", "hold must be a number")]
+)
+def test_invalid_hold(hold, message):
+    with pytest.raises(HealthSpecError, match=message):
+        run_checks([{"name": "a", "type": "tcp", "host": "127.0.0.1", "port": 1}], deadline=0, hold=hold)

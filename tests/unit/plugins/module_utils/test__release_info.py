@@ -359,3 +359,99 @@ def test_query_project_never_reads_the_container_environment():
     assert 'hunter2' not in text
     assert 'IMAGE_SECRET' not in text
     assert set(found['api'][0]) == set(_release_info.CONTAINER_FIELDS)
+
+
+# ---------------------------------------------------------------------------
+# What a killed run left: which recorded release runs, and the next step
+# ---------------------------------------------------------------------------
+
+OLD = {
+    'id': '20260201T000000Z-v1.1.0',
+    'version': 'v1.1.0',
+    'result': 'success',
+    'images': {
+        'api': {'digest': A2, 'reference': f'{REPO}/api@{A2}'},
+        'frontend': {'digest': F1, 'reference': f'{REPO}/frontend@{F1}'},
+    },
+}
+LEDGER = {'current': ID, 'releases': [OLD, CURRENT]}
+LOCK = {'holder': 'alice', 'action': 'deploy', 'version': 'v1.1.0', 'since': '2026-03-01T10:15:00Z'}
+
+
+@pytest.mark.parametrize(
+    'found, version',
+    [
+        ({'api': [container('api', A1)], 'frontend': [container('frontend', F1)]}, 'v1.2.0'),
+        ({'api': [container('api', A2)], 'frontend': [container('frontend', F1)]}, 'v1.1.0'),
+        ({'api': [container('api', A2, state='restarting')], 'frontend': [container('frontend', F1)]}, None),
+        (
+            {'api': [container('api', A2), container('api', A1, name='x')], 'frontend': [container('frontend', F1)]},
+            None,
+        ),
+        ({'api': [container('api', 'sha256:' + '0' * 64)], 'frontend': [container('frontend', F1)]}, None),
+        ({'frontend': [container('frontend', F1)]}, None),
+    ],
+)
+def test_running_release(found, version):
+    running = _release_info.running_release(LEDGER, found, ['api', 'frontend'])
+    assert running.get('version') == version
+    if version:
+        assert set(running) == set(_release_info.RELEASE_FIELDS)
+
+
+def test_running_release_newest_of_two_with_the_same_images():
+    again = dict(OLD, id='20260401T000000Z-v1.1.0', action='rollback')
+    ledger = {'current': ID, 'releases': [OLD, CURRENT, again]}
+    found = {'api': [container('api', A2)], 'frontend': [container('frontend', F1)]}
+    assert _release_info.running_release(ledger, found, ['api', 'frontend'])['id'] == again['id']
+    assert _release_info.running_release(ledger, found, []) == {}
+
+
+@pytest.mark.parametrize(
+    'agrees, running, lock, expected',
+    [
+        (True, CURRENT, {}, ''),
+        (
+            False,
+            OLD,
+            LOCK,
+            (
+                'The lock of a deploy of v1.1.0 by alice since 2026-03-01T10:15:00Z is still there and what '
+                'runs does not agree with the ledger: that run may have been killed half-way. If it is not '
+                'running any more, bring the stack to a known release and record it: deploy.yml -e '
+                'image_tag=v1.1.0 -e compose_deploy_break_lock=true (or rollback.yml with rollback_to and '
+                '-e compose_deploy_break_lock=true).'
+            ),
+        ),
+        (
+            True,
+            CURRENT,
+            LOCK,
+            (
+                'A deploy of v1.1.0 by alice since 2026-03-01T10:15:00Z holds the lock: wait for it to finish. '
+                'If that run is gone, run the next deploy or rollback with -e compose_deploy_break_lock=true.'
+            ),
+        ),
+        (
+            False,
+            {},
+            {},
+            (
+                'What runs does not agree with the ledger: deploy.yml -e image_tag=v1.2.0 brings the stack to a known '
+                'release and records it.'
+            ),
+        ),
+    ],
+)
+def test_next_step(agrees, running, lock, expected):
+    assert _release_info.next_step(CURRENT, agrees, running, lock) == expected
+
+
+def test_release_info_reports_a_killed_run():
+    found = {'api': [container('api', A2)], 'frontend': [container('frontend', F1)]}
+    result = _release_info.release_info(_ledger.LoadedLedger(LEDGER), found, ['api', 'frontend'], lock=LOCK)
+    assert result['agrees'] is False
+    assert result['current']['version'] == 'v1.2.0'
+    assert result['running_release']['version'] == 'v1.1.0'
+    assert result['lock'] == LOCK
+    assert 'image_tag=v1.1.0' in result['next_step']

@@ -54,6 +54,7 @@ def test_all_checks_pass(open_port, check_mode):
         "failed": 0,
         "failed_names": [],
         "elapsed": pytest.approx(result["summary"]["elapsed"]),
+        "held": None,
     }
     assert result["checks"][0]["status"] == "connected"
     assert result["checks"][0]["attempts"] == 1

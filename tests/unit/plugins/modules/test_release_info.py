@@ -56,7 +56,7 @@ def test_documentation_parses(monkeypatch):
     spec = module_harness.module_kwargs(monkeypatch, release_info)['argument_spec']
     doc = module_harness.assert_documented_options(release_info, spec)
     module_harness.assert_documented_returns(release_info)
-    assert set(doc['options']) == {'project_dir', 'project_name', 'services', 'last'}
+    assert set(doc['options']) == {'project_dir', 'project_name', 'services', 'last', 'lock_path'}
 
 
 def test_agrees(tmp_path, monkeypatch):
@@ -135,3 +135,56 @@ def test_a_corrupt_ledger_does_not_fail_the_module(tmp_path, monkeypatch):
     assert result['containers']['api']['state'] == 'running'
     assert (tmp_path / 'releases' / 'index.json').read_bytes() == b'{"current": '
     assert sorted(p.name for p in (tmp_path / 'releases').iterdir()) == ['index.json']
+
+
+def test_a_killed_runs_lock_and_switch_are_reported(tmp_path, monkeypatch):
+    """A run killed after its switch: its lock is still there, v1.1.0 runs, the ledger still names v1.2.0."""
+    old = 'sha256:' + 'b' * 64
+    (tmp_path / 'releases').mkdir()
+    (tmp_path / 'releases' / 'index.json').write_text(
+        json.dumps(
+            {
+                'current': ID,
+                'releases': [
+                    {
+                        'id': '20260201T000000Z-v1.1.0',
+                        'version': 'v1.1.0',
+                        'result': 'success',
+                        'images': {'api': {'digest': DIGEST}},
+                    },
+                    {'id': ID, 'version': 'v1.2.0', 'result': 'success', 'images': {'api': {'digest': old}}},
+                ],
+            }
+        )
+    )
+    record = {
+        'holder': 'alice',
+        'host': 'vm',
+        'action': 'deploy',
+        'version': 'v1.1.0',
+        'since': '2026-03-01T10:15:00Z',
+        'token': 'the-owner-token-never-shown',
+    }
+    (tmp_path / '.deploy.lock').write_text(json.dumps(record))
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'services': ['api']})
+    assert result['agrees'] is False
+    assert result['running_release']['version'] == 'v1.1.0'
+    assert result['lock']['holder'] == 'alice'
+    assert 'token' not in result['lock']
+    assert 'the-owner-token-never-shown' not in json.dumps(result)
+    assert result['next_step'].startswith('The lock of a deploy of v1.1.0 by alice since 2026-03-01T10:15:00Z')
+    assert 'deploy.yml -e image_tag=v1.1.0 -e compose_deploy_break_lock=true' in result['next_step']
+    returned = yaml.safe_load(release_info.RETURN)
+    assert set(result) - {'changed'} == set(returned)
+
+
+def test_lock_path_option(tmp_path, monkeypatch):
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    elsewhere = tmp_path / 'locks' / 'prod.lock'
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(json.dumps({'holder': 'bob', 'action': 'rollback', 'version': 'v1.0.0'}))
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'lock_path': str(elsewhere)})
+    assert result['lock']['holder'] == 'bob'
+    assert result['lock']['format'] == 'legacy'
+    assert run({'project_dir': str(tmp_path), 'project_name': 'p'})['lock'] == {}

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "v0.0.0")
 HEALTHY = os.environ.get("APP_HEALTHY", "true").lower() in ("1", "true", "yes")
+# A crash-looping release: the process exits this many seconds after it started (0: never).
+CRASH_AFTER = float(os.environ.get("APP_CRASH_AFTER") or 0)
 PORT = int(os.environ.get("PORT") or 3000)
 DIRECTUS_URL = (os.environ.get("DIRECTUS_URL") or "http://directus:8055").rstrip("/")
 HEALTH_TIMEOUT = float(os.environ.get("HEALTH_TIMEOUT", "2"))
@@ -121,6 +124,14 @@ def main():
     log("environment variable names: {}".format(", ".join(sorted(os.environ))))
     srv = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
     srv.daemon_threads = True
+    if CRASH_AFTER > 0:
+
+        def crash():
+            time.sleep(CRASH_AFTER)
+            log(f"crashing after {CRASH_AFTER:g}s (APP_CRASH_AFTER)")
+            os._exit(1)
+
+        threading.Thread(target=crash, daemon=True).start()
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

@@ -1,0 +1,225 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Fault scenarios on the real server, after test_deploy.py (which leaves v1.2.0 running, no lock).
+Each test checks what runs (container ids, image digests), the ledger and the lock, and leaves
+v1.2.0 running with no lock for the next one."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
+from avatar_testlib import DIR, INVENTORY, PLATFORM, PROJECT, ROOT, STATE, ledger, playbook, registry_digest, running
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+
+
+LOCK = DIR + "/.deploy.lock"
+
+
+def _current(book):
+    return next(r for r in book["releases"] if r["id"] == book["current"])
+
+
+def _start(*extra):
+    """Start a playbook in its own process group (so the whole run can be killed as an operator's Ctrl-\\ would)."""
+    cmd = [os.path.join(ROOT, ".venv/bin/ansible-playbook"), "deploy.yml", "-i", INVENTORY, *extra]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def _wait_for(what, predicate, seconds, proc=None):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended (rc {proc.returncode}) before {what}: {proc.stdout.read()[-3000:]}")
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+def _settled(host):
+    """No docker compose left running on the host (a killed run's compose may finish on its own).
+    The brackets keep pgrep from matching the shell that runs it."""
+    return host.run("pgrep -f '[d]ocker[ -]compose'").rc != 0
+
+
+def _api_runs(host, digest):
+    """A running api container of the project uses ``digest`` (one docker call: containers come and go;
+    --no-trunc, or docker ps leaves the digest out of the image name)."""
+    out = host.run(
+        f"docker ps --filter label=com.docker.compose.project={PROJECT} --filter label=com.docker.compose.service=api"
+        " --no-trunc --format '{{.Image}}'"
+    ).stdout
+    return digest in out
+
+
+def test_crash_looping_release_fails_the_hold_and_is_rolled_back(host):
+    """v1.2.3's api passes every check, then exits 4 s after each start (Docker restarts it):
+    each check passes once, so only the hold catches it."""
+    good = running(host)
+    assert good["api"][1] == registry_digest("api", "v1.2.0")
+    res = playbook("deploy.yml", "-e", "image_tag=v1.2.3")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-3000:]
+    assert "in the hold that followed" in out, out[-3000:]
+    assert "Rolled back automatically: v1.2.0" in out, out[-3000:]
+    now = running(host)
+    assert now["api"][1] == registry_digest("api", "v1.2.0")
+    assert now["frontend"][1] == registry_digest("frontend", "v1.2.0")
+    assert now["db"][0] == good["db"][0]
+    book = ledger(host)
+    last = book["releases"][-1]
+    assert (last["version"], last["result"], last["stage"]) == ("v1.2.3", "rolled_back", "verify")
+    assert _current(book)["version"] == "v1.2.0"
+    assert not host.file(DIR + "/.deploy.lock").exists
+
+
+def test_killed_deploy_is_detected_and_recovered(host):
+    """SIGKILL of the whole ansible-playbook process group once compose is recreating the api: the host may
+    finish the switch while the ledger still names v1.2.0 and the lock stays. status.yml says so and what to do;
+    a deploy without break_lock is refused as stale; the advised deploy brings the stack to a known release and
+    records it, though compose has nothing left to recreate."""
+    v110 = registry_digest("api", "v1.1.0")
+    before = running(host)
+    assert before["api"][1] == registry_digest("api", "v1.2.0")
+    known = [r["id"] for r in ledger(host)["releases"]]
+    proc = _start("-e", "image_tag=v1.1.0")
+    try:
+        _wait_for("the lock", lambda: host.file(LOCK).exists, 300, proc)
+        # The switch has started: compose replaced the api container with the new release's.
+        _wait_for("the api switch", lambda: _api_runs(host, v110), 300, proc)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    _wait_for("compose on the host to finish", lambda: _settled(host), 120)
+    time.sleep(2)
+
+    assert host.file(LOCK).exists, "a killed run cannot release its lock"
+    book = ledger(host)
+    assert _current(book)["version"] == "v1.2.0", "the killed run recorded nothing"
+    assert [r["id"] for r in book["releases"]] == known
+    left = running(host)
+    assert left["api"][1] == v110
+
+    status = playbook("status.yml")
+    out = status.stdout + status.stderr
+    assert status.returncode == 0, out[-3000:]
+    assert "DOES NOT AGREE with the ledger" in out
+    assert "lock           : The lock" in out, out[-3000:]
+    assert "is gone" in out, out[-3000:]
+    assert "next step      : The lock of a deploy of v1.1.0" in out, out[-3000:]
+    assert "compose_deploy_break_lock=true" in out
+
+    refused = playbook("deploy.yml", "-e", "image_tag=v1.1.0")
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "It is stale" in out, out[-3000:]
+    assert running(host) == left
+    assert host.file(LOCK).exists
+
+    recover = playbook("deploy.yml", "-e", "image_tag=v1.1.0", "-e", "compose_deploy_break_lock=true")
+    out = recover.stdout + recover.stderr
+    assert recover.returncode == 0, out[-3000:]
+    assert "What runs does not agree with the ledger" in out, out[-3000:]
+    assert "The ledger names v1.2.0 as current: this run brings the stack to v1.1.0 and records it" in out
+    now = running(host)
+    assert now["api"][1] == v110
+    assert now["frontend"][1] == registry_digest("frontend", "v1.1.0")
+    book = ledger(host)
+    cur = _current(book)
+    assert (cur["version"], cur["result"]) == ("v1.1.0", "success")
+    assert cur["images"]["api"]["digest"] == now["api"][1]
+    assert cur["images"]["frontend"]["digest"] == now["frontend"][1]
+    assert not host.file(LOCK).exists
+
+    again = playbook("status.yml")
+    assert again.returncode == 0
+    assert "AGREES with the ledger" in again.stdout
+    assert "lock           : none" in again.stdout
+    assert "next step" not in again.stdout
+
+
+def test_two_deploys_at_the_same_instant_exactly_one_proceeds(host):
+    """Both start together: one takes the lock and deploys, the other is refused and changes nothing."""
+    before = running(host)
+    assert before["api"][1] == registry_digest("api", "v1.1.0")
+    known = {r["id"] for r in ledger(host)["releases"]}
+    runs = [_start("-e", "image_tag=v1.2.0"), _start("-e", "image_tag=v1.2.0")]
+    outs = []
+    for proc in runs:
+        out, _err = proc.communicate(timeout=900)
+        outs.append((proc.returncode, out))
+    ok = [out for rc, out in outs if rc == 0]
+    refused = [out for rc, out in outs if rc != 0]
+    assert len(ok) == 1, [out[-2000:] for _rc, out in outs]
+    assert len(refused) == 1
+    assert "is held by" in refused[0], refused[0][-3000:]
+    assert "changed=0" in refused[0].split("PLAY RECAP")[-1]
+    now = running(host)
+    assert now["api"][1] == registry_digest("api", "v1.2.0")
+    assert now["db"][0] == before["db"][0]
+    book = ledger(host)
+    # Retention may drop old entries: count the new ones.
+    assert len([r for r in book["releases"] if r["id"] not in known]) == 1, "exactly one run recorded a release"
+    assert (_current(book)["version"], _current(book)["result"]) == ("v1.2.0", "success")
+    assert not host.file(LOCK).exists
+
+
+SECOND = "mol-deploy-prod2"
+SECOND_SSH = 2242
+
+
+def test_serial_run_stops_after_the_first_host_and_says_the_second_was_skipped(host):
+    """Two production hosts, deploy_serial=1, a release that fails its health gate: the first host is rolled
+    back, the second is never touched, and the run names it as skipped."""
+    # The second production server lives only for this test, in an inventory beside molecule's (same group_vars).
+    extra = os.path.join(os.path.dirname(INVENTORY), "second_host.yml")
+    with open(extra, "w", encoding="utf-8") as handle:
+        handle.write(
+            "all:\n  children:\n    production:\n      hosts:\n"
+            f"        {SECOND}:\n          ansible_host: 127.0.0.1\n          ansible_port: {SECOND_SSH}\n"
+            f"          ansible_user: deploy\n          ansible_private_key_file: {STATE}/ssh/id_ed25519\n"
+            f"    sandbox:\n      hosts:\n        {SECOND}: {{}}\n"
+        )
+    subprocess.run(["bash", PLATFORM, "fresh-server", SECOND, str(SECOND_SSH), "8142"], check=True)
+    try:
+        for book, args in (("bootstrap.yml", []), ("deploy.yml", ["-e", "image_tag=v1.2.0"])):
+            res = playbook(book, "-i", extra, "--limit", SECOND, *args)
+            assert res.returncode == 0, book + ": " + res.stdout[-3000:] + res.stderr[-2000:]
+        second = testinfra.get_host(
+            f"ssh://deploy@127.0.0.1:{SECOND_SSH}",
+            ssh_identity_file=f"{STATE}/ssh/id_ed25519",
+            ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        )
+        first_before, second_before = running(host), running(second)
+        second_book = ledger(second)
+        assert second_before["api"][1] == first_before["api"][1] == registry_digest("api", "v1.2.0")
+
+        res = playbook("deploy.yml", "-i", extra, "-e", "image_tag=v1.2.1", "-e", "deploy_serial=1")
+        out = res.stdout + res.stderr
+        assert res.returncode != 0
+        assert "Rolled back automatically: v1.2.0" in out, out[-3000:]
+        assert f"Skipped, left as they were (not reached: deploy_serial=1): {SECOND}." in out, out[-3000:]
+        # The first host: rolled back, recorded as such.
+        assert running(host)["api"][1] == registry_digest("api", "v1.2.0")
+        last = ledger(host)["releases"][-1]
+        assert (last["version"], last["result"]) == ("v1.2.1", "rolled_back")
+        # The second host: the same containers, the same ledger, no lock.
+        assert running(second) == second_before
+        assert ledger(second) == second_book
+        assert not second.file(LOCK).exists
+    finally:
+        subprocess.run(["bash", PLATFORM, "rm", SECOND], check=False)
+        os.remove(extra)
