@@ -1,0 +1,257 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The switch's rules (what differs, handover or recreate) against a fake Docker and the fake NPM API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _switch
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM, FakeNPMPublic
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.npm_module import ADMIN
+
+PASSWORD = 'Switch-Pa55-literal'
+PROJECT = 'avatar-production'
+SERVICES = ['db', 'api', 'frontend', 'proxy']
+
+
+class FakeDocker:
+    """Containers of one compose project; ``desired`` is what the compose file on disk says per service."""
+
+    def __init__(self, desired, broken=()):
+        self.desired = dict(desired)
+        self.broken = set(broken)
+        self.containers = {}
+        self.calls = []
+        self._next = 0
+        for service, config in desired.items():
+            self._create(service, config)
+
+    def _create(self, service, config):
+        self._next += 1
+        number = 1 + max([c['number'] for c in self.containers.values() if c['service'] == service] or [0])
+        cid = f'{self._next:064x}'
+        broken = config in self.broken
+        self.containers[cid] = {
+            'service': service,
+            'number': number,
+            'config': config,
+            'state': 'restarting' if broken else 'running',
+            'restarts': 2 if broken else 0,
+        }
+        return cid
+
+    def of(self, service):
+        return sorted(
+            (cid for cid, c in self.containers.items() if c['service'] == service),
+            key=lambda cid: self.containers[cid]['number'],
+        )
+
+    def name(self, cid):
+        c = self.containers[cid]
+        return f'{PROJECT}-{c["service"]}-{c["number"]}'
+
+    def _inspect(self, cid):
+        c = self.containers[cid]
+        return {
+            'Id': cid,
+            'Name': '/' + self.name(cid),
+            'Image': f'sha256:{c["config"]}',
+            'RestartCount': c['restarts'],
+            'State': {'Status': c['state'], 'Health': {'Status': 'healthy' if c['state'] == 'running' else 'starting'}},
+            'Config': {
+                'Labels': {
+                    'com.docker.compose.service': c['service'],
+                    'com.docker.compose.container-number': str(c['number']),
+                    'org.avatar-mgmt.version': c['config'],
+                }
+            },
+            'NetworkSettings': {'Networks': {'backend': {'IPAddress': f'172.18.0.{c["number"] + 10}'}}},
+        }
+
+    def __call__(self, argv):
+        self.calls.append(argv)
+        if argv[:2] == ['docker', 'compose']:
+            args = argv[argv.index('up') :]
+            if '--dry-run' in args:
+                lines = []
+                for service, config in self.desired.items():
+                    ids = self.of(service)
+                    if not ids:
+                        lines.append(f' DRY-RUN MODE -  Container {PROJECT}-{service}-1  Created')
+                    for cid in ids:
+                        status = 'Running' if self.containers[cid]['config'] == config else 'Recreated'
+                        lines.append(f' DRY-RUN MODE -  Container {self.name(cid)}  {status}')
+                return 0, '', '\n'.join(lines)
+            named = [a for a in args[1:] if not a.startswith('-') and '=' not in a]
+            if '--scale' in args:
+                (service,) = named
+                self._create(service, self.desired[service])
+                return 0, '', ''
+            for service in named or list(self.desired):
+                for cid in self.of(service):
+                    del self.containers[cid]
+                self._create(service, self.desired[service])
+            return 0, '', ''
+        if argv[:2] == ['docker', 'ps']:
+            return 0, '\n'.join(self.containers), ''
+        if argv[:2] == ['docker', 'inspect']:
+            missing = [cid for cid in argv[2:] if cid not in self.containers]
+            if missing:
+                return 1, '', f'Error: No such object: {missing[0]}'
+            return 0, json.dumps([self._inspect(cid) for cid in argv[2:]]), ''
+        if argv[:2] == ['docker', 'stop']:
+            return 0, '', ''
+        if argv[:3] == ['docker', 'rm', '-f']:
+            self.containers.pop(argv[3], None)
+            return 0, '', ''
+        raise AssertionError(f'unexpected command {argv}')
+
+
+@pytest.fixture
+def npm():
+    with FakeNPM({ADMIN: PASSWORD}) as server:
+        client = _npm.NPMClient(server.url, ADMIN, PASSWORD, timeout=5)
+        for service, domain in (('api', 'api.example.com'), ('frontend', 'example.com')):
+            client.create_proxy_host(
+                {'domain_names': [domain], 'forward_scheme': 'http', 'forward_host': service, 'forward_port': 3000}
+            )
+        with FakeNPMPublic(server) as public:
+            server.public = public
+            yield server
+
+
+def _spec(npm, **kw):
+    spec = {
+        'project': PROJECT,
+        'project_dir': '/opt/deploy-avatar',
+        'files': ['docker-compose.prod.yml'],
+        'all_services': SERVICES,
+        'services': {
+            'api': {'name': 'api', 'domain': 'api.example.com', 'port': 3000, 'health_path': '/health'},
+            'frontend': {'name': 'frontend', 'domain': 'example.com', 'port': 3000, 'health_path': '/'},
+        },
+        'strategy': 'handover',
+        # The fake public side answers "served by <host>:<port>": the new container numbered 2.
+        'expect': '-2:3000',
+        'proxy_url': npm.public.url,
+        'drain': 0,
+        'health_timeout': 5,
+        'verify_timeout': 5,
+        'validate_certs': True,
+    }
+    spec.update(kw)
+    return spec
+
+
+def _connect(npm):
+    return lambda: _npm.connect(
+        {'url': npm.url, 'username': ADMIN, 'password': PASSWORD, 'validate_certs': True, 'timeout': 5}
+    )[0]
+
+
+def _switch_run(docker, npm, **kw):
+    return _switch.switch(
+        docker, _spec(npm, **kw), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok')
+    )
+
+
+def _forward_hosts(npm):
+    client = _npm.connect(
+        {'url': npm.url, 'username': ADMIN, 'password': PASSWORD, 'validate_certs': True, 'timeout': 5}
+    )[0]
+    return {h['domain_names'][0]: h['forward_host'] for h in client.list_proxy_hosts()}
+
+
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        (' DRY-RUN MODE -  Container p-api-1  Recreated\n DRY-RUN MODE -  Container p-db-1  Running', ['api']),
+        (' DRY-RUN MODE -  Container 8a9ea27cf760_p-api-1  Started', ['api']),
+        (' DRY-RUN MODE -  Container p-frontend-1  Created', ['frontend']),
+        (' DRY-RUN MODE -  Container p-db-1  Running\n DRY-RUN MODE -  Container p-api-1  Running', []),
+    ],
+)
+def test_what_differs_is_what_compose_would_do(text, expected):
+    assert _switch.changed_services(_switch.parse_dry_run(text, 'p', SERVICES), SERVICES) == expected
+
+
+def test_a_service_whose_name_holds_another_is_not_confused():
+    parsed = _switch.parse_dry_run(' DRY-RUN MODE -  Container p-api-worker-1  Recreated', 'p', ['api', 'api-worker'])
+    assert parsed == {'api-worker': ['Recreated']}
+
+
+def test_nothing_differs_touches_nothing_and_never_calls_npm(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    result = _switch.switch(docker, _spec(npm), lambda: pytest.fail('NPM contacted'))
+    assert result['changed'] is False
+    assert not [c for c in docker.calls if 'up' in c and '--dry-run' not in c]
+
+
+def test_a_release_hands_over_api_and_frontend_and_leaves_the_proxy_on_the_alias(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    old = {s: docker.of(s)[0] for s in ('api', 'frontend', 'db')}
+    docker.desired.update(api='v2', frontend='v2')
+    result = _switch_run(docker, npm)
+    assert result['changed'] is True
+    assert result['handover'] == ['api', 'frontend']
+    assert result['recreate'] == []
+    for service in ('api', 'frontend'):
+        (now,) = docker.of(service)
+        assert now != old[service]
+        assert docker.containers[now]['config'] == 'v2'
+        assert result['services'][service]['new']['name'] == f'{PROJECT}-{service}-2'
+    assert docker.of('db') == [old['db']]
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+    # Pinned to the old, switched to the new, back on the alias: in that order.
+    api_steps = [s.split(':', 1)[1] for s in result['steps'] if ' api: proxy' in s]
+    assert [s.split('forwards to ')[1].split(' ')[0] for s in api_steps] == [
+        f'{PROJECT}-api-1',
+        f'{PROJECT}-api-2',
+        'api',
+    ]
+    assert _switch_run(docker, npm)['changed'] is False
+
+
+def test_a_new_container_that_cannot_start_is_removed_and_nothing_was_switched(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, broken={'v2-broken'})
+    (old,) = docker.of('api')
+    docker.desired.update(api='v2-broken')
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch_run(docker, npm)
+    assert 'Nothing was switched for api' in str(err.value)
+    assert 'cannot run' in str(err.value)
+    assert err.value.switched is False
+    assert docker.of('api') == [old]
+    assert _forward_hosts(npm)['api.example.com'] == 'api'
+
+
+def test_a_stateful_change_is_recreated_in_place_and_the_first_deploy_creates(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    (old_db,) = docker.of('db')
+    docker.desired.update(db='pg16')
+    result = _switch_run(docker, npm)
+    assert result['recreate'] == ['db']
+    assert result['handover'] == []
+    assert docker.of('db') != [old_db]
+    fresh = FakeDocker({})
+    fresh.desired.update({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    result = _switch.switch(fresh, _spec(npm), lambda: pytest.fail('NPM contacted'))
+    assert result['recreate'] == SERVICES
+    assert all(len(fresh.of(s)) == 1 for s in SERVICES)
+
+
+def test_strategy_recreate_never_hands_over(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2')
+    result = _switch.switch(docker, _spec(npm, strategy='recreate'), lambda: pytest.fail('NPM contacted'))
+    assert result['recreate'] == ['api']
+    assert result['handover'] == []
+
+
+@pytest.mark.parametrize('bad', [{'name': 'api', 'health_path': 'health'}, {'name': 'api', 'verify_path': 'x'}])
+def test_paths_must_be_absolute(bad):
+    with pytest.raises(ValueError, match='must start with /'):
+        _switch.service_specs([bad])
