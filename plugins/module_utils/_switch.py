@@ -313,7 +313,7 @@ class _Switch:
             raise self._undo(service, old, new, moved, exc) from exc
         drain = self.spec.get('drain', 3)
         self.sleep(drain)
-        self.docker.remove(old['id'], self.spec.get('stop_timeout', 10))
+        self.docker.remove(old['id'], self.spec.get('stop_timeout', 2))
         self.log(f'{service}: removed {old["name"]} after {drain}s of drain')
         self.forward(service, alias)
         return new
