@@ -37,8 +37,8 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 
+from ansible.module_utils.urls import open_url
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._npm_client import NPMConnectionError
 
@@ -156,14 +156,14 @@ class _Docker:
 
     def containers(self):
         """``{service: [container]}`` of the project, each with id, name, state, health, restarts, ip, image."""
-        out, _ = self.run(
+        out = self.run(
             ['docker', 'ps', '-aq', '--no-trunc', '--filter', f'label=com.docker.compose.project={self.project}'],
             'docker ps',
-        )
+        )[0]
         ids = out.split()
         if not ids:
             return {}
-        out, _ = self.run(['docker', 'inspect'] + ids, 'docker inspect')
+        out = self.run(['docker', 'inspect'] + ids, 'docker inspect')[0]
         by_service = {}
         for item in json.loads(out):
             by_service.setdefault(item['Config']['Labels'].get('com.docker.compose.service', ''), []).append(
@@ -174,7 +174,7 @@ class _Docker:
         return by_service
 
     def inspect(self, container_id):
-        rc, out, _ = self.run_argv(['docker', 'inspect', container_id])
+        rc, out = self.run_argv(['docker', 'inspect', container_id])[:2]
         return _record(json.loads(out)[0]) if rc == 0 else None
 
     def up(self, services, extra=()):
@@ -186,7 +186,8 @@ class _Docker:
 
     def remove(self, container_id, stop_timeout=10):
         self.run_argv(['docker', 'stop', '-t', str(stop_timeout), container_id])
-        rc, _, err = self.run_argv(['docker', 'rm', '-f', container_id])
+        result = self.run_argv(['docker', 'rm', '-f', container_id])
+        rc, err = result[0], result[2]
         if rc != 0 and 'No such container' not in err:
             raise SwitchError(f'docker rm {container_id[:12]} failed: {err.strip()[-300:]}')
 
@@ -219,7 +220,7 @@ def _public(container):
 
 def _http_ok(url, timeout=3):
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with open_url(url, timeout=timeout, use_proxy=False) as resp:
             resp.read(65536)
             return resp.status == 200, f'HTTP {resp.status}'
     except Exception as exc:  # noqa: BLE001 - any failure means "not yet"

@@ -34,6 +34,7 @@ attributes:
     description: Reports which services differ and how each would be switched; nothing is started or written.
   diff_mode:
     support: none
+    description: The result lists the services that differ and what was done (RV(differs), RV(steps)); no diff.
   idempotent:
     support: full
     description: When nothing differs, nothing is started and NPM is not contacted.

@@ -80,7 +80,7 @@ def test_an_upgrade_hands_over_without_losing_a_request(host):
         assert after[svc][0] == before[svc][0], svc + " was recreated"
     assert _served_version(host) == (target, target)
     assert _forward_hosts(host) == sorted(["api", "frontend", "directus"])  # back on the service names
-    cur, _ = _current(host)
+    cur = _current(host)[0]
     assert (cur["version"], cur["result"]) == (target, "success")
     again = playbook("deploy.yml", "-e", f"image_tag={target}")
     assert again.returncode == 0, again.stdout[-3000:]
@@ -100,14 +100,14 @@ def test_a_rollback_hands_back_without_losing_a_request(host):
     assert after["api"][1] == earlier["images"]["api"]["digest"]
     assert after["db"][0] == before["db"][0]
     assert _served_version(host) == (earlier["version"], earlier["version"])
-    now, _ = _current(host)
+    now = _current(host)[0]
     assert (now["version"], now["action"], now["result"]) == (earlier["version"], "rollback", "success")
 
 
 def test_a_release_whose_api_cannot_start_changes_nothing_and_loses_no_request(host):
     """v1.2.2's api has a broken entrypoint: its new container never becomes healthy, so the proxy never moves,
     the new container is removed, the old one keeps serving (same container id) and the run says so."""
-    good, _ = _current(host)
+    good = _current(host)[0]
     before = running(host)
     res, loads = _under_load("broken", "deploy.yml", "-e", "image_tag=v1.2.2")
     out = res.stdout + res.stderr
