@@ -394,13 +394,22 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
     if check_mode or not result['changed']:
         result['serving'] = {s: [_public(c) for c in before.get(s, [])] for s in all_services}
         return result
+    client = None
+    if handover:
+        # Before anything runs: without the proxy's API there is no handover.
+        try:
+            client = connect()
+        except _npm.NPMError as exc:
+            raise SwitchError(
+                f'the proxy API, needed to hand over {", ".join(handover)}, answered: {exc} Nothing was changed.',
+                dict(result, changed=False),
+                switched=False,
+            ) from exc
     if recreate or orphans:
         docker.up(recreate)
-    client = None
     sw = None
     try:
         if handover:
-            client = connect()
             sw = _Switch(docker, client, spec, clock=clock, sleep=sleep, http_ok=http_ok)
             if recreate:
                 sw.log(f'recreated in place: {", ".join(recreate)}')
