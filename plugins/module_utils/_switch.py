@@ -274,6 +274,11 @@ class _Switch:
             current = self.docker.inspect(container['id'])
             if current is None:
                 raise SwitchError(f'the new {service} container {container["name"]} disappeared', switched=False)
+            if current['health'] == 'unhealthy':
+                raise SwitchError(
+                    f'the new {service} container {current["name"]} is unhealthy for Docker (its compose healthcheck)',
+                    switched=False,
+                )
             if current['state'] in ('exited', 'dead') or current['restarts'] > 0:
                 raise SwitchError(
                     f'the new {service} container {current["name"]} cannot run '

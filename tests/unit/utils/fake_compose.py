@@ -7,7 +7,8 @@
 ``desired`` is what the compose file on disk says per service (a config string that is
 also the image and version label); ``up --dry-run`` prints ``Recreated`` for a container
 whose config differs, ``Created`` for a missing service; ``--scale S=2 --no-recreate``
-adds a container numbered after the highest; a config in ``broken`` restarts forever.
+adds a container numbered after the highest; a config in ``broken`` restarts forever,
+one in ``unhealthy`` runs unhealthy.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ PROJECT = 'avatar-production'
 class FakeDocker:
     """Containers of one compose project; ``desired`` is what the compose file on disk says per service."""
 
-    def __init__(self, desired, broken=()):
+    def __init__(self, desired, broken=(), unhealthy=()):
         self.desired = dict(desired)
         self.broken = set(broken)
+        self.unhealthy = set(unhealthy)
         self.containers = {}
         self.calls = []
         self._next = 0
@@ -60,7 +62,7 @@ class FakeDocker:
             'Name': '/' + self.name(cid),
             'Image': f'sha256:{c["config"]}',
             'RestartCount': c['restarts'],
-            'State': {'Status': c['state'], 'Health': {'Status': 'healthy' if c['state'] == 'running' else 'starting'}},
+            'State': {'Status': c['state'], 'Health': {'Status': self._health(c)}},
             'Config': {
                 'Labels': {
                     'com.docker.compose.service': c['service'],
@@ -70,6 +72,11 @@ class FakeDocker:
             },
             'NetworkSettings': {'Networks': {'backend': {'IPAddress': f'172.18.0.{c["number"] + 10}'}}},
         }
+
+    def _health(self, c):
+        if c['state'] != 'running':
+            return 'starting'
+        return 'unhealthy' if c['config'] in self.unhealthy else 'healthy'
 
     def __call__(self, argv, **kw):
         self.calls.append(argv)

@@ -160,3 +160,28 @@ def test_strategy_recreate_never_hands_over(npm):
 def test_paths_must_be_absolute(bad):
     with pytest.raises(ValueError, match='must start with /'):
         _switch.service_specs([bad])
+
+
+def test_an_unhealthy_new_container_fails_at_once_and_the_old_keeps_serving(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, unhealthy={'v2-sick'})
+    (old,) = docker.of('api')
+    (old_front,) = docker.of('frontend')
+    docker.desired.update(api='v2-sick', frontend='v2')
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch_run(docker, npm)
+    assert 'Nothing was switched for api' in str(err.value)
+    assert 'unhealthy' in str(err.value)
+    assert docker.of('api') == [old]
+    assert docker.of('frontend') == [old_front]  # the switch stops at the first failure
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+
+
+def test_the_proxy_not_serving_the_new_version_switches_back(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    (old,) = docker.of('api')
+    docker.desired.update(api='v2')
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch_run(docker, npm, expect='never served', verify_timeout=1)
+    assert 'Nothing was switched for api' in str(err.value)
+    assert docker.of('api') == [old]
+    assert _forward_hosts(npm)['api.example.com'] == 'api'
