@@ -8,12 +8,12 @@
   --dry-run`` (it compares the running containers' config hashes with the file,
   env files included), not the compose file on disk against an older copy.
 * **Handover** (stateless services: api, frontend) with nginx-proxy-manager in front,
-  one service at a time:
+  every changed one together, step by step:
 
   1. the proxy host is pinned to the old container's own name (NPM reloads
      gracefully; from now on no nginx worker resolves the service alias, which the
      new container is about to join);
-  2. ``docker compose up -d --no-deps --scale SVC=2 --no-recreate SVC`` starts the new
+  2. ``docker compose up -d --no-deps --no-recreate --scale SVC=2 SVC`` starts the new
      container beside the old one (same compose definition, new image and env);
   3. the new container must be healthy for Docker and answer HTTP on its own address;
   4. the proxy host is switched to the new container's name and the public side of
@@ -22,9 +22,10 @@
   6. the proxy host is put back on the service alias, which now resolves to the new
      container only (so the declared proxy hosts never change between runs).
 
-  A failure before step 4 succeeded removes the new container and puts the proxy back;
-  the message says "Nothing was switched" only when the old container still runs
-  with the same id and the proxy forwards to the alias again.
+  A failure up to step 4 puts each proxy host back on its old container, removes the
+  new containers and puts the proxy hosts back on the alias; the message says "Nothing
+  was switched" only when it checked that each old container still runs with the same
+  id, alone, and each proxy host forwards to the alias again.
 * **Recreate** (stateful services, or a stateless one with no single running
   container to hand over from): ``docker compose up -d`` of those services only.
 
@@ -300,66 +301,91 @@ class _Switch:
                 )
             self.sleep(self.spec.get('interval', 1.0))
 
-    def handover(self, service, old, expect):
-        alias = self.spec['services'][service].get('alias', service)
-        new = None
-        moved = False
+    def handover(self, olds, expect):
+        """Hand every service of ``olds`` (``{service: old container}``) over together; ``{service: new container}``."""
+        services = list(olds)
+        news, moved = {}, []
         try:
-            self.forward(service, old['name'])
-            self.docker.up([service], extra=('--no-deps', '--scale', f'{service}=2', '--no-recreate'))
-            news = [c for c in self.docker.containers().get(service, []) if c['id'] != old['id']]
-            if len(news) != 1:
-                raise SwitchError(f'expected one new {service} container beside {old["name"]}, found {len(news)}')
-            new = news[0]
-            self.log(f'{service}: started {new["name"]} beside {old["name"]}')
-            new = self.wait_ready(service, new)
-            moved = True  # from the PUT on, the proxy may send to the new container
-            self.forward(service, new['name'], expect)
+            for service in services:
+                self.forward(service, olds[service]['name'])
+            scale = [a for service in services for a in ('--scale', f'{service}=2')]
+            self.docker.up(services, extra=('--no-deps', '--no-recreate', *scale))
+            now = self.docker.containers()
+            for service in services:
+                found = [c for c in now.get(service, []) if c['id'] != olds[service]['id']]
+                if len(found) != 1:
+                    raise SwitchError(
+                        f'expected one new {service} container beside {olds[service]["name"]}, found {len(found)}'
+                    )
+                news[service] = found[0]
+                self.log(f'{service}: started {found[0]["name"]} beside {olds[service]["name"]}')
+            # They start together: waiting for each in turn takes as long as the slowest.
+            for service in services:
+                news[service] = self.wait_ready(service, news[service])
+            for service in services:
+                moved.append(service)  # from the PUT on, the proxy may send to the new container
+                self.forward(service, news[service]['name'], expect)
         except Exception as exc:
-            raise self._undo(service, old, new, moved, exc) from exc
+            raise self._undo(olds, news, moved, exc) from exc
         drain = self.spec.get('drain', 3)
         self.sleep(drain)
-        self.docker.remove(old['id'], self.spec.get('stop_timeout', 2))
-        self.log(f'{service}: removed {old["name"]} after {drain}s of drain')
-        self.forward(service, alias)
-        return new
+        for service in services:
+            self.docker.remove(olds[service]['id'], self.spec.get('stop_timeout', 2))
+            self.log(f'{service}: removed {olds[service]["name"]} after {drain}s of drain')
+        for service in services:
+            self.forward(service, self._alias(service))
+        return news
 
-    def _undo(self, service, old, new, moved, exc):
-        alias = self.spec['services'][service].get('alias', service)
+    def _alias(self, service):
+        return self.spec['services'][service].get('alias', service)
+
+    def _undo(self, olds, news, moved, exc):
+        """Put every service back on its old container; the error says what was checked afterwards."""
         notes = []
+        for service, old in olds.items():
+            try:
+                if service in moved:
+                    self.forward(service, old['name'])
+                if service in news:
+                    new_ones = [news[service]]
+                else:
+                    new_ones = [c for c in self.docker.containers().get(service, []) if c['id'] != old['id']]
+                for container in new_ones:
+                    self.docker.remove(container['id'], 0)
+                    notes.append(f'removed {container["name"]}')
+                self.forward(service, self._alias(service))
+            except Exception as undo_exc:  # noqa: BLE001
+                notes.append(f'undoing {service} failed: {undo_exc}')
+        # Only what was checked: each old container runs with the same id and is its service's only
+        # container, and each proxy host forwards to the service name again.
+        broken = []
         try:
-            if moved:
-                self.forward(service, old['name'])
-            if new is None:
-                new_ones = [c for c in self.docker.containers().get(service, []) if c['id'] != old['id']]
-            else:
-                new_ones = [new]
-            for container in new_ones:
-                self.docker.remove(container['id'], 0)
-                notes.append(f'removed {container["name"]}')
-            self.forward(service, alias)
-        except Exception as undo_exc:  # noqa: BLE001
-            notes.append(f'undoing failed: {undo_exc}')
-        # Only what was checked: the old container runs with the same id, no other container of the service,
-        # and the proxy host forwards to the alias again.
-        try:
-            now = self.docker.containers().get(service, [])
-            forward_host = self.client.get_proxy_host(self._host_id(service)).get('forward_host')
+            now = self.docker.containers()
+            for service, old in olds.items():
+                mine = now.get(service, [])
+                forward_host = self.client.get_proxy_host(self._host_id(service)).get('forward_host')
+                if not (
+                    [c['id'] for c in mine] == [old['id']]
+                    and mine[0]['state'] == 'running'
+                    and forward_host == self._alias(service)
+                ):
+                    running = ', '.join(f'{c["name"]} ({c["state"]})' for c in mine) or 'no container'
+                    broken.append(f'{service}: {running}, the proxy forwards to {forward_host}')
         except Exception as check_exc:  # noqa: BLE001
             return SwitchError(
-                f'The switch of {service} failed: {exc} {"; ".join(notes)}. What runs now could not be read: {check_exc}.'
+                f'The switch failed: {exc} ({"; ".join(notes)}). What runs now could not be read: {check_exc}.'
             )
-        intact = [c['id'] for c in now] == [old['id']] and now[0]['state'] == 'running' and forward_host == alias
-        running = ', '.join(f'{c["name"]} ({c["state"]})' for c in now) or 'no container'
-        if intact:
+        names = ' and '.join(olds)
+        if not broken:
             return SwitchError(
-                f'Nothing was switched for {service}: {exc} ({"; ".join(notes) or "nothing to undo"}). '
-                f'{old["name"]} kept serving and still runs; the proxy forwards to {alias}.',
+                f'Nothing was switched for {names}: {exc} ({"; ".join(notes) or "nothing to undo"}). '
+                f'{" and ".join(o["name"] for o in olds.values())} kept serving and still run; '
+                'the proxy forwards to the service names.',
                 switched=False,
             )
         return SwitchError(
-            f'The switch of {service} failed and could not be fully undone: {exc} ({"; ".join(notes)}). '
-            f'Now running: {running}; the proxy forwards to {forward_host}.'
+            f'The switch of {names} failed and could not be fully undone: {exc} ({"; ".join(notes)}). '
+            f'Now: {"; ".join(broken)}.'
         )
 
     def _host_id(self, service):
@@ -418,10 +444,14 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
             sw = _Switch(docker, client, spec, clock=clock, sleep=sleep, http_ok=http_ok)
             if recreate:
                 sw.log(f'recreated in place: {", ".join(recreate)}')
+            olds = {service: before[service][0] for service in handover}
+            news = sw.handover(olds, spec.get('expect'))
             for service in handover:
-                old = before[service][0]
-                new = sw.handover(service, old, spec.get('expect'))
-                result['services'][service] = {'action': 'handover', 'old': _public(old), 'new': _public(new)}
+                result['services'][service] = {
+                    'action': 'handover',
+                    'old': _public(olds[service]),
+                    'new': _public(news[service]),
+                }
         for service in recreate:
             result['services'][service] = {'action': 'recreate'}
     except SwitchError as exc:

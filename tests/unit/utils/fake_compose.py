@@ -96,8 +96,8 @@ class FakeDocker:
                 return 0, '', '\n'.join(lines)
             named = [a for a in args[1:] if not a.startswith('-') and '=' not in a]
             if '--scale' in args:
-                (service,) = named
-                self._create(service, self.desired[service])
+                for service in named:
+                    self._create(service, self.desired[service])
                 return 0, '', ''
             for service in named or list(self.desired):
                 for cid in self.of(service):
