@@ -12,7 +12,7 @@ import sys
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import INVENTORY, PROJECT, Load, ledger, playbook, registry_digest, running
+from avatar_testlib import DIR, INVENTORY, PROJECT, Load, ledger, playbook, registry_digest, running
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
@@ -121,3 +121,30 @@ def test_a_release_whose_api_cannot_start_changes_nothing_and_loses_no_request(h
     now, book = _current(host)
     assert now["id"] == good["id"]
     assert (book["releases"][-1]["version"], book["releases"][-1]["result"]) == ("v1.2.2", "rolled_back")
+
+
+def test_a_failure_inside_the_automatic_rollback_is_recorded_and_reported(host):
+    """The rollback target's recorded compose file is gone (set aside by hand): v1.2.1 (never healthy) fails,
+    the rollback fails too; the ledger says failed_rollback and the run gives both errors and what runs now."""
+    cur = _current(host)[0]
+    before = running(host)
+    path = f"{DIR}/releases/{cur['id']}/docker-compose.prod.yml"
+    host.check_output(f"sudo mv {path} {path}.aside")
+    try:
+        res = playbook("deploy.yml", "-e", "image_tag=v1.2.1")
+    finally:
+        host.check_output(f"sudo mv {path}.aside {path}")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert f"the automatic rollback to {cur['version']} failed too" in out, out[-3000:]
+    assert "Nothing was switched for api" in out  # the first error
+    assert path in out  # the second: what the rollback could not read
+    assert f"Runs now: {PROJECT}-" in out
+    assert "Recorded as failed_rollback" in out
+    last = ledger(host)["releases"][-1]
+    assert (last["version"], last["result"]) == ("v1.2.1", "failed_rollback")
+    assert "Rollback to" in last["message"]
+    assert _current(host)[0]["id"] == cur["id"]
+    # The handover had undone itself: the same containers serve.
+    assert running(host) == before
+    assert _served_version(host) == (cur["version"], cur["version"])
