@@ -10,6 +10,8 @@ import json
 import os
 import ssl
 import subprocess
+import threading
+import time
 import urllib.request
 
 ROOT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
@@ -78,3 +80,43 @@ def running(host):
 
 def ledger(host):
     return json.loads(host.file(DIR + "/releases/index.json").content_string)
+
+
+class Load:
+    """40 requests/s through the proxy (the server's published port on the control node) until stopped; bounded.
+
+    Every request that does not answer 200 within 5 s counts as failed, with its reason.
+    """
+
+    def __init__(self, domain, path, port, rate=40, limit_s=180):
+        self.url = f"http://127.0.0.1:{port}{path}"
+        self.domain, self.interval, self.limit_s = domain, 1.0 / rate, limit_s
+        self.ok, self.failures, self.worst = 0, [], 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        start = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - start < self.limit_s:
+            t0 = time.monotonic()
+            try:
+                req = urllib.request.Request(self.url, headers={"Host": self.domain})
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    resp.read()
+                    if resp.status == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"HTTP {resp.status}")
+            except Exception as exc:  # noqa: BLE001 - every failure of a request counts, whatever it is
+                self.failures.append(repr(exc))
+            took = time.monotonic() - t0
+            self.worst = max(self.worst, took)
+            time.sleep(max(0.0, self.interval - took))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)

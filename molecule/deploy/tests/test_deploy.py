@@ -82,8 +82,8 @@ def test_unhealthy_release_is_rolled_back(host):
 
 
 def test_release_that_cannot_start_is_rolled_back(host):
-    """v1.2.2's api has no entrypoint: compose removes the running api, cannot start the new one and
-    fails half-way. The run must count that as a switch, put v1.2.0 back and say so."""
+    """v1.2.2's api has no entrypoint: its new container, started beside the running one, never becomes
+    healthy; it is removed, the running api keeps its container and the run says so."""
     good = running(host)
     res = playbook("deploy.yml", "-e", "image_tag=v1.2.2")
     out = res.stdout + res.stderr
@@ -95,6 +95,8 @@ def test_release_that_cannot_start_is_rolled_back(host):
     assert now["api"][1] == registry_digest("api", "v1.2.0")
     assert now["frontend"][1] == registry_digest("frontend", "v1.2.0")
     assert now["db"][0] == good["db"][0]
+    assert now["api"][0] == good["api"][0]
+    assert "Nothing was switched for api" in out
     book = ledger(host)
     last = book["releases"][-1]
     assert (last["version"], last["result"], last["stage"]) == ("v1.2.2", "rolled_back", "switch")

@@ -7,14 +7,12 @@
 import json
 import os
 import sys
-import threading
 import time
-import urllib.request
 
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, ledger, playbook, vault
+from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, Load, ledger, playbook, vault
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
@@ -88,40 +86,6 @@ def test_no_secret_in_verbose_output(host):
     assert not any(line in out for line in key_body[:5]), "a line of the TLS private key was printed"
 
 
-class Load:
-    """40 requests/s through the proxy (the server's published port) until stopped; bounded."""
-
-    def __init__(self, domain, path, rate=40, limit_s=120):
-        self.url = f"http://127.0.0.1:{HTTP_PORT}{path}"
-        self.domain, self.interval, self.limit_s = domain, 1.0 / rate, limit_s
-        self.ok, self.failures, self.worst = 0, [], 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        start = time.monotonic()
-        while not self._stop.is_set() and time.monotonic() - start < self.limit_s:
-            t0 = time.monotonic()
-            try:
-                req = urllib.request.Request(self.url, headers={"Host": self.domain})
-                with urllib.request.urlopen(req, timeout=5) as resp:
-                    resp.read()
-                    self.ok += resp.status == 200
-            except Exception as exc:  # noqa: BLE001 - every failure of a request counts, whatever it is
-                self.failures.append(repr(exc))
-            took = time.monotonic() - t0
-            self.worst = max(self.worst, took)
-            time.sleep(max(0.0, self.interval - took))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
-
-
 def test_switching_the_api_upstream_under_load_loses_no_request(host):
     running_version = json.loads(
         host.check_output(f"curl -s -H 'Host: {DOMAINS['api']}' http://127.0.0.1/api/version")
@@ -140,7 +104,7 @@ def test_switching_the_api_upstream_under_load_loses_no_request(host):
         while not host.run(f"docker exec {name} wget -q -O - http://127.0.0.1:3000/health").succeeded:
             assert time.monotonic() < end, "the second api did not come up"
             time.sleep(1)
-        with Load(DOMAINS["api"], "/health") as load:
+        with Load(DOMAINS["api"], "/health", HTTP_PORT) as load:
             time.sleep(2)
             res = playbook(
                 os.path.join(os.path.dirname(__file__), "..", "forward.yml"),

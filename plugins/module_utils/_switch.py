@@ -1,0 +1,474 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The switch of a compose stack to the compose file on disk: the rules behind ``compose_switch``.
+
+* **What differs** is what compose would do to what *runs*: ``docker compose up
+  --dry-run`` (it compares the running containers' config hashes with the file,
+  env files included), not the compose file on disk against an older copy.
+* **Handover** (stateless services: api, frontend) with nginx-proxy-manager in front,
+  every changed one together, step by step:
+
+  1. the proxy host is pinned to the old container's own name (NPM reloads
+     gracefully; from now on no nginx worker resolves the service alias, which the
+     new container is about to join);
+  2. ``docker compose up -d --no-deps --no-recreate --scale SVC=2 SVC`` starts the new
+     container beside the old one (same compose definition, new image and env);
+  3. the new container must be healthy for Docker and answer HTTP on its own address;
+  4. the proxy host is switched to the new container's name and the public side of
+     the proxy must serve the expected text (the release's version);
+  5. after a drain period the old container is stopped and removed;
+  6. the proxy host is put back on the service alias, which now resolves to the new
+     container only (so the declared proxy hosts never change between runs).
+
+  A failure up to step 4 puts each proxy host back on its old container, removes the
+  new containers and puts the proxy hosts back on the alias; the message says "Nothing
+  was switched" only when it checked that each old container still runs with the same
+  id, alone, and each proxy host forwards to the alias again.
+* **Recreate** (stateful services, or a stateless one with no single running
+  container to hand over from): ``docker compose up -d`` of those services only.
+
+Docker and compose are driven through a ``run(argv)`` callable returning
+``(rc, stdout, stderr)``; NPM through a logged-in :class:`_npm_client.NPMClient`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from ansible.module_utils.urls import open_url
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._npm_client import NPMConnectionError
+
+__all__ = [
+    'SwitchError',
+    'changed_services',
+    'parse_dry_run',
+    'plan',
+    'service_specs',
+    'switch',
+]
+
+# Statuses compose prints for a container it would (re)create, start or remove.
+_CHANGE_WORDS = ('Recreate', 'Create', 'Start', 'Remov', 'Stop', 'Restart')
+_LINE = re.compile(r'Container\s+(?:[0-9a-f]{12}_)?(?P<name>\S+)\s+(?P<status>[A-Za-z]+)')
+
+
+class SwitchError(Exception):
+    """The switch failed; ``result`` holds what was done before, ``switched`` whether anything moved."""
+
+    def __init__(self, message, result=None, switched=True):
+        super().__init__(message)
+        self.result = result or {}
+        self.switched = switched
+
+
+# ---------------------------------------------------------------------------
+# What differs (pure)
+# ---------------------------------------------------------------------------
+
+
+def service_specs(items):
+    """``{name: spec}`` of the handed-over services; paths must start with ``/`` and names be unique."""
+    out = {}
+    for item in items or []:
+        name = item['name']
+        if name in out:
+            raise ValueError(f'services lists {name!r} twice')
+        for key in ('health_path', 'verify_path'):
+            if not str(item.get(key) or '/').startswith('/'):
+                raise ValueError(f'services[{name}].{key} must start with / (got {item[key]!r})')
+        out[name] = dict(item)
+    return out
+
+
+def _service_of(container_name, project, services):
+    for service in sorted(services, key=len, reverse=True):
+        if re.match(rf'^{re.escape(project)}[-_]{re.escape(service)}[-_][0-9]+$', container_name):
+            return service
+    return None
+
+
+def parse_dry_run(text, project, services):
+    """``{service: [statuses]}`` of what ``docker compose up --dry-run`` prints for each container.
+
+    Lines look like ``DRY-RUN MODE -  Container avatar-api-1  Recreated`` (a temporary
+    name ``<12 hex>_avatar-api-1`` while recreating). Containers of other services
+    (orphans) are reported under ``''``.
+    """
+    out = {}
+    for line in text.splitlines():
+        match = _LINE.search(line)
+        if not match:
+            continue
+        service = _service_of(match.group('name'), project, services)
+        out.setdefault(service or '', []).append(match.group('status'))
+    return out
+
+
+def changed_services(dry_run, services):
+    """The services (in compose order) that compose would create, recreate, start or remove."""
+    changed = [s for s in services if any(st.startswith(_CHANGE_WORDS) for st in dry_run.get(s, []))]
+    return changed
+
+
+def plan(changed, stateless, containers, proxied):
+    """``(handover, recreate)``: which changed services are handed over, which are recreated in place.
+
+    A stateless service is handed over when exactly one of its containers runs and
+    its proxy host is known (``proxied``); otherwise (first deploy, crashed
+    container) it is recreated like a stateful one.
+    """
+    handover, recreate = [], []
+    for service in changed:
+        running = [c for c in containers.get(service, []) if c['state'] == 'running']
+        if service in stateless and service in proxied and len(running) == 1 and len(containers[service]) == 1:
+            handover.append(service)
+        else:
+            recreate.append(service)
+    return handover, recreate
+
+
+# ---------------------------------------------------------------------------
+# Docker
+# ---------------------------------------------------------------------------
+
+
+class _Docker:
+    def __init__(self, run, project, project_dir, files):
+        self.run_argv = run
+        self.project = project
+        self.compose = ['docker', 'compose', '--project-directory', project_dir, '-p', project]
+        for name in files:
+            self.compose += ['-f', name]
+
+    def run(self, argv, what):
+        rc, out, err = self.run_argv(argv)
+        if rc != 0:
+            raise SwitchError(f'{what} failed (exit {rc}): {(err or out).strip()[-600:]}', switched=False)
+        return out, err
+
+    def dry_run(self):
+        out, err = self.run(self.compose + ['up', '-d', '--dry-run', '--remove-orphans'], 'docker compose up --dry-run')
+        return out + '\n' + err
+
+    def containers(self):
+        """``{service: [container]}`` of the project, each with id, name, state, health, restarts, ip, image."""
+        out = self.run(
+            ['docker', 'ps', '-aq', '--no-trunc', '--filter', f'label=com.docker.compose.project={self.project}'],
+            'docker ps',
+        )[0]
+        ids = out.split()
+        if not ids:
+            return {}
+        out = self.run(['docker', 'inspect'] + ids, 'docker inspect')[0]
+        by_service = {}
+        for item in json.loads(out):
+            by_service.setdefault(item['Config']['Labels'].get('com.docker.compose.service', ''), []).append(
+                _record(item)
+            )
+        for items in by_service.values():
+            items.sort(key=lambda c: c['number'])
+        return by_service
+
+    def inspect(self, container_id):
+        rc, out = self.run_argv(['docker', 'inspect', container_id])[:2]
+        return _record(json.loads(out)[0]) if rc == 0 else None
+
+    def up(self, services, extra=()):
+        out, err = self.run(
+            self.compose + ['up', '-d', '--remove-orphans', *extra, *services],
+            f'docker compose up {" ".join(services)}',
+        )
+        return out + err
+
+    def remove(self, container_id, stop_timeout=10):
+        self.run_argv(['docker', 'stop', '-t', str(stop_timeout), container_id])
+        result = self.run_argv(['docker', 'rm', '-f', container_id])
+        rc, err = result[0], result[2]
+        if rc != 0 and 'No such container' not in err:
+            raise SwitchError(f'docker rm {container_id[:12]} failed: {err.strip()[-300:]}')
+
+
+def _record(item):
+    state = item.get('State') or {}
+    networks = (item.get('NetworkSettings') or {}).get('Networks') or {}
+    labels = item['Config'].get('Labels') or {}
+    return {
+        'id': item['Id'],
+        'name': item['Name'].lstrip('/'),
+        'number': int(labels.get('com.docker.compose.container-number') or 0),
+        'state': state.get('Status', ''),
+        'health': (state.get('Health') or {}).get('Status', ''),
+        'restarts': int(item.get('RestartCount') or 0),
+        'ip': next((n.get('IPAddress') for n in networks.values() if n.get('IPAddress')), ''),
+        'image': item.get('Image', ''),
+        'version': labels.get('org.avatar-mgmt.version', ''),
+    }
+
+
+def _public(container):
+    return {k: container.get(k) for k in ('id', 'name', 'image', 'version')} if container else {}
+
+
+# ---------------------------------------------------------------------------
+# The handover of one service
+# ---------------------------------------------------------------------------
+
+
+def _http_ok(url, timeout=3):
+    try:
+        with open_url(url, timeout=timeout, use_proxy=False) as resp:
+            resp.read(65536)
+            return resp.status == 200, f'HTTP {resp.status}'
+    except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+        return False, str(getattr(exc, 'reason', exc))
+
+
+class _Switch:
+    def __init__(self, docker, client, spec, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok):
+        self.docker, self.client, self.spec = docker, client, spec
+        self.clock, self.sleep, self.http_ok = clock, sleep, http_ok
+        self.steps = []
+        self.t0 = clock()
+
+    def log(self, text):
+        self.steps.append(f'{self.clock() - self.t0:6.1f}s {text}')
+
+    def forward(self, service, host, expect=None):
+        """Point the service's proxy host at ``host`` (retried: NPM's reload may reset a connection)."""
+        svc = self.spec['services'][service]
+        params = {
+            'domain_names': [svc['domain']],
+            'forward_host': host,
+            'forward_port': svc['port'],
+            'validate_certs': self.spec.get('validate_certs', True),
+            'ca_path': self.spec.get('ca_path'),
+        }
+        if expect:
+            params.update(
+                verify_url=self.spec['proxy_url'].rstrip('/') + svc.get('verify_path', '/'),
+                verify_expect=expect,
+                verify_timeout=self.spec.get('verify_timeout', 30),
+                verify_interval=0.5,
+            )
+        last = None
+        for attempt in range(4):
+            try:
+                result = _npm.switch_forward(self.client, params, clock=self.clock, sleep=self.sleep)
+                self.log(f'{service}: proxy forwards to {host}' + (f' and serves {expect!r}' if expect else ''))
+                return result
+            except NPMConnectionError as exc:
+                last = exc
+                self.log(f'{service}: NPM connection failed ({exc}), retrying')
+                self.sleep(1 + attempt)
+        raise last
+
+    def wait_ready(self, service, container):
+        svc = self.spec['services'][service]
+        deadline = self.clock() + self.spec.get('health_timeout', 60)
+        reason = 'not checked'
+        while True:
+            current = self.docker.inspect(container['id'])
+            if current is None:
+                raise SwitchError(f'the new {service} container {container["name"]} disappeared', switched=False)
+            if current['health'] == 'unhealthy':
+                raise SwitchError(
+                    f'the new {service} container {current["name"]} is unhealthy for Docker (its compose healthcheck)',
+                    switched=False,
+                )
+            if current['state'] in ('exited', 'dead') or current['restarts'] > 0:
+                raise SwitchError(
+                    f'the new {service} container {current["name"]} cannot run '
+                    f'(state {current["state"]}, {current["restarts"]} restarts)',
+                    switched=False,
+                )
+            if current['health'] in ('healthy', '') and current['state'] == 'running' and current['ip']:
+                ok, reason = self.http_ok(f'http://{current["ip"]}:{svc["port"]}{svc.get("health_path", "/")}')
+                if ok:
+                    self.log(f'{service}: {current["name"]} healthy and answers on its own address')
+                    return current
+            else:
+                reason = f'Docker health {current["health"] or "none"}, state {current["state"]}'
+            if self.clock() >= deadline:
+                raise SwitchError(
+                    f'the new {service} container {current["name"]} did not become ready within '
+                    f'{self.spec.get("health_timeout", 60)}s ({reason})',
+                    switched=False,
+                )
+            self.sleep(self.spec.get('interval', 1.0))
+
+    def handover(self, olds, expect):
+        """Hand every service of ``olds`` (``{service: old container}``) over together; ``{service: new container}``."""
+        services = list(olds)
+        news, moved = {}, []
+        try:
+            for service in services:
+                self.forward(service, olds[service]['name'])
+            scale = [a for service in services for a in ('--scale', f'{service}=2')]
+            self.docker.up(services, extra=('--no-deps', '--no-recreate', *scale))
+            now = self.docker.containers()
+            for service in services:
+                found = [c for c in now.get(service, []) if c['id'] != olds[service]['id']]
+                if len(found) != 1:
+                    raise SwitchError(
+                        f'expected one new {service} container beside {olds[service]["name"]}, found {len(found)}'
+                    )
+                news[service] = found[0]
+                self.log(f'{service}: started {found[0]["name"]} beside {olds[service]["name"]}')
+            # They start together: waiting for each in turn takes as long as the slowest.
+            for service in services:
+                news[service] = self.wait_ready(service, news[service])
+            for service in services:
+                moved.append(service)  # from the PUT on, the proxy may send to the new container
+                self.forward(service, news[service]['name'], expect)
+        except Exception as exc:
+            raise self._undo(olds, news, moved, exc) from exc
+        drain = self.spec.get('drain', 3)
+        self.sleep(drain)
+        for service in services:
+            self.docker.remove(olds[service]['id'], self.spec.get('stop_timeout', 2))
+            self.log(f'{service}: removed {olds[service]["name"]} after {drain}s of drain')
+        for service in services:
+            self.forward(service, self._alias(service))
+        return news
+
+    def _alias(self, service):
+        return self.spec['services'][service].get('alias', service)
+
+    def _undo(self, olds, news, moved, exc):
+        """Put every service back on its old container; the error says what was checked afterwards."""
+        notes = []
+        for service, old in olds.items():
+            try:
+                if service in moved:
+                    self.forward(service, old['name'])
+                if service in news:
+                    new_ones = [news[service]]
+                else:
+                    new_ones = [c for c in self.docker.containers().get(service, []) if c['id'] != old['id']]
+                for container in new_ones:
+                    self.docker.remove(container['id'], 0)
+                    notes.append(f'removed {container["name"]}')
+                self.forward(service, self._alias(service))
+            except Exception as undo_exc:  # noqa: BLE001
+                notes.append(f'undoing {service} failed: {undo_exc}')
+        # Only what was checked: each old container runs with the same id and is its service's only
+        # container, and each proxy host forwards to the service name again.
+        broken = []
+        try:
+            now = self.docker.containers()
+            for service, old in olds.items():
+                mine = now.get(service, [])
+                forward_host = self.client.get_proxy_host(self._host_id(service)).get('forward_host')
+                if not (
+                    [c['id'] for c in mine] == [old['id']]
+                    and mine[0]['state'] == 'running'
+                    and forward_host == self._alias(service)
+                ):
+                    running = ', '.join(f'{c["name"]} ({c["state"]})' for c in mine) or 'no container'
+                    broken.append(f'{service}: {running}, the proxy forwards to {forward_host}')
+        except Exception as check_exc:  # noqa: BLE001
+            return SwitchError(
+                f'The switch failed: {exc} ({"; ".join(notes)}). What runs now could not be read: {check_exc}.'
+            )
+        names = ' and '.join(olds)
+        if not broken:
+            return SwitchError(
+                f'Nothing was switched for {names}: {exc} ({"; ".join(notes) or "nothing to undo"}). '
+                f'{" and ".join(o["name"] for o in olds.values())} kept serving and still run; '
+                'the proxy forwards to the service names.',
+                switched=False,
+            )
+        return SwitchError(
+            f'The switch of {names} failed and could not be fully undone: {exc} ({"; ".join(notes)}). '
+            f'Now: {"; ".join(broken)}.'
+        )
+
+    def _host_id(self, service):
+        hosts = self.client.list_proxy_hosts()
+        return int(_npm.find_host_for(hosts, [self.spec['services'][service]['domain']])['id'])
+
+
+# ---------------------------------------------------------------------------
+# The whole switch
+# ---------------------------------------------------------------------------
+
+
+def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok):
+    """Bring the project to its compose file; return the module result.
+
+    ``spec``: project, project_dir, files, services (``{name: {domain, port, health_path,
+    verify_path}}`` of the stateless services), all_services (compose order), strategy
+    (handover or recreate), expect (text the new release serves), proxy_url, drain,
+    health_timeout, verify_timeout. ``connect()`` returns a logged-in NPM client.
+    """
+    docker = _Docker(run, spec['project'], spec['project_dir'], spec['files'])
+    all_services = spec['all_services']
+    dry = parse_dry_run(docker.dry_run(), spec['project'], all_services)
+    changed = changed_services(dry, all_services)
+    orphans = '' in dry and any(st.startswith(_CHANGE_WORDS) for st in dry[''])
+    before = docker.containers()
+    stateless = list(spec['services']) if spec.get('strategy', 'handover') == 'handover' else []
+    handover, recreate = plan(changed, stateless, before, stateless)
+    result = {
+        'changed': bool(changed or orphans),
+        'differs': changed,
+        'handover': handover,
+        'recreate': recreate,
+        'services': {},
+        'steps': [],
+    }
+    if check_mode or not result['changed']:
+        result['serving'] = {s: [_public(c) for c in before.get(s, [])] for s in all_services}
+        return result
+    client = None
+    if handover:
+        # Before anything runs: without the proxy's API there is no handover.
+        try:
+            client = connect()
+        except _npm.NPMError as exc:
+            raise SwitchError(
+                f'the proxy API, needed to hand over {", ".join(handover)}, answered: {exc} Nothing was changed.',
+                dict(result, changed=False),
+                switched=False,
+            ) from exc
+    if recreate or orphans:
+        docker.up(recreate)
+    sw = None
+    try:
+        if handover:
+            sw = _Switch(docker, client, spec, clock=clock, sleep=sleep, http_ok=http_ok)
+            if recreate:
+                sw.log(f'recreated in place: {", ".join(recreate)}')
+            olds = {service: before[service][0] for service in handover}
+            news = sw.handover(olds, spec.get('expect'))
+            for service in handover:
+                result['services'][service] = {
+                    'action': 'handover',
+                    'old': _public(olds[service]),
+                    'new': _public(news[service]),
+                }
+        for service in recreate:
+            result['services'][service] = {'action': 'recreate'}
+    except SwitchError as exc:
+        exc.result = dict(result, steps=sw.steps if sw else [])
+        if recreate:
+            exc.switched = True
+        if result['services']:
+            exc.switched = True
+        raise
+    except _npm.NPMError as exc:
+        raise SwitchError(
+            f'the proxy could not be switched: {exc}', dict(result, steps=sw.steps if sw else [])
+        ) from exc
+    finally:
+        if client is not None:
+            client.close()
+    after = docker.containers()
+    result['steps'] = sw.steps if sw else [f'recreated in place: {", ".join(recreate)}']
+    result['serving'] = {s: [_public(c) for c in after.get(s, [])] for s in all_services}
+    return result

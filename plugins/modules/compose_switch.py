@@ -1,0 +1,240 @@
+#!/usr/bin/python
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: compose_switch
+short_description: Switch a compose stack to its compose file, stateless services without downtime through NPM
+version_added: 0.1.0
+description:
+  - Brings the compose project to the compose file on disk in one call on the host.
+  - What differs is what compose would do to what B(runs) (C(docker compose up --dry-run), which compares the running
+    containers with the file and its env files), not the file against an older copy.
+  - Each changed service listed in O(services) (the stateless ones) is handed over when O(strategy=handover) and exactly
+    one of its containers runs. The proxy host is pinned to the old container's name, the new container is started
+    beside it (C(docker compose up --no-deps --scale SVC=2 --no-recreate SVC)), it must be healthy for Docker and answer
+    HTTP on its own address, the proxy host is switched to it through NPM's API (graceful reload), the public side must
+    serve O(expect), the old container is removed after O(drain) seconds, and the proxy host is put back on the
+    service's name (which then resolves to the new container only).
+  - Every other changed service (the stateful ones, or one with no single running container) is recreated in place by
+    C(docker compose up -d SVC).
+  - A failure before the proxy was switched removes the new container and puts the proxy back; the message says
+    C(Nothing was switched) only when it checked that the old container still runs and the proxy forwards to it.
+author:
+  - avatar_mgmt.ops contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - avatar_mgmt.ops.npm
+attributes:
+  check_mode:
+    support: full
+    description: Reports which services differ and how each would be switched; nothing is started or written.
+  diff_mode:
+    support: none
+    description: The result lists the services that differ and what was done (RV(differs), RV(steps)); no diff.
+  idempotent:
+    support: full
+    description: When nothing differs, nothing is started and NPM is not contacted.
+options:
+  project_name:
+    description: The compose project name.
+    type: str
+    required: true
+  project_dir:
+    description: The compose project directory.
+    type: path
+    required: true
+  files:
+    description: The compose files, relative to O(project_dir).
+    type: list
+    elements: str
+    required: true
+  strategy:
+    description: V(handover) hands the services of O(services) over; V(recreate) recreates every changed service in place.
+    type: str
+    choices: [handover, recreate]
+    default: handover
+  services:
+    description: The stateless services that are handed over.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: The compose service.
+        type: str
+        required: true
+      domain:
+        description: The domain of the service's proxy host.
+        type: str
+        required: true
+      port:
+        description: The port the service listens on in its container.
+        type: int
+        required: true
+      health_path:
+        description: The path that must answer 200 on the new container's own address.
+        type: str
+        default: /
+      verify_path:
+        description: The path requested through the proxy to see O(expect).
+        type: str
+        default: /
+  expect:
+    description: Text the new release serves at each service's verify path through the proxy (its version).
+    type: str
+    required: true
+  proxy_url:
+    description: The public side of the proxy on the host, requested with the service's domain as C(Host) header.
+    type: str
+    default: http://127.0.0.1:80
+  drain:
+    description: Seconds between switching the proxy and removing the old container (in-flight requests finish).
+    type: float
+    default: 3
+  health_timeout:
+    description: Seconds the new container has to become healthy.
+    type: int
+    default: 60
+  verify_timeout:
+    description: Seconds the proxy has to serve O(expect) after the switch.
+    type: int
+    default: 30
+'''
+
+EXAMPLES = r'''
+- name: Switch the stack, api and frontend without downtime
+  avatar_mgmt.ops.compose_switch:
+    project_name: avatar-production
+    project_dir: /opt/deploy-avatar
+    files: [docker-compose.prod.yml]
+    url: http://127.0.0.1:81
+    username: admin@example.com
+    password: "{{ vault_npm_admin_password }}"
+    expect: v1.2.0
+    services:
+      - {name: api, domain: api.example.com, port: 3000, health_path: /health, verify_path: /api/version}
+      - {name: frontend, domain: example.com, port: 80, health_path: /, verify_path: /version.json}
+'''
+
+RETURN = r'''
+differs:
+  description: The services compose would create, recreate, start or remove, in compose order.
+  returned: always
+  type: list
+  elements: str
+  sample: [api, frontend]
+handover:
+  description: The services handed over beside the running one.
+  returned: always
+  type: list
+  elements: str
+  sample: [api, frontend]
+recreate:
+  description: The services recreated in place.
+  returned: always
+  type: list
+  elements: str
+  sample: [directus]
+services:
+  description: Per switched service, how it was switched and the old and new containers.
+  returned: success
+  type: dict
+  sample: {api: {action: handover, old: {id: 3f2a, name: avatar-production-api-1}, new: {id: 9b1c, name: avatar-production-api-2}}}
+serving:
+  description: Per service, the containers that run after the switch (id, name, image, version label).
+  returned: success
+  type: dict
+  sample: {api: [{id: 9b1c, name: avatar-production-api-2, image: 'sha256:...', version: v1.2.0}]}
+steps:
+  description: What the switch did, with seconds since its start.
+  returned: always
+  type: list
+  elements: str
+  sample: ['   0.4s api: proxy forwards to avatar-production-api-1']
+switched:
+  description: On failure, whether anything may have changed (false only when checked that nothing did).
+  returned: failure
+  type: bool
+  sample: false
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _switch
+
+
+def main():
+    argument_spec = _npm.connection_argument_spec()
+    argument_spec.update(
+        {
+            'project_name': {'type': 'str', 'required': True},
+            'project_dir': {'type': 'path', 'required': True},
+            'files': {'type': 'list', 'elements': 'str', 'required': True},
+            'strategy': {'type': 'str', 'choices': ['handover', 'recreate'], 'default': 'handover'},
+            'services': {
+                'type': 'list',
+                'elements': 'dict',
+                'default': [],
+                'options': {
+                    'name': {'type': 'str', 'required': True},
+                    'domain': {'type': 'str', 'required': True},
+                    'port': {'type': 'int', 'required': True},
+                    'health_path': {'type': 'str', 'default': '/'},
+                    'verify_path': {'type': 'str', 'default': '/'},
+                },
+            },
+            'expect': {'type': 'str', 'required': True},
+            'proxy_url': {'type': 'str', 'default': 'http://127.0.0.1:80'},
+            'drain': {'type': 'float', 'default': 3},
+            'health_timeout': {'type': 'int', 'default': 60},
+            'verify_timeout': {'type': 'int', 'default': 30},
+        }
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+
+    def run(argv):
+        return module.run_command(argv, cwd=params['project_dir'])
+
+    try:
+        services = _switch.service_specs(params['services'])
+        rc, out, err = run(
+            ['docker', 'compose', '--project-directory', params['project_dir'], '-p', params['project_name']]
+            + [a for f in params['files'] for a in ('-f', f)]
+            + ['config', '--services']
+        )
+        if rc != 0:
+            module.fail_json(msg=f'docker compose config failed: {(err or out).strip()[-600:]} Nothing was changed.')
+        spec = {
+            'project': params['project_name'],
+            'project_dir': params['project_dir'],
+            'files': params['files'],
+            'all_services': out.split(),
+            'services': services,
+            'strategy': params['strategy'],
+            'expect': params['expect'],
+            'proxy_url': params['proxy_url'],
+            'drain': params['drain'],
+            'health_timeout': params['health_timeout'],
+            'verify_timeout': params['verify_timeout'],
+            'validate_certs': params['validate_certs'],
+            'ca_path': params['ca_path'],
+        }
+        result = _switch.switch(run, spec, lambda: _npm.connect(params)[0], check_mode=module.check_mode)
+    except ValueError as exc:
+        module.fail_json(msg=f'{exc}. Nothing was changed.')
+    except _switch.SwitchError as exc:
+        module.fail_json(
+            msg=_npm.redact(str(exc), params),
+            switched=exc.switched,
+            changed=exc.switched,
+            **{k: v for k, v in exc.result.items() if k != 'changed'},
+        )
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,187 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The switch's rules (what differs, handover or recreate) against a fake Docker and the fake NPM API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _switch
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_compose import PROJECT, FakeDocker
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM, FakeNPMPublic
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.npm_module import ADMIN
+
+PASSWORD = 'Switch-Pa55-literal'
+SERVICES = ['db', 'api', 'frontend', 'proxy']
+
+
+@pytest.fixture
+def npm():
+    with FakeNPM({ADMIN: PASSWORD}) as server:
+        client = _npm.NPMClient(server.url, ADMIN, PASSWORD, timeout=5)
+        for service, domain in (('api', 'api.example.com'), ('frontend', 'example.com')):
+            client.create_proxy_host(
+                {'domain_names': [domain], 'forward_scheme': 'http', 'forward_host': service, 'forward_port': 3000}
+            )
+        with FakeNPMPublic(server) as public:
+            server.public = public
+            yield server
+
+
+def _spec(npm, **kw):
+    spec = {
+        'project': PROJECT,
+        'project_dir': '/opt/deploy-avatar',
+        'files': ['docker-compose.prod.yml'],
+        'all_services': SERVICES,
+        'services': {
+            'api': {'name': 'api', 'domain': 'api.example.com', 'port': 3000, 'health_path': '/health'},
+            'frontend': {'name': 'frontend', 'domain': 'example.com', 'port': 3000, 'health_path': '/'},
+        },
+        'strategy': 'handover',
+        # The fake public side answers "served by <host>:<port>": the new container numbered 2.
+        'expect': '-2:3000',
+        'proxy_url': npm.public.url,
+        'drain': 0,
+        'health_timeout': 5,
+        'verify_timeout': 5,
+        'validate_certs': True,
+    }
+    spec.update(kw)
+    return spec
+
+
+def _connect(npm):
+    return lambda: _npm.connect(
+        {'url': npm.url, 'username': ADMIN, 'password': PASSWORD, 'validate_certs': True, 'timeout': 5}
+    )[0]
+
+
+def _switch_run(docker, npm, **kw):
+    return _switch.switch(
+        docker, _spec(npm, **kw), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok')
+    )
+
+
+def _forward_hosts(npm):
+    client = _npm.connect(
+        {'url': npm.url, 'username': ADMIN, 'password': PASSWORD, 'validate_certs': True, 'timeout': 5}
+    )[0]
+    return {h['domain_names'][0]: h['forward_host'] for h in client.list_proxy_hosts()}
+
+
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        (' DRY-RUN MODE -  Container p-api-1  Recreated\n DRY-RUN MODE -  Container p-db-1  Running', ['api']),
+        (' DRY-RUN MODE -  Container 8a9ea27cf760_p-api-1  Started', ['api']),
+        (' DRY-RUN MODE -  Container p-frontend-1  Created', ['frontend']),
+        (' DRY-RUN MODE -  Container p-db-1  Running\n DRY-RUN MODE -  Container p-api-1  Running', []),
+    ],
+)
+def test_what_differs_is_what_compose_would_do(text, expected):
+    assert _switch.changed_services(_switch.parse_dry_run(text, 'p', SERVICES), SERVICES) == expected
+
+
+def test_a_service_whose_name_holds_another_is_not_confused():
+    parsed = _switch.parse_dry_run(' DRY-RUN MODE -  Container p-api-worker-1  Recreated', 'p', ['api', 'api-worker'])
+    assert parsed == {'api-worker': ['Recreated']}
+
+
+def test_nothing_differs_touches_nothing_and_never_calls_npm(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    result = _switch.switch(docker, _spec(npm), lambda: pytest.fail('NPM contacted'))
+    assert result['changed'] is False
+    assert not [c for c in docker.calls if 'up' in c and '--dry-run' not in c]
+
+
+def test_a_release_hands_over_api_and_frontend_and_leaves_the_proxy_on_the_alias(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    old = {s: docker.of(s)[0] for s in ('api', 'frontend', 'db')}
+    docker.desired.update(api='v2', frontend='v2')
+    result = _switch_run(docker, npm)
+    assert result['changed'] is True
+    assert result['handover'] == ['api', 'frontend']
+    assert result['recreate'] == []
+    for service in ('api', 'frontend'):
+        (now,) = docker.of(service)
+        assert now != old[service]
+        assert docker.containers[now]['config'] == 'v2'
+        assert result['services'][service]['new']['name'] == f'{PROJECT}-{service}-2'
+    assert docker.of('db') == [old['db']]
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+    # Pinned to the old, switched to the new, back on the alias: in that order.
+    api_steps = [s.split(':', 1)[1] for s in result['steps'] if ' api: proxy' in s]
+    assert [s.split('forwards to ')[1].split(' ')[0] for s in api_steps] == [
+        f'{PROJECT}-api-1',
+        f'{PROJECT}-api-2',
+        'api',
+    ]
+    assert _switch_run(docker, npm)['changed'] is False
+
+
+def test_a_new_container_that_cannot_start_is_removed_and_nothing_was_switched(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, broken={'v2-broken'})
+    (old,) = docker.of('api')
+    docker.desired.update(api='v2-broken')
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch_run(docker, npm)
+    assert 'Nothing was switched for api' in str(err.value)
+    assert 'cannot run' in str(err.value)
+    assert err.value.switched is False
+    assert docker.of('api') == [old]
+    assert _forward_hosts(npm)['api.example.com'] == 'api'
+
+
+def test_a_stateful_change_is_recreated_in_place_and_the_first_deploy_creates(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    (old_db,) = docker.of('db')
+    docker.desired.update(db='pg16')
+    result = _switch_run(docker, npm)
+    assert result['recreate'] == ['db']
+    assert result['handover'] == []
+    assert docker.of('db') != [old_db]
+    fresh = FakeDocker({})
+    fresh.desired.update({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    result = _switch.switch(fresh, _spec(npm), lambda: pytest.fail('NPM contacted'))
+    assert result['recreate'] == SERVICES
+    assert all(len(fresh.of(s)) == 1 for s in SERVICES)
+
+
+def test_strategy_recreate_never_hands_over(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2')
+    result = _switch.switch(docker, _spec(npm, strategy='recreate'), lambda: pytest.fail('NPM contacted'))
+    assert result['recreate'] == ['api']
+    assert result['handover'] == []
+
+
+@pytest.mark.parametrize('bad', [{'name': 'api', 'health_path': 'health'}, {'name': 'api', 'verify_path': 'x'}])
+def test_paths_must_be_absolute(bad):
+    with pytest.raises(ValueError, match='must start with /'):
+        _switch.service_specs([bad])
+
+
+def test_an_unhealthy_new_container_fails_at_once_and_the_old_keeps_serving(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, unhealthy={'v2-sick'})
+    (old,) = docker.of('api')
+    (old_front,) = docker.of('frontend')
+    docker.desired.update(api='v2-sick', frontend='v2')
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch_run(docker, npm)
+    assert 'Nothing was switched for api' in str(err.value)
+    assert 'unhealthy' in str(err.value)
+    assert docker.of('api') == [old]
+    assert docker.of('frontend') == [old_front]  # the switch stops at the first failure
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+
+
+def test_the_proxy_not_serving_the_new_version_switches_back(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    (old,) = docker.of('api')
+    docker.desired.update(api='v2')
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch_run(docker, npm, expect='never served', verify_timeout=1)
+    assert 'Nothing was switched for api' in str(err.value)
+    assert docker.of('api') == [old]
+    assert _forward_hosts(npm)['api.example.com'] == 'api'

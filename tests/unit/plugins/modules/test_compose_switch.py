@@ -1,0 +1,76 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Module tests of avatar_mgmt.ops.compose_switch with a fake Docker (run_command) and no NPM needed."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.module_utils import basic
+from ansible_collections.avatar_mgmt.ops.plugins.modules import compose_switch
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, npm_module
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_compose import PROJECT, FakeDocker
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import FailJson
+
+ARGS = {
+    'project_name': PROJECT,
+    'project_dir': '/opt/deploy-avatar',
+    'files': ['docker-compose.prod.yml'],
+    'expect': 'v2',
+    # Nothing listens here: a test that reached NPM would fail.
+    'url': 'http://127.0.0.1:9',
+    'username': 'admin@example.com',
+    'password': 'Switch-Module-Pa55',
+    'services': [{'name': 'api', 'domain': 'api.example.com', 'port': 3000, 'health_path': '/health'}],
+}
+
+
+@pytest.fixture
+def docker(monkeypatch):
+    module_harness.patch_exits(monkeypatch)
+    fake = FakeDocker({'db': 'pg15', 'api': 'v1', 'proxy': 'npm'})
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, **kw: fake(argv))
+    return fake
+
+
+def test_documentation_matches_argument_spec(monkeypatch):
+    kwargs = npm_module.assert_documentation(monkeypatch, compose_switch)
+    assert kwargs['supports_check_mode'] is True
+
+
+def test_check_mode_reports_what_differs_and_changes_nothing(docker):
+    docker.desired.update(api='v2', db='pg16')
+    before = dict(docker.containers)
+    result = module_harness.run_module(compose_switch, dict(ARGS, _ansible_check_mode=True))
+    assert result['changed'] is True
+    assert result['differs'] == ['db', 'api']
+    assert result['handover'] == ['api']
+    assert result['recreate'] == ['db']
+    assert docker.containers == before
+
+
+def test_nothing_differs_is_no_change_without_npm(docker):
+    result = module_harness.run_module(compose_switch, ARGS)
+    assert result['changed'] is False
+    assert result['serving']['api'][0]['version'] == 'v1'
+
+
+def test_unreachable_npm_fails_before_any_container_is_touched(docker):
+    docker.desired.update(api='v2')
+    (old,) = docker.of('api')
+    result = module_harness.run_module(compose_switch, ARGS, FailJson)
+    assert result['switched'] is False
+    assert result['changed'] is False
+    assert 'Nothing was changed' in result['msg']
+    assert ARGS['password'] not in result['msg']
+    assert docker.of('api') == [old]
+    assert not [c for c in docker.calls if 'up' in c and '--dry-run' not in c]
+
+
+@pytest.mark.parametrize('path', ['health', 'x/y'])
+def test_a_relative_path_is_refused_before_anything(docker, path):
+    args = dict(ARGS, services=[dict(ARGS['services'][0], health_path=path)])
+    result = module_harness.run_module(compose_switch, args, FailJson)
+    assert 'must start with /' in result['msg']
+    assert 'Nothing was changed' in result['msg']
+    assert docker.calls == []
