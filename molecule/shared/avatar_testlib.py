@@ -53,7 +53,7 @@ def leaked(output, value):
     forms = {value, json.dumps(value)[1:-1], env_form, json.dumps(env_form)[1:-1], repr(value)[1:-1]}
     runs = re.findall(r"[A-Za-z0-9]{8,}", value)
     forms.update(run for run in runs if len(run) >= 12 or run == max(runs, key=len))
-    if len(value) >= 16:
+    if not runs and len(value) >= 16:
         forms.update({value[:12], env_form[:12]})
     return any(form in output for form in forms)
 
