@@ -36,7 +36,14 @@ if ! engine_up; then
   fi
   log "starting dockerd"
   mkdir -p /var/log
-  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  # The engine outlives this script: it must not inherit its open files (a caller's
+  # `flock FILE make test` would otherwise stay locked for as long as dockerd runs).
+  close_fds=()
+  for fd in "/proc/$$/fd/"*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ]; then close_fds+=("$fd>&-"); fi
+  done
+  eval "nohup setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null ${close_fds[*]} &"
   for _ in $(seq 1 60); do engine_up && break; sleep 1; done
   engine_up || { echo "dockerd did not come up; see /var/log/dockerd.log" >&2; tail -n 20 /var/log/dockerd.log >&2; exit 1; }
 fi
