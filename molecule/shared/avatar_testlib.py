@@ -8,11 +8,14 @@ stand-in's own answers, running the collection's playbooks, and the stack's stat
 import base64
 import json
 import os
+import re
 import ssl
 import subprocess
 import threading
 import time
 import urllib.request
+
+import yaml
 
 ROOT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -37,7 +40,32 @@ def vault():
         text=True,
         check=True,
     ).stdout
-    return dict(line.split(": ", 1) for line in out.splitlines() if line.startswith("vault_"))
+    loader = type("VaultLoader", (yaml.SafeLoader,), {})
+    # Vault files tag values !unsafe so Ansible never templates them: read them as plain strings.
+    loader.add_constructor("!unsafe", lambda load, node: load.construct_scalar(node))
+    return {k: str(v) for k, v in yaml.load(out, Loader=loader).items() if k.startswith("vault_")}
+
+
+def leaked(output, value):
+    """Whether ``value`` appears in ``output`` as it is or in a form output escapes it to (JSON, YAML,
+    an env file), or its longest run of letters and digits does (a partly escaped copy)."""
+    if not value:
+        return False
+    env_form = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$")
+    forms = {value, json.dumps(value)[1:-1], env_form, json.dumps(env_form)[1:-1], repr(value)[1:-1]}
+    runs = re.findall(r"[A-Za-z0-9]{8,}", value)
+    forms.update(run for run in runs if len(run) >= 12 or run == max(runs, key=len))
+    if not runs and len(value) >= 16:
+        forms.update({value[:12], env_form[:12]})
+    return any(form in output for form in forms)
+
+
+def container_env(host, service):
+    """The environment the engine gave the running container of ``service`` (from docker inspect)."""
+    labels = f"--filter label=com.docker.compose.project={PROJECT} --filter label=com.docker.compose.service={service}"
+    cid = host.check_output(f"docker ps -q {labels}").split()[0]
+    env = json.loads(host.check_output(f"docker inspect --format '{{{{json .Config.Env}}}}' {cid}"))
+    return dict(item.split("=", 1) for item in env)
 
 
 def registry_digest(image, tag):

@@ -13,6 +13,8 @@ Files in the releases directory (``<project_dir>/releases``):
 * ``index.json``: ``{"current": "<id>", "releases": [entry, ...]}``, oldest first.
 * ``current``: the current id and a newline.
 * ``<id>/<compose file>``: the compose file of each kept release.
+* ``<id>/<env file name>``: the env files of each kept release (mode 0600: they hold secrets), so a
+  rollback restores the configuration the release ran with; their sha256 is the entry's ``env_checksums``.
 * ``index.json.last-good``: the previous valid index, copied before each write.
 * ``index.json.corrupt-<UTC time>``: a corrupt index kept aside by a record.
 
@@ -68,6 +70,7 @@ __all__ = [
     'current_entry',
     'default_rollback_target',
     'env_checksums',
+    'env_contents',
     'find_entry',
     'is_release_id',
     'kept_references',
@@ -95,6 +98,7 @@ RESULTS = ('success', 'failed', 'rolled_back', 'failed_rollback')
 
 DIR_MODE = 0o750
 FILE_MODE = 0o640
+ENV_FILE_MODE = 0o600
 
 _RELEASE_ID = re.compile(r'^[0-9]{8}T[0-9]{6}Z-[0-9A-Za-z][0-9A-Za-z._+-]*$')
 _FILE_NAME = re.compile(r'^[0-9A-Za-z_][0-9A-Za-z._-]*$')
@@ -565,27 +569,38 @@ def serialize(ledger):
     return json.dumps(ledger, indent=2, sort_keys=False) + '\n'
 
 
-def env_checksums(paths):
-    """{basename: sha256} of ``paths``; raise LedgerError naming a file that cannot be read."""
-    sums = {}
+def env_contents(paths):
+    """{basename: bytes} of the env files ``paths``; raise LedgerError naming a file that cannot be read.
+
+    The bytes are kept beside the release's compose file; they never leave the module.
+    """
+    contents = {}
     for path in paths or []:
+        name = os.path.basename(path)
+        if name in ('', '.', '..'):
+            raise LedgerError(f'env file {path!r} has no file name. Nothing was changed.')
         try:
-            with open(path, 'rb') as handle:
-                digest = hashlib.sha256()
-                for chunk in iter(lambda h=handle: h.read(1024 * 1024), b''):
-                    digest.update(chunk)
+            data = read_bytes(path)
         except OSError as exc:
+            data, why = None, exc.strerror or str(exc)
+        else:
+            why = 'it does not exist'
+        if data is None:
             raise LedgerError(
-                f'env file {path} cannot be read ({exc.strerror or exc}): record the release after '
+                f'env file {path} cannot be read ({why}): record the release after '
                 'the env files are written. Nothing was changed.'
             )
-        name = os.path.basename(path)
-        if name in sums:
+        if name in contents:
             raise LedgerError(
                 f'two env files are named {name}: env_checksums are keyed by file name. Nothing was changed.'
             )
-        sums[name] = digest.hexdigest()
-    return sums
+        contents[name] = data
+    return contents
+
+
+def env_checksums(paths):
+    """{basename: sha256} of ``paths``; raise LedgerError naming a file that cannot be read."""
+    return {name: hashlib.sha256(data).hexdigest() for name, data in env_contents(paths).items()}
 
 
 def read(path, keep=5, rollback_to='', backup_ref=''):
@@ -625,12 +640,15 @@ def record(
     warnings = []
     loaded = load(path, for_record=True, now=now)
     try:
-        sums = env_checksums(env_files)
+        envs = env_contents(env_files)
     except LedgerError as exc:
         if not check_mode:
             raise
         warnings.append(f'{exc} (check mode: recorded without env_checksums)')
-        sums = {}
+        envs = {}
+    if compose_file and compose_file in envs:
+        raise ValueError(f'an env file has the name of the compose file ({compose_file}): rename one of them')
+    sums = {name: hashlib.sha256(data).hexdigest() for name, data in envs.items()}
     entry = build_entry(release, compose_file, compose_content, sums)
     ledger, kept, more = apply_record(loaded.ledger, entry, keep)
     warnings.extend(more)
@@ -655,10 +673,13 @@ def record(
             _ensure_dir(path, uid, gid)
             if loaded.corrupt and os.path.lexists(os.path.join(path, INDEX)):
                 os.replace(os.path.join(path, INDEX), os.path.join(path, loaded.corrupt_name))
-            if compose_file:
+            if compose_file or envs:
                 release_dir = os.path.join(path, entry['id'])
                 _ensure_dir(release_dir, uid, gid)
-                atomic_write(os.path.join(release_dir, compose_file), compose_content, FILE_MODE, uid, gid)
+                if compose_file:
+                    atomic_write(os.path.join(release_dir, compose_file), compose_content, FILE_MODE, uid, gid)
+                for name in sorted(envs):
+                    atomic_write(os.path.join(release_dir, name), envs[name], ENV_FILE_MODE, uid, gid)
             if loaded.raw is not None:
                 atomic_write(os.path.join(path, LAST_GOOD), loaded.raw, FILE_MODE, uid, gid)
             atomic_write(os.path.join(path, INDEX), serialize(ledger), FILE_MODE, uid, gid)

@@ -13,7 +13,8 @@ version_added: 0.1.0
 description:
   - The release ledger of a Docker Compose deploy directory is C(releases/index.json)
     (an object with the current release id in C(current) and the entries, oldest first, in C(releases)),
-    C(releases/current) (the current id) and C(releases/<id>/<compose file>) for each kept release. Release ids are C(%Y%m%dT%H%M%SZ-<version>),
+    C(releases/current) (the current id), C(releases/<id>/<compose file>) and the release's env files
+    C(releases/<id>/<env file>) (mode C(0600)) for each kept release. Release ids are C(%Y%m%dT%H%M%SZ-<version>),
     so they sort by time.
   - O(state=read) reads the ledger and answers which release is current, which release a rollback goes to,
     which releases, versions and image references are kept, and which backup was taken before a release.
@@ -108,7 +109,10 @@ options:
   env_files:
     description:
       - O(state=record) only. Paths of env files on the host; their sha256 is recorded in the entry as
-        C(env_checksums) (file name -> sha256). Their content is never returned.
+        C(env_checksums) (file name -> sha256), and each file is kept as O(path)/<release id>/<file name> with
+        mode C(0600), so a rollback can restore the configuration the release ran with. Their content is never
+        returned.
+      - A file name equal to O(compose_file) is refused.
     type: list
     elements: path
     default: []

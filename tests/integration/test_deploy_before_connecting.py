@@ -75,7 +75,7 @@ def listener():
         srv.close()
 
 
-def _inventory(tmp_path, target, port, password):
+def _inventory(tmp_path, target, port, password, **secrets):
     host_vars = {
         'ansible_host': '127.0.0.1',
         'ansible_port': port,
@@ -87,6 +87,7 @@ def _inventory(tmp_path, target, port, password):
         'vault_ghcr_token': password,
     }
     host_vars.update({name: f'itest-{name}-s3cret' for name in SECRETS})
+    host_vars.update(secrets)
     inventory = {'all': {'children': {'production': {'hosts': {'itest-prod-1': host_vars, 'itest-prod-2': host_vars}}}}}
     path = tmp_path / 'hosts.yml'
     path.write_text(yaml.safe_dump(inventory))
@@ -123,6 +124,24 @@ def test_wrong_registry_password_is_refused_before_connecting(tmp_path, real_reg
     assert 'ghcr_login_token' in out, out[-3000:]
     assert 'image_tag=v1.2.0 cannot be deployed' in out, out[-3000:]
     assert target.wrong_password not in out
+    assert listener.count == 0, 'a server was contacted: ' + out[-3000:]
+
+
+def test_env_value_with_a_newline_is_refused_before_connecting(tmp_path, real_registries, listener):
+    """A newline in a value would end it in the env file and inject another variable: refused, naming the
+    variable and key (never the value), before any server is contacted."""
+    target = real_registries.basic
+    secret = 'itest-first-line\nINJECTED=itest-second-line'
+    rc, out = _deploy(
+        _inventory(tmp_path, target, listener.port, target.password, vault_jwt_secret=secret),
+        '-e',
+        'image_tag=v1.2.0',
+    )
+    assert rc != 0, out[-3000:]
+    assert 'compose_deploy_api_env.JWT_SECRET holds a newline' in out, out[-3000:]
+    assert 'Nothing was changed' in out
+    assert 'itest-first-line' not in out
+    assert 'itest-second-line' not in out
     assert listener.count == 0, 'a server was contacted: ' + out[-3000:]
 
 

@@ -8,11 +8,23 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PLATFORM, ledger, playbook, registry_digest, running, vault
+from avatar_testlib import (
+    DIR,
+    INVENTORY,
+    PLATFORM,
+    container_env,
+    leaked,
+    ledger,
+    playbook,
+    registry_digest,
+    running,
+    vault,
+)
 
 BACKUPS = "/var/backups/avatar-mgmt/production"
 
@@ -147,6 +159,76 @@ def test_concurrent_deploy_is_refused(host):
     assert not host.file(DIR + "/.deploy.lock").exists
 
 
+# $, #, quotes, spaces, a backslash and a Jinja expression: Compose must not interpolate the
+# first, the env file must not cut at the second, and Ansible must not template the last
+# (the vars file tags it !unsafe, as the vault files do).
+TRICKY = 'Kx$Abc123#tail \'q\' "dq" sp \\ {{ not_a_var }} ${HOME}'
+
+
+def _tricky_vars():
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as handle:
+        handle.write("---\nvault_jwt_secret: !unsafe " + json.dumps(TRICKY) + "\n")
+    return handle.name
+
+
+def test_env_only_change_recreates_only_its_services_and_rollback_restores_it(host):
+    """A new JWT_SECRET (the api env file only) is a change: reported by key, backed up first, api
+    recreated with the secret byte for byte, nothing else touched; rollback.yml to the release before
+    restores the env file that release ran with, even though the variables still hold the new value."""
+    original = vault()["vault_jwt_secret"]
+    start = playbook("deploy.yml", "-e", "image_tag=v1.2.0")  # already runs in the full sequence
+    assert start.returncode == 0, start.stdout[-3000:]
+    before = running(host)
+    book = ledger(host)
+    previous = book["current"]
+    assert container_env(host, "api")["JWT_SECRET"] == original
+    tricky = _tricky_vars()
+    try:
+        res = playbook("deploy.yml", "-e", "image_tag=v1.2.0", "-e", "@" + tricky)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out[-3000:]
+        assert "env file .env.prod.api (keys JWT_SECRET; used by api)" in out, out[-3000:]
+        assert not leaked(out, TRICKY), "the new secret was printed"
+        after = running(host)
+        assert after["api"][0] != before["api"][0], "api was not recreated"
+        for svc in ("db", "directus", "frontend", "proxy"):
+            assert after[svc][0] == before[svc][0], svc + " was recreated by an api env change"
+        assert container_env(host, "api")["JWT_SECRET"] == TRICKY
+        book = ledger(host)
+        cur = next(r for r in book["releases"] if r["id"] == book["current"])
+        assert cur["id"] != previous
+        assert cur["result"] == "success"
+        assert cur["backup"], "no pre-deploy backup for an env-only change"
+        kept = f"{DIR}/releases/{cur['id']}/.env.prod.api"
+        assert host.file(kept).mode == 0o600
+        assert host.file(kept).sha256sum == host.file(f"{DIR}/.env.prod.api").sha256sum
+        assert cur["env_checksums"][".env.prod.api"] == host.file(kept).sha256sum
+        assert (
+            cur["env_checksums"][".env.prod.api"]
+            != next(r for r in book["releases"] if r["id"] == previous)["env_checksums"][".env.prod.api"]
+        )
+
+        # The variables still say TRICKY: the rollback must use the env file kept with the release.
+        mid = running(host)
+        back = playbook("rollback.yml", "-e", "rollback_to=" + previous, "-e", "@" + tricky)
+        out = back.stdout + back.stderr
+        assert back.returncode == 0, out[-3000:]
+        assert "keys JWT_SECRET" in out
+        assert not leaked(out, TRICKY)
+        assert not leaked(out, original)
+        assert container_env(host, "api")["JWT_SECRET"] == original
+        now = running(host)
+        assert now["api"][0] != mid["api"][0]
+        for svc in ("db", "directus", "frontend", "proxy"):
+            assert now[svc][0] == mid[svc][0], svc + " was recreated by the rollback of an api env change"
+        assert host.file(f"{DIR}/.env.prod.api").mode == 0o600
+        book = ledger(host)
+        cur = next(r for r in book["releases"] if r["id"] == book["current"])
+        assert (cur["action"], cur["source"]) == ("rollback", previous)
+    finally:
+        os.unlink(tricky)
+
+
 def test_env_files_private_and_secrets_never_printed(host):
     for name in (".env.prod.api", ".env.prod.directus"):
         f = host.file(f"{DIR}/{name}")
@@ -157,7 +239,7 @@ def test_env_files_private_and_secrets_never_printed(host):
     out = res.stdout + res.stderr
     for key, value in vault().items():
         if key != "vault_ghcr_username":
-            assert value not in out, key + " leaked into -vvv output"
+            assert not leaked(out, value), key + " leaked into -vvv output"
 
 
 def test_registry_down_aborts_new_deploy(host):
@@ -262,4 +344,31 @@ def test_first_managed_deploy_onto_existing_data_backs_it_up(host):
     # Back to the recorded release (the compose file on disk says v1.1.0, the ledger v1.2.0).
     res = playbook("deploy.yml", "-e", "image_tag=v1.2.0")
     assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_every_playbook_keeps_secrets_out_of_its_output(host):
+    """Every playbook an operator runs, at -vvv, with a backup ping URL that carries a token: no vault
+    value (in any of the forms output escapes it to) and not the ping token appears."""
+    ping_token = "ping-token-5d1f0c3e9a7b"
+    ping = ["-e", f"backup_ping_url=http://127.0.0.1:9/{ping_token}"]
+    current = ledger(host)["current"]
+    runs = [
+        ("bootstrap.yml",),
+        ("deploy.yml", "-e", "image_tag=v1.2.0"),
+        ("rollback.yml", "-e", "rollback_to=" + current),
+        ("status.yml",),
+        ("health.yml",),
+        ("proxy.yml",),
+        ("backup.yml", *ping),
+        ("restore.yml", "-e", "backup_list=true"),
+        ("restore.yml", "-e", "backup_id=latest", "-e", "confirm_restore=production", *ping),
+    ]
+    secrets = {k: v for k, v in vault().items() if k != "vault_ghcr_username"}
+    for args in runs:
+        res = playbook(*args, "-vvv")
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, " ".join(args) + ": " + out[-3000:]
+        for key, value in secrets.items():
+            assert not leaked(out, value), f"{key} leaked into the -vvv output of {' '.join(args)}"
+        assert ping_token not in out, "the backup ping URL was printed by " + " ".join(args)
     assert running(host)["api"][1] == registry_digest("api", "v1.2.0")

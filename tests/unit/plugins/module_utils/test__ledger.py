@@ -698,3 +698,88 @@ def test_an_unreadable_index_never_blocks_a_read(tmp_path, broken):
     else:
         assert result['ledger']['current'] == rid(1, 'v1.0.0')
     assert sorted(os.listdir(releases)) == listing, 'read moves nothing'
+
+
+def test_record_keeps_the_env_files_private_beside_the_compose_file(tmp_path):
+    releases = tmp_path / 'releases'
+    api = tmp_path / '.env.prod.api'
+    directus = tmp_path / '.env.prod.directus'
+    api.write_bytes(b'JWT_SECRET="Kx$$Abc123#tail"\n')
+    directus.write_bytes(b'KEY="k"\n')
+    os.chmod(api, 0o644)  # the kept copy is 0600 whatever the source's mode
+    result = _ledger.record(
+        str(releases),
+        entry(1, 'v1.0.0'),
+        compose_file='docker-compose.prod.yml',
+        compose_content='services: {}\n',
+        env_files=[str(api), str(directus)],
+    )
+    kept = releases / rid(1, 'v1.0.0')
+    assert sorted(os.listdir(kept)) == ['.env.prod.api', '.env.prod.directus', 'docker-compose.prod.yml']
+    for name, source in (('.env.prod.api', api), ('.env.prod.directus', directus)):
+        assert (kept / name).read_bytes() == source.read_bytes()
+        assert stat.S_IMODE((kept / name).stat().st_mode) == 0o600
+        assert result['entry']['env_checksums'][name] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert b'Kx$$' not in (releases / 'index.json').read_bytes()
+    assert 'Kx$$' not in json.dumps(result)
+
+    # The next release keeps its own copies; the first release's stay as they were.
+    api.write_bytes(b'JWT_SECRET="new"\n')
+    _ledger.record(
+        str(releases),
+        entry(2, 'v1.1.0'),
+        compose_file='docker-compose.prod.yml',
+        compose_content='services: {}\n',
+        env_files=[str(api), str(directus)],
+    )
+    assert (kept / '.env.prod.api').read_bytes() == b'JWT_SECRET="Kx$$Abc123#tail"\n'
+    assert (releases / rid(2, 'v1.1.0') / '.env.prod.api').read_bytes() == b'JWT_SECRET="new"\n'
+
+
+def test_record_keeps_env_files_without_a_compose_file(tmp_path):
+    env = tmp_path / '.env'
+    env.write_bytes(b'A="1"\n')
+    _ledger.record(str(tmp_path / 'releases'), entry(1, 'v1.0.0'), env_files=[str(env)])
+    assert (tmp_path / 'releases' / rid(1, 'v1.0.0') / '.env').read_bytes() == b'A="1"\n'
+
+
+def test_record_check_mode_keeps_no_env_file(tmp_path):
+    env = tmp_path / '.env'
+    env.write_bytes(b'A="1"\n')
+    result = _ledger.record(
+        str(tmp_path / 'releases'),
+        entry(1, 'v1.0.0'),
+        compose_file='c.yml',
+        compose_content='x\n',
+        env_files=[str(env)],
+        check_mode=True,
+    )
+    assert result['entry']['env_checksums'] == {'.env': hashlib.sha256(b'A="1"\n').hexdigest()}
+    assert not (tmp_path / 'releases').exists()
+
+
+def test_record_refuses_an_env_file_named_like_the_compose_file(tmp_path):
+    env = tmp_path / 'c.yml'
+    env.write_bytes(b'A="1"\n')
+    with pytest.raises(ValueError, match='name of the compose file'):
+        _ledger.record(
+            str(tmp_path / 'releases'),
+            entry(1, 'v1.0.0'),
+            compose_file='c.yml',
+            compose_content='x\n',
+            env_files=[str(env)],
+        )
+    assert not (tmp_path / 'releases').exists()
+
+
+def test_record_refuses_two_env_files_of_one_name(tmp_path):
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    for d in ('a', 'b'):
+        (tmp_path / d / '.env').write_bytes(b'A="1"\n')
+    with pytest.raises(_ledger.LedgerError, match=r'two env files are named \.env'):
+        _ledger.record(
+            str(tmp_path / 'releases'),
+            entry(1, 'v1.0.0'),
+            env_files=[str(tmp_path / 'a' / '.env'), str(tmp_path / 'b' / '.env')],
+        )
