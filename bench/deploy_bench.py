@@ -31,6 +31,7 @@ import datetime
 import json
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -411,6 +412,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error('--runs must be 1 or more')
+    # A bench stopped by timeout or kill still starts the registry again (the finally below).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f'deploy bench: stopped by signal {signum}'))
 
     started = datetime.datetime.now(datetime.UTC)
     stamp = started.strftime('%Y%m%dT%H%M%SZ')
