@@ -189,7 +189,7 @@ class Load:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--port', type=int, default=8122, help='published HTTP port of the proxy on 127.0.0.1')
     parser.add_argument('--rate', type=float, default=40.0, help='requests per second (default 40)')
     parser.add_argument('--seconds', type=float, default=10.0, help='how long to send (at most 900)')
