@@ -357,13 +357,13 @@ def table(result):
         samples = ' '.join(f'{s:.1f}' for s in op['samples_s'])
         failed = ' '.join(f'{f}/{n}' for f, n in zip(op['failed_requests'], op['sent_requests'], strict=True))
         outage = ' '.join(f'{o:.2f}' for o in op['longest_outage_s'])
-        tasks = f'{op["tasks_ran"]:g}+{op["tasks_skipped"]:g}s'
+        tasks = f'{op["tasks_ran"]:g}/{op["tasks_skipped"]:g}'
         flag = '' if op['all_succeeded'] else '  (a sample FAILED)'
         lines.append(
             f'{op["label"]:<42} {op["median_s"]:>6.1f}s {samples:<20} {ratio:>6} {tasks:>9} '
             f'{op["ssh_round_trips"]:>5g} {failed:<22} {outage:<18}{flag}'
         )
-    lines += ['', 'tasks: run+skipped (median); ssh: ssh/sftp processes started by Ansible (median)', '']
+    lines += ['', 'tasks: run/skipped (median); ssh: ssh/sftp processes started by Ansible (median)', '']
     lines += [f'{name:<40} {value}' for name, value in ratios.items()]
     lines += ['']
     lines += [f'target {name:<50} {"met" if ok else "NOT MET"}' for name, ok in verdict.items()]
@@ -467,6 +467,9 @@ def main(argv=None):
     finally:
         platform('start-registry')
 
+    # The raw samples first: a report that fails to print still leaves the measurements.
+    with open(os.path.join(workdir, 'samples.json'), 'w', encoding='utf-8') as handle:
+        json.dump(samples, handle, indent=1)
     ops, ratios, verdict = summarize(samples)
     result = {
         'started': stamp,
