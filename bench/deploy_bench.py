@@ -54,6 +54,7 @@ HTTP_PORT = 8122
 API_HOST = 'api.daidai.amis.hk'
 PROJECT_DIR = '/opt/deploy-avatar-prod'
 COMPOSE_FILE = 'docker-compose.prod.yml'
+PROJECT_NAME = 'avatar-production'
 RELEASE_SERVICES = ('api', 'frontend')
 TARGETS = {'switch': 2.0, 'noop': 1.5}
 
@@ -286,6 +287,10 @@ def thin_argv(tag, compose_path, pull):
         f'thin_compose_src={compose_path}',
         '-e',
         f'thin_pull={pull}',
+        '-e',
+        f'thin_project_dir={PROJECT_DIR}',
+        '-e',
+        f'thin_project_name={PROJECT_NAME}',
     )
 
 
