@@ -235,6 +235,10 @@ def timed(kind, argv, expect_version, rate, workdir, index):
     )
     if status != 'ok':
         sample['error'] = (proc.stdout + proc.stderr)[-4000:]
+    # Every sample as soon as it is taken: a bench cut short still leaves its measurements.
+    done = os.path.join(workdir, 'samples.jsonl')
+    with open(done, 'a', encoding='utf-8') as handle:
+        handle.write(json.dumps(sample) + '\n')
     return sample
 
 
@@ -414,7 +418,18 @@ def main(argv=None):
         help='do not start the registry and server nor bootstrap (they run, bootstrapped, already)',
     )
     parser.add_argument('--out', default=os.path.join(ROOT, '.cache', 'bench'), help='folder for the results')
+    parser.add_argument('--report', metavar='DIR', help='only print the table of the samples a run left in DIR')
     args = parser.parse_args(argv)
+    if args.report:
+        with open(os.path.join(args.report, 'samples.jsonl'), encoding='utf-8') as handle:
+            samples = [json.loads(line) for line in handle if line.strip()]
+        ops, ratios, verdict = summarize(samples)
+        profiles = {k: next(s['profile'] for s in samples if s['operation'] == k) for k in ops}
+        result = {'started': os.path.basename(args.report.rstrip('/')), 'commit': git_commit(), 'runs': args.runs}
+        result.update({'rate': args.rate, 'operations': ops, 'ratios': ratios, 'verdict': verdict})
+        result['profiles'] = profiles
+        print(table(result))
+        return 0
     if args.runs < 1:
         parser.error('--runs must be 1 or more')
     # A bench stopped by timeout or kill still starts the registry again (the finally below).
