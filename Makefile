@@ -17,7 +17,7 @@ export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 MOLECULE_SCENARIOS ?= default deploy backup
 
-.PHONY: test demo venv docker images platform lint sanity unit integration molecule build-check bench clean down
+.PHONY: test demo venv docker images platform lint sanity unit integration molecule build-check bench bench-release bench-deploy clean down
 
 test:
 	@start=$$(date +%s); \
@@ -68,8 +68,15 @@ molecule: venv platform
 demo: venv images
 	bash hack/demo.sh
 
-bench: venv
+# Not part of `make test`. bench-deploy uses the Docker platform (sandbox production server):
+# on a shared machine run it under the platform lock. BENCH_ARGS e.g. "--runs 1 --variants no-backup".
+bench: bench-release bench-deploy
+
+bench-release: venv
 	$(PY) bench/release_tag_bench.py
+
+bench-deploy: venv images
+	$(PY) bench/deploy_bench.py $(BENCH_ARGS)
 
 down:
 	bash tests/platform/platform.sh down
