@@ -7,12 +7,13 @@ automatic rollback of a release whose api cannot start lose no request at 40 req
 
 import json
 import os
+import subprocess
 import sys
 
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, Load, ledger, playbook, registry_digest, running
+from avatar_testlib import DIR, INVENTORY, PLATFORM, PROJECT, Load, ledger, playbook, registry_digest, running
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
@@ -148,3 +149,48 @@ def test_a_failure_inside_the_automatic_rollback_is_recorded_and_reported(host):
     # The handover had undone itself: the same containers serve.
     assert running(host) == before
     assert _served_version(host) == (cur["version"], cur["version"])
+
+
+def _drop_reference(host, ref):
+    """Remove an image's reference by hand, as an operator's `docker image prune -a` or `docker rmi -f` would
+    (the running container keeps its image, but the host no longer has it under the ledger's reference)."""
+    host.check_output(f"docker rmi -f {ref} >/dev/null")
+    assert not host.run(f"docker image inspect {ref}").succeeded
+
+
+def test_the_rollback_targets_missing_images_are_pulled_before_the_switch_or_the_deploy_is_refused(host):
+    """The images of the release that runs (the automatic rollback's target) are gone from the host, and the
+    host is logged out of the registry. A deploy of v1.2.2 (api cannot start) logs in, pulls them back before
+    switching, fails and is rolled back onto them. Then, with the reference gone again and the registry down,
+    the same deploy is refused before anything is switched, naming the image and the registry's answer."""
+    cur = _current(host)[0]
+    ref = cur["images"]["api"]["reference"]
+    host.run("docker logout ghcr.avatar.test")
+    _drop_reference(host, ref)
+    before = running(host)
+    res = playbook("deploy.yml", "-e", "image_tag=v1.2.2")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert f"Rolled back automatically: {cur['version']}" in out, out[-3000:]
+    assert host.run(f"docker image inspect {ref}").succeeded, "the rollback target's image was not pulled back"
+    assert running(host) == before
+    assert _current(host)[0]["id"] == cur["id"]
+
+    _drop_reference(host, ref)
+    entries = len(ledger(host)["releases"])
+    subprocess.run(["bash", PLATFORM, "stop-registry"], check=True)
+    try:
+        refused = playbook("deploy.yml", "-e", "image_tag=v1.2.2")
+    finally:
+        subprocess.run(["bash", PLATFORM, "start-registry"], check=True)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "lacks images on the host and they could not be pulled" in out, out[-3000:]
+    assert ref in out
+    assert "Nothing running was changed" in out
+    assert running(host) == before
+    assert len(ledger(host)["releases"]) == entries
+    assert not host.file(DIR + "/.deploy.lock").exists
+    # Leave the host as it was: the reference back for the tests that follow.
+    assert playbook("deploy.yml", "-e", f"image_tag={cur['version']}").returncode == 0
+    assert host.run(f"docker image inspect {ref}").succeeded
