@@ -34,6 +34,7 @@ SECRETS = (
     'vault_openai_api_key',
     'vault_azure_speech_key',
     'vault_jwt_secret',
+    'vault_npm_admin_password',
 )
 
 
