@@ -31,7 +31,8 @@ Rules:
   time instead of bouncing between two versions.
 * window (what the index keeps): the current entry; for each of the newest
   ``keep`` distinct versions with a successful release, its newest successful
-  entry; the ``source`` chains of those; the default rollback target; then
+  entry; the successful entry the current one replaced (``previous``, even of
+  the same version); the ``source`` chains of those; the default rollback target; then
   the most recent entries that did not succeed (failed, rolled back), up to
   ``keep`` of them.  Older successful entries of a kept version go.
 """
@@ -384,7 +385,13 @@ def window(ledger, keep):
             for source in _source_chain(ledger, entry):
                 chosen.setdefault(source['id'], source)
 
-    take(current_entry(ledger))
+    current = current_entry(ledger)
+    take(current)
+    # The successful release the current one replaced, even of the same version (an env-only
+    # change): it is what a rollback of that change goes back to.
+    replaced = find_entry(ledger, (current or {}).get('previous') or '')
+    if replaced is not None and _is_success(replaced):
+        take(replaced)
     versions = []
     for entry in reversed(releases):
         if not _is_success(entry) or any(same_version(entry.get('version'), v) for v in versions):

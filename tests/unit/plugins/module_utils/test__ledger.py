@@ -287,6 +287,19 @@ def test_window_keeps_sources_and_default_target_with_keep_1():
     assert _ledger.rollback_target(ledger)[0]['id'] == rid(1, 'v1.0.0')
 
 
+def test_window_keeps_the_release_the_current_one_replaced_even_of_the_same_version():
+    # An env-only change records v1.2.0 again: the v1.2.0 it replaced (the old env files) stays, so
+    # rollback.yml -e rollback_to=<its id> can go back to it.
+    ledger = recorded([entry(1, 'v1.1.0'), entry(2, 'v1.2.0')])
+    ledger = recorded([entry(3, 'v1.2.0', previous=rid(2, 'v1.2.0'))], ledger=ledger)
+    ids = [e['id'] for e in ledger['releases']]
+    assert rid(2, 'v1.2.0') in ids
+    assert rid(3, 'v1.2.0') in ids
+    # Without the link (an older entry), the newest of a version alone is kept, as before.
+    bare = recorded([entry(1, 'v1.1.0'), entry(2, 'v1.2.0'), entry(3, 'v1.2.0')])
+    assert rid(2, 'v1.2.0') not in [e['id'] for e in bare['releases']]
+
+
 def test_window_is_stable_for_the_rules():
     """Whatever the window drops never changes current, the default target or the kept versions."""
     entries = []
