@@ -6,13 +6,14 @@
 
 import json
 import os
+import shlex
 import sys
 import time
 
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, Load, ledger, playbook, vault
+from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, Load, container_env, ledger, playbook, vault
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
@@ -95,9 +96,13 @@ def test_switching_the_api_upstream_under_load_loses_no_request(host):
     image = next(r["images"]["api"]["reference"] for r in reversed(ledger(host)["releases"]) if r["version"] == other)
     name = f"{PROJECT}-api-green"
     host.run(f"docker rm -f {name}")
+    # The env file is written for Compose (KEY="value", escaped), which `docker run --env-file` would take
+    # literally: the second api gets the serving api's values of the env file's keys instead.
+    keys = host.check_output(f"sudo sed -n 's/=.*//p' {DIR}/.env.prod.api").split()
+    serving = container_env(host, "api")
+    env_args = " ".join(f"-e {shlex.quote(f'{k}={serving[k]}')}" for k in keys if k in serving)
     host.check_output(
-        f"docker run -d --name {name} --network {PROJECT}_backend --network-alias api-green "
-        f"--env-file {DIR}/.env.prod.api {image}"
+        f"docker run -d --name {name} --network {PROJECT}_backend --network-alias api-green {env_args} {image}"
     )
     try:
         end = time.monotonic() + 60
