@@ -22,20 +22,9 @@ import threading
 
 import pytest
 import yaml
+from ansible_collections.avatar_mgmt.ops.tests.integration.utils.vault_vars import SECRETS
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), '..', '..'))
-SECRETS = (
-    'vault_db_password',
-    'vault_directus_key',
-    'vault_directus_secret',
-    'vault_directus_admin_password',
-    'vault_directus_admin_token',
-    'vault_api_directus_token',
-    'vault_openai_api_key',
-    'vault_azure_speech_key',
-    'vault_jwt_secret',
-    'vault_npm_admin_password',
-)
 
 
 class Listener:

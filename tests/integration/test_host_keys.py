@@ -25,6 +25,7 @@ import time
 
 import pytest
 import yaml
+from ansible_collections.avatar_mgmt.ops.tests.integration.utils.vault_vars import SECRETS
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), '..', '..'))
 STATE = os.environ.get('AVATAR_PLATFORM_STATE') or os.path.join(ROOT, '.cache', 'platform')
@@ -32,17 +33,6 @@ SERVER = 'avatar-itest-hostkey'
 SSH_PORT = 2281
 HTTP_PORT = 8181
 SERVER_IMAGE = 'avatar-test/server:trixie'
-SECRETS = (
-    'vault_db_password',
-    'vault_directus_key',
-    'vault_directus_secret',
-    'vault_directus_admin_password',
-    'vault_directus_admin_token',
-    'vault_api_directus_token',
-    'vault_openai_api_key',
-    'vault_azure_speech_key',
-    'vault_jwt_secret',
-)
 
 
 def _platform(*args):
