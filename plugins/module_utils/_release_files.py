@@ -93,6 +93,8 @@ def _entry(spec, env, index, default_mode):
         raise ValueError(f'{where} ({path}) needs content or source: give the text to write or a file to copy')
     if source and not os.path.isabs(source):
         raise ValueError(f'{where}.source must be an absolute path, got {source!r}')
+    if spec.get('source_required') and not source:
+        raise ValueError(f'{where} ({path}) has source_required but no source: name the source file')
     if isinstance(content, str):
         content = content.encode('utf-8', 'surrogateescape')
     return {
@@ -100,6 +102,7 @@ def _entry(spec, env, index, default_mode):
         'env': env,
         'content': content,
         'source': os.path.normpath(source) if source else '',
+        'source_required': bool(spec.get('source_required')),
         'mode': parse_mode(spec.get('mode'), default_mode, f'{where}.mode'),
         'return_content': bool(spec.get('return_content')) and not env,
     }
@@ -133,7 +136,7 @@ def plan(env_files=(), files=(), owner='', group=''):
 
     ``env_files`` and ``files`` are lists of specs: ``path`` (absolute), ``content`` (str) and/or ``source`` (a
     file on the host whose bytes are taken instead of ``content`` when it exists; with no ``content`` a missing
-    source leaves the file as it is), ``mode`` (octal string; 0600 for env files, 0640 otherwise) and, for plain
+    source leaves the file as it is, unless ``source_required`` refuses it), ``mode`` (octal string; 0600 for env files, 0640 otherwise) and, for plain
     files, ``return_content``.  Raises ValueError, naming the option and the file, for anything that would stop
     the write half-way: so nothing is written unless every file can be.
     """
@@ -161,6 +164,8 @@ def plan(env_files=(), files=(), owner='', group=''):
             kept, _st = _read_regular(spec['source'], 'the source')
             if kept is not None:
                 desired, from_source = kept, True
+            elif spec['source_required']:
+                raise ValueError(f"the source {spec['source']} of {path} does not exist: there is nothing to put back")
         item = dict(spec, current=current, stat=st, desired=desired, from_source=from_source)
         item['unsourced'] = desired is None
         item['uid'] = uid if uid != -1 else (st.st_uid if st else -1)

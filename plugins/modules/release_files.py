@@ -21,7 +21,8 @@ description:
     returned when asked (O(files[].return_content)), and the diff shows their text.
   - B(Kept copies) - a file with O(env_files[].source) or O(files[].source) takes the bytes of that file on the
     host (such as the copy the release ledger kept in C(releases/<id>/)) where it exists, and its content
-    otherwise; without content, a missing source leaves the file as it is (RV(files.unsourced)).
+    otherwise; without content, a missing source leaves the file as it is (RV(files.unsourced)), or fails the
+    run before anything is written with O(files[].source_required).
   - B(Writing) - each file that differs is written to a temporary file in its own folder with its mode and
     owner, fsynced and renamed over the old one, so a reader sees the old or the new file, never part of one.
     A file whose bytes are right but whose mode or owner is not gets them fixed in place. Env files are written
@@ -70,6 +71,12 @@ options:
         description:
           - Absolute path of a file on the host whose bytes are written instead of O(env_files[].content) where it exists.
         type: path
+      source_required:
+        description:
+          - Fail, before anything is written, when O(env_files[].source) does not exist (instead of using
+            O(env_files[].content) or leaving the file as it is).
+        type: bool
+        default: false
       mode:
         description: Permissions, an octal string.
         type: raw
@@ -92,6 +99,12 @@ options:
         description:
           - Absolute path of a file on the host whose bytes are written instead of O(files[].content) where it exists.
         type: path
+      source_required:
+        description:
+          - Fail, before anything is written, when O(files[].source) does not exist (instead of using
+            O(files[].content) or leaving the file as it is).
+        type: bool
+        default: false
       mode:
         description: Permissions, an octal string.
         type: raw
@@ -201,6 +214,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_fi
 _FILE = {
     'path': {'type': 'path', 'required': True},
     'source': {'type': 'path'},
+    'source_required': {'type': 'bool', 'default': False},
 }
 
 

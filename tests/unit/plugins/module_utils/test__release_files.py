@@ -216,6 +216,9 @@ def test_missing_file_reports_empty_content(tmp_path):
         ({'path': '{tmp}/link', 'content': 'A=1'}, 'symbolic link'),
         ({'path': '{tmp}/folder', 'content': 'A=1'}, 'not a regular file'),
         ({'path': '{tmp}/first.env', 'content': 'A=1'}, 'given twice'),
+        ({'path': '{tmp}/c.yml', 'source': '{tmp}/gone', 'source_required': True}, 'nothing to put back'),
+        ({'path': '{tmp}/c.yml', 'content': 'x', 'source': '{tmp}/gone', 'source_required': True}, 'gone of'),
+        ({'path': '{tmp}/c.yml', 'content': 'x', 'source_required': True}, 'no source'),
         ({'path': '{tmp}//first.env', 'content': 'A=1'}, 'given twice'),
     ],
 )
@@ -223,7 +226,9 @@ def test_bad_input_refused_before_anything_is_written(tmp_path, spec, message):
     (tmp_path / 'folder').mkdir()
     os.symlink(tmp_path / 'target', tmp_path / 'link')
     first = {'path': str(tmp_path / 'first.env'), 'content': 'A="1"\n'}
-    spec = {key: value.replace('{tmp}', str(tmp_path)) for key, value in spec.items()}
+    spec = {
+        key: value.replace('{tmp}', str(tmp_path)) if isinstance(value, str) else value for key, value in spec.items()
+    }
     with pytest.raises(ValueError, match=message):
         present([first, spec])
     assert not (tmp_path / 'first.env').exists()
