@@ -8,12 +8,20 @@ Logic of the ``avatar_mgmt.ops.release_info`` module.  The comparison works on
 plain dicts (unit-tested without Docker); the query goes through the Docker SDK
 for Python, imported guarded so this file imports on a host without it.
 
+The module's optional answers (what a deploy needs before it switches, in one
+call) are decided here too, from the raw answers of the host: the output of
+``docker compose version --short`` (compose_version()), an ``os.statvfs`` result
+(free_mb()), the engine's image list (images_on_host()) and the ledger
+(ledger_answer()).  Only list_images() and query_project() talk to the engine.
+
 Only the fields listed in ``CONTAINER_FIELDS`` leave this file.  The inspect
 answer of the engine holds the container's environment; it is never looked at
 or copied.
 """
 
 from __future__ import annotations
+
+import re
 
 try:
     import docker
@@ -39,17 +47,27 @@ __all__ = [
     'CONTAINER_FIELDS',
     'DOCKER_IMPORT_ERROR',
     'HAS_DOCKER',
+    'LEDGER_FIELDS',
     'MISSING_SDK',
     'DockerQueryError',
+    'HostCheckError',
+    'canonical_reference',
     'compare',
+    'compose_version',
     'connect',
     'container_facts',
+    'current_references',
+    'free_mb',
+    'images_on_host',
     'last_releases',
+    'ledger_answer',
+    'list_images',
     'next_step',
     'query_project',
     'release_info',
     'running_release',
     'short_digest',
+    'wanted_images',
 ]
 
 MISSING_SDK = (
@@ -76,10 +94,16 @@ CONTAINER_FIELDS = (
     'started_at',
 )
 RELEASE_FIELDS = ('id', 'version', 'result', 'action', 'operator', 'finished', 'backup')
+# What option keep adds: the answer of release_ledger's state=read (RV(current) is always returned).
+LEDGER_FIELDS = ('ledger', 'rollback_target', 'rollback_reason', 'kept', 'kept_versions', 'kept_references')
 
 
 class DockerQueryError(Exception):
     """The Docker engine could not be asked (not running, no permission, ...)."""
+
+
+class HostCheckError(Exception):
+    """A check the caller asked for failed (compose v2 missing, free space unmeasurable); the message says what to do."""
 
 
 # ---------------------------------------------------------------------------
@@ -157,6 +181,126 @@ def query_project(client, project_name):
     for items in found.values():
         items.sort(key=lambda c: c['name'])
     return found
+
+
+def list_images(client):
+    """The engine's image list (as ``docker image ls``), each reduced to ``Id``, ``RepoTags`` and ``RepoDigests``."""
+    try:
+        listed = client.api.images()
+    except DockerException as exc:
+        raise DockerQueryError(f'the Docker engine did not answer the list of its images: {exc}')
+    return [{k: item.get(k) for k in ('Id', 'RepoTags', 'RepoDigests')} for item in listed or []]
+
+
+# ---------------------------------------------------------------------------
+# Host checks and images (plain values)
+# ---------------------------------------------------------------------------
+
+
+def compose_version(rc, out, err, host='this host'):
+    """The version ``docker compose version --short`` printed (``2.29.1``); HostCheckError unless it is compose v2+.
+
+    ``rc`` None means the docker CLI was not found.
+    """
+    fix = 'run playbooks/bootstrap.yml, which installs Docker and the compose v2 plugin. Nothing was changed.'
+    if rc is None:
+        raise HostCheckError(f'the docker CLI is not on the PATH on {host}: {fix}')
+    out = (out or '').strip()
+    if rc != 0:
+        said = ' '.join((err or out or 'no output').split())[:300]
+        raise HostCheckError(
+            f'docker compose does not answer on {host} (docker compose version --short: {said}): {fix}'
+        )
+    version = out.splitlines()[-1].strip() if out else ''
+    match = re.match(r'^v?(\d+)\.\d+', version)
+    if not match:
+        raise HostCheckError(
+            f'docker compose version --short answered {version[:80]!r} on {host}, not a version such as 2.29.1: {fix}'
+        )
+    if int(match.group(1)) < 2:
+        raise HostCheckError(f'docker compose on {host} is {version}; compose v2 or later is needed: {fix}')
+    return version[1:] if version.startswith('v') else version
+
+
+def free_mb(statvfs):
+    """Free MB (1024 * 1024 bytes, rounded down) for an unprivileged user, from an ``os.statvfs`` result.
+
+    The same figure as the Available column of ``df -Pm``, which rounds up.
+    """
+    return statvfs.f_bavail * statvfs.f_frsize // (1024 * 1024)
+
+
+def canonical_reference(ref):
+    """``ref`` in the engine's full form: ``postgres:15.7`` -> ``docker.io/library/postgres:15.7``.
+
+    A reference with a digest keeps the digest and drops a tag (``repo@sha256:...``, as RepoDigests lists it); one
+    without tag or digest gets ``:latest``.  The first part is a registry when it has a ``.`` or ``:`` or is
+    ``localhost``, as Docker reads it.
+    """
+    ref = str(ref or '').strip()
+    name, _at, digest = ref.partition('@')
+    tag = ''
+    colon = name.rfind(':')
+    if colon > name.rfind('/'):
+        name, tag = name[:colon], name[colon + 1 :]
+    first, slash, rest = name.partition('/')
+    if slash and ('.' in first or ':' in first or first == 'localhost'):
+        domain, path = first, rest
+    else:
+        domain, path = 'docker.io', name
+    if domain == 'index.docker.io':
+        domain = 'docker.io'
+    if domain == 'docker.io' and '/' not in path:
+        path = 'library/' + path
+    if digest:
+        return f'{domain}/{path}@{digest}'
+    return f'{domain}/{path}:{tag or "latest"}'
+
+
+def _names(image):
+    for name in list(image.get('RepoTags') or []) + list(image.get('RepoDigests') or []):
+        if isinstance(name, str) and name and not name.startswith('<none>'):
+            yield canonical_reference(name)
+
+
+def images_on_host(images, refs):
+    """(present, missing): ``refs`` (each once, in order) split by whether an image of ``images`` carries them.
+
+    ``images`` is list_images()'s answer.  A reference is on the host when it is one of an image's RepoTags or
+    RepoDigests, compared in full form (``postgres:15.7`` is ``docker.io/library/postgres:15.7``); a digest
+    reference matches the repo digest of that repository only.
+    """
+    have = {name for image in images or [] for name in _names(image)}
+    present, missing = [], []
+    for ref in refs:
+        if ref in present or ref in missing:
+            continue
+        (present if canonical_reference(ref) in have else missing).append(ref)
+    return present, missing
+
+
+def current_references(current):
+    """Image references (``repo@sha256:...``) of a ledger entry, in service order; [] for {}."""
+    return _ledger.kept_references([current]) if current else []
+
+
+def wanted_images(images, current=None):
+    """The references to look for: ``images`` then the references of ``current`` (a ledger entry), each once."""
+    if not isinstance(images, (list, tuple)) or not all(isinstance(i, str) and i.strip() for i in images):
+        raise ValueError(
+            'images must be a list of image references such as ghcr.io/owner/api@sha256:... or postgres:15.7'
+        )
+    wanted = []
+    for ref in list(images) + current_references(current):
+        if ref.strip() not in wanted:
+            wanted.append(ref.strip())
+    return wanted
+
+
+def ledger_answer(ledger, keep):
+    """What release_ledger's state=read answers besides ``current``: the ledger, rollback target, kept releases."""
+    summary = _ledger.summarize(ledger, keep)
+    return {k: summary[k] for k in LEDGER_FIELDS}
 
 
 # ---------------------------------------------------------------------------

@@ -24,6 +24,11 @@ description:
   - It also reads the environment's deploy lock (O(lock_path)) and names the recorded release that runs
     (RV(running_release)), so the state a killed run left (its lock, a switch the ledger does not name) is seen,
     and says what to do next (RV(next_step)).
+  - On request it answers in the same call what a deploy needs to know before it switches, each only when its
+    option is set, so a deploy spends one remote call instead of five - whether Docker and compose v2 answer
+    (O(compose_version)), the free space under a folder (O(free_space_path)), the ledger as
+    M(avatar_mgmt.ops.release_ledger) reads it (O(keep)) and which images are on the host (O(images),
+    O(current_images)). Without these options the answer is the same as before they existed.
 requirements:
   - The Docker SDK for Python (C(python3-docker)) on the target host; C(playbooks/bootstrap.yml) installs it.
 author:
@@ -65,6 +70,41 @@ options:
       - The environment's deploy lock (as M(avatar_mgmt.ops.deploy_lock) takes it). Only read.
       - Default C(<project_dir>/.deploy.lock).
     type: path
+  compose_version:
+    description:
+      - Run C(docker compose version --short) and return RV(compose_version).
+      - The module fails, saying what to install, when the C(docker) CLI is missing, C(docker compose) does not
+        answer, or it is older than v2.
+    type: bool
+    default: false
+  free_space_path:
+    description:
+      - Return in RV(free_space_mb) the free space of the filesystem that holds this folder, as C(df -Pm) shows it.
+      - The module fails when the folder cannot be measured (it does not exist, for example).
+    type: path
+  images:
+    description:
+      - Image references to look for on the host (C(repo@sha256:...) or C(repo:tag)), answered in
+        RV(images_present) and RV(images_missing).
+      - A reference is on the host when an image lists it among its C(RepoDigests) or C(RepoTags), compared in the
+        engine's full form (V(postgres:15.7) is V(docker.io/library/postgres:15.7)).
+    type: list
+    elements: str
+    default: []
+  current_images:
+    description:
+      - Also look for the image references of the ledger's current release (RV(current)), the release an automatic
+        rollback goes back to. They are answered after O(images), each reference once.
+    type: bool
+    default: false
+  keep:
+    description:
+      - Also return the ledger as M(avatar_mgmt.ops.release_ledger) with O(avatar_mgmt.ops.release_ledger#module:state=read)
+        and this O(avatar_mgmt.ops.release_ledger#module:keep) returns it - RV(ledger), RV(rollback_target),
+        RV(rollback_reason), RV(kept), RV(kept_versions) and RV(kept_references) - and warn, as it does, when the ledger is
+        corrupt.
+      - At least 1. Without it those keys are not returned.
+    type: int
 notes:
   - The engine is found as the C(docker) CLI finds it (C(DOCKER_HOST) and the other C(DOCKER_*) variables, or the
     local socket).
@@ -85,6 +125,25 @@ EXAMPLES = r'''
 - name: Say what does not agree
   ansible.builtin.debug:
     msg: "{{ info.differences if not info.agrees else 'runs ' ~ info.current.version ~ ' as recorded' }}"
+
+- name: Before a deploy - compose, free space, ledger, images on the host and what runs, in one call
+  avatar_mgmt.ops.release_info:
+    project_dir: /opt/deploy-avatar-prod
+    project_name: avatar-production
+    last: 0
+    compose_version: true
+    free_space_path: /opt/deploy-avatar-prod
+    keep: 5
+    images:
+      - ghcr.io/rayhu/avatar-mgmt/api@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b
+      - postgres:15.7
+    current_images: true
+  register: host
+  check_mode: false
+
+- name: Name the images to pull
+  ansible.builtin.debug:
+    msg: "{{ host.images_missing }}"
 
 - name: List the last ten releases, newest first
   avatar_mgmt.ops.release_info:
@@ -209,6 +268,64 @@ next_step:
     with the ledger: that run may have been killed half-way. If it is not running any more, bring the stack to a
     known release and record it: deploy.yml -e image_tag=v1.1.0 -e compose_deploy_break_lock=true (or rollback.yml
     with rollback_to and -e compose_deploy_break_lock=true).
+compose_version:
+  description: What C(docker compose version --short) printed, without a leading V(v).
+  returned: when O(compose_version=true)
+  type: str
+  sample: 2.29.1
+free_space_mb:
+  description: Free MB (1024 * 1024 bytes, rounded down) of the filesystem that holds O(free_space_path), for this user.
+  returned: when O(free_space_path) is set
+  type: int
+  sample: 18432
+images_present:
+  description: The references of O(images) (and, with O(current_images), of the current release) that are on the host.
+  returned: when O(images) is not empty or O(current_images=true)
+  type: list
+  elements: str
+  sample: [postgres:15.7]
+images_missing:
+  description: The references of O(images) (and, with O(current_images), of the current release) that are not on the host.
+  returned: when O(images) is not empty or O(current_images=true)
+  type: list
+  elements: str
+  sample: [ghcr.io/rayhu/avatar-mgmt/api@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b]
+ledger:
+  description: The ledger, as M(avatar_mgmt.ops.release_ledger) returns it.
+  returned: when O(keep) is set
+  type: dict
+  sample:
+    current: 20260301T101500Z-v1.2.0
+    releases:
+      - {id: 20260301T101500Z-v1.2.0, version: v1.2.0, result: success}
+rollback_target:
+  description: The entry a rollback goes to by default (the release before the one that runs now), or V({}).
+  returned: when O(keep) is set
+  type: dict
+  sample: {id: 20260214T090000Z-v1.1.0, version: v1.1.0, result: success}
+rollback_reason:
+  description: Why there is no RV(rollback_target), listing the releases; V('') when there is one.
+  returned: when O(keep) is set
+  type: str
+  sample: ''
+kept:
+  description: Ids of the entries the index keeps with O(keep), oldest first.
+  returned: when O(keep) is set
+  type: list
+  elements: str
+  sample: [20260214T090000Z-v1.1.0, 20260301T101500Z-v1.2.0]
+kept_versions:
+  description: Versions of the kept successful entries, newest first.
+  returned: when O(keep) is set
+  type: list
+  elements: str
+  sample: [v1.2.0, v1.1.0]
+kept_references:
+  description: Image references (C(repo@sha256:...)) of every kept entry.
+  returned: when O(keep) is set
+  type: list
+  elements: str
+  sample: [ghcr.io/rayhu/avatar-mgmt/api@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b]
 releases:
   description: The last O(last) ledger entries, newest first, with the fields an operator reads.
   returned: always
@@ -231,6 +348,31 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _lock, _release_info
 
 
+def _host_checks(module, host):
+    """compose_version and free_space_mb, when asked; fail_json with what to do when a check fails."""
+    params = module.params
+    answers = {}
+    try:
+        if params['compose_version']:
+            docker_bin = module.get_bin_path('docker')
+            rc, out, err = (None, '', '')
+            if docker_bin:
+                rc, out, err = module.run_command([docker_bin, 'compose', 'version', '--short'])
+            answers['compose_version'] = _release_info.compose_version(rc, out, err, host)
+        if params['free_space_path']:
+            try:
+                answers['free_space_mb'] = _release_info.free_mb(os.statvfs(params['free_space_path']))
+            except OSError as exc:
+                raise _release_info.HostCheckError(
+                    f"the free space under {params['free_space_path']} (free_space_path) cannot be measured on "
+                    f'{host}: {exc.strerror or exc}. Check that the folder exists (playbooks/bootstrap.yml creates '
+                    'the deploy directory). Nothing was changed.'
+                )
+    except _release_info.HostCheckError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    return answers
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -239,6 +381,11 @@ def main():
             'services': {'type': 'list', 'elements': 'str', 'default': ['api', 'frontend']},
             'last': {'type': 'int', 'default': 5},
             'lock_path': {'type': 'path'},
+            'compose_version': {'type': 'bool', 'default': False},
+            'free_space_path': {'type': 'path'},
+            'images': {'type': 'list', 'elements': 'str', 'default': []},
+            'current_images': {'type': 'bool', 'default': False},
+            'keep': {'type': 'int'},
         },
         supports_check_mode=True,
     )
@@ -254,20 +401,36 @@ def main():
         module.fail_json(msg=f"last must be at least 0, got {params['last']}", changed=False)
     if not params['project_name'].strip():
         module.fail_json(msg='project_name must name the compose project, such as avatar-production', changed=False)
+    if params['keep'] is not None and params['keep'] < 1:
+        module.fail_json(msg=f"keep must be at least 1, got {params['keep']}", changed=False)
+    if not all(ref.strip() for ref in params['images']):
+        module.fail_json(msg='images must not hold an empty reference', changed=False)
 
+    extra = _host_checks(module, host)
     loaded = _ledger.load(os.path.join(params['project_dir'], 'releases'))
     lock_path = params['lock_path'] or os.path.join(params['project_dir'], '.deploy.lock')
     try:
         lock = _lock.query(lock_path)['lock']
     except _lock.LockError as exc:
         module.fail_json(msg=str(exc), changed=False)
+    look_for = params['images'] or params['current_images']
     try:
         client = _release_info.connect()
         try:
             found = _release_info.query_project(client, params['project_name'])
+            images = _release_info.list_images(client) if look_for else []
         finally:
             client.close()
         result = _release_info.release_info(loaded, found, params['services'], params['last'], lock)
+        if look_for:
+            wanted = _release_info.wanted_images(
+                params['images'], result['current'] if params['current_images'] else None
+            )
+            result['images_present'], result['images_missing'] = _release_info.images_on_host(images, wanted)
+        if params['keep'] is not None:
+            result.update(_release_info.ledger_answer(loaded.ledger, params['keep']))
+            if loaded.problem:
+                module.warn(loaded.problem)
     except _release_info.DockerQueryError as exc:
         module.fail_json(
             msg=f'{exc} (on {host}). Start Docker or check that this user may use it; nothing was changed.',
@@ -275,6 +438,7 @@ def main():
         )
     except ValueError as exc:
         module.fail_json(msg=str(exc), changed=False)
+    result.update(extra)
     module.exit_json(**result)
 
 

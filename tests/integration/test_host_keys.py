@@ -235,5 +235,5 @@ def test_deploy_refuses_an_unknown_key(server, inventory, tmp_path, real_registr
     assert rc != 0, out[-3000:]
     assert f'{REFUSED_UNKNOWN} {inventory / "known_hosts"}' in out, out[-3000:]
     _advice_command(out, str(inventory / 'known_hosts'))
-    # Refused in play 1: the role's preflight (the first task of play 2, on the host) never ran.
-    assert 'Check that Docker and compose v2 answer' not in out, out[-3000:]
+    # Refused in play 1: play 2's first task on the host (the role's lock) never ran.
+    assert "Take the environment's lock" not in out, out[-3000:]

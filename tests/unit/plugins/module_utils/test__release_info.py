@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import uuid
 
 import pytest
@@ -455,3 +458,266 @@ def test_release_info_reports_a_killed_run():
     assert result['running_release']['version'] == 'v1.1.0'
     assert result['lock'] == LOCK
     assert 'image_tag=v1.1.0' in result['next_step']
+
+
+# ---------------------------------------------------------------------------
+# What a deploy asks before it switches: compose, free space, images, ledger
+# ---------------------------------------------------------------------------
+
+PG = 'sha256:' + '5e' * 32
+# GET /images/json of an engine (docker image ls), as the SDK's api.images() returns it: an image pulled by tag,
+# one pulled by digest only (no tag), one dangling (older engines list <none> names), one built locally.
+IMAGE_LIST = [
+    {
+        'Containers': -1,
+        'Created': 1717000000,
+        'Id': 'sha256:' + '01' * 32,
+        'Labels': None,
+        'ParentId': '',
+        'RepoDigests': [f'postgres@{PG}'],
+        'RepoTags': ['postgres:15.7'],
+        'SharedSize': -1,
+        'Size': 425000000,
+    },
+    {
+        'Containers': -1,
+        'Created': 1717000100,
+        'Id': 'sha256:' + '02' * 32,
+        'Labels': {'org.opencontainers.image.version': 'v1.2.0'},
+        'ParentId': '',
+        'RepoDigests': [f'{REPO}/api@{A1}'],
+        'RepoTags': [],
+        'SharedSize': -1,
+        'Size': 180000000,
+    },
+    {
+        'Containers': -1,
+        'Created': 1716000000,
+        'Id': 'sha256:' + '03' * 32,
+        'Labels': None,
+        'ParentId': '',
+        'RepoDigests': ['<none>@<none>'],
+        'RepoTags': ['<none>:<none>'],
+        'SharedSize': -1,
+        'Size': 1000,
+    },
+    {
+        'Containers': -1,
+        'Created': 1716000001,
+        'Id': 'sha256:' + '04' * 32,
+        'Labels': None,
+        'ParentId': '',
+        'RepoDigests': None,
+        'RepoTags': ['localhost:5000/tools/worker:dev', 'jc21/nginx-proxy-manager:2.15.1'],
+        'SharedSize': -1,
+        'Size': 1000,
+    },
+]
+
+
+@pytest.mark.parametrize(
+    'ref, full',
+    [
+        ('postgres:15.7', 'docker.io/library/postgres:15.7'),
+        ('postgres', 'docker.io/library/postgres:latest'),
+        ('docker.io/library/postgres:15.7', 'docker.io/library/postgres:15.7'),
+        ('index.docker.io/library/postgres:15.7', 'docker.io/library/postgres:15.7'),
+        ('directus/directus:11.8.0', 'docker.io/directus/directus:11.8.0'),
+        (f'{REPO}/api@{A1}', f'{REPO}/api@{A1}'),
+        (f'{REPO}/api:v1.2.0@{A1}', f'{REPO}/api@{A1}'),
+        ('localhost:5000/tools/worker:dev', 'localhost:5000/tools/worker:dev'),
+        ('localhost/worker', 'localhost/worker:latest'),
+        ('registry.test:5000/api', 'registry.test:5000/api:latest'),
+        (f'postgres@{PG}', f'docker.io/library/postgres@{PG}'),
+    ],
+)
+def test_canonical_reference(ref, full):
+    assert _release_info.canonical_reference(ref) == full
+
+
+def test_images_on_host_by_repo_digest_and_repo_tag():
+    refs = [
+        f'{REPO}/api@{A1}',  # pulled by digest: in RepoDigests only
+        f'{REPO}/frontend@{F1}',  # not there
+        'postgres:15.7',  # by tag
+        'docker.io/library/postgres:15.7',  # the same, in full: once present
+        'directus/directus:11.8.0',  # not there
+        'jc21/nginx-proxy-manager:2.15.1',  # second tag of an image without RepoDigests
+        f'{REPO}/api@{A1}',  # asked twice: answered once
+    ]
+    present, missing = _release_info.images_on_host(IMAGE_LIST, refs)
+    assert present == [
+        f'{REPO}/api@{A1}',
+        'postgres:15.7',
+        'docker.io/library/postgres:15.7',
+        'jc21/nginx-proxy-manager:2.15.1',
+    ]
+    assert missing == [f'{REPO}/frontend@{F1}', 'directus/directus:11.8.0']
+
+
+@pytest.mark.parametrize(
+    'ref',
+    [
+        f'{REPO}/frontend@{A1}',  # the digest of api, another repository
+        f'{REPO}/api:v1.2.0',  # pulled by digest only: no tag on the host
+        'postgres:15',  # another tag
+        f'mirror.test/library/postgres@{PG}',  # the digest under another registry
+        '<none>:<none>',
+    ],
+)
+def test_images_on_host_matches_the_whole_reference_only(ref):
+    assert _release_info.images_on_host(IMAGE_LIST, [ref]) == ([], [ref])
+
+
+def test_images_on_host_without_images():
+    assert _release_info.images_on_host([], ['postgres:15.7']) == ([], ['postgres:15.7'])
+    assert _release_info.images_on_host(IMAGE_LIST, []) == ([], [])
+
+
+def test_list_images_keeps_the_names_only():
+    class API:
+        def images(self):
+            return IMAGE_LIST
+
+    listed = _release_info.list_images(type('Client', (), {'api': API()})())
+    assert [sorted(i) for i in listed] == [['Id', 'RepoDigests', 'RepoTags']] * len(IMAGE_LIST)
+    assert _release_info.images_on_host(listed, ['postgres:15.7']) == (['postgres:15.7'], [])
+
+
+def test_list_images_engine_error():
+    class API:
+        def images(self):
+            raise _release_info.DockerException('permission denied while trying to connect to the Docker daemon socket')
+
+    with pytest.raises(
+        _release_info.DockerQueryError, match='did not answer the list of its images: permission denied'
+    ):
+        _release_info.list_images(type('Client', (), {'api': API()})())
+
+
+def test_wanted_images_adds_the_current_release_once():
+    current = {
+        'id': ID,
+        'images': {
+            'frontend': {'digest': F1, 'reference': f'{REPO}/frontend@{F1}'},
+            'api': {'digest': A1, 'reference': f'{REPO}/api@{A1}'},
+            'worker': {'digest': A2},  # no reference: nothing to look for
+        },
+    }
+    assert _release_info.wanted_images(['postgres:15.7', f'{REPO}/api@{A1}'], current) == [
+        'postgres:15.7',
+        f'{REPO}/api@{A1}',
+        f'{REPO}/frontend@{F1}',
+    ]
+    assert _release_info.wanted_images(['postgres:15.7', ' postgres:15.7 ']) == ['postgres:15.7']
+    assert _release_info.wanted_images([], {}) == []
+    assert _release_info.wanted_images([], None) == []
+
+
+@pytest.mark.parametrize('images', [[''], ['postgres:15.7', ' '], 'postgres:15.7', [None]])
+def test_wanted_images_refuses_bad_input(images):
+    with pytest.raises(ValueError, match='images must be a list of image references'):
+        _release_info.wanted_images(images)
+
+
+@pytest.mark.parametrize(
+    'out, version',
+    [
+        ('2.29.1\n', '2.29.1'),
+        ('v2.27.0\n', '2.27.0'),
+        ('2.32.4+ds1-0ubuntu1~24.04.1\n', '2.32.4+ds1-0ubuntu1~24.04.1'),
+        ('10.0.0', '10.0.0'),
+    ],
+)
+def test_compose_version(out, version):
+    assert _release_info.compose_version(0, out, '', 'vm1') == version
+
+
+@pytest.mark.parametrize(
+    'rc, out, err, message',
+    [
+        (None, '', '', 'the docker CLI is not on the PATH on vm1: run playbooks/bootstrap.yml'),
+        (
+            1,
+            '',
+            "docker: 'compose' is not a docker command.\nSee 'docker --help'\n",
+            (
+                "docker compose does not answer on vm1 (docker compose version --short: docker: 'compose' is not a "
+                "docker command. See 'docker --help'): run playbooks/bootstrap.yml"
+            ),
+        ),
+        (127, '', '', 'docker compose does not answer on vm1 (docker compose version --short: no output)'),
+        (0, '', '', "docker compose version --short answered '' on vm1, not a version such as 2.29.1"),
+        (0, 'docker-compose version', '', "answered 'docker-compose version' on vm1, not a version"),
+        (0, '1.29.2\n', '', 'docker compose on vm1 is 1.29.2; compose v2 or later is needed'),
+    ],
+)
+def test_compose_version_refusals(rc, out, err, message):
+    with pytest.raises(_release_info.HostCheckError) as excinfo:
+        _release_info.compose_version(rc, out, err, 'vm1')
+    assert message in str(excinfo.value)
+    assert str(excinfo.value).endswith('Nothing was changed.')
+
+
+def test_free_mb_is_what_df_shows(tmp_path):
+    """The statvfs figure of a real filesystem against the Available column of df -Pm (which rounds up)."""
+    if not shutil.which('df'):
+        pytest.skip('no df on this machine')
+    mb = _release_info.free_mb(os.statvfs(tmp_path))
+    out = subprocess.run(['df', '-Pm', str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    available = int(out.splitlines()[-1].split()[3])
+    assert isinstance(mb, int)
+    # Other writers on this machine may change the free space between the two calls: a little slack.
+    assert available - 16 <= mb <= available + 16
+
+
+def test_free_mb_arithmetic():
+    stat = type('Stat', (), {'f_bavail': 2621440 + 255, 'f_frsize': 4096, 'f_bfree': 9999999})()
+    assert _release_info.free_mb(stat) == 10240, 'blocks free for unprivileged users, rounded down'
+
+
+def _write_ledger(path, ledger):
+    path.mkdir()
+    (path / 'index.json').write_text(json.dumps(ledger))
+
+
+@pytest.mark.parametrize('keep', [1, 2, 5])
+def test_ledger_answer_is_release_ledgers_read(tmp_path, keep):
+    """What option keep adds is what release_ledger state=read returns for the same ledger and keep."""
+    releases = []
+    for i, version in enumerate(['v1.0.0', 'v1.1.0', 'v1.1.0', 'v1.2.0', 'v1.3.0']):
+        digest = 'sha256:' + f'{i:02d}' * 32
+        releases.append(
+            {
+                'id': f'2026030{i + 1}T101500Z-{version}',
+                'version': version,
+                'result': 'failed' if i == 4 else 'success',
+                'images': {'api': {'digest': digest, 'reference': f'{REPO}/api@{digest}'}},
+            }
+        )
+    ledger = {'current': releases[3]['id'], 'releases': releases}
+    _write_ledger(tmp_path / 'releases', ledger)
+    read = _ledger.read(str(tmp_path / 'releases'), keep)
+    answer = _release_info.ledger_answer(_ledger.load(str(tmp_path / 'releases')).ledger, keep)
+    assert answer == {k: read[k] for k in _release_info.LEDGER_FIELDS}
+    assert answer['ledger']['current'] == releases[3]['id']
+    assert answer['rollback_target']['version'] == 'v1.1.0'
+
+
+def test_ledger_answer_of_no_ledger(tmp_path):
+    answer = _release_info.ledger_answer(_ledger.load(str(tmp_path / 'releases')).ledger, 5)
+    assert answer['ledger'] == {'current': '', 'releases': []}
+    assert answer['rollback_target'] == {}
+    assert answer['rollback_reason'].startswith('No earlier successful release of another version in the ledger.')
+    with pytest.raises(ValueError, match='keep must be an integer of at least 1'):
+        _release_info.ledger_answer({}, 0)
+
+
+@pytest.mark.docker
+def test_list_images_against_docker(engine):
+    """Only reads: the engine's own list, and every tag it names is found on the host."""
+    client, image = engine
+    listed = _release_info.list_images(client)
+    assert any(item['Id'] == image.id for item in listed)
+    present, missing = _release_info.images_on_host(listed, [image.tags[0], 'avatar-test/none:never'])
+    assert (present, missing) == ([image.tags[0]], ['avatar-test/none:never'])

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import json
+import platform
 
 import pytest
 import yaml
+from ansible.module_utils import basic
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_info
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_info
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
@@ -19,8 +21,21 @@ DIGEST = 'sha256:' + 'a' * 64
 ID = '20260301T101500Z-v1.2.0'
 
 
+# GET /images/json (docker image ls) as the SDK's api.images() answers it.
+IMAGES = [
+    {'Id': 'sha256:' + '1' * 64, 'RepoDigests': [f'r/api@{DIGEST}'], 'RepoTags': [], 'Size': 1, 'Labels': None},
+    {'Id': 'sha256:' + '2' * 64, 'RepoDigests': None, 'RepoTags': ['postgres:15.7'], 'Size': 1, 'Labels': None},
+]
+
+
+class FakeAPI:
+    def images(self):
+        return IMAGES
+
+
 class FakeClient:
     closed = False
+    api = FakeAPI()
 
     def close(self):
         self.closed = True
@@ -56,7 +71,22 @@ def test_documentation_parses(monkeypatch):
     spec = module_harness.module_kwargs(monkeypatch, release_info)['argument_spec']
     doc = module_harness.assert_documented_options(release_info, spec)
     module_harness.assert_documented_returns(release_info)
-    assert set(doc['options']) == {'project_dir', 'project_name', 'services', 'last', 'lock_path'}
+    assert set(doc['options']) == {
+        'project_dir',
+        'project_name',
+        'services',
+        'last',
+        'lock_path',
+        'compose_version',
+        'free_space_path',
+        'images',
+        'current_images',
+        'keep',
+    }
+
+
+def always_returned():
+    return {k for k, v in yaml.safe_load(release_info.RETURN).items() if v['returned'] == 'always'}
 
 
 def test_agrees(tmp_path, monkeypatch):
@@ -78,7 +108,7 @@ def test_agrees(tmp_path, monkeypatch):
     assert result['containers']['api']['digest'] == DIGEST
     assert result['releases'][0]['id'] == ID
     returned = yaml.safe_load(release_info.RETURN)
-    assert set(result) - {'changed'} == set(returned), 'the module returns exactly what RETURN documents'
+    assert set(result) - {'changed'} == always_returned(), 'without the optional options, only what is always returned'
     assert set(result['containers']['api']) == set(returned['containers']['contains'])
 
 
@@ -175,8 +205,7 @@ def test_a_killed_runs_lock_and_switch_are_reported(tmp_path, monkeypatch):
     assert 'the-owner-token-never-shown' not in json.dumps(result)
     assert result['next_step'].startswith('The lock of a deploy of v1.1.0 by alice since 2026-03-01T10:15:00Z')
     assert 'deploy.yml -e image_tag=v1.1.0 -e compose_deploy_break_lock=true' in result['next_step']
-    returned = yaml.safe_load(release_info.RETURN)
-    assert set(result) - {'changed'} == set(returned)
+    assert set(result) - {'changed'} == always_returned()
 
 
 def test_lock_path_option(tmp_path, monkeypatch):
@@ -188,3 +217,173 @@ def test_lock_path_option(tmp_path, monkeypatch):
     assert result['lock']['holder'] == 'bob'
     assert result['lock']['format'] == 'legacy'
     assert run({'project_dir': str(tmp_path), 'project_name': 'p'})['lock'] == {}
+
+
+# ---------------------------------------------------------------------------
+# The optional answers a deploy asks for before it switches (one call)
+# ---------------------------------------------------------------------------
+
+OLD = 'sha256:' + 'b' * 64
+OLD_ID = '20260201T000000Z-v1.1.0'
+
+
+def deploy_ledger(tmp_path):
+    (tmp_path / 'releases').mkdir()
+    (tmp_path / 'releases' / 'index.json').write_text(
+        json.dumps(
+            {
+                'current': ID,
+                'releases': [
+                    {
+                        'id': OLD_ID,
+                        'version': 'v1.1.0',
+                        'result': 'success',
+                        'images': {'api': {'digest': OLD, 'reference': f'r/api@{OLD}'}},
+                    },
+                    {
+                        'id': ID,
+                        'version': 'v1.2.0',
+                        'result': 'success',
+                        'images': {'api': {'digest': DIGEST, 'reference': f'r/api@{DIGEST}'}},
+                    },
+                ],
+            }
+        )
+    )
+
+
+def docker_cli(tmp_path, monkeypatch, script):
+    """A docker CLI stand-in on PATH (this machine's engine is not ours to call): prints what ``script`` says."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir(exist_ok=True)
+    docker = bin_dir / 'docker'
+    docker.write_text('#!/bin/sh\n' + script + '\n')
+    docker.chmod(0o755)
+    monkeypatch.setenv('PATH', str(bin_dir))
+
+
+DEPLOY_ARGS = {
+    'project_name': 'p',
+    'services': ['api'],
+    'last': 0,
+    'compose_version': True,
+    'keep': 5,
+    'images': [f'r/new@{DIGEST}', 'postgres:15.7', 'docker.io/library/postgres:15.7'],
+    'current_images': True,
+    '_ansible_check_mode': True,
+}
+
+
+def test_everything_a_deploy_asks_in_one_call(tmp_path, monkeypatch):
+    deploy_ledger(tmp_path)
+    docker_cli(tmp_path, monkeypatch, 'test "$*" = "compose version --short" && echo v2.29.1')
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run(dict(DEPLOY_ARGS, project_dir=str(tmp_path), free_space_path=str(tmp_path)))
+    assert result['changed'] is False
+    assert result['compose_version'] == '2.29.1'
+    assert isinstance(result['free_space_mb'], int)
+    assert result['free_space_mb'] > 0
+    assert result['images_present'] == ['postgres:15.7', 'docker.io/library/postgres:15.7', f'r/api@{DIGEST}']
+    assert result['images_missing'] == [f'r/new@{DIGEST}'], 'the current release r/api@... is on the host'
+    assert result['ledger']['current'] == ID
+    assert result['current']['version'] == 'v1.2.0'
+    assert result['rollback_target']['id'] == OLD_ID
+    assert result['kept'] == [OLD_ID, ID]
+    assert result['kept_references'] == [f'r/api@{DIGEST}', f'r/api@{OLD}']
+    assert result['agrees'] is True
+    assert result['releases'] == []
+    assert set(result) - {'changed'} == set(yaml.safe_load(release_info.RETURN)), 'every documented key, no other'
+    assert not (tmp_path / 'releases' / 'index.json.last-good').exists(), 'read only'
+
+
+def test_current_images_alone(tmp_path, monkeypatch):
+    deploy_ledger(tmp_path)
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'current_images': True})
+    assert (result['images_present'], result['images_missing']) == ([f'r/api@{DIGEST}'], [])
+    assert not {'ledger', 'compose_version', 'free_space_mb'} & set(result)
+
+
+def test_current_images_without_a_ledger(tmp_path, monkeypatch):
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'current_images': True, 'keep': 2})
+    assert (result['images_present'], result['images_missing']) == ([], [])
+    assert result['ledger'] == {'current': '', 'releases': []}
+    assert result['rollback_target'] == {}
+
+
+def test_keep_warns_about_a_corrupt_ledger(tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    (tmp_path / 'releases').mkdir()
+    (tmp_path / 'releases' / 'index.json').write_bytes(b'{"current": ')
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'keep': 5})
+    assert result['problem'].startswith('releases/index.json is corrupt (not JSON')
+    assert warned == [result['problem']], 'as release_ledger state=read warns'
+    assert result['ledger'] == {'current': '', 'releases': []}
+    run({'project_dir': str(tmp_path), 'project_name': 'p'})
+    assert warned == [result['problem']], 'without keep, no warning (as before)'
+
+
+@pytest.mark.parametrize(
+    'script, message',
+    [
+        (
+            "echo \"docker: 'compose' is not a docker command.\" >&2; echo \"See 'docker --help'\" >&2; exit 1",
+            (
+                "docker compose does not answer on {host} (docker compose version --short: docker: 'compose' is not "
+                "a docker command. See 'docker --help'): run playbooks/bootstrap.yml, which installs Docker and the "
+                'compose v2 plugin. Nothing was changed.'
+            ),
+        ),
+        ('echo 1.29.2', 'docker compose on {host} is 1.29.2; compose v2 or later is needed'),
+        (None, 'the docker CLI is not on the PATH on {host}: run playbooks/bootstrap.yml'),
+    ],
+)
+def test_compose_v2_missing(tmp_path, monkeypatch, script, message):
+    if script is None:
+        (tmp_path / 'bin').mkdir()
+        monkeypatch.setenv('PATH', str(tmp_path / 'bin'))
+    else:
+        docker_cli(tmp_path, monkeypatch, script)
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', 'compose_version': True}, FailJson)
+    assert message.format(host=platform.node() or 'this host') in result['msg']
+    assert result['changed'] is False
+
+
+def test_free_space_of_a_missing_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    missing = tmp_path / 'opt' / 'deploy-avatar-prod'
+    result = run({'project_dir': str(missing), 'project_name': 'p', 'free_space_path': str(missing)}, FailJson)
+    assert result['msg'].startswith(f'the free space under {missing} (free_space_path) cannot be measured on ')
+    assert 'No such file or directory' in result['msg']
+    assert result['msg'].endswith('Nothing was changed.')
+
+
+def test_images_not_listed_unless_asked(tmp_path, monkeypatch):
+    class NoList(FakeAPI):
+        def images(self):
+            raise AssertionError('the image list was asked for')
+
+    class Client(FakeClient):
+        api = NoList()
+
+    monkeypatch.setattr(_release_info, 'connect', lambda timeout=60: Client())
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p'})
+    assert 'images_present' not in result
+
+
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        ({'keep': 0}, 'keep must be at least 1, got 0'),
+        ({'images': ['postgres:15.7', ' ']}, 'images must not hold an empty reference'),
+    ],
+)
+def test_option_refusals(tmp_path, monkeypatch, args, message):
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    result = run(dict({'project_dir': str(tmp_path), 'project_name': 'p'}, **args), FailJson)
+    assert message in result['msg']
