@@ -8,7 +8,7 @@ target host (Python >= 3.9) and imports nothing from ``AnsibleModule``: the
 Docker client, the clock and the sleep function are injectable, so the whole
 file is unit-testable.
 
-Three check types:
+Four check types:
 
 * ``http``: one request through ``_http`` (requests, the HTTP helper shared
   with the OCI client; environment proxies honoured); expected status, body
@@ -18,6 +18,9 @@ Three check types:
   Docker Engine API with the Docker SDK for Python (``docker.from_env()``):
   each expected service has a running container whose Docker health state is
   ``healthy`` (or that has no healthcheck).
+* ``exec``: a command run in a running container of a compose service through
+  the Docker Engine API (as ``docker compose exec -T``), such as a database
+  query; it passes on exit code 0 and, optionally, output matching a regex.
 
 Third-party libraries: requests (2.25+) for ``http`` checks, the Docker SDK
 (5.0+) for ``compose`` checks; Debian's python3-requests and python3-docker.
@@ -91,6 +94,7 @@ __all__ = [
     "parse_json_path",
     "probe",
     "probe_compose",
+    "probe_exec",
     "probe_http",
     "probe_tcp",
     "redact_url",
@@ -98,7 +102,7 @@ __all__ = [
     "values_equal",
 ]
 
-CHECK_TYPES = ("http", "tcp", "compose")
+CHECK_TYPES = ("http", "tcp", "compose", "exec")
 HTTP_METHODS = ("GET", "HEAD")
 
 DEFAULT_TIMEOUT = 10.0
@@ -127,6 +131,7 @@ _TYPE_KEYS = {
     ),
     "tcp": ("host", "port"),
     "compose": ("project", "services"),
+    "exec": ("project", "service", "command", "output_regex"),
 }
 
 _MISSING = object()
@@ -215,6 +220,8 @@ def normalize_check(spec):
         check.update(_normalize_http(spec, label))
     elif check_type == "tcp":
         check.update(_normalize_tcp(spec, label))
+    elif check_type == "exec":
+        check.update(_normalize_exec(spec, label))
     else:
         check.update(_normalize_compose(spec, label))
     return check
@@ -326,6 +333,30 @@ def _normalize_compose(spec, label):
         if service not in names:
             names.append(service)
     return {"project": project, "services": names}
+
+
+def _normalize_exec(spec, label):
+    project = spec.get("project")
+    if not isinstance(project, str) or not project:
+        raise HealthSpecError(f"{label}: an exec check needs 'project' (the compose project name)")
+    service = spec.get("service")
+    if not isinstance(service, str) or not service:
+        raise HealthSpecError(f"{label}: an exec check needs 'service' (the compose service to run the command in)")
+    command = spec.get("command")
+    if (
+        not isinstance(command, (list, tuple))
+        or not command
+        or not all(isinstance(arg, str) and arg for arg in command)
+    ):
+        raise HealthSpecError(f"{label}: command must be a non-empty list of arguments, such as ['pg_isready']")
+    output_regex = spec.get("output_regex")
+    compiled = None
+    if output_regex is not None:
+        try:
+            compiled = re.compile(output_regex)
+        except re.error as exc:
+            raise HealthSpecError(f"{label}: output_regex {output_regex!r} does not compile: {exc}")
+    return {"project": project, "service": service, "command": list(command), "output_regex": compiled}
 
 
 def normalize_checks(specs):
@@ -758,6 +789,63 @@ def _service_status_key(service):
     return service["health"] or "running"
 
 
+def _text(data):
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return str(data)
+
+
+def probe_exec(check, docker_client=None):
+    """Run ``command`` once in a running container of the compose service; returns an Outcome.
+
+    As ``docker compose exec -T``: no TTY, the container's user and environment. Passes on
+    exit code 0 and, with ``output_regex``, standard output matching it. ``status`` is the
+    exit code, or ``missing`` (no running container) or ``error`` (the engine failed).
+    """
+    project, service = check["project"], check["service"]
+    access = docker_client if isinstance(docker_client, _DockerAccess) else _DockerAccess(docker_client)
+    try:
+        client = access.get()
+        found = client.containers.list(
+            filters={"label": [f"{COMPOSE_PROJECT_LABEL}={project}", f"{COMPOSE_SERVICE_LABEL}={service}"]},
+            ignore_removed=True,
+        )
+        running = [
+            c
+            for c in found
+            if (c.attrs.get("State") or {}).get("Running")
+            and str(((c.attrs.get("Config") or {}).get("Labels") or {}).get(COMPOSE_ONEOFF_LABEL, "False")).lower()
+            != "true"
+        ]
+        if not running:
+            return Outcome(
+                False, "missing", f"no running container of service {service!r} in compose project {project!r}"
+            )
+        exit_code, output = running[0].exec_run(check["command"], stdout=True, stderr=True, demux=True)
+    except RuntimeError as exc:
+        return Outcome(False, "error", str(exc))
+    except (DockerException, RequestException, OSError) as exc:
+        return Outcome(False, "error", f"cannot run the command in service {service!r}: {_docker_reason(exc)}")
+    finally:
+        if access is not docker_client:
+            access.close()
+    stdout, stderr = output if isinstance(output, tuple) else (output, None)
+    stdout, stderr = _text(stdout), _text(stderr)
+    if exit_code != 0:
+        said = _last_line(stderr) or _last_line(stdout) or "no output"
+        return Outcome(False, exit_code, f"exit code {exit_code}: {_excerpt(said, 300)}")
+    regex = check["output_regex"]
+    if regex is not None and not regex.search(stdout):
+        return Outcome(
+            False,
+            exit_code,
+            f"exit code 0 but the output {_excerpt(stdout)!r} does not match the regex {regex.pattern}",
+        )
+    return Outcome(True, exit_code, f"exit code 0, output {_excerpt(stdout)!r}")
+
+
 # ---------------------------------------------------------------------------
 # Polling
 # ---------------------------------------------------------------------------
@@ -770,6 +858,8 @@ def probe(check, docker_client=None, sessions=None):
             return probe_http(check, sessions)
         if check["type"] == "tcp":
             return probe_tcp(check)
+        if check["type"] == "exec":
+            return probe_exec(check, docker_client)
         return probe_compose(check, docker_client)
     except Exception as exc:  # noqa: BLE001 - one broken probe must not hide the others' results
         return Outcome(False, "error", f"unexpected error: {type(exc).__name__}: {exc}")
@@ -789,6 +879,8 @@ def _public_result(check, attempts, elapsed, outcome):
         result.update({"url": redact_url(check["url"]), "method": check["method"]})
     elif check["type"] == "tcp":
         result.update({"host": check["host"], "port": check["port"]})
+    elif check["type"] == "exec":
+        result.update({"project": check["project"], "service": check["service"]})
     else:
         result.update({"project": check["project"], "services": outcome.extra.get("services", [])})
     return result

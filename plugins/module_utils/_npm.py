@@ -65,6 +65,9 @@ __all__ = [
     'desired_fields',
     'diff_view',
     'ensure_proxy_host',
+    'ensure_proxy_hosts',
+    'host_domains',
+    'host_specs',
     'match_host',
     'normalize_domains',
     'normalize_host',
@@ -74,6 +77,7 @@ __all__ = [
     'run_module',
     'secrets_of',
     'switch_forward',
+    'wait_for_api',
 ]
 
 BOOL_FIELDS = (
@@ -98,6 +102,25 @@ COMPARED_FIELDS = (
 )
 LOCATION_KEYS = ('path', 'forward_scheme', 'forward_host', 'forward_port', 'forward_path', 'advanced_config')
 NEW = 'new'  # id of a certificate or access list that check mode would create
+# The options of one proxy host: the module's top-level options (one host), or an entry of ``hosts``.
+HOST_OPTIONS = (
+    'domain_names',
+    'state',
+    'forward_scheme',
+    'forward_host',
+    'forward_port',
+    'enabled',
+    *BOOL_FIELDS,
+    'certificate',
+    'certificate_upload',
+    'certificate_request',
+    'access_list',
+    'access_list_spec',
+    'update_password',
+    'advanced_config',
+    'locations',
+)
+API_WAIT_INTERVAL = 1.0  # seconds between two GET /api/ while NPM starts
 
 
 class NotSetUpError(NPMError):
@@ -326,10 +349,39 @@ def diff_view(normalized, certificate_name=None, access_list_name=None):
 # ---------------------------------------------------------------------------
 
 
-def connect(params, initial_setup=False, check_mode=False):
+def wait_for_api(client, timeout=0, interval=API_WAIT_INTERVAL, clock=time.monotonic, sleep=time.sleep):
+    """``GET /api/`` until NPM answers as NPM does, for up to ``timeout`` seconds; returns its answer.
+
+    While NPM starts, its port refuses connections, then its nginx answers 502 until the
+    backend is up: those (no answer, or a 5xx) are retried every ``interval`` seconds.
+    Anything else (a 4xx, a 200 that is not NPM's JSON) fails at once. ``timeout`` 0
+    tries once.
+    """
+    start = clock()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return client.status()
+        except (NPMConnectionError, NPMAPIError) as exc:
+            if exc.status is not None and exc.status < 500:
+                raise
+            if timeout <= 0:
+                raise
+            if clock() - start + interval > timeout:
+                raise NPMConnectionError(
+                    f'{str(exc).rstrip(".")}. NPM did not answer GET /api/ within api_timeout ({timeout}s, '
+                    f'{attempts} attempts): check that its container runs (docker logs of the proxy service).',
+                    status=exc.status,
+                )
+        sleep(interval)
+
+
+def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic, sleep=time.sleep):
     """A logged-in :class:`NPMClient` for the module options, and whether setup created the admin.
 
-    ``GET /api/`` tells whether NPM has a user. Without one, ``initial_setup`` creates
+    ``GET /api/`` tells whether NPM has a user; with ``api_timeout`` among ``params`` it is
+    retried while NPM starts (:func:`wait_for_api`). Without a user, ``initial_setup`` creates
     the admin from ``username``/``password`` through the unauthenticated ``POST /api/users``
     (never once NPM is set up). Returns ``(client, created_admin)``; in check mode a
     client that would need setup is returned not logged in with ``created_admin`` true.
@@ -342,7 +394,11 @@ def connect(params, initial_setup=False, check_mode=False):
         ca_path=params.get('ca_path'),
         timeout=params['timeout'],
     )
-    info = client.status()
+    try:
+        info = wait_for_api(client, params.get('api_timeout') or 0, clock=clock, sleep=sleep)
+    except NPMError:
+        client.close()
+        raise
     if info.get('setup') is False:
         if not initial_setup:
             raise NotSetUpError(
@@ -380,14 +436,15 @@ def _sha256(text):
     return hashlib.sha256(_pem(text).encode('utf-8')).hexdigest() if text else None
 
 
-def plan_certificate(certificates, name, upload, request=None):
+def plan_certificate(certificates, name, upload, request=None, pending=()):
     """``(certificate_id, action)``: action is ``None``, ``'create'``, ``'upload'`` (PEMs differ) or ``'request'``.
 
     ``name`` ``''``/``none`` means no certificate (id 0). ``upload`` is the
     ``certificate_upload`` option or None, ``request`` the ``certificate_request`` option
     or None: a certificate of its name is requested from Let's Encrypt only when none
     exists; an existing one is used as it is (NPM renews it). The stored PEMs (key
-    included) are compared only, never returned.
+    included) are compared only, never returned. ``pending``: names of certificates an
+    earlier host of the same run would create (planned, not written yet): ``(NEW, None)``.
     """
     if upload and request:
         raise ValueError('certificate_upload and certificate_request are mutually exclusive')
@@ -401,6 +458,8 @@ def plan_certificate(certificates, name, upload, request=None):
         return 0, None
     cert = _by_name(certificates, 'nice_name', name, 'certificate')
     if cert is None:
+        if name in pending:
+            return NEW, None
         if request:
             return NEW, 'request'
         if not upload:
@@ -443,12 +502,13 @@ def _acl_view(acl):
     }
 
 
-def plan_access_list(access_lists, name, spec, update_password='on_create'):
+def plan_access_list(access_lists, name, spec, update_password='on_create', pending=()):
     """``(access_list_id, action, before, after)``: action ``None``, ``'create'`` or ``'update'``.
 
     Passwords cannot be compared (NPM stores them hashed and returns them masked): with
     ``update_password=always`` an existing list is written on every run; with ``on_create``
-    passwords are sent only for users the list does not have yet.
+    passwords are sent only for users the list does not have yet. ``pending``: names of
+    access lists an earlier host of the same run would create: ``(NEW, None, None, None)``.
     """
     if spec:
         name = spec['name']
@@ -457,6 +517,8 @@ def plan_access_list(access_lists, name, spec, update_password='on_create'):
     if name in ('', 'none'):
         return 0, None, None, None
     acl = _by_name(access_lists, 'name', name, 'access list')
+    if acl is None and name in pending:
+        return NEW, None, None, None
     if not spec:
         if acl is None:
             raise ValueError(f'NPM has no access list named {name!r}. Create it with access_list_spec')
@@ -599,25 +661,72 @@ def _after_write(client, host_id, previous, what):
     )
 
 
-def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
+class _Reads:
+    """What NPM has (proxy hosts, certificates, access lists), read once per run and again after a write.
+
+    ``setup_pending``: check mode on an NPM without a user: nothing can be read, everything is empty.
+    """
+
+    def __init__(self, client, setup_pending=False):
+        self._client = client
+        self._empty = setup_pending
+        self._seen = {}
+        self._writes = client.write_count
+
+    def _get(self, kind, read):
+        if self._client.write_count != self._writes:
+            # Something was written since the last read: read again what is needed.
+            self._seen = {}
+            self._writes = self._client.write_count
+        if self._empty:
+            return []
+        if kind not in self._seen:
+            self._seen[kind] = read()
+        return self._seen[kind]
+
+    def hosts(self):
+        return self._get('hosts', self._client.list_proxy_hosts)
+
+    def certificates(self):
+        return self._get('certificates', self._client.list_certificates)
+
+    def access_lists(self):
+        return self._get('access_lists', self._client.list_access_lists)
+
+
+def _new_pending():
+    """What the hosts planned so far in a run would create or change that later hosts must see."""
+    return {'certificates': set(), 'access_lists': set(), 'domains': {}}
+
+
+def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False, reads=None, pending=None):
     """Converge one proxy host to ``spec`` (the module's options). Returns the module result.
 
     ``setup_pending``: check mode on an NPM without a user (nothing can be read yet;
-    everything would be created).
+    everything would be created). ``reads``: the run's :class:`_Reads` (several hosts
+    share one). ``pending``: what earlier hosts of the run would create (certificate and
+    access list names) and the domains they would leave on the records they change
+    (record id -> domains); a planning (check mode) pass adds this host's.
     """
     domains = _clean_domains(spec['domain_names'])
     if not domains:
         raise ValueError('domain_names must list at least one domain')
     state = spec.get('state') or 'present'
-    if setup_pending:
-        hosts, certificates, access_lists = [], [], []
-    else:
-        hosts = client.list_proxy_hosts()
+    reads = reads or _Reads(client, setup_pending)
+    if pending is None:
+        pending = _new_pending()
+    # The records as earlier hosts of the run leave them (a domain they drop is free for this one).
+    hosts = [
+        dict(h, domain_names=pending['domains'][h.get('id')]) if h.get('id') in pending['domains'] else h
+        for h in reads.hosts()
+    ]
     record, conflicts = match_host(hosts, domains)
     if conflicts:
         raise DomainConflictError(conflict_message(conflicts, domains))
 
     if state == 'absent':
+        if check_mode and record is not None:
+            pending['domains'][record.get('id')] = []
         return _ensure_absent(client, record, domains, check_mode)
 
     upload = spec.get('certificate_upload')
@@ -631,18 +740,19 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
         named = (spec.get(option) or {}).get(key)
         if named is not None and spec.get(given) not in (None, named):
             raise ValueError(f'{given} ({spec[given]!r}) and {option}.{key} ({named!r}) differ')
-    if not setup_pending:
-        certificates = (
-            client.list_certificates()
-            if (upload or request or spec.get('certificate') not in (None, '', 'none'))
-            else []
-        )
-        access_lists = (
-            client.list_access_lists() if (acl_spec or spec.get('access_list') not in (None, '', 'none')) else []
-        )
-    cert_id, cert_action = plan_certificate(certificates, spec.get('certificate'), upload, request)
+    certificates = (
+        reads.certificates() if (upload or request or spec.get('certificate') not in (None, '', 'none')) else []
+    )
+    access_lists = reads.access_lists() if (acl_spec or spec.get('access_list') not in (None, '', 'none')) else []
+    cert_id, cert_action = plan_certificate(
+        certificates, spec.get('certificate'), upload, request, pending['certificates']
+    )
     acl_id, acl_action, acl_before, acl_after = plan_access_list(
-        access_lists, spec.get('access_list'), acl_spec, spec.get('update_password') or 'on_create'
+        access_lists,
+        spec.get('access_list'),
+        acl_spec,
+        spec.get('update_password') or 'on_create',
+        pending['access_lists'],
     )
 
     current = normalize_host(record) if record else None
@@ -690,6 +800,12 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
         },
         'diff': {'before': before_view, 'after': after_view},
     }
+    if check_mode and record is not None and 'domain_names' in fields:
+        pending['domains'][record.get('id')] = domains
+    if check_mode and cert_action in ('create', 'request'):
+        pending['certificates'].add((upload or request)['nice_name'])
+    if check_mode and acl_action == 'create':
+        pending['access_lists'].add(acl_spec['name'])
     if check_mode or not changed:
         return result
 
@@ -750,6 +866,85 @@ def ensure_proxy_host(client, spec, check_mode=False, setup_pending=False):
     result['id'] = host_id
     result['host'] = public_host(final)
     return result
+
+
+def host_specs(params):
+    """The hosts a module run declares: ``[params]`` without ``hosts``, else one spec per entry of ``hosts``.
+
+    In an entry, an option left unset (None) takes the top-level option's value, so what
+    all hosts share is given once. Refuses, before anything is read: an empty ``hosts``,
+    an entry without a domain, a domain in two entries.
+    """
+    entries = params.get('hosts')
+    if entries is None:
+        return [params]
+    if not entries:
+        raise ValueError('hosts is empty: list at least one host (each with domain_names)')
+    specs = []
+    owner = {}
+    for index, entry in enumerate(entries):
+        spec = {key: entry.get(key) if entry.get(key) is not None else params.get(key) for key in HOST_OPTIONS}
+        domains = _clean_domains(spec['domain_names'])
+        if not domains:
+            raise ValueError(f'hosts[{index}] needs domain_names (at least one domain)')
+        for domain in domains:
+            if domain in owner:
+                raise ValueError(
+                    f'{domain} is in hosts[{owner[domain]}] and hosts[{index}]: a domain belongs to one proxy host'
+                )
+            owner[domain] = index
+        specs.append(spec)
+    return specs
+
+
+def host_domains(spec):
+    """The domains of a host spec as sent to NPM: lower-case, stripped, order kept."""
+    return _clean_domains(spec.get('domain_names'))
+
+
+def _host_label(spec, index):
+    return f'proxy host {", ".join(host_domains(spec))} (hosts[{index}])'
+
+
+def ensure_proxy_hosts(client, specs, check_mode=False, setup_pending=False, name_hosts=True):
+    """Converge several proxy hosts over one login; returns one result per spec, in order.
+
+    First every host is planned against one read of NPM (nothing is sent; certificates
+    and access lists an earlier host would create count as there), so an invalid host
+    fails before any write. In check mode that plan is the result. Otherwise the hosts
+    that differ are written in order, each planned again on what NPM has after the
+    previous writes (NPM is read again only after a write).
+
+    With ``name_hosts``, an error names its host (``hosts[i]``) and carries ``results``:
+    what was written before it (empty when the error came while planning).
+    """
+    reads = _Reads(client, setup_pending)
+    pending = _new_pending()
+    results = []
+    index = 0
+    writing = False
+    try:
+        for index in range(len(specs)):
+            results.append(ensure_proxy_host(client, specs[index], True, setup_pending, reads=reads, pending=pending))
+        if check_mode:
+            return results
+        writing = True
+        for index, spec in enumerate(specs):
+            if results[index]['changed']:
+                results[index] = ensure_proxy_host(client, spec, False, reads=reads)
+    except (NPMError, ValueError) as exc:
+        if not name_hosts:
+            raise
+        label = _host_label(specs[index], index)
+        done = results[:index] if writing else []
+        if isinstance(exc, NPMError):
+            exc.message = f'{label}: {exc.message}'
+            exc.results = done
+            raise
+        error = ValueError(f'{label}: {exc}')
+        error.results = done
+        raise error from None
+    return results
 
 
 def _request_view(request, host_domains):
@@ -972,10 +1167,11 @@ def connection_argument_spec():
 def secrets_of(params):
     """Every secret value among the options: the password, a private key, access-list passwords."""
     secrets = [params.get('password') or '']
-    upload = params.get('certificate_upload') or {}
-    secrets.append(upload.get('certificate_key') or '')
-    for item in (params.get('access_list_spec') or {}).get('items') or []:
-        secrets.append(item.get('password') or '')
+    for spec in [params, *(params.get('hosts') or [])]:
+        upload = spec.get('certificate_upload') or {}
+        secrets.append(upload.get('certificate_key') or '')
+        for item in (spec.get('access_list_spec') or {}).get('items') or []:
+            secrets.append(item.get('password') or '')
     return [s for s in secrets if s]
 
 
@@ -1000,20 +1196,28 @@ def run_module(module, work):
     client = None
     admin_created = False
 
-    def fail(msg, only_failed_write=False, **extra):
+    def fail(msg, exc=None, only_failed_write=False, **extra):
         # only_failed_write: the one write sent was refused and NPM kept nothing of it.
         wrote = admin_created or (client is not None and client.write_count > (1 if only_failed_write else 0))
+        if getattr(exc, 'results', None) is not None:
+            # Several hosts: what the hosts before the failed one did (results hold no secret).
+            extra['results'] = exc.results
         module.fail_json(msg=redact(msg, params, client), changed=bool(wrote) and not module.check_mode, **extra)
 
     try:
         client, admin_created = connect(params, params.get('initial_setup') or False, module.check_mode)
         return work(client, admin_created)
     except ValueError as exc:
-        fail(str(exc).rstrip('.') + '. Nothing was changed.')
+        wrote = client is not None and client.write_count > 0 and not module.check_mode
+        fail(
+            str(exc).rstrip('.')
+            + ('. The writes before it stay (see results).' if wrote else '. Nothing was changed.'),
+            exc,
+        )
     except CertificateRequestError as exc:
-        fail(str(exc), only_failed_write=True)
+        fail(str(exc), exc, only_failed_write=True)
     except NginxOfflineError as exc:
-        fail(str(exc), nginx_err=redact(exc.nginx_err, params, client), restored=exc.restored)
+        fail(str(exc), exc, nginx_err=redact(exc.nginx_err, params, client), restored=exc.restored)
     except VerifyError as exc:
         partial = getattr(exc, 'result', {})
         fail(
@@ -1022,7 +1226,7 @@ def run_module(module, work):
             id=partial.get('id'),
         )
     except NPMError as exc:
-        fail(str(exc))
+        fail(str(exc), exc)
     finally:
         if client is not None:
             client.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: health_verify
-short_description: Poll HTTP, TCP and Docker Compose health checks until they pass or a deadline expires
+short_description: Poll HTTP, TCP, Docker Compose and in-container command checks until they pass or a deadline expires
 version_added: 0.1.0
 description:
   - Runs a list of health checks on the target host and polls every check that has not
@@ -24,6 +24,9 @@ description:
     C(docker ps --all) and C(docker inspect) show them) and requires, for every expected service, a running
     container whose Docker health state is C(healthy), or that is running when the
     service defines no healthcheck. It also reports each service's image and image ID.
+  - An V(exec) check runs a command in a running container of a Compose service through the Docker Engine API, as
+    C(docker compose exec -T) does (no TTY, the container's user and environment), for example a database query, and
+    passes on exit code 0 and, with O(checks[].output_regex), standard output matching it.
   - The Docker Engine is found as the C(docker) CLI finds it (C(DOCKER_HOST), C(DOCKER_TLS_VERIFY),
     C(DOCKER_CERT_PATH), else the local socket); the API version is negotiated with the engine.
   - The module only reads; it never changes the host and always returns RV(ignore:changed=false).
@@ -33,7 +36,7 @@ author:
 requirements:
   - Python 3.9 or later on the target host
   - for V(http) checks, the Python library C(requests) 2.25 or later on the target host (Debian package C(python3-requests))
-  - for V(compose) checks, the Docker SDK for Python C(docker) 5.0 or later on the target host (Debian package
+  - for V(compose) and V(exec) checks, the Docker SDK for Python C(docker) 5.0 or later on the target host (Debian package
     C(python3-docker)) and permission to use the Docker socket (root, or a member of the C(docker) group)
 attributes:
   check_mode:
@@ -61,7 +64,7 @@ options:
       type:
         description: Kind of check.
         type: str
-        choices: [http, tcp, compose]
+        choices: [http, tcp, compose, exec]
         default: http
       url:
         description:
@@ -127,8 +130,20 @@ options:
         type: int
       project:
         description:
-          - V(compose) only, required there. The Docker Compose project name, as in the
+          - V(compose) and V(exec) only, required there. The Docker Compose project name, as in the
             container label C(com.docker.compose.project) (compose lowercases it).
+        type: str
+      service:
+        description: V(exec) only, required there. The Compose service whose running container runs O(checks[].command).
+        type: str
+      command:
+        description:
+          - V(exec) only, required there. The command and its arguments, run without a shell (as C(argv)).
+          - Do not put secrets in it; it is shown in the task's invocation.
+        type: list
+        elements: str
+      output_regex:
+        description: V(exec) only. Python regular expression that must match somewhere in the command's standard output.
         type: str
       services:
         description:
@@ -141,7 +156,7 @@ options:
       timeout:
         description:
           - Seconds one attempt may take (the HTTP request or the TCP connect). An attempt in
-            flight can overrun O(deadline) by at most this much. Not applied to V(compose) checks.
+            flight can overrun O(deadline) by at most this much. Not applied to V(compose) and V(exec) checks.
         type: float
         default: 10
   deadline:
@@ -214,6 +229,12 @@ EXAMPLES = r"""
         type: tcp
         host: 127.0.0.1
         port: 5432
+      - name: database query
+        type: exec
+        project: deploy-avatar-prod
+        service: db
+        command: [psql, -U, directus, -d, directus, -tAc, select 1]
+        output_regex: '^1\s*$'
 
 - name: Check the frontend through the reverse proxy, routed by name
   avatar_mgmt.ops.health_verify:
@@ -330,6 +351,7 @@ checks:
           V(tcp) - V(connected), V(refused), V(timeout) or V(error).
           V(compose) - V(healthy) when all services are up, otherwise the worst state seen,
           such as V(starting), V(unhealthy), V(exited), V(missing) or V(error).
+          V(exec) - the command's exit code, V(missing) (no running container of the service) or V(error).
       returned: always
       type: raw
       sample: 200
@@ -360,9 +382,14 @@ checks:
       sample: 5432
     project:
       description: The compose project name.
-      returned: when RV(checks[].type=compose)
+      returned: when RV(checks[].type) is V(compose) or V(exec)
       type: str
       sample: deploy-avatar-prod
+    service:
+      description: The compose service the command ran in.
+      returned: when RV(checks[].type=exec)
+      type: str
+      sample: db
     services:
       description: One entry per expected service, from the last attempt.
       returned: when RV(checks[].type=compose)
@@ -440,7 +467,7 @@ def argument_spec():
             "required": True,
             "options": {
                 "name": {"type": "str", "required": True},
-                "type": {"type": "str", "choices": ["http", "tcp", "compose"], "default": "http"},
+                "type": {"type": "str", "choices": ["http", "tcp", "compose", "exec"], "default": "http"},
                 "url": {"type": "str"},
                 "method": {"type": "str", "choices": ["GET", "HEAD"], "default": "GET"},
                 "status_code": {"type": "list", "elements": "int", "default": [200]},
@@ -455,6 +482,9 @@ def argument_spec():
                 "host": {"type": "str"},
                 "port": {"type": "int"},
                 "project": {"type": "str"},
+                "service": {"type": "str"},
+                "command": {"type": "list", "elements": "str"},
+                "output_regex": {"type": "str"},
                 "services": {"type": "list", "elements": "str", "default": []},
                 "timeout": {"type": "float", "default": 10},
             },
@@ -462,6 +492,7 @@ def argument_spec():
                 ("type", "http", ("url",)),
                 ("type", "tcp", ("host", "port")),
                 ("type", "compose", ("project",)),
+                ("type", "exec", ("project", "service", "command")),
             ],
             "required_by": {"json_value": ("json_path",)},
         },
@@ -500,9 +531,9 @@ def main():
             msg=f"HTTP checks need requests, and {MISSING_REQUESTS}. Nothing was checked.",
             exception=REQUESTS_IMPORT_ERROR,
         )
-    if "compose" in types and not HAS_DOCKER_SDK:
+    if types & {"compose", "exec"} and not HAS_DOCKER_SDK:
         module.fail_json(
-            msg=f"Compose checks need the Docker SDK, and {MISSING_DOCKER_SDK}. Nothing was checked.",
+            msg=f"Compose and exec checks need the Docker SDK, and {MISSING_DOCKER_SDK}. Nothing was checked.",
             exception=DOCKER_SDK_IMPORT_ERROR,
         )
 

@@ -46,6 +46,14 @@ description:
     passwords hashed and never returns them, so they cannot be compared; see O(update_password). An access-list
     update makes NPM regenerate and reload the hosts that use it.
   - Passwords, private keys and the API token never appear in results, messages or the diff.
+  - B(Several hosts in one call) - O(hosts) lists hosts, each with the options of one host; an option an entry leaves
+    unset takes the top-level value, so what the hosts share is given once. One login, one read of NPM's hosts,
+    certificates and access lists for all of them. Every host is planned before anything is written, so an invalid
+    host fails with nothing changed; the hosts that differ are then written in order (a certificate or access list
+    the first host creates is there for the next). A failure names the host (C(hosts[i])) and returns in RV(results)
+    what the hosts before it did.
+  - B(NPM starting) - with O(api_timeout), the module waits for NPM's API (C(GET /api/)) while its port refuses
+    connections or its nginx answers 5xx, as after the proxy container (re)starts.
   - To switch only the upstream of a host during a deploy, use M(avatar_mgmt.ops.npm_forward).
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
@@ -71,12 +79,172 @@ options:
       - Without it, a task against an NPM that has no user fails saying how to set it up.
     type: bool
     default: false
+  api_timeout:
+    description:
+      - Seconds to wait for NPM's API before logging in, asking C(GET /api/) every second while NPM refuses connections
+        or answers 5xx (NPM starting). Any other answer (4xx, not NPM's JSON) fails at once.
+      - V(0) asks once.
+    type: int
+    default: 0
+  hosts:
+    description:
+      - Several proxy hosts, converged in one call over one login, in order; see B(Several hosts in one call) above.
+      - Each entry takes the options of one host. An option an entry leaves unset takes the top-level option's value.
+      - Mutually exclusive with O(domain_names) (the one-host form).
+    type: list
+    elements: dict
+    suboptions:
+      domain_names:
+        description: The domains of this host; see O(domain_names).
+        type: list
+        elements: str
+        required: true
+      state:
+        description: As O(state). Unset, the top-level O(state).
+        type: str
+        choices: [present, absent]
+      forward_scheme:
+        description: As O(forward_scheme).
+        type: str
+        choices: [http, https]
+      forward_host:
+        description: As O(forward_host).
+        type: str
+      forward_port:
+        description: As O(forward_port).
+        type: int
+      enabled:
+        description: As O(enabled).
+        type: bool
+      block_exploits:
+        description: As O(block_exploits).
+        type: bool
+      allow_websocket_upgrade:
+        description: As O(allow_websocket_upgrade).
+        type: bool
+      caching_enabled:
+        description: As O(caching_enabled).
+        type: bool
+      http2_support:
+        description: As O(http2_support).
+        type: bool
+      hsts_enabled:
+        description: As O(hsts_enabled).
+        type: bool
+      hsts_subdomains:
+        description: As O(hsts_subdomains).
+        type: bool
+      ssl_forced:
+        description: As O(ssl_forced).
+        type: bool
+      certificate:
+        description: As O(certificate).
+        type: str
+      certificate_upload:
+        description: As O(certificate_upload); replaces the top-level one as a whole.
+        type: dict
+        suboptions:
+          nice_name:
+            description: Name of the certificate in NPM.
+            type: str
+            required: true
+          certificate:
+            description: The certificate, PEM.
+            type: str
+            required: true
+          certificate_key:
+            description: Its private key, PEM. Never shown.
+            type: str
+            required: true
+          intermediate_certificate:
+            description: Intermediate certificates, PEM.
+            type: str
+      certificate_request:
+        description: As O(certificate_request); replaces the top-level one as a whole.
+        type: dict
+        suboptions:
+          nice_name:
+            description: Name of the certificate in NPM.
+            type: str
+            required: true
+          email:
+            description: The contact e-mail of the Let's Encrypt account.
+            type: str
+            required: true
+          domain_names:
+            description: The domains of the certificate. Unset (or empty), this host's domains.
+            type: list
+            elements: str
+          key_type:
+            description: The key algorithm of the certificate.
+            type: str
+            choices: [rsa, ecdsa]
+            default: rsa
+      access_list:
+        description: As O(access_list).
+        type: str
+      access_list_spec:
+        description: As O(access_list_spec); replaces the top-level one as a whole.
+        type: dict
+        suboptions:
+          name:
+            description: Name of the access list.
+            type: str
+            required: true
+          satisfy_any:
+            description: Let a request in when any rule passes.
+            type: bool
+            default: false
+          pass_auth:
+            description: Pass the C(Authorization) header on to the upstream.
+            type: bool
+            default: false
+          items:
+            description: Basic-auth users.
+            type: list
+            elements: dict
+            default: []
+            suboptions:
+              username:
+                description: User name.
+                type: str
+                required: true
+              password:
+                description: Password. Write-only in NPM; never shown.
+                type: str
+                required: true
+          clients:
+            description: Client address rules.
+            type: list
+            elements: dict
+            default: []
+            suboptions:
+              address:
+                description: An IP address or CIDR range, or V(all).
+                type: str
+                required: true
+              directive:
+                description: Allow or deny that address.
+                type: str
+                choices: [allow, deny]
+                default: allow
+      update_password:
+        description: As O(update_password). Unset, the top-level O(update_password).
+        type: str
+        choices: [always, on_create]
+      advanced_config:
+        description: As O(advanced_config).
+        type: str
+      locations:
+        description: As O(locations).
+        type: list
+        elements: dict
   domain_names:
     description:
       - The domains of the host (1 to 100). They are the key; see B(Matching) above.
+      - Required without O(hosts); mutually exclusive with it. With O(hosts), each entry has its own.
     type: list
     elements: str
-    required: true
   state:
     description:
       - V(present) creates or updates the host. V(absent) deletes it; it must then list all the host's domains.
@@ -316,6 +484,38 @@ EXAMPLES = r'''
       nice_name: avatar.example.com
       email: ops@example.com
 
+- name: The environment's three hosts in one call (one login); what they share is given once
+  avatar_mgmt.ops.npm_proxy_host:
+    url: http://127.0.0.1:81
+    username: admin@example.com
+    password: "{{ vault_npm_admin_password }}"
+    initial_setup: true
+    api_timeout: 90
+    forward_scheme: http
+    block_exploits: true
+    allow_websocket_upgrade: true
+    ssl_forced: true
+    certificate_upload:
+      nice_name: avatar.example.com
+      certificate: "{{ lookup('ansible.builtin.file', 'avatar.example.com.crt') }}"
+      certificate_key: "{{ vault_avatar_tls_key }}"
+    hosts:
+      - domain_names: [avatar.example.com]
+        forward_host: frontend
+        forward_port: 80
+      - domain_names: [api.avatar.example.com]
+        forward_host: api
+        forward_port: 3000
+      - domain_names: [directus.avatar.example.com]
+        forward_host: directus
+        forward_port: 8055
+        access_list_spec:
+          name: staff
+          items:
+            - username: ops
+              password: "{{ vault_directus_basic_auth }}"
+  register: proxy_hosts
+
 - name: Remove the old host
   avatar_mgmt.ops.npm_proxy_host:
     url: http://127.0.0.1:81
@@ -328,7 +528,7 @@ EXAMPLES = r'''
 RETURN = r'''
 id:
   description: NPM's id of the host (V(null) when it does not exist, or would be created in check mode).
-  returned: always
+  returned: without O(hosts)
   type: int
   sample: 3
 host:
@@ -336,7 +536,7 @@ host:
     - The host record as the module sees it after the run (before it, in check mode), from a whitelist of fields. The
       certificate and access list appear as C(id) and name only; no owner, PEM or password.
     - C(meta.nginx_online) and C(meta.nginx_err) are NPM's view of the host's nginx file.
-  returned: always
+  returned: without O(hosts)
   type: dict
   sample:
     id: 3
@@ -364,13 +564,31 @@ changes:
       V(delete) or V(null); C(fields) the compared fields that differ; C(certificate) V(create), V(upload),
       V(request) (from Let's Encrypt) or V(null);
       C(access_list) V(create), V(update) or V(null).
-  returned: always
+  returned: without O(hosts)
   type: dict
   sample: {host: update, fields: [forward_host], certificate: null, access_list: null}
+results:
+  description:
+    - With O(hosts), one entry per host, in order, each with C(domain_names) (as sent to NPM), C(changed), and RV(id),
+      RV(host), RV(changes) and RV(diff) of that host.
+    - On failure, the entries of the hosts before the failed one (written), or none when the failure came while
+      planning (nothing was written).
+  returned: with O(hosts)
+  type: list
+  elements: dict
+  sample:
+    - domain_names: [avatar.example.com]
+      changed: false
+      id: 1
+      host: {id: 1, domain_names: [avatar.example.com], forward_host: frontend, forward_port: 80}
+      changes: {host: null, fields: [], certificate: null, access_list: null}
+      diff: {before: {forward_host: frontend}, after: {forward_host: frontend}}
 diff:
-  description: The compared fields before and after (without secrets); also shown with C(--diff).
+  description:
+    - The compared fields before and after (without secrets); also shown with C(--diff).
+    - With O(hosts), a list of them, one per host, each headed by the host's domains.
   returned: always
-  type: dict
+  type: raw
   sample:
     before: {forward_host: avatar-api-blue, forward_port: 8080, certificate: avatar.example.com, access_list: null}
     after: {forward_host: avatar-api-green, forward_port: 8080, certificate: avatar.example.com, access_list: null}
@@ -397,93 +615,143 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
 
 
-def main():
-    argument_spec = _npm.connection_argument_spec()
-    argument_spec.update(
+def host_options():
+    """The options of one proxy host (top level without O(hosts), or an entry of O(hosts))."""
+    return {
+        'domain_names': {'type': 'list', 'elements': 'str'},
+        'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
+        'forward_scheme': {'type': 'str', 'choices': ['http', 'https']},
+        'forward_host': {'type': 'str'},
+        'forward_port': {'type': 'int'},
+        'enabled': {'type': 'bool'},
+        'block_exploits': {'type': 'bool'},
+        'allow_websocket_upgrade': {'type': 'bool'},
+        'caching_enabled': {'type': 'bool'},
+        'http2_support': {'type': 'bool'},
+        'hsts_enabled': {'type': 'bool'},
+        'hsts_subdomains': {'type': 'bool'},
+        'ssl_forced': {'type': 'bool'},
+        'certificate': {'type': 'str'},
+        'certificate_upload': {
+            'type': 'dict',
+            'options': {
+                'nice_name': {'type': 'str', 'required': True},
+                'certificate': {'type': 'str', 'required': True},
+                'certificate_key': {'type': 'str', 'required': True, 'no_log': True},
+                'intermediate_certificate': {'type': 'str'},
+            },
+        },
+        'certificate_request': {
+            'type': 'dict',
+            'options': {
+                'nice_name': {'type': 'str', 'required': True},
+                'email': {'type': 'str', 'required': True},
+                'domain_names': {'type': 'list', 'elements': 'str'},
+                'key_type': {'type': 'str', 'choices': ['rsa', 'ecdsa'], 'default': 'rsa', 'no_log': False},
+            },
+        },
+        'access_list': {'type': 'str'},
+        'access_list_spec': {
+            'type': 'dict',
+            'options': {
+                'name': {'type': 'str', 'required': True},
+                'satisfy_any': {'type': 'bool', 'default': False},
+                'pass_auth': {'type': 'bool', 'default': False, 'no_log': False},
+                'items': {
+                    'type': 'list',
+                    'elements': 'dict',
+                    'default': [],
+                    'options': {
+                        'username': {'type': 'str', 'required': True},
+                        'password': {'type': 'str', 'required': True, 'no_log': True},
+                    },
+                },
+                'clients': {
+                    'type': 'list',
+                    'elements': 'dict',
+                    'default': [],
+                    'options': {
+                        'address': {'type': 'str', 'required': True},
+                        'directive': {'type': 'str', 'choices': ['allow', 'deny'], 'default': 'allow'},
+                    },
+                },
+            },
+        },
+        'update_password': {
+            'type': 'str',
+            'choices': ['always', 'on_create'],
+            'default': 'on_create',
+            'no_log': False,
+        },
+        'advanced_config': {'type': 'str'},
+        'locations': {'type': 'list', 'elements': 'dict'},
+    }
+
+
+def argument_spec():
+    spec = _npm.connection_argument_spec()
+    spec.update(host_options())
+    entry = host_options()
+    entry['domain_names']['required'] = True
+    # Unset in an entry means the top-level value, whose default applies.
+    del entry['state']['default']
+    del entry['update_password']['default']
+    spec.update(
         {
             'initial_setup': {'type': 'bool', 'default': False},
-            'domain_names': {'type': 'list', 'elements': 'str', 'required': True},
-            'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
-            'forward_scheme': {'type': 'str', 'choices': ['http', 'https']},
-            'forward_host': {'type': 'str'},
-            'forward_port': {'type': 'int'},
-            'enabled': {'type': 'bool'},
-            'block_exploits': {'type': 'bool'},
-            'allow_websocket_upgrade': {'type': 'bool'},
-            'caching_enabled': {'type': 'bool'},
-            'http2_support': {'type': 'bool'},
-            'hsts_enabled': {'type': 'bool'},
-            'hsts_subdomains': {'type': 'bool'},
-            'ssl_forced': {'type': 'bool'},
-            'certificate': {'type': 'str'},
-            'certificate_upload': {
-                'type': 'dict',
-                'options': {
-                    'nice_name': {'type': 'str', 'required': True},
-                    'certificate': {'type': 'str', 'required': True},
-                    'certificate_key': {'type': 'str', 'required': True, 'no_log': True},
-                    'intermediate_certificate': {'type': 'str'},
-                },
+            'api_timeout': {'type': 'int', 'default': 0},
+            'hosts': {
+                'type': 'list',
+                'elements': 'dict',
+                'options': entry,
+                'mutually_exclusive': [('certificate_upload', 'certificate_request')],
             },
-            'certificate_request': {
-                'type': 'dict',
-                'options': {
-                    'nice_name': {'type': 'str', 'required': True},
-                    'email': {'type': 'str', 'required': True},
-                    'domain_names': {'type': 'list', 'elements': 'str'},
-                    'key_type': {'type': 'str', 'choices': ['rsa', 'ecdsa'], 'default': 'rsa', 'no_log': False},
-                },
-            },
-            'access_list': {'type': 'str'},
-            'access_list_spec': {
-                'type': 'dict',
-                'options': {
-                    'name': {'type': 'str', 'required': True},
-                    'satisfy_any': {'type': 'bool', 'default': False},
-                    'pass_auth': {'type': 'bool', 'default': False, 'no_log': False},
-                    'items': {
-                        'type': 'list',
-                        'elements': 'dict',
-                        'default': [],
-                        'options': {
-                            'username': {'type': 'str', 'required': True},
-                            'password': {'type': 'str', 'required': True, 'no_log': True},
-                        },
-                    },
-                    'clients': {
-                        'type': 'list',
-                        'elements': 'dict',
-                        'default': [],
-                        'options': {
-                            'address': {'type': 'str', 'required': True},
-                            'directive': {'type': 'str', 'choices': ['allow', 'deny'], 'default': 'allow'},
-                        },
-                    },
-                },
-            },
-            'update_password': {
-                'type': 'str',
-                'choices': ['always', 'on_create'],
-                'default': 'on_create',
-                'no_log': False,
-            },
-            'advanced_config': {'type': 'str'},
-            'locations': {'type': 'list', 'elements': 'dict'},
         }
     )
+    return spec
+
+
+def _entry(spec, result):
+    """One host's entry of RV(results): its domains as given (cleaned), then its result."""
+    return {'domain_names': _npm.host_domains(spec), **result}
+
+
+def main():
     module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[('certificate_upload', 'certificate_request')],
+        argument_spec=argument_spec(),
+        mutually_exclusive=[('certificate_upload', 'certificate_request'), ('hosts', 'domain_names')],
+        required_one_of=[('hosts', 'domain_names')],
         supports_check_mode=True,
     )
+    try:
+        specs = _npm.host_specs(module.params)
+    except ValueError as exc:
+        module.fail_json(msg=f'{exc}. Nothing was changed.')
+    several = module.params['hosts'] is not None
 
     def work(client, admin_created):
-        result = _npm.ensure_proxy_host(
-            client, module.params, check_mode=module.check_mode, setup_pending=admin_created and module.check_mode
+        results = _npm.ensure_proxy_hosts(
+            client,
+            specs,
+            check_mode=module.check_mode,
+            setup_pending=admin_created and module.check_mode,
+            name_hosts=several,
         )
-        result['admin_created'] = admin_created
-        result['changed'] = result['changed'] or admin_created
-        return result
+        if not several:
+            result = results[0]
+            result['admin_created'] = admin_created
+            result['changed'] = result['changed'] or admin_created
+            return result
+        diffs = []
+        for spec, result in zip(specs, results):
+            header = ', '.join(_npm.host_domains(spec))
+            diffs.append(dict(result['diff'], before_header=header, after_header=header))
+        return {
+            'changed': admin_created or any(r['changed'] for r in results),
+            'admin_created': admin_created,
+            'results': [_entry(spec, r) for spec, r in zip(specs, results)],
+            'diff': diffs,
+        }
 
     module.exit_json(**_npm.run_module(module, work))
 

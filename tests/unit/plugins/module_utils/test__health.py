@@ -742,6 +742,119 @@ def test_compose_without_docker_sdk(monkeypatch):
     )
 
 
+# ---------------------------------------------------------------------------
+# exec: a command in a running container of a compose service (the database query)
+# ---------------------------------------------------------------------------
+
+DB_QUERY = {
+    "name": "database query",
+    "type": "exec",
+    "project": "avatar",
+    "service": "db",
+    "command": ["psql", "-U", "directus", "-d", "directus", "-tAc", "select 1"],
+    "output_regex": r"^1\s*$",
+}
+
+
+def _psql(answers):
+    """An exec handler answering each call with the next of ``answers`` (the last one repeating)."""
+    answers = list(answers)
+
+    def handler(attrs, cmd):
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    return handler
+
+
+def test_exec_runs_the_command_in_the_running_container_of_the_service():
+    docker = FakeDockerClient(
+        STACK + [container("db", project="other"), container("db", number=2, status="exited")],
+        exec_handler=_psql([(0, (b"1\n", None))]),
+    )
+    result = _one(DB_QUERY, docker_client=docker)
+    assert result["ok"] is True
+    assert result["status"] == 0
+    assert result["detail"] == "exit code 0, output '1'"
+    assert (result["project"], result["service"]) == ("avatar", "db")
+    assert docker.execs == [{"id": STACK[0]["Id"], "cmd": DB_QUERY["command"], "demux": True}]
+    assert docker.calls[0]["filters"] == {
+        "label": ["com.docker.compose.project=avatar", "com.docker.compose.service=db"]
+    }
+
+
+@pytest.mark.parametrize(
+    "answer, status, detail",
+    [
+        (
+            (2, (b"", b'psql: error: connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" failed\n')),
+            2,
+            'exit code 2: psql: error: connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" failed',
+        ),
+        ((0, (b"0\n", b"")), 0, "exit code 0 but the output '0' does not match the regex ^1\\s*$"),
+        ((1, (None, None)), 1, "exit code 1: no output"),
+    ],
+)
+def test_exec_failures(answer, status, detail):
+    result = _one(DB_QUERY, docker_client=FakeDockerClient(STACK, exec_handler=_psql([answer])))
+    assert result["ok"] is False
+    assert result["status"] == status
+    assert result["detail"] == detail
+
+
+def test_exec_without_a_running_container_and_engine_errors():
+    stopped = [c for c in STACK if c["Config"]["Labels"]["com.docker.compose.service"] != "db"]
+    stopped.append(container("db", status="exited", exit_code=137))
+    result = _one(DB_QUERY, docker_client=FakeDockerClient(stopped))
+    assert (result["ok"], result["status"]) == (False, "missing")
+    assert result["detail"] == "no running container of service 'db' in compose project 'avatar'"
+    error = docker_errors.APIError("409 Client Error: Conflict", explanation="container is restarting")
+    result = _one(DB_QUERY, docker_client=FakeDockerClient(STACK, exec_error=error))
+    assert (result["ok"], result["status"]) == (False, "error")
+    assert result["detail"] == (
+        "cannot run the command in service 'db': the Docker API answered an error: container is restarting"
+    )
+
+
+def test_exec_is_polled_until_the_database_answers_and_held_with_the_others():
+    clock = FakeClock()
+    docker = FakeDockerClient(
+        STACK,
+        exec_handler=_psql([(2, (b"", b"psql: error: the database system is starting up\n")), (0, (b"1\n", None))]),
+    )
+    report = run_checks(
+        [{"name": "stack", "type": "compose", "project": "avatar", "services": ["db"]}, DB_QUERY],
+        deadline=10,
+        interval=1,
+        hold=2,
+        docker_client=docker,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert report["healthy"] is True
+    # Two attempts until it answers, then three hold rounds (at once, after 1 s, at the end).
+    assert [r["attempts"] for r in report["checks"]] == [4, 5]
+    assert len(docker.execs) == 5
+
+
+@pytest.mark.parametrize(
+    "check, message",
+    [
+        ({"project": "p", "command": ["true"]}, "an exec check needs 'service'"),
+        ({"service": "db", "command": ["true"]}, "an exec check needs 'project'"),
+        ({"project": "p", "service": "db"}, "command must be a non-empty list"),
+        ({"project": "p", "service": "db", "command": "psql -c 'select 1'"}, "command must be a non-empty list"),
+        ({"project": "p", "service": "db", "command": ["true"], "output_regex": "("}, "output_regex '(' does not"),
+        ({"project": "p", "service": "db", "command": ["true"], "url": "http://x/"}, "'url' does not apply"),
+        ({"project": "p", "services": ["db"], "output_regex": "x"}, "'output_regex' does not apply to a compose"),
+    ],
+)
+def test_invalid_exec_definitions(check, message):
+    check_type = "compose" if "services" in check else "exec"
+    with pytest.raises(HealthSpecError) as excinfo:
+        run_checks([{"name": "q", "type": check_type, **check}], deadline=0)
+    assert message in str(excinfo.value)
+
+
 def test_compose_makes_one_client_from_the_environment_per_run_and_closes_it(monkeypatch):
     made = []
 
@@ -819,7 +932,7 @@ def test_compose_engine_unreachable_detail(monkeypatch):
     [
         ([], "checks must be a non-empty list"),
         ([{"type": "http", "url": "http://x/"}], "every check needs a non-empty 'name'"),
-        ([{"name": "a", "type": "udp"}], "type must be one of http, tcp, compose"),
+        ([{"name": "a", "type": "udp"}], "type must be one of http, tcp, compose, exec"),
         ([{"name": "a"}], "an http check needs 'url'"),
         ([{"name": "a", "url": "ftp://host/file"}], "url must be an absolute http:// or https:// URL"),
         ([{"name": "a", "url": "/health"}], "url must be an absolute"),

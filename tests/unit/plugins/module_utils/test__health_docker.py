@@ -142,6 +142,33 @@ def test_compose_check_of_all_services(project):
     assert all(s["containers"] == 1 for s in result["services"])
 
 
+def test_exec_check_runs_the_command_in_the_service_container(project):
+    ok, failing, absent = run_checks(
+        [
+            {
+                "name": "query",
+                "type": "exec",
+                "project": project,
+                "service": "plain",
+                "command": ["sh", "-c", "echo 1"],
+                "output_regex": r"^1\s*$",
+            },
+            {
+                "name": "broken",
+                "type": "exec",
+                "project": project,
+                "service": "plain",
+                "command": ["sh", "-c", "echo 'no such table' >&2; exit 3"],
+            },
+            {"name": "absent", "type": "exec", "project": project, "service": "nothere", "command": ["true"]},
+        ],
+        deadline=0,
+    )["checks"]
+    assert (ok["ok"], ok["status"], ok["detail"]) == (True, 0, "exit code 0, output '1'")
+    assert (failing["ok"], failing["status"], failing["detail"]) == (False, 3, "exit code 3: no such table")
+    assert (absent["ok"], absent["status"]) == (False, "missing")
+
+
 def test_compose_check_of_an_unknown_project():
     reason = _skip_reason()
     if reason:

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import ThreadingHTTPServer
+
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import fake_npm
@@ -518,6 +521,162 @@ def test_login_refused_names_the_user_not_the_password(npm):
         client.login()
     assert ADMIN in str(excinfo.value)
     assert 'wrong-password-123' not in str(excinfo.value)
+
+
+# ---------------------------------------------------------------------------
+# Waiting for the API; several hosts in one run
+# ---------------------------------------------------------------------------
+
+
+class _Clock:
+    """A clock that moves only when the code under test sleeps; ``on_sleep`` runs at each sleep."""
+
+    def __init__(self, on_sleep=None):
+        self.now = 0.0
+        self.sleeps = 0
+        self.on_sleep = on_sleep
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.sleeps += 1
+        if self.on_sleep:
+            self.on_sleep(self.sleeps)
+
+
+def test_wait_for_api_retries_a_refused_port_until_npm_listens():
+    npm = FakeNPM({ADMIN: PASSWORD})
+    npm.start()
+    npm.stop()  # the port stays known and refuses connections: NPM's container is starting
+    server = {}
+
+    def start_npm(sleeps):
+        if sleeps == 3:
+            server['http'] = ThreadingHTTPServer(('127.0.0.1', npm.port), npm._handler())
+            threading.Thread(target=server['http'].serve_forever, daemon=True).start()
+
+    clock = _Clock(start_npm)
+    client = _client(npm)
+    try:
+        info = _npm.wait_for_api(client, timeout=90, clock=clock, sleep=clock.sleep)
+    finally:
+        if 'http' in server:
+            server['http'].shutdown()
+            server['http'].server_close()
+    assert info['setup'] is True
+    assert clock.sleeps == 3
+    assert client.calls == [('GET', '/api/')] * 4
+
+
+def test_wait_for_api_gives_up_at_the_timeout_naming_it():
+    npm = FakeNPM()
+    npm.start()
+    npm.stop()
+    clock = _Clock()
+    with pytest.raises(_npm.NPMConnectionError) as excinfo:
+        _npm.wait_for_api(_client(npm), timeout=5, clock=clock, sleep=clock.sleep)
+    assert 'Cannot reach NPM' in str(excinfo.value)
+    assert 'within api_timeout (5s, 6 attempts)' in str(excinfo.value)
+    assert clock.now <= 5
+    # 0: one attempt, NPM's own error.
+    with pytest.raises(_npm.NPMConnectionError) as excinfo:
+        _npm.wait_for_api(_client(npm), timeout=0, clock=clock, sleep=clock.sleep)
+    assert 'api_timeout' not in str(excinfo.value)
+
+
+def test_wait_for_api_fails_at_once_on_an_answer_that_is_not_a_start(npm, monkeypatch):
+    real_handle = npm.handle
+
+    def not_found(method, path, *args):
+        if path == '/api/':
+            raise fake_npm.APIError(404, 'Not Found')
+        return real_handle(method, path, *args)
+
+    monkeypatch.setattr(npm, 'handle', not_found)
+    clock = _Clock()
+    with pytest.raises(_npm.NPMAPIError, match='404'):
+        _npm.wait_for_api(_client(npm), timeout=90, clock=clock, sleep=clock.sleep)
+    assert clock.sleeps == 0
+
+
+def test_connect_waits_for_the_api_with_api_timeout(npm, monkeypatch):
+    real_handle = npm.handle
+    answers = iter([502, 503])
+
+    def starting(method, path, *args):
+        status = next(answers, None) if path == '/api/' else None
+        if status:
+            raise fake_npm.APIError(status, 'Bad Gateway')
+        return real_handle(method, path, *args)
+
+    monkeypatch.setattr(npm, 'handle', starting)
+    clock = _Clock()
+    params = {'url': npm.url, 'username': ADMIN, 'password': PASSWORD, 'validate_certs': True, 'timeout': 5}
+    client, created = _npm.connect(dict(params, api_timeout=30), clock=clock, sleep=clock.sleep)
+    assert created is False
+    assert clock.sleeps == 2
+    assert client.calls == [('GET', '/api/')] * 3 + [('POST', '/api/tokens')]
+
+
+def test_ensure_proxy_hosts_one_read_for_all_and_nothing_written_when_equal(npm):
+    specs = [_full_spec(domain_names=[f'{name}.example.com'], forward_host=name) for name in ('a', 'b', 'c')]
+    _npm.ensure_proxy_hosts(_client(npm), specs)
+    client = _client(npm)
+    results = _npm.ensure_proxy_hosts(client, specs)
+    assert [r['changed'] for r in results] == [False, False, False]
+    assert client.calls == [('POST', '/api/tokens'), ('GET', '/api/nginx/proxy-hosts')]
+
+
+def test_ensure_proxy_hosts_moves_a_domain_from_one_host_to_the_next(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec(domain_names=['a.example.com', 'b.example.com']))
+    _npm.ensure_proxy_host(_client(npm), _full_spec(domain_names=['c.example.com'], forward_host='c'))
+    specs = [
+        _full_spec(domain_names=['a.example.com']),
+        _full_spec(domain_names=['c.example.com', 'b.example.com'], forward_host='c'),
+    ]
+    client = _client(npm)
+    planned = _npm.ensure_proxy_hosts(client, specs, check_mode=True)
+    assert [r['changes']['fields'] for r in planned] == [['domain_names'], ['domain_names']]
+    assert _writes(client) == []
+    results = _npm.ensure_proxy_hosts(client, specs)
+    assert [r['changed'] for r in results] == [True, True]
+    assert npm.hosts[1]['domain_names'] == ['a.example.com']
+    assert npm.hosts[2]['domain_names'] == ['c.example.com', 'b.example.com']
+    # The hosts were read again after the first write, not before.
+    assert [c for c in client.calls if c[0] == 'GET' and c[1] == '/api/nginx/proxy-hosts'] == [
+        ('GET', '/api/nginx/proxy-hosts')
+    ] * 3
+
+
+def test_ensure_proxy_hosts_conflict_fails_before_any_write_naming_the_host(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec(domain_names=['x.example.com']))
+    _npm.ensure_proxy_host(_client(npm), _full_spec(domain_names=['b.example.com']))
+    specs = [_full_spec(domain_names=['a.example.com']), _full_spec(domain_names=['b.example.com', 'x.example.com'])]
+    client = _client(npm)
+    with pytest.raises(_npm.DomainConflictError) as excinfo:
+        _npm.ensure_proxy_hosts(client, specs)
+    assert str(excinfo.value).startswith(
+        'proxy host b.example.com, x.example.com (hosts[1]): proxy host id 1 (domains: x.example.com)'
+    )
+    assert excinfo.value.results == []
+    assert _writes(client) == []
+
+
+def test_host_specs_entries_take_the_top_level_values():
+    params = _full_spec(domain_names=None, forward_port=80, block_exploits=True, state='present')
+    params['hosts'] = [
+        dict.fromkeys(_npm.HOST_OPTIONS) | {'domain_names': ['a.example.com'], 'forward_host': 'a'},
+        dict.fromkeys(_npm.HOST_OPTIONS)
+        | {'domain_names': ['b.example.com'], 'forward_port': 81, 'block_exploits': False},
+    ]
+    specs = _npm.host_specs(params)
+    assert [(s['forward_host'], s['forward_port'], s['block_exploits'], s['state']) for s in specs] == [
+        ('a', 80, True, 'present'),
+        ('blue', 81, False, 'present'),
+    ]
+    assert _npm.host_specs(_full_spec()) == [_full_spec()]
 
 
 # ---------------------------------------------------------------------------

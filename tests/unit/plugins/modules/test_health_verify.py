@@ -191,6 +191,32 @@ def test_compose_check_reads_the_docker_api(monkeypatch, health, expect, healthy
 
 
 @pytest.mark.usefixtures("patched")
+def test_exec_check_through_the_argument_spec(monkeypatch):
+    answers = [(2, (b"", b"psql: error: the database system is starting up")), (0, (b"1\n", b""))]
+    docker = FakeDockerClient([_container("db", "healthy")], exec_handler=lambda attrs, cmd: answers.pop(0))
+    monkeypatch.setattr(_health, "docker_client_from_env", lambda: docker)
+    query = {
+        "name": "database query",
+        "type": "exec",
+        "project": "avatar",
+        "service": "db",
+        "command": ["psql", "-U", "directus", "-d", "directus", "-tAc", "select 1"],
+        "output_regex": "^1\\s*$",
+    }
+    result = _run({"checks": [query], "deadline": 5, "interval": 0.01}, ExitJson)
+    assert result["healthy"] is True
+    assert result["checks"][0]["attempts"] == 2
+    assert result["checks"][0]["service"] == "db"
+    assert [e["cmd"] for e in docker.execs] == [query["command"]] * 2
+    # Without its command, the definition is refused by the argument spec.
+    failed = _run({"checks": [{k: v for k, v in query.items() if k != "command"}]}, FailJson)
+    assert "command" in failed["msg"]
+    monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
+    failed = _run({"checks": [query], "deadline": 0}, FailJson)
+    assert "Compose and exec checks need the Docker SDK" in failed["msg"]
+
+
+@pytest.mark.usefixtures("patched")
 def test_compose_check_without_docker_sdk(monkeypatch):
     monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
     monkeypatch.setattr(health_verify, "DOCKER_SDK_IMPORT_ERROR", "Traceback: No module named 'docker'")

@@ -487,3 +487,232 @@ def test_no_secret_in_any_result_check_diff_or_failure(npm, monkeypatch):
     assert all('boom' in r['msg'] for r in results[-2:])
     _assert_no_secret(npm, *results)
     assert new_key not in json.dumps(results)
+
+
+# ---------------------------------------------------------------------------
+# Several hosts in one call (hosts): one login, one read, writes only where a host differs
+# ---------------------------------------------------------------------------
+
+DOMAINS = {'frontend': 'avatar.example.com', 'api': 'api.example.com', 'directus': 'directus.example.com'}
+
+
+def _list_args(server, **kw):
+    """The npm_proxy role's call: the shared options at the top, one entry per host."""
+    args = npm_module.module_args(
+        server,
+        PASSWORD,
+        forward_scheme='http',
+        block_exploits=True,
+        allow_websocket_upgrade=True,
+        http2_support=True,
+        ssl_forced=True,
+        certificate='avatar',
+        certificate_upload={'nice_name': 'avatar', 'certificate': CERT, 'certificate_key': KEY},
+        hosts=[
+            {'domain_names': [DOMAINS['frontend']], 'forward_host': 'frontend', 'forward_port': 80},
+            {'domain_names': [DOMAINS['api']], 'forward_host': 'api', 'forward_port': 3000},
+            {
+                'domain_names': [DOMAINS['directus']],
+                'forward_host': 'directus',
+                'forward_port': 8055,
+                'access_list_spec': {'name': 'staff', 'items': [{'username': 'ops', 'password': ACL_PASSWORD}]},
+            },
+        ],
+    )
+    args.update(kw)
+    return args
+
+
+def _logins(server, start=0):
+    return [r for r in server.requests[start:] if r[:2] == ('POST', '/api/tokens')]
+
+
+@pytest.mark.usefixtures('patched')
+def test_list_form_creates_every_host_over_one_login_then_writes_nothing(npm):
+    first = _run(_list_args(npm, _ansible_diff=True))
+    assert first['changed'] is True
+    assert len(_logins(npm)) == 1
+    assert [r['domain_names'] for r in first['results']] == [[d] for d in DOMAINS.values()]
+    assert [r['changes']['host'] for r in first['results']] == ['create', 'create', 'create']
+    # The certificate is created and uploaded once, by the first host; the others use it.
+    assert [r['changes']['certificate'] for r in first['results']] == ['create', None, None]
+    assert [r['changes']['access_list'] for r in first['results']] == [None, None, 'create']
+    assert len(npm.certs) == 1
+    assert npm.certs[1]['meta']['certificate_key'] == KEY
+    assert {
+        h['forward_host']: (h['certificate_id'], h['access_list_id'], h['ssl_forced']) for h in npm.hosts.values()
+    } == {
+        'frontend': (1, 0, True),
+        'api': (1, 0, True),
+        'directus': (1, 1, True),
+    }
+    assert sorted(r['forward_host'] for r in npm.served.values()) == ['api', 'directus', 'frontend']
+    assert [d['before_header'] for d in first['diff']] == list(DOMAINS.values())
+    assert first['diff'][1]['after']['forward_port'] == 3000
+
+    start, writes, reloads = len(npm.requests), len(npm.writes()), npm.reloads
+    second = _run(_list_args(npm))
+    assert second['changed'] is False
+    assert [r['changed'] for r in second['results']] == [False, False, False]
+    assert [r['id'] for r in second['results']] == [1, 2, 3]
+    assert (len(npm.writes()), npm.reloads) == (writes, reloads)
+    # A no-op is five requests for the three hosts: status, one login, one read of each kind.
+    assert [r[:2] for r in npm.requests[start:]] == [
+        ('GET', '/api/'),
+        ('POST', '/api/tokens'),
+        ('GET', '/api/nginx/proxy-hosts'),
+        ('GET', '/api/nginx/certificates'),
+        ('GET', '/api/nginx/access-lists'),
+    ]
+    _assert_no_secret(npm, first, second)
+
+
+@pytest.mark.usefixtures('patched')
+def test_list_form_writes_only_the_host_that_differs(npm):
+    _run(_list_args(npm))
+    args = _list_args(npm, _ansible_diff=True)
+    args['hosts'][1]['forward_host'] = 'api-green'
+    start, writes = len(npm.requests), len(npm.writes())
+    result = _run(args)
+    assert result['changed'] is True
+    assert [r['changed'] for r in result['results']] == [False, True, False]
+    assert result['results'][1]['changes']['fields'] == ['forward_host']
+    assert result['diff'][1]['before']['forward_host'] == 'api'
+    assert result['diff'][1]['after']['forward_host'] == 'api-green'
+    assert npm.writes()[writes:] == [('PUT', '/api/nginx/proxy-hosts/2')]
+    assert npm.served[2]['forward_host'] == 'api-green'
+    assert len(_logins(npm, start)) == 1
+
+
+@pytest.mark.usefixtures('patched')
+def test_list_form_entry_overrides_the_top_level_and_unset_takes_it(npm):
+    args = _list_args(npm)
+    args['hosts'][0].update(block_exploits=False, state='present')
+    args['hosts'][1]['enabled'] = False
+    result = _run(args)
+    assert result['changed'] is True
+    assert npm.hosts[1]['block_exploits'] is False
+    assert npm.hosts[2]['block_exploits'] is True
+    assert npm.hosts[2]['enabled'] is False
+    assert npm.hosts[3]['enabled'] is True
+    # state absent at the top applies to every entry.
+    gone = _run(dict(_list_args(npm), state='absent'))
+    assert [r['changes']['host'] for r in gone['results']] == ['delete', 'delete', 'delete']
+    assert npm.hosts == {}
+
+
+@pytest.mark.usefixtures('patched')
+def test_list_form_check_mode_writes_nothing_and_plans_shared_objects_once(npm, fresh_npm):
+    result = _run(_list_args(npm, _ansible_check_mode=True, _ansible_diff=True))
+    assert result['changed'] is True
+    assert npm.writes() == []
+    assert (npm.hosts, npm.certs, npm.acls) == ({}, {}, {})
+    assert [r['changes']['host'] for r in result['results']] == ['create', 'create', 'create']
+    # The certificate the first host would create counts as there for the others: no refusal, no second create.
+    assert [r['changes']['certificate'] for r in result['results']] == ['create', None, None]
+    assert [r['diff']['after']['certificate'] for r in result['results']] == ['avatar'] * 3
+    # A fresh NPM in check mode: admin would be created; nothing can be read, nothing is written.
+    fresh = _run(_list_args(fresh_npm, initial_setup=True, _ansible_check_mode=True))
+    assert fresh['admin_created'] is True
+    assert fresh['changed'] is True
+    assert fresh_npm.users == {}
+    assert fresh_npm.writes() == []
+    _assert_no_secret(npm, result, fresh)
+
+
+@pytest.mark.usefixtures('patched')
+def test_a_later_host_referring_to_a_certificate_an_earlier_one_creates(npm):
+    args = _list_args(npm)
+    del args['certificate_upload']
+    args['hosts'][0]['certificate_upload'] = {'nice_name': 'avatar', 'certificate': CERT, 'certificate_key': KEY}
+    result = _run(args)
+    assert result['changed'] is True
+    assert [h['certificate_id'] for h in npm.hosts.values()] == [1, 1, 1]
+    assert _run(args)['changed'] is False
+
+
+@pytest.mark.usefixtures('patched')
+def test_list_form_invalid_host_fails_before_any_write_naming_it(npm):
+    args = _list_args(npm)
+    args['hosts'][2]['hsts_subdomains'] = True  # without hsts_enabled: NPM would store false
+    result = _run(args, FailJson)
+    assert result['msg'].startswith(f'proxy host {DOMAINS["directus"]} (hosts[2]): ')
+    assert 'hsts_subdomains needs hsts_enabled' in result['msg']
+    assert result['msg'].endswith('Nothing was changed.')
+    assert result['changed'] is False
+    assert result['results'] == []
+    assert npm.writes() == []
+
+
+@pytest.mark.parametrize(
+    'hosts, message',
+    [
+        ([], 'hosts is empty'),
+        (
+            [{'domain_names': ['a.example.com']}, {'domain_names': ['b.example.com', 'A.example.com']}],
+            'a.example.com is in hosts[0] and hosts[1]',
+        ),
+        ([{'domain_names': [' ']}], 'hosts[0] needs domain_names'),
+    ],
+)
+@pytest.mark.usefixtures('patched')
+def test_list_form_refused_before_any_request(npm, hosts, message):
+    result = _run(npm_module.module_args(npm, PASSWORD, forward_host='x', forward_port=1, hosts=hosts), FailJson)
+    assert message in result['msg']
+    assert result['msg'].endswith('Nothing was changed.')
+    assert npm.requests == []
+
+
+@pytest.mark.usefixtures('patched')
+def test_list_form_and_domain_names_are_mutually_exclusive(npm):
+    result = _run(_list_args(npm, domain_names=['x.example.com']), FailJson)
+    assert 'mutually exclusive' in result['msg']
+    assert npm.requests == []
+    result = _run(npm_module.module_args(npm, PASSWORD, forward_host='x', forward_port=1), FailJson)
+    assert 'hosts' in result['msg']
+    assert 'domain_names' in result['msg']
+
+
+@pytest.mark.usefixtures('patched')
+def test_list_form_nginx_rejection_names_the_host_and_keeps_the_earlier_writes(npm):
+    _run(_list_args(npm))
+    args = _list_args(npm)
+    args['hosts'][0]['forward_port'] = 8080
+    args['hosts'][1]['advanced_config'] = 'bogus_directive on;'
+    args['hosts'][2]['forward_port'] = 9055
+    result = _run(args, FailJson)
+    assert result['msg'].startswith(f'proxy host {DOMAINS["api"]} (hosts[1]): ')
+    assert 'unknown directive "bogus_directive"' in result['nginx_err']
+    assert result['restored'] is True
+    assert result['changed'] is True
+    # The first host was written and stays; the third was not reached.
+    assert [r['changes']['fields'] for r in result['results']] == [['forward_port']]
+    assert npm.served[1]['forward_port'] == 8080
+    assert npm.hosts[2]['advanced_config'] == ''
+    assert npm.served[2]['forward_port'] == 3000
+    assert npm.hosts[3]['forward_port'] == 8055
+    _assert_no_secret(npm, result)
+
+
+@pytest.mark.usefixtures('patched')
+def test_api_timeout_waits_while_npm_starts(npm, monkeypatch):
+    from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import APIError
+
+    real_handle = npm.handle
+    starting = {'left': 2}
+
+    def starting_up(method, path, query, body, files, authorized):
+        # NPM's nginx answers 502 until its backend is up.
+        if path == '/api/' and starting['left']:
+            starting['left'] -= 1
+            raise APIError(502, 'Bad Gateway')
+        return real_handle(method, path, query, body, files, authorized)
+
+    monkeypatch.setattr(npm, 'handle', starting_up)
+    refused = _run(_list_args(npm), FailJson)
+    assert '502' in refused['msg']
+    assert npm.writes() == []
+    result = _run(_list_args(npm, api_timeout=10))
+    assert result['changed'] is True
+    assert [r[:2] for r in npm.requests].count(('GET', '/api/')) == 3
+    assert starting['left'] == 0
