@@ -78,6 +78,8 @@ def _inventory(tmp_path, target, port, password, **secrets):
     }
     host_vars.update({name: f'itest-{name}-s3cret' for name in SECRETS})
     host_vars.update(secrets)
+    for name in [name for name, value in host_vars.items() if value is None]:
+        del host_vars[name]
     inventory = {'all': {'children': {'production': {'hosts': {'itest-prod-1': host_vars, 'itest-prod-2': host_vars}}}}}
     path = tmp_path / 'hosts.yml'
     path.write_text(yaml.safe_dump(inventory))
@@ -132,6 +134,22 @@ def test_env_value_with_a_newline_is_refused_before_connecting(tmp_path, real_re
     assert 'Nothing was changed' in out
     assert 'itest-first-line' not in out
     assert 'itest-second-line' not in out
+    assert listener.count == 0, 'a server was contacted: ' + out[-3000:]
+
+
+@pytest.mark.parametrize('password', [None, 'CHANGE_ME'])
+def test_missing_proxy_password_is_refused_before_connecting(tmp_path, real_registries, listener, password):
+    """The handover switch logs in to the proxy's API: without its password (unset, or the vault example's
+    placeholder) the run is refused by name before any server is contacted, not half-way with "is undefined"."""
+    target = real_registries.basic
+    rc, out = _deploy(
+        _inventory(tmp_path, target, listener.port, target.password, vault_npm_admin_password=password),
+        '-e',
+        'image_tag=v1.2.0',
+    )
+    assert rc != 0, out[-3000:]
+    assert 'compose_deploy_npm_password (by default the vault\'s vault_npm_admin_password) is unset' in out, out[-3000:]
+    assert 'Nothing was changed' in out
     assert listener.count == 0, 'a server was contacted: ' + out[-3000:]
 
 
