@@ -66,7 +66,10 @@ OPERATIONS = {
     'switch_no_backup': 'deploy.yml switch, no pre-deploy backup',
     'noop': 'deploy.yml no-op re-run',
     'rollback': 'rollback.yml, registry down',
+    'auto_rollback': 'deploy.yml of a broken release, rolled back automatically',
 }
+# A release whose api container cannot start (broken entrypoint) in the GHCR stand-in.
+BROKEN_RELEASE = 'v1.2.2'
 
 
 def log(msg):
@@ -190,8 +193,8 @@ def task_profile(tasks_file, ssh_log, wall):
 # --- one timed operation ---------------------------------------------------------
 
 
-def timed(kind, argv, expect_version, rate, workdir, index):
-    """Run one operation under load; return its sample."""
+def timed(kind, argv, expect_version, rate, workdir, index, expect_rc=0):
+    """Run one operation under load; return its sample. ``expect_rc``: 0, or 'nonzero' for a run that must fail."""
     before = wait_serving()
     tasks_file = os.path.join(workdir, f'{kind}-{index}.tasks.json')
     ssh_log = os.path.join(workdir, f'{kind}-{index}.ssh.log')
@@ -222,12 +225,13 @@ def timed(kind, argv, expect_version, rate, workdir, index):
         'version_before': before,
         'version_after': after,
         'expected_version': expect_version,
+        'expected_rc': expect_rc,
         'load': traffic,
         'profile': task_profile(tasks_file, ssh_log, wall),
     }
     with open(os.path.join(workdir, f'{kind}-{index}.out'), 'w', encoding='utf-8') as handle:
         handle.write(proc.stdout + proc.stderr)
-    status = 'ok' if proc.returncode == 0 and after == expect_version else 'FAILED'
+    status = 'ok' if _ended_as_expected(proc.returncode, expect_rc) and after == expect_version else 'FAILED'
     log(
         f'{kind} #{index}: {wall:.1f}s {status} ({before} -> {after}, expected {expect_version}); '
         f'{traffic["failed"]}/{traffic["sent"]} requests failed, longest outage {traffic["longest_outage_s"]}s; '
@@ -240,6 +244,10 @@ def timed(kind, argv, expect_version, rate, workdir, index):
     with open(done, 'a', encoding='utf-8') as handle:
         handle.write(json.dumps(sample) + '\n')
     return sample
+
+
+def _ended_as_expected(rc, expect_rc):
+    return rc != 0 if expect_rc == 'nonzero' else rc == expect_rc
 
 
 # --- setup -----------------------------------------------------------------------
@@ -312,7 +320,10 @@ def summarize(samples):
             'label': OPERATIONS[kind],
             'samples_s': times,
             'median_s': round(statistics.median(times), 2),
-            'all_succeeded': all(s['rc'] == 0 and s['version_after'] == s['expected_version'] for s in mine),
+            'all_succeeded': all(
+                _ended_as_expected(s['rc'], s.get('expected_rc', 0)) and s['version_after'] == s['expected_version']
+                for s in mine
+            ),
             'failed_requests': [s['load']['failed'] for s in mine],
             'sent_requests': [s['load']['sent'] for s in mine],
             'longest_outage_s': [s['load']['longest_outage_s'] for s in mine],
@@ -337,9 +348,9 @@ def summarize(samples):
     if 'rollback' in med and 'switch' in med:
         ratios['rollback / switch'] = round(med['rollback'] / med['switch'], 2)
         verdict['rollback (registry down) <= switch'] = med['rollback'] <= med['switch']
-    collection = [k for k in ('switch', 'switch_no_backup', 'rollback') if k in ops]
+    collection = [k for k in ('switch', 'switch_no_backup', 'rollback', 'auto_rollback') if k in ops]
     if collection:
-        verdict['0 failed requests during switch and rollback'] = all(
+        verdict['0 failed requests during switch, rollback and automatic rollback'] = all(
             sum(ops[k]['failed_requests']) == 0 for k in collection
         )
     verdict['every operation ended on the expected release'] = all(o['all_succeeded'] for o in ops.values())
@@ -348,7 +359,13 @@ def summarize(samples):
 
 def table(result):
     ops, ratios, verdict = result['operations'], result['ratios'], result['verdict']
-    thin = {'switch': 'thin_switch', 'switch_no_backup': 'thin_switch', 'rollback': 'thin_switch', 'noop': 'thin_noop'}
+    thin = {
+        'switch': 'thin_switch',
+        'switch_no_backup': 'thin_switch',
+        'rollback': 'thin_switch',
+        'auto_rollback': 'thin_switch',
+        'noop': 'thin_noop',
+    }
     lines = [
         (
             f'deploy bench {result["started"]}  commit {result["commit"]}  {result["runs"]} runs each, '
@@ -376,7 +393,7 @@ def table(result):
     lines += [f'{name:<40} {value}' for name, value in ratios.items()]
     lines += ['']
     lines += [f'target {name:<50} {"met" if ok else "NOT MET"}' for name, ok in verdict.items()]
-    for kind in ('switch', 'noop', 'rollback'):
+    for kind in ('switch', 'switch_no_backup', 'noop', 'rollback', 'auto_rollback'):
         prof = result.get('profiles', {}).get(kind)
         if not prof:
             continue
@@ -475,6 +492,11 @@ def main(argv=None):
         samples.append(
             timed('noop', playbook_argv('deploy.yml', '-e', f'image_tag={current}'), current, args.rate, workdir, i)
         )
+
+    # A broken release: the deploy fails its gate and the previous release serves on (the run fails).
+    for i in range(1, args.runs + 1):
+        argv = playbook_argv('deploy.yml', '-e', f'image_tag={BROKEN_RELEASE}')
+        samples.append(timed('auto_rollback', argv, current, args.rate, workdir, i, expect_rc='nonzero'))
 
     log('stopping the registry for the rollbacks')
     platform('stop-registry')
