@@ -393,6 +393,47 @@ class _Switch:
         return int(_npm.find_host_for(hosts, [self.spec['services'][service]['domain']])['id'])
 
 
+def _connect_for(connect, services, what, result=None):
+    try:
+        return connect()
+    except _npm.NPMError as exc:
+        raise SwitchError(
+            f'the proxy API, needed to {what} {", ".join(services)}, answered: {exc} Nothing was changed.',
+            result,
+            switched=False,
+        ) from exc
+
+
+def _settle_interrupted(docker, client, spec, before, services, clock=time.monotonic, sleep=time.sleep):
+    """Leave one container of each service in ``services`` (more than one runs: a handover cut short).
+
+    The container the proxy host forwards to is kept (it is the one serving); when the proxy
+    forwards to the service alias, the oldest running one. The proxy is pinned to the kept
+    container before the others are removed, after the drain; the proxy host goes back to the
+    alias (the handover that may follow pins it again). Returns the steps taken.
+    """
+    sw = _Switch(docker, client, spec, clock=clock, sleep=sleep)
+    for service in services:
+        mine = before[service]
+        forward_host = client.get_proxy_host(sw._host_id(service)).get('forward_host')
+        keep = next((c for c in mine if c['name'] == forward_host and c['state'] == 'running'), None)
+        if keep is None:
+            keep = next((c for c in mine if c['state'] == 'running'), mine[0])
+        others = [c for c in mine if c['id'] != keep['id']]
+        sw.log(
+            f'{service}: {len(mine)} containers ({", ".join(c["name"] for c in mine)}) left by an interrupted '
+            f'handover; the proxy forwards to {forward_host}: keeping {keep["name"]}'
+        )
+        if forward_host != keep['name']:
+            sw.forward(service, keep['name'])
+            sleep(spec.get('drain', 3))
+        for container in others:
+            docker.remove(container['id'], spec.get('stop_timeout', 2))
+            sw.log(f'{service}: removed {container["name"]}')
+        sw.forward(service, sw._alias(service))
+    return sw.steps
+
+
 # ---------------------------------------------------------------------------
 # The whole switch
 # ---------------------------------------------------------------------------
@@ -408,34 +449,45 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
     """
     docker = _Docker(run, spec['project'], spec['project_dir'], spec['files'])
     all_services = spec['all_services']
+    stateless = list(spec['services']) if spec.get('strategy', 'handover') == 'handover' else []
+    before = docker.containers()
+    # A handover cut short (a killed run) leaves two containers of a service and its proxy host
+    # pinned to one of them: settled first, so the switch below starts from one serving container.
+    interrupted = [s for s in spec['services'] if len(before.get(s, [])) > 1]
+    settled = []
+    client = None
+    if interrupted and not check_mode:
+        client = _connect_for(connect, interrupted, 'settle the interrupted handover of')
+        try:
+            settled = _settle_interrupted(docker, client, spec, before, interrupted, clock=clock, sleep=sleep)
+        except _npm.NPMError as exc:
+            client.close()
+            raise SwitchError(
+                f'settling the interrupted handover of {", ".join(interrupted)} failed: {exc}',
+                {'changed': True, 'interrupted': interrupted},
+            ) from exc
+        before = docker.containers()
     dry = parse_dry_run(docker.dry_run(), spec['project'], all_services)
     changed = changed_services(dry, all_services)
     orphans = '' in dry and any(st.startswith(_CHANGE_WORDS) for st in dry[''])
-    before = docker.containers()
-    stateless = list(spec['services']) if spec.get('strategy', 'handover') == 'handover' else []
     handover, recreate = plan(changed, stateless, before, stateless)
     result = {
-        'changed': bool(changed or orphans),
+        'changed': bool(changed or orphans or settled),
         'differs': changed,
         'handover': handover,
         'recreate': recreate,
+        'interrupted': interrupted,
         'services': {},
-        'steps': [],
+        'steps': list(settled),
     }
-    if check_mode or not result['changed']:
+    if check_mode or not (changed or orphans):
+        if client is not None:
+            client.close()
         result['serving'] = {s: [_public(c) for c in before.get(s, [])] for s in all_services}
         return result
-    client = None
-    if handover:
+    if handover and client is None:
         # Before anything runs: without the proxy's API there is no handover.
-        try:
-            client = connect()
-        except _npm.NPMError as exc:
-            raise SwitchError(
-                f'the proxy API, needed to hand over {", ".join(handover)}, answered: {exc} Nothing was changed.',
-                dict(result, changed=False),
-                switched=False,
-            ) from exc
+        client = _connect_for(connect, handover, 'hand over', dict(result, changed=False))
     if recreate or orphans:
         docker.up(recreate)
     sw = None
@@ -469,6 +521,6 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
         if client is not None:
             client.close()
     after = docker.containers()
-    result['steps'] = sw.steps if sw else [f'recreated in place: {", ".join(recreate)}']
+    result['steps'] = settled + (sw.steps if sw else [f'recreated in place: {", ".join(recreate)}'])
     result['serving'] = {s: [_public(c) for c in after.get(s, [])] for s in all_services}
     return result

@@ -185,3 +185,48 @@ def test_the_proxy_not_serving_the_new_version_switches_back(npm):
     assert 'Nothing was switched for api' in str(err.value)
     assert docker.of('api') == [old]
     assert _forward_hosts(npm)['api.example.com'] == 'api'
+
+
+def _interrupted(npm, pinned_to):
+    """api v1 serving, a killed run's api v2 started beside it, the proxy pinned to container ``pinned_to``."""
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2')
+    docker._create('api', 'v2')
+    client = _connect(npm)()
+    host = next(h for h in client.list_proxy_hosts() if h['domain_names'] == ['api.example.com'])
+    client.update_proxy_host(host['id'], {'forward_host': f'{PROJECT}-api-{pinned_to}'})
+    return docker
+
+
+def test_a_handover_cut_short_on_the_old_container_keeps_it_then_hands_over(npm):
+    docker = _interrupted(npm, pinned_to=1)
+    old, leftover = docker.of('api')
+    result = _switch_run(docker, npm)
+    assert result['interrupted'] == ['api']
+    assert result['handover'] == ['api']
+    (now,) = docker.of('api')
+    assert now not in (old, leftover)
+    assert docker.containers[now]['config'] == 'v2'
+    assert _forward_hosts(npm)['api.example.com'] == 'api'
+    assert any('left by an interrupted handover' in s and f'keeping {PROJECT}-api-1' in s for s in result['steps'])
+    assert _switch_run(docker, npm)['changed'] is False
+
+
+def test_a_handover_cut_short_on_the_new_container_keeps_it_and_switches_nothing_more(npm):
+    docker = _interrupted(npm, pinned_to=2)
+    _old, new = docker.of('api')
+    result = _switch_run(docker, npm)
+    assert result['changed'] is True
+    assert result['handover'] == []
+    assert docker.of('api') == [new]
+    assert _forward_hosts(npm)['api.example.com'] == 'api'
+    assert _switch_run(docker, npm)['changed'] is False
+
+
+def test_check_mode_reports_an_interrupted_handover_and_touches_nothing(npm):
+    docker = _interrupted(npm, pinned_to=1)
+    ids = docker.of('api')
+    result = _switch.switch(docker, _spec(npm), lambda: pytest.fail('NPM contacted'), check_mode=True)
+    assert result['interrupted'] == ['api']
+    assert docker.of('api') == ids
+    assert _forward_hosts(npm)['api.example.com'] == f'{PROJECT}-api-1'
