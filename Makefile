@@ -21,7 +21,10 @@ MOLECULE_SCENARIOS ?= default deploy backup
 
 test:
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory venv docker images lint sanity unit build-check integration molecule; \
+	for stage in venv docker images lint sanity unit build-check integration molecule; do \
+		t=$$(date +%s); $(MAKE) --no-print-directory $$stage; \
+		echo "make test: $$stage took $$(( $$(date +%s) - t ))s"; \
+	done; \
 	echo "make test: venv, docker, images, lint (yamllint, ruff, ansible-lint, SPDX headers), sanity (ansible-test), unit, build, integration (real registries), molecule ($(MOLECULE_SCENARIOS)) passed in $$(( $$(date +%s) - start ))s"
 
 venv: $(VENV)/.installed
@@ -63,7 +66,8 @@ build-check: venv
 	bash hack/build-check.sh
 
 molecule: venv platform
-	@for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
+	@for s in $(MOLECULE_SCENARIOS); do t=$$(date +%s); $(BIN)/molecule test -s $$s || exit 1; \
+		echo "make molecule: scenario $$s took $$(( $$(date +%s) - t ))s"; done
 
 demo: venv images
 	bash hack/demo.sh
