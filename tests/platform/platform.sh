@@ -225,6 +225,9 @@ start_server() { # name ssh http
   if ! docker inspect "$name" >/dev/null 2>&1; then
     # A new server is bare: no Docker data left over from an earlier one of that name.
     docker volume rm -f "$name-docker" >/dev/null 2>&1 || true
+    # OpenSSH 10 penalises a source address whose connections end before authenticating (the host-key tests
+    # refuse keys on purpose), then closes its connections at once: every test connects from that one address.
+    printf 'PerSourcePenalties no\n' >"$state/ssh/sshd-test.conf"
     docker run -d --name "$name" --hostname "$name" --network "$net" \
       --label avatar-test.platform=server --label "avatar-test.state=$(state_id)" \
       --sysctl net.ipv6.conf.all.disable_ipv6=0 --sysctl net.ipv6.conf.default.disable_ipv6=0 \
@@ -233,6 +236,7 @@ start_server() { # name ssh http
       --tmpfs /run --tmpfs /run/lock -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
       -v "$name-docker:/var/lib/docker" \
       -v "$state/ssh/authorized_keys:/etc/ssh/authorized_keys:ro" \
+      -v "$state/ssh/sshd-test.conf:/etc/ssh/sshd_config.d/zz-avatar-test.conf:ro" \
       -p "127.0.0.1:$ssh:22" -p "127.0.0.1:$http:80" \
       avatar-test/server:trixie >/dev/null
   elif [ "$(docker inspect -f '{{.State.Running}}' "$name")" != true ]; then
