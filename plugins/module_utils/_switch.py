@@ -158,7 +158,17 @@ class _Docker:
     def containers(self):
         """``{service: [container]}`` of the project, each with id, name, state, health, restarts, ip, image."""
         out = self.run(
-            ['docker', 'ps', '-aq', '--no-trunc', '--filter', f'label=com.docker.compose.project={self.project}'],
+            # One-off containers (docker compose run) are not the service's: never handed over or settled.
+            [
+                'docker',
+                'ps',
+                '-aq',
+                '--no-trunc',
+                '--filter',
+                f'label=com.docker.compose.project={self.project}',
+                '--filter',
+                'label=com.docker.compose.oneoff=False',
+            ],
             'docker ps',
         )[0]
         ids = out.split()
@@ -404,15 +414,16 @@ def _connect_for(connect, services, what, result=None):
         ) from exc
 
 
-def _settle_interrupted(docker, client, spec, before, services, clock=time.monotonic, sleep=time.sleep):
+def _settle_interrupted(docker, client, spec, before, services, steps, clock=time.monotonic, sleep=time.sleep):
     """Leave one container of each service in ``services`` (more than one runs: a handover cut short).
 
     The container the proxy host forwards to is kept (it is the one serving); when the proxy
     forwards to the service alias, the oldest running one. The proxy is pinned to the kept
     container before the others are removed, after the drain; the proxy host goes back to the
-    alias (the handover that may follow pins it again). Returns the steps taken.
+    alias (the handover that may follow pins it again). Each step taken is appended to ``steps`` as it is.
     """
     sw = _Switch(docker, client, spec, clock=clock, sleep=sleep)
+    sw.steps = steps
     for service in services:
         mine = before[service]
         forward_host = client.get_proxy_host(sw._host_id(service)).get('forward_host')
@@ -424,14 +435,13 @@ def _settle_interrupted(docker, client, spec, before, services, clock=time.monot
             f'{service}: {len(mine)} containers ({", ".join(c["name"] for c in mine)}) left by an interrupted '
             f'handover; the proxy forwards to {forward_host}: keeping {keep["name"]}'
         )
-        if forward_host != keep['name']:
+        if forward_host != keep['name'] and keep['state'] == 'running':
             sw.forward(service, keep['name'])
             sleep(spec.get('drain', 3))
         for container in others:
             docker.remove(container['id'], spec.get('stop_timeout', 2))
             sw.log(f'{service}: removed {container["name"]}')
         sw.forward(service, sw._alias(service))
-    return sw.steps
 
 
 # ---------------------------------------------------------------------------
@@ -448,31 +458,48 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
     health_timeout, verify_timeout. ``connect()`` returns a logged-in NPM client.
     """
     docker = _Docker(run, spec['project'], spec['project_dir'], spec['files'])
+    # The NPM client (closed on every path) and the steps of settling an interrupted handover
+    # (once any was taken, no later error may say that nothing changed).
+    state = {'client': None, 'settled': []}
+    try:
+        return _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok)
+    except SwitchError as exc:
+        if state['settled']:
+            exc.switched = True
+            steps = exc.result.get('steps') or []
+            exc.result = dict(exc.result, steps=state['settled'] + [x for x in steps if x not in state['settled']])
+        raise
+    finally:
+        if state['client'] is not None:
+            state['client'].close()
+
+
+def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
     all_services = spec['all_services']
     stateless = list(spec['services']) if spec.get('strategy', 'handover') == 'handover' else []
     before = docker.containers()
     # A handover cut short (a killed run) leaves two containers of a service and its proxy host
     # pinned to one of them: settled first, so the switch below starts from one serving container.
-    interrupted = [s for s in spec['services'] if len(before.get(s, [])) > 1]
-    settled = []
-    client = None
+    interrupted = [s for s in stateless if len(before.get(s, [])) > 1]
     if interrupted and not check_mode:
-        client = _connect_for(connect, interrupted, 'settle the interrupted handover of')
+        state['client'] = _connect_for(connect, interrupted, 'settle the interrupted handover of')
         try:
-            settled = _settle_interrupted(docker, client, spec, before, interrupted, clock=clock, sleep=sleep)
-        except _npm.NPMError as exc:
-            client.close()
+            _settle_interrupted(docker, state['client'], spec, before, interrupted, state['settled'], clock, sleep)
+        except (_npm.NPMError, SwitchError, ValueError) as exc:
             raise SwitchError(
                 f'settling the interrupted handover of {", ".join(interrupted)} failed: {exc}',
-                {'changed': True, 'interrupted': interrupted},
+                {'interrupted': interrupted, 'steps': list(state['settled'])},
+                switched=bool(state['settled']),
             ) from exc
         before = docker.containers()
+    settled = state['settled']
     dry = parse_dry_run(docker.dry_run(), spec['project'], all_services)
     changed = changed_services(dry, all_services)
     orphans = '' in dry and any(st.startswith(_CHANGE_WORDS) for st in dry[''])
     handover, recreate = plan(changed, stateless, before, stateless)
     result = {
-        'changed': bool(changed or orphans or settled),
+        # In check mode an interrupted handover is a change the real run makes (it settles it).
+        'changed': bool(changed or orphans or settled or (check_mode and interrupted)),
         'differs': changed,
         'handover': handover,
         'recreate': recreate,
@@ -481,19 +508,17 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
         'steps': list(settled),
     }
     if check_mode or not (changed or orphans):
-        if client is not None:
-            client.close()
         result['serving'] = {s: [_public(c) for c in before.get(s, [])] for s in all_services}
         return result
-    if handover and client is None:
+    if handover and state['client'] is None:
         # Before anything runs: without the proxy's API there is no handover.
-        client = _connect_for(connect, handover, 'hand over', dict(result, changed=False))
+        state['client'] = _connect_for(connect, handover, 'hand over', dict(result, changed=False))
     if recreate or orphans:
         docker.up(recreate)
     sw = None
     try:
         if handover:
-            sw = _Switch(docker, client, spec, clock=clock, sleep=sleep, http_ok=http_ok)
+            sw = _Switch(docker, state['client'], spec, clock=clock, sleep=sleep, http_ok=http_ok)
             if recreate:
                 sw.log(f'recreated in place: {", ".join(recreate)}')
             olds = {service: before[service][0] for service in handover}
@@ -507,7 +532,7 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
         for service in recreate:
             result['services'][service] = {'action': 'recreate'}
     except SwitchError as exc:
-        exc.result = dict(result, steps=sw.steps if sw else [])
+        exc.result = dict(result, steps=settled + (sw.steps if sw else []))
         if recreate:
             exc.switched = True
         if result['services']:
@@ -515,11 +540,8 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
         raise
     except _npm.NPMError as exc:
         raise SwitchError(
-            f'the proxy could not be switched: {exc}', dict(result, steps=sw.steps if sw else [])
+            f'the proxy could not be switched: {exc}', dict(result, steps=settled + (sw.steps if sw else []))
         ) from exc
-    finally:
-        if client is not None:
-            client.close()
     after = docker.containers()
     result['steps'] = settled + (sw.steps if sw else [f'recreated in place: {", ".join(recreate)}'])
     result['serving'] = {s: [_public(c) for c in after.get(s, [])] for s in all_services}

@@ -230,3 +230,27 @@ def test_check_mode_reports_an_interrupted_handover_and_touches_nothing(npm):
     assert result['interrupted'] == ['api']
     assert docker.of('api') == ids
     assert _forward_hosts(npm)['api.example.com'] == f'{PROJECT}-api-1'
+
+
+def test_a_failure_after_settling_says_that_something_changed(npm):
+    docker = _interrupted(npm, pinned_to=1)
+
+    def failing_dry_run(argv, **kw):
+        if '--dry-run' in argv:
+            return 1, '', 'compose: no such file'
+        return docker(argv, **kw)
+
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch.switch(failing_dry_run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda u: (True, 'ok'))
+    assert err.value.switched is True
+    assert any('left by an interrupted handover' in s for s in err.value.result['steps'])
+    assert len(docker.of('api')) == 1
+
+
+def test_the_recreate_strategy_never_settles_through_the_proxy(npm):
+    docker = _interrupted(npm, pinned_to=1)
+    result = _switch.switch(
+        docker, _spec(npm, strategy='recreate'), lambda: pytest.fail('NPM contacted'), sleep=lambda s: None
+    )
+    assert result['interrupted'] == []
+    assert result['recreate'] == ['api']
