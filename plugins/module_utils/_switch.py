@@ -417,8 +417,9 @@ def _connect_for(connect, services, what, result=None):
 def _settle_interrupted(docker, client, spec, before, services, steps, clock=time.monotonic, sleep=time.sleep):
     """Leave one container of each service in ``services`` (more than one runs: a handover cut short).
 
-    The container the proxy host forwards to is kept (it is the one serving); when the proxy
-    forwards to the service alias, the oldest running one. The proxy is pinned to the kept
+    The container the proxy host forwards to is kept (it is the one serving) if it runs without
+    restarts and is not unhealthy; otherwise, or when the proxy forwards to the service alias, the
+    oldest such one. The proxy is pinned to the kept
     container before the others are removed, after the drain; the proxy host goes back to the
     alias (the handover that may follow pins it again). Each step taken is appended to ``steps`` as it is.
     """
@@ -427,9 +428,10 @@ def _settle_interrupted(docker, client, spec, before, services, steps, clock=tim
     for service in services:
         mine = before[service]
         forward_host = client.get_proxy_host(sw._host_id(service)).get('forward_host')
-        keep = next((c for c in mine if c['name'] == forward_host and c['state'] == 'running'), None)
+        fit = [c for c in mine if c['state'] == 'running' and c['health'] != 'unhealthy' and c['restarts'] == 0]
+        keep = next((c for c in fit if c['name'] == forward_host), None)
         if keep is None:
-            keep = next((c for c in mine if c['state'] == 'running'), mine[0])
+            keep = next(iter(fit), None) or next((c for c in mine if c['state'] == 'running'), mine[0])
         others = [c for c in mine if c['id'] != keep['id']]
         sw.log(
             f'{service}: {len(mine)} containers ({", ".join(c["name"] for c in mine)}) left by an interrupted '

@@ -254,3 +254,17 @@ def test_the_recreate_strategy_never_settles_through_the_proxy(npm):
     )
     assert result['interrupted'] == []
     assert result['recreate'] == ['api']
+
+
+def test_an_interrupted_handover_pinned_to_a_unhealthy_container_keeps_the_healthy_one(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, unhealthy={'v2-sick'})
+    docker.desired.update(api='v2-sick')
+    docker._create('api', 'v2-sick')
+    old, _sick = docker.of('api')
+    client = _connect(npm)()
+    host = next(h for h in client.list_proxy_hosts() if h['domain_names'] == ['api.example.com'])
+    client.update_proxy_host(host['id'], {'forward_host': f'{PROJECT}-api-2'})
+    with pytest.raises(_switch.SwitchError):
+        _switch_run(docker, npm)  # the handover to the unhealthy release fails and is undone
+    assert docker.of('api') == [old]
+    assert _forward_hosts(npm)['api.example.com'] == 'api'
