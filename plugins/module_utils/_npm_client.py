@@ -26,6 +26,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import time
 import urllib.parse
 
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _http
@@ -158,32 +159,20 @@ class NPMClient:
             headers['Authorization'] = f'Bearer {self._token}'
         api_path = '/api' + path
         self.calls.append((method, api_path.split('?', 1)[0]))
-        try:
-            result = _http.send(
-                self._session,
-                method,
-                self._base + api_path,
-                headers=headers,
-                timeout=timeout,
-                max_body=MAX_BODY_BYTES,
-                data=data,
-                files=files,
-            )
-        except _http.BodyError as exc:
-            raise NPMConnectionError(
-                self.redact(
-                    f'NPM at {self.url} broke off its answer to {method} {api_path} ({exc.status}): '
-                    f'{_http.describe_exception(exc.cause, timeout)}.'
-                )
-            )
-        except (_rexc.RequestException, OSError, http.client.HTTPException) as exc:
-            raise NPMConnectionError(
-                self.redact(
-                    f'Cannot reach NPM at {self.url} ({method} {api_path}): '
-                    f'{_http.describe_exception(exc, timeout)}. Check url, that NPM runs and its admin '
-                    'port (81) is reachable from where the module runs.'
-                )
-            )
+        # A read is tried again when the connection broke (a reload may still be under way); a write is not
+        # (it may have been applied).
+        for attempt in range(3 if method == 'GET' else 1):
+            try:
+                result = self._send(method, api_path, headers, timeout, data, files)
+                break
+            except NPMConnectionError:
+                if attempt == (2 if method == 'GET' else 0):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        if method != 'GET':
+            # NPM's admin port is an nginx that a write reloads: its old worker closes the kept-alive
+            # connection under the next request (connection reset). The next request opens a new one.
+            self._session.close()
         text = result.body.decode('utf-8', 'replace')
         try:
             decoded = json.loads(text) if text.strip() else None
@@ -211,6 +200,34 @@ class NPMClient:
                 npm_message=said,
             )
         return decoded
+
+    def _send(self, method, api_path, headers, timeout, data, files):
+        try:
+            return _http.send(
+                self._session,
+                method,
+                self._base + api_path,
+                headers=headers,
+                timeout=timeout,
+                max_body=MAX_BODY_BYTES,
+                data=data,
+                files=files,
+            )
+        except _http.BodyError as exc:
+            raise NPMConnectionError(
+                self.redact(
+                    f'NPM at {self.url} broke off its answer to {method} {api_path} ({exc.status}): '
+                    f'{_http.describe_exception(exc.cause, timeout)}.'
+                )
+            )
+        except (_rexc.RequestException, OSError, http.client.HTTPException) as exc:
+            raise NPMConnectionError(
+                self.redact(
+                    f'Cannot reach NPM at {self.url} ({method} {api_path}): '
+                    f'{_http.describe_exception(exc, timeout)}. Check url, that NPM runs and its admin '
+                    'port (81) is reachable from where the module runs.'
+                )
+            )
 
     # -- setup and login -------------------------------------------------
 
