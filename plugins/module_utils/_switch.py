@@ -196,11 +196,27 @@ class _Docker:
         return out + err
 
     def remove(self, container_id, stop_timeout=10):
-        self.run_argv(['docker', 'stop', '-t', str(stop_timeout), container_id])
-        result = self.run_argv(['docker', 'rm', '-f', container_id])
+        self.remove_all([container_id], stop_timeout)
+
+    def remove_all(self, container_ids, stop_timeout=10):
+        """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove the containers: two calls for all of them."""
+        self.run_argv(['docker', 'stop', '-t', str(stop_timeout), *container_ids])
+        result = self.run_argv(['docker', 'rm', '-f', *container_ids])
         rc, err = result[0], result[2]
         if rc != 0 and 'No such container' not in err:
-            raise SwitchError(f'docker rm {container_id[:12]} failed: {err.strip()[-300:]}')
+            raise SwitchError(f'docker rm {" ".join(c[:12] for c in container_ids)} failed: {err.strip()[-300:]}')
+
+    def workers(self, container_id):
+        """The pids of the nginx worker processes in the container (also those shutting down), or None if unknown."""
+        rc, out = self.run_argv(['docker', 'top', container_id, '-o', 'pid,args'])[:2]
+        if rc != 0:
+            return None
+        pids = set()
+        for line in out.splitlines()[1:]:
+            pid, _, args = line.strip().partition(' ')
+            if args.strip().startswith('nginx: worker process'):
+                pids.add(pid)
+        return pids
 
 
 def _record(item):
@@ -332,19 +348,51 @@ class _Switch:
             # They start together: waiting for each in turn takes as long as the slowest.
             for service in services:
                 news[service] = self.wait_ready(service, news[service])
-            for service in services:
+            proxy = self._proxy_container(now)
+            serving = None
+            for index, service in enumerate(services):
+                if index == len(services) - 1 and proxy:
+                    # The workers that may still send to an old container: those running before the last reload.
+                    serving = self.docker.workers(proxy['id'])
                 moved.append(service)  # from the PUT on, the proxy may send to the new container
                 self.forward(service, news[service]['name'], expect)
         except Exception as exc:
             raise self._undo(olds, news, moved, exc) from exc
-        drain = self.spec.get('drain', 3)
-        self.sleep(drain)
+        drained = self.drain(proxy, serving)
+        self.docker.remove_all([olds[s]['id'] for s in services], self.spec.get('stop_timeout', 2))
         for service in services:
-            self.docker.remove(olds[service]['id'], self.spec.get('stop_timeout', 2))
-            self.log(f'{service}: removed {olds[service]["name"]} after {drain}s of drain')
+            self.log(f'{service}: removed {olds[service]["name"]} after {drained}')
         for service in services:
             self.forward(service, self._alias(service))
         return news
+
+    def _proxy_container(self, containers):
+        running = [c for c in containers.get(self.spec.get('proxy_service', 'proxy'), []) if c['state'] == 'running']
+        return running[0] if len(running) == 1 else None
+
+    def drain(self, proxy, serving):
+        """Wait until no request can still reach an old container; say how long that took.
+
+        After a graceful reload nginx's old workers finish their requests and exit; once every worker
+        that ran before the last switch of the proxy host is gone, the old containers get nothing more.
+        ``drain`` bounds the wait (a long-lived connection keeps an old worker); without a view of the
+        proxy's workers (no proxy container in the project) the wait is ``drain`` seconds.
+        """
+        limit = float(self.spec.get('drain', 3))
+        start = self.clock()
+        if not serving:
+            self.sleep(limit)
+            return f'{limit:g}s of drain'
+        while True:
+            left = self.docker.workers(proxy['id'])
+            if left is None:
+                self.sleep(max(0.0, limit - (self.clock() - start)))
+                return f'{limit:g}s of drain'
+            if not left & serving:
+                return f'the proxy\'s old workers finished ({self.clock() - start:.1f}s of drain)'
+            if self.clock() - start >= limit:
+                return f'{limit:g}s of drain ({len(left & serving)} old proxy worker(s) still open)'
+            self.sleep(0.2)
 
     def _alias(self, service):
         return self.spec['services'][service].get('alias', service)

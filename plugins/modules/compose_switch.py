@@ -18,8 +18,9 @@ description:
     one of its containers runs. The proxy host is pinned to the old container's name, the new container is started
     beside it (C(docker compose up --no-deps --scale SVC=2 --no-recreate SVC)), it must be healthy for Docker and answer
     HTTP on its own address, the proxy host is switched to it through NPM's API (graceful reload), the public side must
-    serve O(expect), the old container is removed after O(drain) seconds, and the proxy host is put back on the
-    service's name (which then resolves to the new container only).
+    serve O(expect), the old container is removed once the proxy's nginx workers that ran before the switch have
+    finished their requests and exited (at most O(drain) seconds), and the proxy host is put back on the service's
+    name (which then resolves to the new container only).
   - Every other changed service (the stateful ones, or one with no single running container) is recreated in place by
     C(docker compose up -d SVC).
   - A failure before the proxy was switched removes the new container and puts the proxy back; the message says
@@ -92,9 +93,18 @@ options:
     type: str
     default: http://127.0.0.1:80
   drain:
-    description: Seconds between switching the proxy and removing the old container (in-flight requests finish).
+    description:
+      - At most this many seconds between switching the proxy and removing the old container, while in-flight
+        requests finish.
+      - The wait ends earlier when every nginx worker of the proxy (the O(proxy_service) container of the project)
+        that ran before the last switch has exited (a graceful reload lets them finish their requests first).
+        Without such a container the wait is always O(drain) seconds.
     type: float
     default: 3
+  proxy_service:
+    description: The compose service of the project that runs nginx-proxy-manager (its workers tell when the drain is over).
+    type: str
+    default: proxy
   health_timeout:
     description: Seconds the new container has to become healthy.
     type: int
@@ -189,6 +199,7 @@ def main():
             'expect': {'type': 'str', 'required': True},
             'proxy_url': {'type': 'str', 'default': 'http://127.0.0.1:80'},
             'drain': {'type': 'float', 'default': 3},
+            'proxy_service': {'type': 'str', 'default': 'proxy'},
             'health_timeout': {'type': 'int', 'default': 60},
             'verify_timeout': {'type': 'int', 'default': 30},
         }
@@ -218,6 +229,7 @@ def main():
             'expect': params['expect'],
             'proxy_url': params['proxy_url'],
             'drain': params['drain'],
+            'proxy_service': params['proxy_service'],
             'health_timeout': params['health_timeout'],
             'verify_timeout': params['verify_timeout'],
             'validate_certs': params['validate_certs'],

@@ -27,6 +27,9 @@ class FakeDocker:
         self.unhealthy = set(unhealthy)
         self.containers = {}
         self.calls = []
+        # What `docker top` shows of the proxy's nginx workers, call after call (the last one repeats);
+        # None: `docker top` fails.
+        self.proxy_workers = None
         self._next = 0
         for service, config in desired.items():
             self._create(service, config)
@@ -114,6 +117,14 @@ class FakeDocker:
         if argv[:2] == ['docker', 'stop']:
             return 0, '', ''
         if argv[:3] == ['docker', 'rm', '-f']:
-            self.containers.pop(argv[3], None)
+            for cid in argv[3:]:
+                self.containers.pop(cid, None)
             return 0, '', ''
+        if argv[:2] == ['docker', 'top']:
+            if self.proxy_workers is None:
+                return 1, '', 'Error response from daemon: top not available'
+            pids = self.proxy_workers.pop(0) if len(self.proxy_workers) > 1 else self.proxy_workers[0]
+            lines = ['PID COMMAND', '1 nginx: master process nginx', '2 nginx: cache manager process']
+            lines += [f'{pid} nginx: worker process' for pid in sorted(pids)]
+            return 0, '\n'.join(lines) + '\n', ''
         raise AssertionError(f'unexpected command {argv}')

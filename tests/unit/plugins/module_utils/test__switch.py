@@ -268,3 +268,68 @@ def test_an_interrupted_handover_pinned_to_a_unhealthy_container_keeps_the_healt
         _switch_run(docker, npm)  # the handover to the unhealthy release fails and is undone
     assert docker.of('api') == [old]
     assert _forward_hosts(npm)['api.example.com'] == 'api'
+
+
+class _Clock:
+    """A clock that moves only when the code under test sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _drain_run(docker, npm, drain):
+    clock = _Clock()
+    result = _switch.switch(
+        docker, _spec(npm, drain=drain), _connect(npm), clock=clock, sleep=clock.sleep, http_ok=lambda url: (True, 'ok')
+    )
+    return result, clock
+
+
+def _tops_before_rm(docker):
+    """How many `docker top` calls came before the old containers were removed."""
+    rm = next(i for i, c in enumerate(docker.calls) if c[:2] == ['docker', 'rm'])
+    return len([c for c in docker.calls[:rm] if c[:2] == ['docker', 'top']])
+
+
+def test_the_drain_ends_when_the_proxy_workers_from_before_the_switch_have_exited(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+    # Before the last switch: workers 10 and 11. Then 10 still finishes a request beside the new 12 and 13.
+    docker.proxy_workers = [{'10', '11'}, {'10', '12', '13'}, {'10', '12', '13'}, {'12', '13'}]
+    result, clock = _drain_run(docker, npm, drain=30)
+    assert _tops_before_rm(docker) == 4
+    assert clock.now < 2
+    assert all(f'{PROJECT}-{s}-1' not in docker.name(c) for s in ('api', 'frontend') for c in docker.of(s))
+    assert any("the proxy's old workers finished" in s for s in result['steps'])
+    # Both old containers go in one stop and one rm.
+    stops = [c for c in docker.calls if c[:2] == ['docker', 'stop']]
+    assert len(stops) == 1
+    assert len(stops[0]) == 6
+
+
+def test_the_drain_is_bounded_when_an_old_worker_stays(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+    docker.proxy_workers = [{'10', '11'}, {'11', '12'}]  # 11 holds a long-lived connection
+    result, clock = _drain_run(docker, npm, drain=3)
+    assert 3 <= clock.now < 4
+    assert any('1 old proxy worker(s) still open' in s for s in result['steps'])
+    assert len(docker.of('api')) == 1
+    assert docker.containers[docker.of('api')[0]]['config'] == 'v2'
+
+
+def test_without_a_view_of_the_proxy_workers_the_drain_is_its_full_length(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+    docker.proxy_workers = None  # docker top fails
+    result, clock = _drain_run(docker, npm, drain=2.5)
+    assert 2.5 in clock.slept
+    assert any('after 2.5s of drain' in s for s in result['steps'])
