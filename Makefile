@@ -20,12 +20,7 @@ MOLECULE_SCENARIOS ?= default deploy backup
 .PHONY: test demo venv docker images platform lint sanity unit integration molecule build-check bench bench-release bench-deploy clean down
 
 test:
-	@start=$$(date +%s); \
-	for stage in venv docker images lint sanity unit build-check integration molecule; do \
-		t=$$(date +%s); $(MAKE) --no-print-directory $$stage; \
-		echo "make test: $$stage took $$(( $$(date +%s) - t ))s"; \
-	done; \
-	echo "make test: venv, docker, images, lint (yamllint, ruff, ansible-lint, SPDX headers), sanity (ansible-test), unit, build, integration (real registries), molecule ($(MOLECULE_SCENARIOS)) passed in $$(( $$(date +%s) - start ))s"
+	MAKE="$(MAKE)" VENV="$(VENV)" MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" bash hack/test-suite.sh
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt

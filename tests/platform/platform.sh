@@ -279,7 +279,11 @@ case ${1:-} in
   server) shift; start_server "$@" ;;
   fresh-server) shift; remove_servers "$1"; start_server "$@" ;;
   rm) shift; remove_servers "$@" ;;
-  stop-registry) docker stop "$registry_name" >/dev/null ;;
+  stop-registry)
+    # Scenarios that pull while another one tests an outage hold this lock shared (hack/test-suite.sh).
+    mkdir -p "$root/.cache"
+    flock -x -w 1800 "$root/.cache/registry.lock" true
+    docker stop "$registry_name" >/dev/null ;;
   start-registry) start_registry ;;
   down) cmd_down ;;
   env)

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# `make test`: every stage, fast checks first, with the long molecule `deploy` scenario
+# running beside the rest so the suite takes about as long as that one scenario.
+#
+#   1. in order: venv, docker, images, lint, unit, build-check (a failure stops here);
+#   2. then two lanes at once, each stage's output in .cache/test-logs/<stage>.log
+#      (printed when the stage ends; a failure prints it whole and fails the suite):
+#        lane A: molecule default, molecule backup, sanity, integration
+#        lane B: molecule deploy
+#      The scenarios use their own servers and ports; they share the GHCR stand-in, which
+#      the deploy scenario stops in its outage tests: lane A's scenarios hold
+#      .cache/registry.lock shared while they run, and `platform.sh stop-registry` takes it
+#      exclusive first, so the registry never goes away under them.
+#
+# Per-stage times: "make test: <stage> took Ns". MOLECULE_SCENARIOS (make's variable)
+# still chooses the scenarios; `make molecule` runs them one after the other.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+make=${MAKE:-make}
+scenarios=" ${MOLECULE_SCENARIOS:-default deploy backup} "
+logs=$root/.cache/test-logs
+mkdir -p "$logs"
+rm -f "$logs"/*.log
+start=$(date +%s)
+
+stage() {  # stage NAME COMMAND... : run in the foreground, output straight through
+  local name=$1 t; shift
+  t=$(date +%s)
+  "$@"
+  echo "make test: $name took $(( $(date +%s) - t ))s"
+}
+
+logged() {  # logged NAME COMMAND... : run with output into its log; print it when done
+  local name=$1 t rc=0; shift
+  t=$(date +%s)
+  "$@" >"$logs/$name.log" 2>&1 || rc=$?
+  {
+    if [ "$rc" -eq 0 ]; then
+      # A passing stage: its end is enough (the whole log stays in .cache/test-logs).
+      echo "----- $name (passed; last lines of .cache/test-logs/$name.log)"
+      tail -n 25 "$logs/$name.log"
+    else
+      echo "----- $name FAILED (exit $rc): whole output"
+      cat "$logs/$name.log"
+    fi
+    echo "make test: $name took $(( $(date +%s) - t ))s$([ "$rc" -eq 0 ] || echo " FAILED")"
+  } | flock "$logs/.print" cat
+  return "$rc"
+}
+
+molecule_stage() {  # molecule_stage SCENARIO: one scenario, if selected (fd 9, the registry lock, not inherited)
+  local s=$1
+  case $scenarios in *" $s "*) ;; *) return 0 ;; esac
+  logged "molecule-$s" "$root/${VENV:-.venv}/bin/molecule" test -s "$s" 9>&-
+}
+
+for s in venv docker images lint unit build-check; do
+  stage "$s" "$make" --no-print-directory "$s"
+done
+stage platform "$make" --no-print-directory platform
+
+# Lane A holds the registry lock from its start, so a registry outage of lane B waits for
+# both of its scenarios even when lane B gets there first.
+lane_a() {
+  (
+    exec 9>"$root/.cache/registry.lock"
+    flock -s 9
+    molecule_stage default && molecule_stage backup
+  ) && logged sanity "$make" --no-print-directory sanity \
+    && logged integration "$make" --no-print-directory integration
+}
+lane_b() {
+  # Let lane A take the shared registry lock first.
+  sleep 2
+  molecule_stage deploy
+}
+
+lane_a & a=$!
+lane_b & b=$!
+rc=0
+wait "$a" || rc=1
+wait "$b" || rc=1
+if [ "$rc" -ne 0 ]; then
+  echo "make test: FAILED after $(( $(date +%s) - start ))s (logs in .cache/test-logs)"
+  exit 1
+fi
+echo "make test: venv, docker, images, lint (yamllint, ruff, ansible-lint, SPDX headers), unit, build," \
+  "molecule (${scenarios# }), sanity (ansible-test), integration (real registries) passed in $(( $(date +%s) - start ))s"
