@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 make=${MAKE:-make}
-scenarios=" ${MOLECULE_SCENARIOS:-default deploy backup} "
+scenarios=" ${MOLECULE_SCENARIOS-default deploy backup} "
 logs=$root/.cache/test-logs
 mkdir -p "$logs"
 rm -f "$logs"/*.log
@@ -31,7 +31,7 @@ start=$(date +%s)
 stage() {  # stage NAME COMMAND... : run in the foreground, output straight through
   local name=$1 t; shift
   t=$(date +%s)
-  "$@"
+  "$@" || { echo "make test: $name FAILED after $(( $(date +%s) - t ))s"; exit 1; }
   echo "make test: $name took $(( $(date +%s) - t ))s"
 }
 
@@ -90,4 +90,4 @@ if [ "$rc" -ne 0 ]; then
   exit 1
 fi
 echo "make test: venv, docker, images, lint (yamllint, ruff, ansible-lint, SPDX headers), unit, build," \
-  "molecule (${scenarios# }), sanity (ansible-test), integration (real registries) passed in $(( $(date +%s) - start ))s"
+  "molecule ($(echo $scenarios)), sanity (ansible-test), integration (real registries) passed in $(( $(date +%s) - start ))s"
