@@ -90,4 +90,4 @@ if [ "$rc" -ne 0 ]; then
   exit 1
 fi
 echo "make test: venv, docker, images, lint (yamllint, ruff, ansible-lint, SPDX headers), unit, build," \
-  "molecule ($(echo $scenarios)), sanity (ansible-test), integration (real registries) passed in $(( $(date +%s) - start ))s"
+  "molecule ($(xargs <<<"$scenarios")), sanity (ansible-test), integration (real registries) passed in $(( $(date +%s) - start ))s"
