@@ -168,14 +168,14 @@ def test_refusals(tmp_path, args, message):
 # What `docker image ls --digests --format '{{.Repository}}@{{.Digest}}'` prints on the host: the kept
 # release's image, an older image of the same repository, one of another release repository of the
 # project, an image of another project, an image without digest.
-LISTED = [
+LISTED = (
     'r/api@sha256:2',
     'r/api@sha256:old',
     'r/api@sha256:old',
     'r/frontend@sha256:9',
     'postgres@sha256:pg',
     'r/api@<none>',
-]
+)
 
 
 CONFLICT = 'Error response from daemon: conflict: image is being used'
