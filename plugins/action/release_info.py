@@ -45,6 +45,11 @@ class ActionModule(ActionBase):
         given = [key for key in lock if key in INTERNAL]
         if given:
             raise AnsibleActionFail(f"lock.{', lock.'.join(given)} are set by the action plugin; do not pass them.")
+        # The lock file as the module defaults it, so that messages written here name it too.
+        lock = dict(lock)
+        lock['path'] = (
+            lock.get('path') or args.get('lock_path') or os.path.join(str(args.get('project_dir', '')), '.deploy.lock')
+        )
         outcome = run_lock(
             lambda lock_args: self._run_module(dict(args, lock=lock_args), task_vars),
             lock,

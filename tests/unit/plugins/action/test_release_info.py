@@ -145,6 +145,7 @@ def test_a_live_runs_lock_is_judged_and_left(project):
     assert result['failed'] is True
     assert result['stale'] is False
     assert 'does not remove it' in result['msg']
+    assert f'The lock {lock_file(project)} is held by bob' in result['msg'], 'the default lock path is named'
     assert '-e compose_deploy_force_lock=true' in result['msg']
     assert 'agrees' not in result, 'nothing was read'
     assert lock_file(project).read_bytes() == before
