@@ -9,7 +9,8 @@ Runs in the controller's worker process (a fork of ansible-playbook, so
 identity and the inventory host to the module arguments, runs the module, and
 when the result shows another run's lock it judges on the controller whether
 that run is alive (only this controller can look at its processes), then says
-so in ``stale`` and ``msg``.
+so in ``stale`` and ``msg``.  The logic is shared with the ``lock`` option of
+avatar_mgmt.ops.release_info (plugin_utils/_lock_action.py).
 
 break_lock / force cost a second module run only when there is a lock to
 break: the first run tries to take the lock and returns the lock that is
@@ -18,41 +19,13 @@ held; the second removes exactly that lock (by fingerprint) and takes it.
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._lock import (
-    DEFAULT_BREAK_HINT,
-    assess_owner,
-    controller_identity,
-    held_message,
-)
-
-_INTERNAL = ('_controller', '_inventory_host', '_break_fingerprint')
-
-
-def run_operator(task_vars):
-    """Who runs this, when the task does not say: the AWX user, else the AWX schedule
-    (``schedule:NAME``; a scheduled job has no user), else the local user on the control node."""
-    for name in ('awx_user_name', 'tower_user_name'):
-        if task_vars.get(name):
-            return str(task_vars[name])
-    for name in ('awx_schedule_name', 'tower_schedule_name'):
-        if task_vars.get(name):
-            return f'schedule:{task_vars[name]}'
-    try:
-        return os.environ.get('USER') or getpass.getuser()
-    except (KeyError, OSError):
-        return f'uid {os.getuid()}'
-
-
-def run_job_id(task_vars):
-    """The AWX job id of this run, or ''."""
-    return str(task_vars.get('awx_job_id') or task_vars.get('tower_job_id') or '')
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._lock import controller_identity
+from ansible_collections.avatar_mgmt.ops.plugins.plugin_utils._lock_action import INTERNAL, run_lock
 
 
 class ActionModule(ActionBase):
@@ -70,99 +43,15 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
 
         args = dict(self._task.args)
-        given = [key for key in args if key in _INTERNAL]
+        given = [key for key in args if key in INTERNAL]
         if given:
             raise AnsibleActionFail(f"{', '.join(given)} are set by the action plugin; do not pass them.")
-        try:
-            state = str(args.get('state', 'present'))
-            break_lock = boolean(args.get('break_lock', False), strict=True)
-            force = boolean(args.get('force', False), strict=True)
-            timeout = int(args.get('timeout', 0))
-        except (TypeError, ValueError):
-            # Let the module's argument validation say what is wrong.
-            state, break_lock, force, timeout = 'invalid', False, False, 0
-
-        if state == 'present':
-            args['holder'] = args.get('holder') or run_operator(task_vars)
-            args['job_id'] = str(args.get('job_id') or '') or run_job_id(task_vars)
-        here = self._controller()
-        args['_controller'] = here
-        args['_inventory_host'] = str(task_vars.get('inventory_hostname', ''))
-        hints = {
-            'break_hint': str(args.get('break_hint', DEFAULT_BREAK_HINT)),
-            'force_hint': str(args.get('force_hint', '')),
-        }
-
-        prefix = ''
-        breaking = state == 'present' and (break_lock or force)
-        first = dict(args, timeout=0) if breaking else args
-        outcome = self._run_module(first, task_vars)
-
-        if breaking and self._held_by_other(outcome):
-            stale, reason = assess_owner(outcome['lock'].get('controller'), here)
-            waited = float(outcome.get('waited') or 0.0)
-            if force or stale is not False:
-                second = dict(args, _break_fingerprint=outcome['lock']['fingerprint'])
-            elif timeout > 0:
-                second = dict(args)  # a live run: wait for it as asked
-            else:
-                second = None
-                outcome['stale'], outcome['stale_reason'] = stale, reason
-                outcome['msg'] = held_message(
-                    args.get('path', ''), outcome['lock'], stale=stale, reason=reason, refused_break=True, **hints
-                )
-            if second is not None:
-                judged = outcome['lock']
-                outcome = self._run_module(second, task_vars)
-                outcome['waited'] = round(waited + float(outcome.get('waited') or 0.0), 3)
-                if outcome.get('acquired') and outcome.get('broken'):
-                    outcome['msg'] = f"{outcome.get('msg', '')} The removed lock's run: {reason} ({_verdict(stale)})."
-                elif (
-                    not outcome.get('acquired')
-                    and not outcome.get('broken')
-                    and judged.get('fingerprint') != (outcome.get('lock') or {}).get('fingerprint')
-                ):
-                    prefix = 'The lock changed while it was being broken, so it was left alone. '
-
-        if self._held_by_other(outcome) and 'stale_reason' not in outcome:
-            self._judge(outcome, args, here, hints, timeout)
-        if prefix:
-            outcome['msg'] = prefix + outcome.get('msg', '')
-
+        outcome = run_lock(
+            lambda lock_args: self._run_module(lock_args, task_vars),
+            args,
+            task_vars,
+            self._controller(),
+            state=str(args.get('state', 'present')),
+        )
         result.update(outcome)
         return result
-
-    @staticmethod
-    def _held_by_other(outcome):
-        lock = outcome.get('lock')
-        return (
-            bool(outcome.get('held'))
-            and not outcome.get('acquired')
-            and isinstance(lock, dict)
-            and bool(lock.get('fingerprint'))
-        )
-
-    @staticmethod
-    def _judge(outcome, args, here, hints, timeout):
-        stale, reason = assess_owner(outcome['lock'].get('controller'), here)
-        outcome['stale'], outcome['stale_reason'] = stale, reason
-        if outcome.get('failed') and args.get('state', 'present') == 'present':
-            removed = outcome.get('broken') if outcome.get('changed') else None
-            outcome['msg'] = held_message(
-                args.get('path', ''),
-                outcome['lock'],
-                stale=stale,
-                reason=reason,
-                waited=outcome.get('waited') if timeout > 0 else None,
-                removed=removed or None,
-                **hints,
-            )
-        elif stale is not None:
-            note = f' The run that holds it is {_verdict(stale)} ({reason}).'
-            msg = outcome.get('msg', '')
-            tail = ' Nothing was changed.'
-            outcome['msg'] = msg[: -len(tail)] + note + tail if msg.endswith(tail) else msg + note
-
-
-def _verdict(stale):
-    return {True: 'gone', False: 'alive'}.get(stale, 'of unknown state')

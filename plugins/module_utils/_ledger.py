@@ -73,6 +73,7 @@ __all__ = [
     'env_checksums',
     'env_contents',
     'find_entry',
+    'images_to_prune',
     'is_release_id',
     'kept_references',
     'kept_versions',
@@ -432,6 +433,24 @@ def kept_references(kept):
             if ref and ref not in refs:
                 refs.append(ref)
     return refs
+
+
+def images_to_prune(listed, kept_refs):
+    """The images to remove after a record: of ``listed`` (``repo@digest`` lines, as
+    ``docker image ls --digests --format '{{.Repository}}@{{.Digest}}'`` prints them), those of
+    the repositories of ``kept_refs`` (the kept releases' ``repo@sha256:...`` references) that no
+    kept release uses, in listing order, each once.  Images of other repositories, and images
+    without a digest (``repo@<none>``), are never named.  No kept reference: nothing.
+    """
+    kept = set(kept_refs)
+    repos = {ref.split('@', 1)[0] for ref in kept_refs}
+    names = []
+    for line in listed:
+        ref = line.strip()
+        repo, sep, digest = ref.partition('@')
+        if sep and repo in repos and digest.startswith('sha256:') and ref not in kept and ref not in names:
+            names.append(ref)
+    return names
 
 
 def new_current(ledger, entry):

@@ -29,20 +29,35 @@ description:
     (O(compose_version)), the free space under a folder (O(free_space_path)), the ledger as
     M(avatar_mgmt.ops.release_ledger) reads it (O(keep)) and which images are on the host (O(images),
     O(current_images)). Without these options the answer is the same as before they existed.
+  - With O(lock), it first takes the environment's deploy lock exactly as M(avatar_mgmt.ops.deploy_lock) with
+    O(avatar_mgmt.ops.deploy_lock#module:state=present) does (same record, same messages, same RV(token),
+    RV(acquired) and RV(lock)), and reads nothing unless it holds the lock, so a deploy takes its lock and reads the
+    host in one remote call. When reading fails after the lock was taken, the module releases that lock before it
+    fails, so a failed call never leaves a lock behind (RV(released)); release the lock of a successful call with
+    M(avatar_mgmt.ops.deploy_lock) and O(avatar_mgmt.ops.deploy_lock#module:state=absent) and RV(token).
 requirements:
   - The Docker SDK for Python (C(python3-docker)) on the target host; C(playbooks/bootstrap.yml) installs it.
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
 attributes:
+  action:
+    support: full
+    description:
+      - An action plugin of the same name adds, for O(lock), the controller's identity and judges whether the holder
+        of a held lock is alive, as for M(avatar_mgmt.ops.deploy_lock).
   check_mode:
     support: full
-    description: The module only reads; check mode runs it as usual.
+    description:
+      - The module only reads; check mode runs it as usual. With O(lock), the lock is not taken; a held lock fails
+        the task as in a real run.
   diff_mode:
     support: none
     description: Nothing changes, so there is no diff.
   idempotent:
-    support: full
-    description: The module never changes anything and always returns RV(ignore:changed=false).
+    support: partial
+    description:
+      - Without O(lock) the module never changes anything and returns RV(ignore:changed=false).
+      - With O(lock) it takes the lock (RV(ignore:changed=true)); a second call fails because the lock is held.
 options:
   project_dir:
     description:
@@ -105,11 +120,75 @@ options:
         corrupt.
       - At least 1. Without it those keys are not returned.
     type: int
+  lock:
+    description:
+      - Take the deploy lock before anything is read, as M(avatar_mgmt.ops.deploy_lock) with
+        O(avatar_mgmt.ops.deploy_lock#module:state=present) takes it. The suboptions are that module's options.
+      - When the lock is held by another run (or cannot be taken) the task fails as M(avatar_mgmt.ops.deploy_lock)
+        fails, and nothing is read.
+    type: dict
+    suboptions:
+      path:
+        description:
+          - The lock file. Default O(lock_path), else C(<project_dir>/.deploy.lock). When both are set they must be
+            the same.
+        type: path
+      holder:
+        description: Name of the operator, recorded in the lock. Empty means the AWX user, else the local user.
+        type: str
+        default: ''
+      action:
+        description: What the run does, recorded in the lock.
+        type: str
+        default: deploy
+      version:
+        description: The version being deployed, recorded in the lock.
+        type: str
+        default: ''
+      job_id:
+        description: The AWX or AAP job id, recorded in the lock. Empty means the job id of this run, if any.
+        type: str
+        default: ''
+      timeout:
+        description: Seconds to wait for a held lock to be released before failing; V(0) fails at once.
+        type: int
+        default: 0
+      break_lock:
+        description:
+          - Remove a lock whose run is not provably alive before taking it (one more module run, only when there is
+            such a lock).
+        type: bool
+        default: false
+      force:
+        description: Remove the lock before taking it even when its run is provably alive (implies O(lock.break_lock)).
+        type: bool
+        default: false
+      break_hint:
+        description: How the operator breaks a lock, quoted in messages.
+        type: str
+        default: '-e compose_deploy_break_lock=true'
+      force_hint:
+        description: How the operator adds force, quoted in messages about a lock of a live run.
+        type: str
+        default: ''
+      _controller:
+        description: Internal, set by the action plugin; do not set.
+        type: dict
+        default: {}
+      _inventory_host:
+        description: Internal, set by the action plugin; do not set.
+        type: str
+        default: ''
+      _break_fingerprint:
+        description: Internal, set by the action plugin; do not set.
+        type: str
+        default: ''
 notes:
   - The engine is found as the C(docker) CLI finds it (C(DOCKER_HOST) and the other C(DOCKER_*) variables, or the
     local socket).
 seealso:
   - module: avatar_mgmt.ops.release_ledger
+  - module: avatar_mgmt.ops.deploy_lock
   - name: community.docker.docker_container_info
     description: The C(*_info) convention this module follows.
     link: https://docs.ansible.com/ansible/latest/collections/community/docker/docker_container_info_module.html
@@ -144,6 +223,26 @@ EXAMPLES = r'''
 - name: Name the images to pull
   ansible.builtin.debug:
     msg: "{{ host.images_missing }}"
+
+- name: Take the deploy lock, then read the host, in one call
+  avatar_mgmt.ops.release_info:
+    project_dir: /opt/deploy-avatar-prod
+    project_name: avatar-production
+    last: 0
+    keep: 5
+    lock:
+      holder: alice
+      action: deploy
+      version: v1.2.0
+      break_lock: "{{ compose_deploy_break_lock | default(false) }}"
+  register: host
+
+- name: Release the lock taken above (only if it is still ours)
+  avatar_mgmt.ops.deploy_lock:
+    path: /opt/deploy-avatar-prod/.deploy.lock
+    state: absent
+    token: "{{ host.token }}"
+  when: host.acquired | default(false)
 
 - name: List the last ten releases, newest first
   avatar_mgmt.ops.release_info:
@@ -253,6 +352,8 @@ running_release:
 lock:
   description:
     - The deploy lock as it is on the host (its owner token left out), or V({}) when there is none.
+    - With O(lock), the lock this task took (the same record M(avatar_mgmt.ops.deploy_lock) returns), or the lock
+      that is held when it could not be taken.
     - Whether the run that took it is still alive can only be told on the controller that ran it;
       M(avatar_mgmt.ops.deploy_lock) with O(avatar_mgmt.ops.deploy_lock#module:state=query) says so.
   returned: always
@@ -326,6 +427,53 @@ kept_references:
   type: list
   elements: str
   sample: [ghcr.io/rayhu/avatar-mgmt/api@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b]
+token:
+  description:
+    - The owner token of the lock this task took; pass it to M(avatar_mgmt.ops.deploy_lock) with
+      O(avatar_mgmt.ops.deploy_lock#module:state=absent). Empty when this task holds no lock.
+  returned: when O(lock) is set
+  type: str
+  sample: 3f9c2a7d0b1e4c5f8a6d2e1b0c9f7a3e
+acquired:
+  description: Whether this task took the lock and still holds it. Always V(false) in check mode.
+  returned: when O(lock) is set
+  type: bool
+  sample: true
+released:
+  description: Whether this task released the lock it took because reading failed afterwards.
+  returned: when O(lock) is set
+  type: bool
+  sample: false
+held:
+  description: Whether a lock file exists when the task ends (ours or another run's).
+  returned: when O(lock) is set
+  type: bool
+  sample: true
+stale:
+  description: As RV(avatar_mgmt.ops.deploy_lock#module:stale) - for another run's lock, whether that run is gone.
+  returned: when O(lock) is set
+  type: bool
+  sample: null
+stale_reason:
+  description: Why RV(stale) is what it is.
+  returned: when a lock of another run was judged
+  type: str
+  sample: 'pid 41235 on ops-laptop: that process is not running'
+waited:
+  description: Seconds spent waiting for a held lock to be released.
+  returned: when O(lock) is set
+  type: float
+  sample: 0.0
+broken:
+  description: The lock that O(lock.break_lock) or O(lock.force) removed before taking (same keys as RV(lock)), or V({}).
+  returned: when O(lock) is set
+  type: dict
+  sample: {}
+msg:
+  description: What happened to the lock, or why it could not be taken and what to do.
+  returned: when O(lock) is set
+  type: str
+  sample: Took the lock /opt/deploy-avatar-prod/.deploy.lock.
 releases:
   description: The last O(last) ledger entries, newest first, with the fields an operator reads.
   returned: always
@@ -343,34 +491,133 @@ releases:
 
 import os
 import platform
+import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _lock, _release_info
 
+LOCK_OPTIONS = {
+    'path': {'type': 'path'},
+    'holder': {'type': 'str', 'default': ''},
+    'action': {'type': 'str', 'default': 'deploy'},
+    'version': {'type': 'str', 'default': ''},
+    'job_id': {'type': 'str', 'default': ''},
+    'timeout': {'type': 'int', 'default': 0},
+    'break_lock': {'type': 'bool', 'default': False},
+    'force': {'type': 'bool', 'default': False},
+    'break_hint': {'type': 'str', 'default': _lock.DEFAULT_BREAK_HINT},
+    'force_hint': {'type': 'str', 'default': ''},
+    '_controller': {'type': 'dict', 'default': {}},
+    '_inventory_host': {'type': 'str', 'default': ''},
+    '_break_fingerprint': {'type': 'str', 'default': ''},
+}
+
 
 def _host_checks(module, host):
-    """compose_version and free_space_mb, when asked; fail_json with what to do when a check fails."""
+    """compose_version and free_space_mb, when asked; HostCheckError says what to do when a check fails."""
     params = module.params
     answers = {}
-    try:
-        if params['compose_version']:
-            docker_bin = module.get_bin_path('docker')
-            rc, out, err = (None, '', '')
-            if docker_bin:
-                rc, out, err = module.run_command([docker_bin, 'compose', 'version', '--short'])
-            answers['compose_version'] = _release_info.compose_version(rc, out, err, host)
-        if params['free_space_path']:
-            try:
-                answers['free_space_mb'] = _release_info.free_mb(os.statvfs(params['free_space_path']))
-            except OSError as exc:
-                raise _release_info.HostCheckError(
-                    f"the free space under {params['free_space_path']} (free_space_path) cannot be measured on "
-                    f'{host}: {exc.strerror or exc}. Check that the folder exists (playbooks/bootstrap.yml creates '
-                    'the deploy directory). Nothing was changed.'
-                )
-    except _release_info.HostCheckError as exc:
-        module.fail_json(msg=str(exc), changed=False)
+    if params['compose_version']:
+        docker_bin = module.get_bin_path('docker')
+        rc, out, err = (None, '', '')
+        if docker_bin:
+            rc, out, err = module.run_command([docker_bin, 'compose', 'version', '--short'])
+        answers['compose_version'] = _release_info.compose_version(rc, out, err, host)
+    if params['free_space_path']:
+        try:
+            answers['free_space_mb'] = _release_info.free_mb(os.statvfs(params['free_space_path']))
+        except OSError as exc:
+            raise _release_info.HostCheckError(
+                f"the free space under {params['free_space_path']} (free_space_path) cannot be measured on "
+                f'{host}: {exc.strerror or exc}. Check that the folder exists (playbooks/bootstrap.yml creates '
+                'the deploy directory). Nothing was changed.'
+            )
     return answers
+
+
+def _read(module, host, lock_path, taken):
+    """Everything the module answers; raises HostCheckError, LockError, DockerQueryError or ValueError."""
+    params = module.params
+    extra = _host_checks(module, host)
+    loaded = _ledger.load(os.path.join(params['project_dir'], 'releases'))
+    # The lock this call took is the lock on the host: the same view as reading it back.
+    lock = taken['lock'] if taken and taken['acquired'] else _lock.query(lock_path)['lock']
+    look_for = params['images'] or params['current_images']
+    client = _release_info.connect()
+    try:
+        found = _release_info.query_project(client, params['project_name'])
+        images = _release_info.list_images(client) if look_for else []
+    finally:
+        client.close()
+    result = _release_info.release_info(loaded, found, params['services'], params['last'], lock)
+    if look_for:
+        wanted = _release_info.wanted_images(params['images'], result['current'] if params['current_images'] else None)
+        result['images_present'], result['images_missing'] = _release_info.images_on_host(images, wanted)
+    if params['keep'] is not None:
+        result.update(_release_info.ledger_answer(loaded.ledger, params['keep']))
+        if loaded.problem:
+            module.warn(loaded.problem)
+    result.update(extra)
+    return result
+
+
+def _take_lock(module, lock_path):
+    """Take the lock as avatar_mgmt.ops.deploy_lock does; fail_json when it is held or cannot be taken."""
+    options = module.params['lock']
+    base = {
+        'token': '',
+        'acquired': False,
+        'released': False,
+        'held': False,
+        'lock': {},
+        'stale': None,
+        'waited': 0.0,
+        'broken': {},
+    }
+    if options['timeout'] < 0:
+        module.fail_json(
+            msg=f"lock.timeout must be 0 or more seconds, got {options['timeout']}. Nothing was changed.",
+            changed=False,
+            **base,
+        )
+    record = _lock.new_record(
+        holder=options['holder'],
+        host=options['_inventory_host'] or socket.gethostname(),
+        action=options['action'],
+        version=options['version'],
+        job_id=options['job_id'],
+        controller=options['_controller'],
+    )
+    try:
+        taken = _lock.acquire(
+            lock_path,
+            record,
+            timeout=options['timeout'],
+            break_fingerprint=options['_break_fingerprint'],
+            check_mode=module.check_mode,
+            break_hint=options['break_hint'],
+            force_hint=options['force_hint'],
+        )
+    except _lock.LockError as exc:
+        module.fail_json(msg=str(exc), changed=False, **base)
+    base.update(taken)
+    if not base['acquired'] and base['held'] and base['lock']:
+        # Held by another run (in check mode too, so that --check tells the truth). Nothing was read.
+        module.fail_json(**base)
+    return base
+
+
+def _give_back(lock_path, taken):
+    """Release the lock this call took (reading failed after it); say what happened, for the message."""
+    try:
+        _lock.release(lock_path, token=taken['token'])
+    except _lock.LockError as exc:
+        return (
+            f' The lock {lock_path} this task took could not be released: {exc}. Remove it with '
+            'avatar_mgmt.ops.deploy_lock (state=absent, force=true) once no run is in progress.'
+        )
+    taken.update(acquired=False, released=True, held=False, token='')
+    return f' The lock {lock_path} this task took was released.'
 
 
 def main():
@@ -386,6 +633,7 @@ def main():
             'images': {'type': 'list', 'elements': 'str', 'default': []},
             'current_images': {'type': 'bool', 'default': False},
             'keep': {'type': 'int'},
+            'lock': {'type': 'dict', 'options': LOCK_OPTIONS},
         },
         supports_check_mode=True,
     )
@@ -405,40 +653,34 @@ def main():
         module.fail_json(msg=f"keep must be at least 1, got {params['keep']}", changed=False)
     if not all(ref.strip() for ref in params['images']):
         module.fail_json(msg='images must not hold an empty reference', changed=False)
-
-    extra = _host_checks(module, host)
-    loaded = _ledger.load(os.path.join(params['project_dir'], 'releases'))
-    lock_path = params['lock_path'] or os.path.join(params['project_dir'], '.deploy.lock')
-    try:
-        lock = _lock.query(lock_path)['lock']
-    except _lock.LockError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    look_for = params['images'] or params['current_images']
-    try:
-        client = _release_info.connect()
-        try:
-            found = _release_info.query_project(client, params['project_name'])
-            images = _release_info.list_images(client) if look_for else []
-        finally:
-            client.close()
-        result = _release_info.release_info(loaded, found, params['services'], params['last'], lock)
-        if look_for:
-            wanted = _release_info.wanted_images(
-                params['images'], result['current'] if params['current_images'] else None
-            )
-            result['images_present'], result['images_missing'] = _release_info.images_on_host(images, wanted)
-        if params['keep'] is not None:
-            result.update(_release_info.ledger_answer(loaded.ledger, params['keep']))
-            if loaded.problem:
-                module.warn(loaded.problem)
-    except _release_info.DockerQueryError as exc:
+    lock_paths = {(params['lock'] or {}).get('path'), params['lock_path']} - {None, ''}
+    if len(lock_paths) > 1:
         module.fail_json(
-            msg=f'{exc} (on {host}). Start Docker or check that this user may use it; nothing was changed.',
+            msg=f"lock.path ({params['lock']['path']}) and lock_path ({params['lock_path']}) name different "
+            'locks: set one of them. Nothing was changed.',
             changed=False,
         )
-    except ValueError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    result.update(extra)
+
+    lock_path = (
+        (params['lock'] or {}).get('path') or params['lock_path'] or os.path.join(params['project_dir'], '.deploy.lock')
+    )
+    # The lock first: nothing is read before it is held.
+    taken = _take_lock(module, lock_path) if params['lock'] is not None else None
+    try:
+        result = _read(module, host, lock_path, taken)
+    except Exception as exc:  # noqa: BLE001 - whatever failed, a lock this call took must not outlive it
+        if isinstance(exc, _release_info.DockerQueryError):
+            msg = f'{exc} (on {host}). Start Docker or check that this user may use it; nothing was changed.'
+        elif isinstance(exc, (_release_info.HostCheckError, _lock.LockError, ValueError)):
+            msg = str(exc)
+        else:
+            msg = f'release_info failed on {host}: {type(exc).__name__}: {exc}'
+        if taken and taken['acquired']:
+            msg += _give_back(lock_path, taken)
+        module.fail_json(**dict(taken or {}, msg=msg, changed=False))
+    if taken is not None:
+        # changed: whether the lock was (or in check mode would be) taken, as deploy_lock says.
+        result.update(taken)
     module.exit_json(**result)
 
 

@@ -126,6 +126,18 @@ options:
       - O(state=record) only. Group (name or gid) of the files and folders written.
     type: str
     default: ''
+  prune_images:
+    description:
+      - O(state=record) only. After the record, remove the images of this project's release repositories (the
+        repositories of RV(kept_references)) that no kept release uses, in the same call. Nothing else on the host
+        is touched; without kept references nothing is removed.
+      - The images are listed with C(docker image ls --digests) and removed one by one with C(docker image rm).
+        An image that cannot be removed (a container still uses it, for example), a listing that fails or a missing
+        C(docker) CLI is a warning, never a failure (the release is recorded by then); RV(images_removed) names what
+        was removed.
+      - In check mode nothing is removed; RV(images_removed) names what would be.
+    type: bool
+    default: false
 notes:
   - Only folders of O(path) whose name looks like a release id are ever removed.
   - After a corrupt C(index.json) without a usable last good copy, O(state=record) starts an empty ledger and
@@ -177,6 +189,14 @@ EXAMPLES = r'''
 - name: Keep only the images of the kept releases
   ansible.builtin.debug:
     msg: "{{ recorded.kept_references }}"
+
+- name: Record a release and remove the release images no kept release uses, in one call
+  avatar_mgmt.ops.release_ledger:
+    path: /opt/deploy-avatar-prod/releases
+    state: record
+    release: "{{ release }}"
+    prune_images: true
+  register: recorded
 '''
 
 RETURN = r'''
@@ -246,6 +266,13 @@ removed:
   type: list
   elements: str
   sample: [20251101T080000Z-v1.0.0]
+images_removed:
+  description:
+    - With O(prune_images), the images (C(repo@sha256:...)) removed (in check mode, that would be removed).
+  returned: O(state=record)
+  type: list
+  elements: str
+  sample: [ghcr.io/rayhu/avatar-mgmt/api@sha256:0d0652a257190a3b6a4d2d4b0f3f8f4c3b1e0f3d2c1b0a9f8e7d6c5b4a392817]
 entry:
   description: The entry recorded, with the fields the module adds (C(env_checksums), C(compose_file), C(compose_sha256)).
   returned: O(state=record)
@@ -263,6 +290,29 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger
 
 
+def _prune_images(module, kept_refs):
+    """Remove the release images no kept release uses (_ledger.images_to_prune); (removed, warnings)."""
+    docker = module.get_bin_path('docker')
+    if not docker:
+        return [], ['prune_images: the docker CLI is not on this host, so no image was removed.']
+    rc, out, err = module.run_command(
+        [docker, 'image', 'ls', '--digests', '--format', '{{.Repository}}@{{.Digest}}'], environ_update={'LC_ALL': 'C'}
+    )
+    if rc != 0:
+        return [], [f'prune_images: docker image ls failed (rc {rc}): {(err or out).strip()}; no image was removed.']
+    names = _ledger.images_to_prune(out.splitlines(), kept_refs)
+    if module.check_mode:
+        return names, []
+    removed, warnings = [], []
+    for name in names:
+        rc, out, err = module.run_command([docker, 'image', 'rm', name])
+        if rc == 0:
+            removed.append(name)
+        else:
+            warnings.append(f'prune_images: docker image rm {name} failed (rc {rc}): {(err or out).strip()}')
+    return removed, warnings
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -277,6 +327,7 @@ def main():
             'env_files': {'type': 'list', 'elements': 'path', 'default': []},
             'owner': {'type': 'str', 'default': ''},
             'group': {'type': 'str', 'default': ''},
+            'prune_images': {'type': 'bool', 'default': False},
         },
         required_if=[('state', 'record', ['release'])],
         supports_check_mode=True,
@@ -306,7 +357,12 @@ def main():
     except _ledger.LedgerError as exc:
         module.fail_json(msg=str(exc), changed=False)
 
-    for warning in ([result['problem']] if result['problem'] else []) + result.pop('warnings'):
+    warnings = ([result['problem']] if result['problem'] else []) + result.pop('warnings')
+    result['images_removed'] = []
+    if params['prune_images'] and result['kept_references']:
+        result['images_removed'], pruning = _prune_images(module, result['kept_references'])
+        warnings += pruning
+    for warning in warnings:
         module.warn(warning)
     before, after = result.pop('before'), result.pop('after')
     if module._diff:

@@ -796,3 +796,29 @@ def test_record_refuses_two_env_files_of_one_name(tmp_path):
             entry(1, 'v1.0.0'),
             env_files=[str(tmp_path / 'a' / '.env'), str(tmp_path / 'b' / '.env')],
         )
+
+
+@pytest.mark.parametrize(
+    'listed, kept, expected',
+    [
+        # Older images of a kept repository go; kept ones stay; each named once, in listing order.
+        (
+            ['r/api@sha256:1', 'r/api@sha256:0', 'r/api@sha256:0', 'r/api@sha256:x'],
+            ['r/api@sha256:1'],
+            ['r/api@sha256:0', 'r/api@sha256:x'],
+        ),
+        # Other repositories (another project, a prefix of a kept one) and images without digest stay.
+        (['postgres@sha256:p', 'r/ap@sha256:0', 'r/api-old@sha256:0', 'r/api@<none>'], ['r/api@sha256:1'], []),
+        # Every kept repository counts, whichever release keeps it.
+        (
+            ['r/api@sha256:0', 'r/fe@sha256:0', 'r/fe@sha256:2'],
+            ['r/api@sha256:1', 'r/fe@sha256:2'],
+            ['r/api@sha256:0', 'r/fe@sha256:0'],
+        ),
+        # No kept reference: nothing is named.
+        (['r/api@sha256:0'], [], []),
+        ([' r/api@sha256:0 ', ''], ['r/api@sha256:1'], ['r/api@sha256:0']),
+    ],
+)
+def test_images_to_prune(listed, kept, expected):
+    assert _ledger.images_to_prune(listed, kept) == expected

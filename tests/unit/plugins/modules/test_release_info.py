@@ -12,7 +12,7 @@ import platform
 import pytest
 import yaml
 from ansible.module_utils import basic
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_info
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock, _release_info
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_info
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
@@ -82,6 +82,7 @@ def test_documentation_parses(monkeypatch):
         'images',
         'current_images',
         'keep',
+        'lock',
     }
 
 
@@ -292,7 +293,8 @@ def test_everything_a_deploy_asks_in_one_call(tmp_path, monkeypatch):
     assert result['kept_references'] == [f'r/api@{DIGEST}', f'r/api@{OLD}']
     assert result['agrees'] is True
     assert result['releases'] == []
-    assert set(result) - {'changed'} == set(yaml.safe_load(release_info.RETURN)), 'every documented key, no other'
+    documented = set(yaml.safe_load(release_info.RETURN)) - LOCK_KEYS
+    assert set(result) - {'changed'} == documented, 'every documented key but those of the lock option, no other'
     assert not (tmp_path / 'releases' / 'index.json.last-good').exists(), 'read only'
 
 
@@ -387,3 +389,118 @@ def test_option_refusals(tmp_path, monkeypatch, args, message):
     monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
     result = run(dict({'project_dir': str(tmp_path), 'project_name': 'p'}, **args), FailJson)
     assert message in result['msg']
+
+
+# The keys only the lock option returns (stale_reason only when another run's lock was judged).
+LOCK_KEYS = {'token', 'acquired', 'released', 'held', 'stale', 'stale_reason', 'waited', 'broken', 'msg'}
+
+
+def other_runs_lock(path):
+    record = _lock.new_record(holder='bob', host='prod-1', version='v1.1.0', job_id='9')
+    path.write_bytes(_lock.encode_record(record))
+    return record
+
+
+def test_lock_is_taken_and_the_host_read_in_one_call(tmp_path, monkeypatch):
+    deploy_ledger(tmp_path)
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    lock = {'holder': 'alice', 'version': 'v1.2.0', 'job_id': '42', '_inventory_host': 'prod-1'}
+    result = run(
+        dict(DEPLOY_ARGS, project_dir=str(tmp_path), compose_version=False, lock=lock, _ansible_check_mode=False)
+    )
+    on_disk = json.loads((tmp_path / '.deploy.lock').read_text())
+    assert result['acquired'] is True
+    assert result['changed'] is True
+    assert result['token'] == on_disk['token']
+    assert result['lock']['holder'] == 'alice'
+    assert result['lock']['job_id'] == '42'
+    assert result['lock'] == _lock.query(str(tmp_path / '.deploy.lock'))['lock'], 'what deploy_lock would read back'
+    assert result['msg'] == f'Took the lock {tmp_path}/.deploy.lock.'
+    assert result['broken'] == {}
+    assert result['agrees'] is True
+    assert result['rollback_target']['id'] == OLD_ID
+    assert LOCK_KEYS - {'stale_reason'} <= set(result)
+    # The lock it took releases as deploy_lock's does.
+    assert _lock.release(str(tmp_path / '.deploy.lock'), token=result['token'])['released'] is True
+
+
+def test_a_held_lock_fails_before_anything_is_read(tmp_path, monkeypatch):
+    deploy_ledger(tmp_path)
+    before = other_runs_lock(tmp_path / '.deploy.lock')
+    raw = (tmp_path / '.deploy.lock').read_bytes()
+
+    def must_not_read(*_args, **_kwargs):
+        raise AssertionError('the engine was asked before the lock was held')
+
+    monkeypatch.setattr(_release_info, 'connect', must_not_read)
+    result = run(
+        {'project_dir': str(tmp_path), 'project_name': 'p', 'lock': {'holder': 'alice', 'break_hint': '-e x=1'}},
+        FailJson,
+    )
+    assert result['acquired'] is False
+    assert result['token'] == ''
+    assert result['lock']['holder'] == 'bob'
+    assert 'held by bob' in result['msg']
+    assert '-e x=1' in result['msg']
+    assert 'agrees' not in result
+    assert (tmp_path / '.deploy.lock').read_bytes() == raw
+    assert before['token'] not in repr(result)
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_a_failed_read_gives_the_lock_back(tmp_path, monkeypatch, check_mode):
+    def down(timeout=60):
+        raise _release_info.DockerQueryError('the Docker engine does not answer: connection refused')
+
+    monkeypatch.setattr(_release_info, 'connect', down)
+    args = {'project_dir': str(tmp_path), 'project_name': 'p', 'lock': {'holder': 'alice'}}
+    result = run(dict(args, _ansible_check_mode=check_mode), FailJson)
+    assert result['msg'].startswith('the Docker engine does not answer: connection refused (on ')
+    assert result['acquired'] is False
+    assert result['token'] == ''
+    assert not (tmp_path / '.deploy.lock').exists(), 'no lock outlives a failed call'
+    if check_mode:
+        assert result['released'] is False, 'check mode took no lock'
+    else:
+        assert result['released'] is True
+        assert result['msg'].endswith(f' The lock {tmp_path}/.deploy.lock this task took was released.')
+
+
+def test_a_failed_host_check_gives_the_lock_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    args = {'project_dir': str(tmp_path), 'project_name': 'p', 'free_space_path': str(tmp_path / 'missing')}
+    result = run(dict(args, lock={'holder': 'alice'}), FailJson)
+    assert 'cannot be measured' in result['msg']
+    assert result['released'] is True
+    assert not (tmp_path / '.deploy.lock').exists()
+
+
+def test_check_mode_takes_no_lock_and_reads(tmp_path, monkeypatch):
+    deploy_ledger(tmp_path)
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run(dict(DEPLOY_ARGS, project_dir=str(tmp_path), compose_version=False, lock={'holder': 'alice'}))
+    assert result['acquired'] is False
+    assert result['changed'] is True, 'the lock would be taken'
+    assert result['msg'].startswith('Check mode: the lock ')
+    assert result['agrees'] is True
+    assert not (tmp_path / '.deploy.lock').exists()
+
+
+def test_lock_path_and_lock_dot_path_must_agree(tmp_path, monkeypatch):
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    args = {'project_dir': str(tmp_path), 'project_name': 'p', 'lock_path': str(tmp_path / 'a.lock')}
+    result = run(dict(args, lock={'path': str(tmp_path / 'b.lock')}), FailJson)
+    assert 'name different locks' in result['msg']
+    assert not (tmp_path / 'a.lock').exists()
+    assert not (tmp_path / 'b.lock').exists()
+    same = run(dict(args, lock={'path': str(tmp_path / 'a.lock'), 'holder': 'alice'}))
+    assert same['acquired'] is True
+    assert (tmp_path / 'a.lock').exists()
+
+
+def test_without_lock_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {})
+    result = run({'project_dir': str(tmp_path), 'project_name': 'p', '_ansible_check_mode': False})
+    assert result['changed'] is False
+    assert not LOCK_KEYS & set(result)
+    assert not (tmp_path / '.deploy.lock').exists()

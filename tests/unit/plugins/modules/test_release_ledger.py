@@ -94,7 +94,9 @@ def test_record_then_read(tmp_path):
     assert result['kept_versions'] == ['v1.1.0', 'v1.0.0']
     assert result['kept_references'] == ['r/api@sha256:2', 'r/api@sha256:1']
     assert result['changed'] is False
-    assert set(result) - {'changed'} == documented - {'removed', 'entry'}, 'read returns what RETURN documents'
+    assert set(result) - {'changed'} == documented - {'removed', 'entry', 'images_removed'}, (
+        'read returns what RETURN documents'
+    )
 
 
 def test_record_check_mode_and_diff(tmp_path):
@@ -161,3 +163,117 @@ def test_refusals(tmp_path, args, message):
     result = run(args, FailJson)
     assert message in result['msg']
     assert list(tmp_path.iterdir()) == []
+
+
+# What `docker image ls --digests --format '{{.Repository}}@{{.Digest}}'` prints on the host: the kept
+# release's image, an older image of the same repository, one of another release repository of the
+# project, an image of another project, an image without digest.
+LISTED = (
+    'r/api@sha256:2',
+    'r/api@sha256:old',
+    'r/api@sha256:old',
+    'r/frontend@sha256:9',
+    'postgres@sha256:pg',
+    'r/api@<none>',
+)
+
+
+CONFLICT = 'Error response from daemon: conflict: image is being used'
+
+
+def docker_cli(tmp_path, monkeypatch, listed=LISTED, list_rc=0, refuse=()):
+    """A docker CLI stand-in on PATH (this machine's engine is not ours to call): lists ``listed``,
+    logs each removal to docker.log and refuses (rc 1, as for an image a container uses) those in ``refuse``."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    log = tmp_path / 'docker.log'
+    listing = '\n'.join(listed)
+    refusals = ''.join(f'  if [ "$3" = "{name}" ]; then echo "{CONFLICT}" >&2; exit 1; fi\n' for name in refuse)
+    script = (
+        '#!/bin/sh\n'
+        f'echo "$*" >> {log}\n'
+        f'if [ "$1 $2" = "image ls" ]; then printf \'%s\\n\' "{listing}"; exit {list_rc}; fi\n'
+        'if [ "$1 $2" = "image rm" ]; then\n'
+        f'{refusals}'
+        '  echo "Untagged: $3"; exit 0\n'
+        'fi\n'
+        'exit 2\n'
+    )
+    docker = bin_dir / 'docker'
+    docker.write_text(script)
+    docker.chmod(0o755)
+    monkeypatch.setenv('PATH', str(bin_dir))
+    return log
+
+
+def record_with_prune(tmp_path, check_mode=False, **extra):
+    path = str(tmp_path / 'releases')
+    run({'path': path, 'state': 'record', 'release': release(1, 'v1.0.0'), 'keep': 2})
+    args = {'path': path, 'state': 'record', 'release': release(2, 'v1.1.0'), 'keep': 2, 'prune_images': True}
+    return run(dict(args, _ansible_check_mode=check_mode, **extra))
+
+
+def test_prune_images_removes_what_no_kept_release_uses(tmp_path, monkeypatch):
+    log = docker_cli(tmp_path, monkeypatch)
+    result = record_with_prune(tmp_path)
+    assert result['kept_references'] == ['r/api@sha256:2', 'r/api@sha256:1']
+    assert result['images_removed'] == ['r/api@sha256:old']
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith('image ls --digests --format ')
+    assert calls[1:] == ['image rm r/api@sha256:old'], 'one removal; kept, other repositories and digestless left alone'
+    assert json.loads((tmp_path / 'releases' / 'index.json').read_text())['current'].endswith('v1.1.0')
+
+
+def test_prune_failures_are_warnings(tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    docker_cli(tmp_path, monkeypatch, listed=['r/api@sha256:old', 'r/api@sha256:older'], refuse=['r/api@sha256:old'])
+    result = record_with_prune(tmp_path)
+    assert result['changed'] is True
+    assert result['images_removed'] == ['r/api@sha256:older']
+    assert warned == [f'prune_images: docker image rm r/api@sha256:old failed (rc 1): {CONFLICT}']
+
+
+def test_a_failed_listing_is_a_warning(tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    log = docker_cli(tmp_path, monkeypatch, list_rc=1)
+    result = record_with_prune(tmp_path)
+    assert result['images_removed'] == []
+    assert warned[0].startswith('prune_images: docker image ls failed (rc 1)')
+    assert len(log.read_text().splitlines()) == 1, 'nothing removed after a failed listing'
+
+
+def test_prune_in_check_mode_removes_nothing(tmp_path, monkeypatch):
+    log = docker_cli(tmp_path, monkeypatch)
+    path = str(tmp_path / 'releases')
+    run({'path': path, 'state': 'record', 'release': release(1, 'v1.0.0'), 'keep': 2})
+    result = run(
+        {
+            'path': path,
+            'state': 'record',
+            'release': release(2, 'v1.1.0'),
+            'keep': 2,
+            'prune_images': True,
+            '_ansible_check_mode': True,
+        }
+    )
+    assert result['images_removed'] == ['r/api@sha256:old'], 'what would be removed'
+    assert [line.split()[:2] for line in log.read_text().splitlines()] == [['image', 'ls']]
+
+
+def test_without_prune_images_docker_is_not_called(tmp_path, monkeypatch):
+    log = docker_cli(tmp_path, monkeypatch)
+    result = run({'path': str(tmp_path / 'releases'), 'state': 'record', 'release': release(1, 'v1.0.0')})
+    assert result['images_removed'] == []
+    assert not log.exists()
+
+
+def test_prune_without_docker_is_a_warning(tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    monkeypatch.setenv('PATH', str(tmp_path / 'nothing-here'))
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda self, name, *args, **kwargs: None)
+    result = record_with_prune(tmp_path)
+    assert result['images_removed'] == []
+    assert warned == ['prune_images: the docker CLI is not on this host, so no image was removed.']
