@@ -47,13 +47,17 @@ COUNT_SQL = (
     "FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
     "AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
 )
-REPORT_SQL = f"SELECT 'version|' || current_setting('server_version');\nSELECT 'rows|' || t.name || '|' || t.n FROM (\n{COUNT_SQL}\n) AS t(name, n);\n"
+# What psql prints for the manifest: the server version and the row count of each table.
+REPORT_SQL = (
+    "SELECT 'version|' || current_setting('server_version');\n"
+    f"SELECT 'rows|' || t.name || '|' || t.n FROM (\n{COUNT_SQL}\n) AS t(name, n);\n"
+)
 READY_TIMEOUT = 120.0
 READY_POLL = 0.2
 
 
 class BackupError(Exception):
-    """A backup that could not be taken; ``created`` says whether anything was left changed (never: cleaned up)."""
+    """A backup that failed after it started; its temporary folder is removed. ``timings``: the steps so far."""
 
 
 class Result:

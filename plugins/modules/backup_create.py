@@ -34,6 +34,7 @@ attributes:
     description: Checks the input and the free space and finds the database container, then reports the backup it would take.
   diff_mode:
     support: none
+    description: A backup is a new folder; there is nothing to compare.
   idempotent:
     support: none
     description: Every run takes a new backup (a new id).

@@ -165,7 +165,11 @@ def me():
 
 @pytest.fixture
 def project(tmp_path):
-    root = tmp_path / 'project'
+    return make_project(tmp_path / 'project')
+
+
+def make_project(root):
+    """A deploy folder with the paths the role's archives name, and a proxy log that must not be archived."""
     for folder in ('directus/uploads', 'directus/extensions', 'directus/schemas', 'jc21/data/logs', 'jc21/letsencrypt'):
         (root / folder).mkdir(parents=True)
     (root / 'directus/uploads/model.glb').write_bytes(b'\x00glb' * 50)

@@ -15,8 +15,8 @@ from ansible_collections.avatar_mgmt.ops.plugins.modules import backup_create
 from ansible_collections.avatar_mgmt.ops.tests.unit.plugins.module_utils.test__backup_create import (
     OLD_KEYS,
     FakeDocker,
+    make_project,
     params,
-    project,  # noqa: F401 - a fixture
 )
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
@@ -25,6 +25,11 @@ from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import 
 @pytest.fixture(autouse=True)
 def patched(monkeypatch):
     module_harness.patch_exits(monkeypatch)
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path / 'project')
 
 
 @pytest.fixture
@@ -50,7 +55,7 @@ def test_documentation_matches_argument_spec(monkeypatch):
     assert kwargs['supports_check_mode'] is True
 
 
-def test_a_backup_is_a_change_and_returns_its_manifest(tmp_path, project, docker):  # noqa: F811
+def test_a_backup_is_a_change_and_returns_its_manifest(tmp_path, project, docker):
     result = run(params(tmp_path, project))
     assert result['changed'] is True
     folder = tmp_path / 'backups' / '20261128T020005Z'
@@ -60,20 +65,20 @@ def test_a_backup_is_a_change_and_returns_its_manifest(tmp_path, project, docker
     assert result['timings']['total'] >= result['timings']['dump']
 
 
-def test_check_mode_changes_nothing(tmp_path, project, docker):  # noqa: F811
+def test_check_mode_changes_nothing(tmp_path, project, docker):
     result = run(dict(params(tmp_path, project), _ansible_check_mode=True))
     assert result['changed'] is True
     assert not (tmp_path / 'backups').exists()
 
 
-def test_bad_input_fails_naming_it_and_changes_nothing(tmp_path, project, docker):  # noqa: F811
+def test_bad_input_fails_naming_it_and_changes_nothing(tmp_path, project, docker):
     result = run(params(tmp_path, project, id='latest'), FailJson)
     assert result['msg'] == "Backup refused: id 'latest' is not a backup id like 20261128T020005Z. Nothing was changed."
     assert result['changed'] is False
     assert not (tmp_path / 'backups').exists()
 
 
-def test_a_failed_backup_says_it_was_removed(tmp_path, project, docker):  # noqa: F811
+def test_a_failed_backup_says_it_was_removed(tmp_path, project, docker):
     docker.dump_rc = 1
     result = run(params(tmp_path, project), FailJson)
     assert result['msg'].startswith('pg_dump failed (exit status 1)')
