@@ -1,0 +1,628 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Take a backup on the host in one call (the logic of the backup_create module).
+
+The dump is streamed out of the db container (``docker exec -i <db> pg_dump -Fc``) into
+the backup's temporary folder, its sha256 computed while it is written and pg_dump's own
+exit status checked; nothing is written inside the container. A psql session holds a
+REPEATABLE READ transaction whose exported snapshot pg_dump uses, and counts the rows in
+that same snapshot. The archives are streamed the same way (``tar -czf -``). With
+verification, the dump is restored into a throwaway PostgreSQL of the running server's
+image, removed on every path. On any failure the temporary folder is removed; on success
+it is renamed to the backup's id. Every command goes through a runner (``Runner``) so the
+logic is tested with a fake docker.
+"""
+
+from __future__ import annotations
+
+import datetime
+import grp
+import hashlib
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._backup import count_mismatches, parse_psql_report
+
+ID_RE = re.compile(r'^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$')
+DUMP = 'db.dump'
+MANIFEST = 'manifest.json'
+CHUNK = 1 << 20
+# A custom-format dump starts with these bytes.
+DUMP_MAGIC = b'PGDMP'
+# Row count of every table, in one statement (psql -At prints "schema.table|count").
+# The same text as _backup_count_sql in roles/backup/vars/main.yml (a unit test keeps them equal).
+COUNT_SQL = (
+    "SELECT table_schema || '.' || table_name, "
+    "(xpath('/row/c/text()', query_to_xml(format('select count(*) as c from %I.%I', table_schema, table_name), "
+    "false, true, '')))[1]::text "
+    "FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+    "AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+)
+# What psql prints for the manifest: the server version and the row count of each table.
+REPORT_SQL = (
+    "SELECT 'version|' || current_setting('server_version');\n"
+    f"SELECT 'rows|' || t.name || '|' || t.n FROM (\n{COUNT_SQL}\n) AS t(name, n);\n"
+)
+READY_TIMEOUT = 120.0
+READY_POLL = 0.2
+
+
+class BackupError(Exception):
+    """A backup that failed after it started; its temporary folder is removed. ``timings``: the steps so far."""
+
+
+class Result:
+    """What a command did: exit status, output (or size and sha256 of the file its stdout went to)."""
+
+    def __init__(self, rc, stdout='', stderr='', size=0, sha256=''):
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.size = size
+        self.sha256 = sha256
+
+
+class PsqlSession:
+    """A psql process held open (one transaction across several calls). ``query`` returns its output lines."""
+
+    def __init__(self, argv):
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self._proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, universal_newlines=True
+        )
+
+    def stderr(self):
+        self._err.seek(0)
+        return self._err.read().decode('utf-8', 'replace').strip()
+
+    def query(self, sql):
+        # psql flushes its output after a backslash command: the marker ends the answer.
+        marker = 'avatar-backup-end-' + secrets.token_hex(8)
+        try:
+            self._proc.stdin.write(sql.rstrip() + '\n\\echo ' + marker + '\n')
+            self._proc.stdin.flush()
+        except OSError:
+            pass  # psql has ended: readline below says so with its error.
+        lines = []
+        while True:
+            line = self._proc.stdout.readline()
+            if not line:
+                self._proc.wait()
+                raise BackupError(
+                    'psql ended (exit status {}): {}'.format(self._proc.returncode, self.stderr() or 'no message')
+                )
+            line = line.rstrip('\n')
+            if line == marker:
+                return lines
+            lines.append(line)
+
+    def close(self):
+        """End the session (its transaction ends with it); return psql's exit status."""
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            return self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            return self._proc.wait()
+        finally:
+            self._proc.stdout.close()
+            self._err.close()
+
+
+class Runner:
+    """Runs commands on the host (the real one; tests pass a fake with the same methods)."""
+
+    def run(self, argv, stdin=None, stdout_path=None):
+        """Run ``argv``. ``stdin``: text, or an open binary file. ``stdout_path``: a new file (0600) its
+        stdout is streamed into, with size and sha256 computed on the way."""
+        with tempfile.TemporaryFile() as err:
+            if stdout_path is None:
+                data = stdin.encode() if isinstance(stdin, str) else None
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE if data is not None else (stdin or subprocess.DEVNULL),
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                )
+                out, _dummy = proc.communicate(data)
+                err.seek(0)
+                return Result(proc.returncode, out.decode('utf-8', 'replace'), err.read().decode('utf-8', 'replace'))
+            fd = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, 'wb') as dest:
+                proc = subprocess.Popen(argv, stdin=stdin or subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+                digest, size = hashlib.sha256(), 0
+                try:
+                    while True:
+                        chunk = proc.stdout.read(CHUNK)
+                        if not chunk:
+                            break
+                        digest.update(chunk)
+                        dest.write(chunk)
+                        size += len(chunk)
+                    dest.flush()
+                    os.fsync(dest.fileno())
+                except BaseException:
+                    proc.kill()
+                    proc.wait()
+                    raise
+                finally:
+                    proc.stdout.close()
+                proc.wait()
+            err.seek(0)
+            return Result(proc.returncode, '', err.read().decode('utf-8', 'replace'), size, digest.hexdigest())
+
+    def session(self, argv):
+        return PsqlSession(argv)
+
+
+# ---------------------------------------------------------------------------
+# Plan: inputs checked before anything changes
+# ---------------------------------------------------------------------------
+
+
+def backup_time(backup_id):
+    """The ISO 8601 time a backup id (20261128T020005Z) names; ValueError for anything else."""
+    match = ID_RE.match(backup_id or '')
+    if not match:
+        raise ValueError(f'id {backup_id!r} is not a backup id like 20261128T020005Z')
+    return '{}-{}-{}T{}:{}:{}Z'.format(*match.groups())
+
+
+def owner_ids(owner):
+    """(uid, gid) of ``owner`` and the group of the same name, as the backup files have always been owned."""
+    try:
+        uid = pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise ValueError(f'owner {owner!r} is not a user on this host (backup_owner)')
+    try:
+        gid = grp.getgrnam(owner).gr_gid
+    except KeyError:
+        raise ValueError(f'there is no group {owner!r} on this host for the backup files (backup_owner)')
+    return uid, gid
+
+
+def previous_size(backup_dir):
+    """Bytes of the newest complete backup's files in ``backup_dir`` (0 when there is none)."""
+    try:
+        names = sorted(n for n in os.listdir(backup_dir) if ID_RE.match(n))
+    except FileNotFoundError:
+        return 0
+    if not names:
+        return 0
+    folder = os.path.join(backup_dir, names[-1])
+    total = 0
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            total += os.path.getsize(path)
+    return total
+
+
+def free_bytes(path):
+    """Bytes free to an unprivileged writer under ``path`` (or its nearest existing parent)."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def check_space(backup_dir, floor_mb):
+    """Refuse (ValueError) when less is free under ``backup_dir`` than the previous backup took or ``floor_mb``."""
+    previous = previous_size(backup_dir)
+    needed = max(previous, int(floor_mb) * 1048576)
+    free = free_bytes(backup_dir)
+    if free < needed:
+        raise ValueError(
+            'only {:.1f} MB are free under {}; this backup needs {:.1f} MB ({}). '
+            'Free space there or lower backup_min_free_mb'.format(
+                free / 1048576.0,
+                backup_dir,
+                needed / 1048576.0,
+                'the size of the previous backup' if previous >= int(floor_mb) * 1048576 else 'backup_min_free_mb',
+            )
+        )
+    return {'needed': needed, 'free': free, 'previous': previous}
+
+
+def validate_archives(archives):
+    """Archive specs ({name, paths, exclude}) with safe names and relative paths; ValueError otherwise."""
+    names = set()
+    for item in archives:
+        name = item.get('name') or ''
+        if not re.match(r'^[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz$', name) or name in names or name in (DUMP, MANIFEST):
+            raise ValueError(f'archive name {name!r} must be a unique file name ending in .tar.gz')
+        names.add(name)
+        if not item.get('paths'):
+            raise ValueError(f'archive {name} names no paths')
+        for path in list(item['paths']) + list(item.get('exclude') or []):
+            if os.path.isabs(path) or '..' in path.split('/'):
+                raise ValueError(f'archive {name}: path {path!r} must be relative to the project folder')
+    return archives
+
+
+# ---------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------
+
+
+class Backup:
+    """One backup run. ``params`` are the module's options; ``runner`` runs the commands."""
+
+    def __init__(self, params, runner=None, clock=time.monotonic):
+        self.p = params
+        self.runner = runner or Runner()
+        self.clock = clock
+        self.timings = {}
+        self.final = os.path.join(params['backup_dir'], params['id'])
+        self.tmp = os.path.join(params['backup_dir'], '.tmp-' + params['id'])
+
+    # -- helpers -----------------------------------------------------------
+
+    def _timed(self, step, func, *args):
+        start = self.clock()
+        try:
+            return func(*args)
+        finally:
+            self.timings[step] = round(self.clock() - start, 3)
+
+    def _compose(self, *args):
+        p = self.p
+        return [
+            'docker',
+            'compose',
+            '-p',
+            p['project_name'],
+            '-f',
+            os.path.join(p['project_dir'], p['compose_file']),
+        ] + list(args)
+
+    def _run(self, what, argv, **kwargs):
+        res = self.runner.run(argv, **kwargs)
+        if res.rc != 0:
+            raise BackupError(
+                '{} failed (exit status {}): {}'.format(what, res.rc, (res.stderr or '').strip()[-600:] or 'no message')
+            )
+        return res
+
+    # -- plan --------------------------------------------------------------
+
+    def plan(self):
+        """Everything checked before anything is created. Returns the free-space figures."""
+        p = self.p
+        self.time = backup_time(p['id'])
+        if not os.path.isabs(p['backup_dir']):
+            raise ValueError('backup_dir {!r} must be an absolute path'.format(p['backup_dir']))
+        validate_archives(p['archives'])
+        self.uid, self.gid = owner_ids(p['owner'])
+        for path in (self.final, self.tmp):
+            if os.path.lexists(path):
+                raise ValueError(f'{path} already exists; run again in a second for a new backup id')
+        return self._timed('free_space', check_space, p['backup_dir'], p['min_free_mb'])
+
+    def find_db(self):
+        res = self._run(
+            'finding the database container (docker compose ps)', self._compose('ps', '-q', self.p['db_service'])
+        )
+        ids = res.stdout.split()
+        if not ids:
+            raise BackupError(
+                'service {} of project {} has no running container (backup_db_service); '
+                'start the stack or name the database service'.format(self.p['db_service'], self.p['project_name'])
+            )
+        self.db = ids[0]
+        return self.db
+
+    # -- act ---------------------------------------------------------------
+
+    def _make_dirs(self):
+        backup_dir = self.p['backup_dir']
+        if not os.path.isdir(backup_dir):
+            os.makedirs(backup_dir, 0o700)
+        os.chown(backup_dir, self.uid, self.gid)
+        os.chmod(backup_dir, 0o700)
+        os.mkdir(self.tmp, 0o700)
+        os.chown(self.tmp, self.uid, self.gid)
+        os.chmod(self.tmp, 0o700)
+
+    def _dump(self):
+        """pg_dump in the snapshot of a psql session that counts the rows in the same snapshot."""
+        p = self.p
+        psql = [
+            'docker',
+            'exec',
+            '-i',
+            self.db,
+            'psql',
+            '-X',
+            '-q',
+            '-v',
+            'ON_ERROR_STOP=1',
+            '-At',
+            '-U',
+            p['db_user'],
+            '-d',
+            p['db_name'],
+        ]
+        session = self.runner.session(psql)
+        try:
+            lines = session.query(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT 'snapshot|' || pg_export_snapshot();"
+            )
+            snap = [line.split('|', 1)[1] for line in lines if line.startswith('snapshot|')]
+            if not snap:
+                raise BackupError('psql did not export a snapshot: {}'.format(' '.join(lines)[:300]))
+            dump = self.runner.run(
+                [
+                    'docker',
+                    'exec',
+                    '-i',
+                    self.db,
+                    'pg_dump',
+                    '-U',
+                    p['db_user'],
+                    '-d',
+                    p['db_name'],
+                    '-Fc',
+                    '--snapshot=' + snap[0],
+                ],
+                stdout_path=os.path.join(self.tmp, DUMP),
+            )
+            if dump.rc != 0:
+                raise BackupError(
+                    'pg_dump failed (exit status {}): {}'.format(dump.rc, dump.stderr.strip()[-600:] or 'no message')
+                )
+            with open(os.path.join(self.tmp, DUMP), 'rb') as f:
+                if f.read(len(DUMP_MAGIC)) != DUMP_MAGIC:
+                    raise BackupError(
+                        f'pg_dump exited 0 but its output is not a custom-format dump ({dump.size} bytes)'
+                    )
+            report = parse_psql_report(session.query(REPORT_SQL))
+            session.query('COMMIT;')
+        finally:
+            rc = session.close()
+        if rc != 0:
+            raise BackupError(f'psql ended with exit status {rc} after the dump')
+        self.files = {DUMP: {'size': dump.size, 'sha256': dump.sha256}}
+        return report
+
+    def _archives(self):
+        for item in self.p['archives']:
+            argv = ['tar', '-C', self.p['project_dir'], '-czf', '-']
+            argv += ['--exclude=' + e for e in item.get('exclude') or []]
+            argv += list(item['paths'])
+            res = self._run('archiving ' + item['name'], argv, stdout_path=os.path.join(self.tmp, item['name']))
+            self.files[item['name']] = {'size': res.size, 'sha256': res.sha256}
+
+    def _own_files(self):
+        for name in list(self.files) + [MANIFEST]:
+            path = os.path.join(self.tmp, name)
+            if os.path.exists(path):
+                os.chown(path, self.uid, self.gid)
+                os.chmod(path, 0o600)
+
+    # -- verification ------------------------------------------------------
+
+    def _checksums(self):
+        problems = []
+        for name in sorted(self.files):
+            path = os.path.join(self.tmp, name)
+            digest, size = hashlib.sha256(), 0
+            try:
+                with open(path, 'rb') as f:
+                    for chunk in iter(lambda f=f: f.read(CHUNK), b''):
+                        digest.update(chunk)
+                        size += len(chunk)
+            except OSError:
+                problems.append(f'{name} is missing')
+                continue
+            if digest.hexdigest() != self.files[name]['sha256']:
+                problems.append(f'{name}: sha256 differs from the manifest')
+            elif size != self.files[name]['size']:
+                problems.append(f'{name}: size differs from the manifest')
+        return problems
+
+    def _listings(self):
+        return [
+            f'{name} cannot be listed'
+            for name in sorted(self.files)
+            if name.endswith('.tar.gz') and self.runner.run(['tar', '-tzf', os.path.join(self.tmp, name)]).rc != 0
+        ]
+
+    def _scratch(self, row_counts):
+        """Restore the dump into a throwaway PostgreSQL; return (problems, restored row counts)."""
+        p = self.p
+        image = self._run(
+            'reading the database image (docker inspect)', ['docker', 'inspect', '--format', '{{.Image}}', self.db]
+        ).stdout.strip()
+        name = 'avatar-verify-{}-{}'.format(p['id'], secrets.token_hex(3))
+        self.scratch = name
+        try:
+            self._timed(
+                'verify_start',
+                self._run,
+                'starting the throwaway PostgreSQL',
+                [
+                    'docker', 'run', '-d', '--name', name, '--network', 'none',
+                    '--label', 'avatar-mgmt.backup-verify=' + p['id'],
+                    '-e', 'POSTGRES_USER=' + p['db_user'], '-e', 'POSTGRES_DB=' + p['db_name'],
+                    '-e', 'POSTGRES_PASSWORD=' + secrets.token_urlsafe(18),
+                    image,
+                    # A throwaway database: nothing to keep safe across a crash.
+                    'postgres', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
+                ],
+            )  # fmt: skip
+            self._timed('verify_ready', self._wait_ready, name)
+            with open(os.path.join(self.tmp, DUMP), 'rb') as dump:
+                restore = self._timed(
+                    'verify_restore',
+                    self.runner.run,
+                    [
+                        'docker',
+                        'exec',
+                        '-i',
+                        name,
+                        'pg_restore',
+                        '--exit-on-error',
+                        '--no-owner',
+                        '-U',
+                        p['db_user'],
+                        '-d',
+                        p['db_name'],
+                    ],
+                    dump,
+                )
+            if restore.rc != 0:
+                return ['pg_restore failed: ' + restore.stderr.strip()[:300]], {}
+            counts = self._timed(
+                'verify_counts',
+                self.runner.run,
+                [
+                    'docker',
+                    'exec',
+                    '-i',
+                    name,
+                    'psql',
+                    '-X',
+                    '-v',
+                    'ON_ERROR_STOP=1',
+                    '-At',
+                    '-U',
+                    p['db_user'],
+                    '-d',
+                    p['db_name'],
+                    '-f',
+                    '-',
+                ],
+                REPORT_SQL,
+            )
+            restored = parse_psql_report(counts.stdout.splitlines())['row_counts'] if counts.rc == 0 else {}
+            if counts.rc != 0:
+                return ['counting the restored rows failed: ' + counts.stderr.strip()[:300]], {}
+            return count_mismatches(row_counts, restored), restored
+        finally:
+            self._timed('verify_cleanup', self.runner.run, ['docker', 'rm', '-f', '-v', name])
+
+    def _wait_ready(self, name):
+        # The image's entrypoint first runs a server on the socket only (initialisation): ask over TCP.
+        deadline = self.clock() + READY_TIMEOUT
+        argv = ['docker', 'exec', name, 'pg_isready', '-q', '-h', '127.0.0.1', '-U', self.p['db_user']]
+        while self.runner.run(argv).rc != 0:
+            if self.clock() > deadline:
+                raise BackupError(
+                    f'the throwaway PostgreSQL {name} did not accept connections within {READY_TIMEOUT:.0f} s'
+                )
+            time.sleep(READY_POLL)
+
+    def _verify(self, row_counts):
+        problems = self._timed('verify_checksums', self._checksums)
+        problems += self._timed('verify_listings', self._listings)
+        scratch_problems, restored = self._scratch(row_counts)
+        problems += scratch_problems
+        return {
+            'result': 'ok' if not problems else 'failed',
+            'checked': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
+            'problems': problems,
+            'restored_row_counts': restored,
+        }
+
+    # -- the whole run -----------------------------------------------------
+
+    def manifest(self, report, verification):
+        p = self.p
+        manifest = {
+            'id': p['id'],
+            'time': self.time,
+            'environment': p['environment'],
+            'host': p['host'],
+            'kind': p['kind'],
+            'operator': p['operator'],
+            'job_id': p['job_id'],
+            'release': {'id': p['release'].get('id') or '', 'version': p['release'].get('version') or ''},
+            'files': self.files,
+            'postgres_version': report['postgres_version'],
+            'row_counts': report['row_counts'],
+            'verification': verification,
+        }
+        return manifest
+
+    def take(self):
+        """Create the backup; on any failure remove the temporary folder and raise BackupError."""
+        try:
+            self._make_dirs()
+        except OSError as exc:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise BackupError(f'creating the backup folder {self.tmp} failed: {exc}')
+        try:
+            report = self._timed('dump', self._dump)
+            self._timed('archives', self._archives)
+            verification = {'result': 'skipped'}
+            if self.p['verify']:
+                verification = self._timed('verify', self._verify, report['row_counts'])
+                if verification['result'] != 'ok':
+                    raise BackupError(
+                        'Backup {} failed verification: {}'.format(self.p['id'], '; '.join(verification['problems']))
+                    )
+            manifest = self.manifest(report, verification)
+            text = json.dumps(manifest, indent=2, sort_keys=True, separators=(',', ': ')) + '\n'
+            fd = os.open(os.path.join(self.tmp, MANIFEST), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, 'w') as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            self._own_files()
+            self._timed('publish', os.rename, self.tmp, self.final)
+        except BackupError:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        except (OSError, ValueError) as exc:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise BackupError(f'the backup failed: {exc}')
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        return manifest
+
+
+def create(params, runner=None, check_mode=False, clock=time.monotonic):
+    """Take the backup ``params`` describe. Returns {id, path, manifest, files, verification, space, timings}.
+
+    ValueError: bad input or too little space (nothing created). BackupError: the backup failed
+    (its temporary folder removed, nothing published)."""
+    backup = Backup(params, runner, clock)
+    start = clock()
+    space = backup.plan()
+    try:
+        backup._timed('find_db', backup.find_db)
+    except BackupError as exc:
+        raise ValueError(str(exc))
+    result = {'id': params['id'], 'path': backup.final, 'space': space}
+    if check_mode:
+        backup.timings['total'] = round(clock() - start, 3)
+        result.update(manifest={}, files={}, verification={'result': 'skipped'}, timings=backup.timings)
+        return result
+    try:
+        manifest = backup.take()
+    except BackupError as exc:
+        backup.timings['total'] = round(clock() - start, 3)
+        exc.timings = backup.timings
+        raise
+    backup.timings['total'] = round(clock() - start, 3)
+    result.update(
+        manifest=manifest, files=manifest['files'], verification=manifest['verification'], timings=backup.timings
+    )
+    return result

@@ -1,0 +1,257 @@
+#!/usr/bin/python
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: backup_create
+short_description: Take a backup of the stack's database and files in one call, optionally verified by a restore
+version_added: 0.1.0
+description:
+  - Takes one backup of a compose stack on the host in a single module run, in the folder layout the
+    avatar_mgmt.ops.backup role reads (C(<backup_dir>/<id>/) with C(db.dump), the archives and C(manifest.json)).
+  - B(Checks first) - the id, the archives, the owner, that neither C(<id>) nor C(.tmp-<id>) exists, and the free
+    space under O(backup_dir) (the size of the newest complete backup, at least O(min_free_mb)); then it finds the
+    running database container. A refusal changes nothing.
+  - B(Dump) - a psql session in the db container holds a C(REPEATABLE READ) transaction and exports its snapshot;
+    C(pg_dump -Fc --snapshot) runs through C(docker exec -i) with its output streamed into the backup's temporary
+    folder on the host, its size and sha256 computed on the way; pg_dump's own exit status is checked. The same
+    session then counts the rows of every table in that snapshot. Nothing is written inside the db container.
+  - B(Archives) - each of O(archives) is a C(tar -czf -) of paths under O(project_dir), streamed the same way.
+  - B(Verification) (O(verify=true)) - the files are read back and compared with their sha256 and size, the
+    archives listed, and the dump restored into a throwaway PostgreSQL container of the running server's image
+    (no network, unique name), whose row counts must equal the dump's. The container is removed on every path.
+  - B(Publishing) - files are mode C(0600), folders C(0700), owned by O(owner) and its group; the manifest is
+    written last and the temporary folder C(.tmp-<id>) renamed to C(<id>). Any failure removes the temporary folder.
+author:
+  - avatar_mgmt.ops contributors (!UNKNOWN)
+attributes:
+  check_mode:
+    support: full
+    description: Checks the input and the free space and finds the database container, then reports the backup it would take.
+  diff_mode:
+    support: none
+    description: A backup is a new folder; there is nothing to compare.
+  idempotent:
+    support: none
+    description: Every run takes a new backup (a new id).
+options:
+  id:
+    description: The backup's id, its UTC time as C(YYYYMMDDTHHMMSSZ); also the name of its folder.
+    type: str
+    required: true
+  backup_dir:
+    description: Absolute path of the folder of the backups; created (mode C(0700)) when missing.
+    type: path
+    required: true
+  owner:
+    description: User owning the backup's folders and files; the group of the same name is their group.
+    type: str
+    required: true
+  project_dir:
+    description: The stack's deploy folder (the compose file's folder, and the root of the archived paths).
+    type: path
+    required: true
+  project_name:
+    description: Compose project name.
+    type: str
+    required: true
+  compose_file:
+    description: Compose file name in O(project_dir).
+    type: str
+    required: true
+  db_service:
+    description: Compose service of the PostgreSQL database.
+    type: str
+    default: db
+  db_user:
+    description: Database user for pg_dump, psql and the throwaway server.
+    type: str
+    required: true
+  db_name:
+    description: Database name.
+    type: str
+    required: true
+  archives:
+    description: The archives of the backup, in order.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: File name, ending in C(.tar.gz).
+        type: str
+        required: true
+      paths:
+        description: Paths relative to O(project_dir).
+        type: list
+        elements: str
+        required: true
+      exclude:
+        description: Patterns left out (C(tar --exclude)), relative to O(project_dir).
+        type: list
+        elements: str
+        default: []
+  verify:
+    description: Verify the backup (checksums, archive listings, restore into a throwaway PostgreSQL) before publishing it.
+    type: bool
+    default: true
+  min_free_mb:
+    description: Free space, in MB, needed under O(backup_dir) when there is no previous backup or it was smaller.
+    type: int
+    default: 100
+  environment:
+    description: Environment name recorded in the manifest.
+    type: str
+    required: true
+  host:
+    description: Host name recorded in the manifest (the inventory hostname).
+    type: str
+    required: true
+  kind:
+    description: Kind of backup recorded in the manifest.
+    type: str
+    default: scheduled
+  operator:
+    description: Who takes the backup, recorded in the manifest.
+    type: str
+    default: ''
+  job_id:
+    description: The AWX job id, recorded in the manifest.
+    type: str
+    default: ''
+  release:
+    description: The running release recorded in the manifest, C(id) and C(version) (from the release ledger).
+    type: dict
+    default: {}
+seealso:
+  - module: avatar_mgmt.ops.release_ledger
+'''
+
+EXAMPLES = r'''
+- name: Take a verified backup of production
+  avatar_mgmt.ops.backup_create:
+    id: "{{ now(utc=true).strftime('%Y%m%dT%H%M%SZ') }}"
+    backup_dir: /var/backups/avatar-mgmt/production
+    owner: deploy
+    project_dir: /opt/deploy-avatar-prod
+    project_name: avatar-prod
+    compose_file: docker-compose.prod.yml
+    db_user: directus
+    db_name: directus
+    archives:
+      - {name: directus.tar.gz, paths: [directus/uploads, directus/extensions, directus/schemas]}
+      - {name: proxy.tar.gz, paths: [jc21/data, jc21/letsencrypt], exclude: [jc21/data/logs/*]}
+    environment: production
+    host: "{{ inventory_hostname }}"
+    kind: pre-deploy
+    release: {id: 20261128T020005Z-v1.2.0, version: v1.2.0}
+  become: true
+  register: backup
+'''
+
+RETURN = r'''
+id:
+  description: The backup's id.
+  returned: always
+  type: str
+  sample: 20261128T020005Z
+path:
+  description: The backup's folder (in check mode, the folder it would have).
+  returned: always
+  type: str
+  sample: /var/backups/avatar-mgmt/production/20261128T020005Z
+manifest:
+  description: The manifest as written to C(manifest.json); V({}) in check mode.
+  returned: always
+  type: dict
+  sample:
+    id: 20261128T020005Z
+    time: '2026-11-28T02:00:05Z'
+    environment: production
+    host: prod-1
+    kind: scheduled
+    operator: awx:nightly
+    job_id: '412'
+    release: {id: 20261127T100000Z-v1.2.0, version: v1.2.0}
+    files: {db.dump: {size: 53211, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}}
+    postgres_version: '15.7'
+    row_counts: {public.avatars: 3}
+    verification: {result: ok, checked: '2026-11-28T02:00:09Z', problems: [], restored_row_counts: {public.avatars: 3}}
+files:
+  description: File name to C(size) (bytes) and C(sha256) of each file but the manifest.
+  returned: always
+  type: dict
+  sample: {db.dump: {size: 53211, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}}
+verification:
+  description: The verification recorded in the manifest; C(result) is V(ok) or V(skipped) (a failed one fails the run).
+  returned: always
+  type: dict
+  sample: {result: ok, checked: '2026-11-28T02:00:09Z', problems: [], restored_row_counts: {public.avatars: 3}}
+space:
+  description: Bytes C(needed), C(free) under O(backup_dir) and the C(previous) backup's size, measured before starting.
+  returned: always
+  type: dict
+  sample: {needed: 104857600, free: 5368709120, previous: 81234}
+timings:
+  description: Seconds spent in each step (C(free_space), C(find_db), C(dump), C(archives), C(verify) and its parts, C(publish), C(total)).
+  returned: always
+  type: dict
+  sample: {free_space: 0.001, find_db: 0.21, dump: 0.62, archives: 0.18, verify: 2.4, publish: 0.0, total: 3.5}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _backup_create
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            'id': {'type': 'str', 'required': True},
+            'backup_dir': {'type': 'path', 'required': True},
+            'owner': {'type': 'str', 'required': True},
+            'project_dir': {'type': 'path', 'required': True},
+            'project_name': {'type': 'str', 'required': True},
+            'compose_file': {'type': 'str', 'required': True},
+            'db_service': {'type': 'str', 'default': 'db'},
+            'db_user': {'type': 'str', 'required': True},
+            'db_name': {'type': 'str', 'required': True},
+            'archives': {
+                'type': 'list',
+                'elements': 'dict',
+                'default': [],
+                'options': {
+                    'name': {'type': 'str', 'required': True},
+                    'paths': {'type': 'list', 'elements': 'str', 'required': True},
+                    'exclude': {'type': 'list', 'elements': 'str', 'default': []},
+                },
+            },
+            'verify': {'type': 'bool', 'default': True},
+            'min_free_mb': {'type': 'int', 'default': 100},
+            'environment': {'type': 'str', 'required': True},
+            'host': {'type': 'str', 'required': True},
+            'kind': {'type': 'str', 'default': 'scheduled'},
+            'operator': {'type': 'str', 'default': ''},
+            'job_id': {'type': 'str', 'default': ''},
+            'release': {'type': 'dict', 'default': {}},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        result = _backup_create.create(module.params, check_mode=module.check_mode)
+    except ValueError as exc:
+        module.fail_json(msg='Backup refused: ' + str(exc).rstrip('.') + '. Nothing was changed.', changed=False)
+    except _backup_create.BackupError as exc:
+        module.fail_json(
+            msg=str(exc).rstrip('.') + '. The partial backup was removed.',
+            changed=False,
+            timings=getattr(exc, 'timings', {}),
+        )
+    module.exit_json(changed=True, **result)
+
+
+if __name__ == '__main__':
+    main()
