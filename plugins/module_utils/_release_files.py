@@ -233,6 +233,36 @@ def apply(plans):
     return done
 
 
+def argument_options():
+    """The argument spec of env_files and files (release_files, and release_info's compare): one definition."""
+    base = {
+        'path': {'type': 'path', 'required': True},
+        'source': {'type': 'path'},
+        'source_required': {'type': 'bool', 'default': False},
+    }
+    env_files = dict(base, content={'type': 'str', 'no_log': True}, mode={'type': 'raw', 'default': '0600'})
+    files = dict(
+        base,
+        content={'type': 'str'},
+        mode={'type': 'raw', 'default': '0640'},
+        return_content={'type': 'bool', 'default': False},
+    )
+    return {
+        'env_files': {'type': 'list', 'elements': 'dict', 'default': [], 'options': env_files},
+        'files': {'type': 'list', 'elements': 'dict', 'default': [], 'options': files},
+        'owner': {'type': 'str', 'default': ''},
+        'group': {'type': 'str', 'default': ''},
+    }
+
+
+def identical(plans):
+    """Whether writing would change nothing: every file exists with the wanted bytes, mode, owner and group."""
+    return all(
+        item['unsourced'] or (item['current'] is not None and not item['differs'] and not item['attrs_differ'])
+        for item in plans
+    )
+
+
 def report(plans, state):
     """What may leave the host, by path: never the content of an env file, only the names of its changed keys."""
     found = {}
@@ -241,6 +271,7 @@ def report(plans, state):
             'env': item['env'],
             'exists': item['current'] is not None,
             'differs': item['differs'],
+            'attrs_differ': bool(item['attrs_differ']),
             'changed': state == 'present' and _changes(item),
             'keys': item['keys'],
             'from_source': item['from_source'],

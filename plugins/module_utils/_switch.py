@@ -46,6 +46,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._npm_client import
 __all__ = [
     'SwitchError',
     'changed_services',
+    'orphans_change',
     'parse_dry_run',
     'plan',
     'service_specs',
@@ -113,6 +114,11 @@ def changed_services(dry_run, services):
     """The services (in compose order) that compose would create, recreate, start or remove."""
     changed = [s for s in services if any(st.startswith(_CHANGE_WORDS) for st in dry_run.get(s, []))]
     return changed
+
+
+def orphans_change(dry_run):
+    """Whether compose would remove or change containers of services the file no longer has."""
+    return any(st.startswith(_CHANGE_WORDS) for st in dry_run.get('', []))
 
 
 def plan(changed, stateless, containers, proxied):
@@ -545,7 +551,7 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
     settled = state['settled']
     dry = parse_dry_run(docker.dry_run(), spec['project'], all_services)
     changed = changed_services(dry, all_services)
-    orphans = '' in dry and any(st.startswith(_CHANGE_WORDS) for st in dry[''])
+    orphans = orphans_change(dry)
     handover, recreate = plan(changed, stateless, before, stateless)
     result = {
         # In check mode an interrupted handover is a change the real run makes (it settles it).

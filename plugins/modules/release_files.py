@@ -211,41 +211,13 @@ changed_files:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_files
 
-_FILE = {
-    'path': {'type': 'path', 'required': True},
-    'source': {'type': 'path'},
-    'source_required': {'type': 'bool', 'default': False},
-}
-
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            'state': {'type': 'str', 'choices': ['compared', 'present'], 'default': 'present'},
-            'env_files': {
-                'type': 'list',
-                'elements': 'dict',
-                'default': [],
-                'options': dict(
-                    _FILE,
-                    content={'type': 'str', 'no_log': True},
-                    mode={'type': 'raw', 'default': '0600'},
-                ),
-            },
-            'files': {
-                'type': 'list',
-                'elements': 'dict',
-                'default': [],
-                'options': dict(
-                    _FILE,
-                    content={'type': 'str'},
-                    mode={'type': 'raw', 'default': '0640'},
-                    return_content={'type': 'bool', 'default': False},
-                ),
-            },
-            'owner': {'type': 'str', 'default': ''},
-            'group': {'type': 'str', 'default': ''},
-        },
+        argument_spec=dict(
+            _release_files.argument_options(),
+            state={'type': 'str', 'choices': ['compared', 'present'], 'default': 'present'},
+        ),
         supports_check_mode=True,
     )
     params = module.params

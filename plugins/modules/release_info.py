@@ -183,6 +183,83 @@ options:
         description: Internal, set by the action plugin; do not set.
         type: str
         default: ''
+  compare:
+    description:
+      - Compare the release's files with those on the host in the same call, as M(avatar_mgmt.ops.release_files) with
+        O(avatar_mgmt.ops.release_files#module:state=compared) does (the suboptions are that module's options), and
+        answer RV(files) and RV(files_identical). Nothing is written; env file values are never returned.
+      - With O(compare.drift_compose_files), and only when every file is identical (so what is on disk is what the
+        release wants), also ask compose what it would change in what runs (C(docker compose up --dry-run)) and
+        answer RV(drift). A deploy that finds nothing to write and nothing that drifted has no switch to make.
+    type: dict
+    suboptions:
+      env_files:
+        description: The env files, as O(avatar_mgmt.ops.release_files#module:env_files).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: Absolute path of the file.
+            type: path
+            required: true
+          content:
+            description: The wanted text (never returned or printed).
+            type: str
+          source:
+            description: A file on the host whose bytes are wanted instead of O(compare.env_files[].content) when it exists.
+            type: path
+          source_required:
+            description: Refuse when O(compare.env_files[].source) does not exist.
+            type: bool
+            default: false
+          mode:
+            description: The wanted mode.
+            type: raw
+            default: '0600'
+      files:
+        description: The other files, as O(avatar_mgmt.ops.release_files#module:files).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: Absolute path of the file.
+            type: path
+            required: true
+          content:
+            description: The wanted text.
+            type: str
+          source:
+            description: A file on the host whose bytes are wanted instead of O(compare.files[].content) when it exists.
+            type: path
+          source_required:
+            description: Refuse when O(compare.files[].source) does not exist.
+            type: bool
+            default: false
+          mode:
+            description: The wanted mode.
+            type: raw
+            default: '0640'
+          return_content:
+            description: Return the file's current content in RV(files).
+            type: bool
+            default: false
+      owner:
+        description: The wanted owner of every file; empty leaves it out of the comparison.
+        type: str
+        default: ''
+      group:
+        description: The wanted group of every file; empty leaves it out of the comparison.
+        type: str
+        default: ''
+      drift_compose_files:
+        description:
+          - The compose files (relative to O(project_dir)) to ask C(docker compose up --dry-run) about, when every
+            compared file is identical. Empty asks nothing.
+        type: list
+        elements: str
+        default: []
 notes:
   - The engine is found as the C(docker) CLI finds it (C(DOCKER_HOST) and the other C(DOCKER_*) variables, or the
     local socket).
@@ -255,6 +332,32 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+files:
+  description:
+    - With O(compare), by path, what M(avatar_mgmt.ops.release_files) with
+      O(avatar_mgmt.ops.release_files#module:state=compared) returns in its RV(avatar_mgmt.ops.release_files#module:files).
+  returned: when O(compare) is set
+  type: dict
+  sample: {/opt/deploy-avatar-prod/api.env: {env: true, exists: true, differs: false, attrs_differ: false, keys: []}}
+files_identical:
+  description: With O(compare), whether writing the files would change nothing (bytes, mode, owner and group).
+  returned: when O(compare) is set
+  type: bool
+  sample: true
+drift:
+  description:
+    - The services C(docker compose up --dry-run) would create, recreate, start or remove (V(orphans) for containers
+      of services the file no longer has), in compose order; V([]) when nothing; V(null) when not asked (files not
+      identical, or no O(compare.drift_compose_files)) or when compose could not answer (RV(drift_error)).
+  returned: when O(compare) is set
+  type: list
+  elements: str
+  sample: [api]
+drift_error:
+  description: Why compose could not say what it would change; V('') otherwise. The deploy then switches as usual.
+  returned: when O(compare) is set
+  type: str
+  sample: ''
 current:
   description: The ledger's current entry, or V({}).
   returned: always
@@ -494,7 +597,13 @@ import platform
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _lock, _release_info
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import (
+    _ledger,
+    _lock,
+    _release_files,
+    _release_info,
+    _switch,
+)
 
 LOCK_OPTIONS = {
     'path': {'type': 'path'},
@@ -558,7 +667,46 @@ def _read(module, host, lock_path, taken):
         if loaded.problem:
             module.warn(loaded.problem)
     result.update(extra)
+    if params['compare'] is not None:
+        result.update(_compare(module))
     return result
+
+
+def _compare(module):
+    """The release's files against the host's, and when they are identical what compose would change."""
+    params = module.params
+    options = params['compare']
+    plans = _release_files.plan(options['env_files'], options['files'], options['owner'], options['group'])
+    answer = {
+        'files': _release_files.report(plans, 'compared'),
+        'files_identical': _release_files.identical(plans),
+        'drift': None,
+        'drift_error': '',
+    }
+    if answer['files_identical'] and options['drift_compose_files']:
+        answer['drift'], answer['drift_error'] = _drift(module, options['drift_compose_files'])
+    return answer
+
+
+def _drift(module, files):
+    """``(services compose would change, '')`` or ``(None, why not)``: compose's own dry run of what runs."""
+    params = module.params
+    compose = ['docker', 'compose', '--project-directory', params['project_dir'], '-p', params['project_name']]
+    compose += [a for name in files for a in ('-f', name)]
+    rc, out, err = module.run_command(compose + ['config', '--services'], cwd=params['project_dir'])
+    if rc != 0:
+        return None, f'docker compose config failed (exit {rc}): {(err or out).strip()[-300:]}'
+    services = out.split()
+    rc, out, err = module.run_command(
+        compose + ['up', '-d', '--dry-run', '--remove-orphans'], cwd=params['project_dir']
+    )
+    if rc != 0:
+        return None, f'docker compose up --dry-run failed (exit {rc}): {(err or out).strip()[-300:]}'
+    parsed = _switch.parse_dry_run(out + '\n' + err, params['project_name'], services)
+    drift = _switch.changed_services(parsed, services)
+    if _switch.orphans_change(parsed):
+        drift.append('orphans')
+    return drift, ''
 
 
 def _take_lock(module, lock_path):
@@ -634,6 +782,13 @@ def main():
             'current_images': {'type': 'bool', 'default': False},
             'keep': {'type': 'int'},
             'lock': {'type': 'dict', 'options': LOCK_OPTIONS},
+            'compare': {
+                'type': 'dict',
+                'options': dict(
+                    _release_files.argument_options(),
+                    drift_compose_files={'type': 'list', 'elements': 'str', 'default': []},
+                ),
+            },
         },
         supports_check_mode=True,
     )

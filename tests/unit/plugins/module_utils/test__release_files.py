@@ -187,6 +187,7 @@ def test_plain_file_content_and_diff(tmp_path):
         'env': False,
         'exists': True,
         'differs': True,
+        'attrs_differ': False,
         'changed': False,
         'keys': [],
         'from_source': False,
@@ -261,3 +262,26 @@ def test_failure_half_way_names_what_was_written(tmp_path):
         _release_files.apply(plans)
     assert err.value.written == [str(first / '.env')]
     assert (first / '.env').read_text() == 'A=1\n'
+
+
+def test_identical_means_every_file_exists_with_its_bytes_and_mode(tmp_path):
+    compose = tmp_path / 'c.yml'
+    env = tmp_path / 'api.env'
+    compose.write_text('services: {}\n')
+    compose.chmod(0o640)
+    env.write_text('A="1"\n')
+    env.chmod(0o600)
+    specs = {
+        'env_files': [{'path': str(env), 'content': 'A="1"\n'}],
+        'files': [{'path': str(compose), 'content': 'services: {}\n'}],
+    }
+    assert _release_files.identical(_release_files.plan(**specs))
+    env.chmod(0o644)  # same bytes, wrong mode: a write would change it
+    plans = _release_files.plan(**specs)
+    assert not _release_files.identical(plans)
+    assert _release_files.report(plans, 'compared')[str(env)]['attrs_differ'] is True
+    env.chmod(0o600)
+    env.write_text('A="2"\n')
+    assert not _release_files.identical(_release_files.plan(**specs))
+    env.unlink()  # missing: a write would create it
+    assert not _release_files.identical(_release_files.plan(**specs))

@@ -83,6 +83,7 @@ def test_documentation_parses(monkeypatch):
         'current_images',
         'keep',
         'lock',
+        'compare',
     }
 
 
@@ -293,8 +294,8 @@ def test_everything_a_deploy_asks_in_one_call(tmp_path, monkeypatch):
     assert result['kept_references'] == [f'r/api@{DIGEST}', f'r/api@{OLD}']
     assert result['agrees'] is True
     assert result['releases'] == []
-    documented = set(yaml.safe_load(release_info.RETURN)) - LOCK_KEYS
-    assert set(result) - {'changed'} == documented, 'every documented key but those of the lock option, no other'
+    documented = set(yaml.safe_load(release_info.RETURN)) - LOCK_KEYS - COMPARE_KEYS
+    assert set(result) - {'changed'} == documented, 'every documented key but those of the lock and compare options'
     assert not (tmp_path / 'releases' / 'index.json.last-good').exists(), 'read only'
 
 
@@ -392,6 +393,7 @@ def test_option_refusals(tmp_path, monkeypatch, args, message):
 
 
 # The keys only the lock option returns (stale_reason only when another run's lock was judged).
+COMPARE_KEYS = {'files', 'files_identical', 'drift', 'drift_error'}
 LOCK_KEYS = {'token', 'acquired', 'released', 'held', 'stale', 'stale_reason', 'waited', 'broken', 'msg'}
 
 
@@ -504,3 +506,91 @@ def test_without_lock_nothing_is_written(tmp_path, monkeypatch):
     assert result['changed'] is False
     assert not LOCK_KEYS & set(result)
     assert not (tmp_path / '.deploy.lock').exists()
+
+
+# -- compare: the release's files and, when they are identical, compose's dry run -------------------------
+
+DRY_RUN_NOTHING = 'echo " DRY-RUN MODE -  Container p-api-1  Running" >&2'
+DRY_RUN_API = 'echo " DRY-RUN MODE -  Container p-api-1  Recreate" >&2'
+
+
+def compose_cli(tmp_path, monkeypatch, dry_run, calls):
+    """A docker CLI stand-in answering `compose ... config --services` and `compose ... up --dry-run`; logs argv."""
+    docker_cli(
+        tmp_path,
+        monkeypatch,
+        f'echo "$*" >> {calls}\n'
+        'case "$*" in\n'
+        '  *"config --services"*) echo api; echo db ;;\n'
+        f'  *"up -d --dry-run"*) {dry_run} ;;\n'
+        '  *) exit 9 ;;\n'
+        'esac',
+    )
+
+
+def compare_args(tmp_path, env_text='A="1"\n', compose_text='services: {}\n'):
+    return {
+        'project_dir': str(tmp_path),
+        'project_name': 'p',
+        'services': ['api'],
+        'compare': {
+            'env_files': [{'path': str(tmp_path / 'api.env'), 'content': env_text}],
+            'files': [{'path': str(tmp_path / 'c.yml'), 'content': compose_text, 'return_content': True}],
+            'drift_compose_files': ['c.yml'],
+        },
+    }
+
+
+def on_host(tmp_path, env_text='A="1"\n', compose_text='services: {}\n'):
+    (tmp_path / 'api.env').write_text(env_text)
+    (tmp_path / 'api.env').chmod(0o600)
+    (tmp_path / 'c.yml').write_text(compose_text)
+    (tmp_path / 'c.yml').chmod(0o640)
+
+
+@pytest.mark.parametrize('dry_run, drift', [(DRY_RUN_NOTHING, []), (DRY_RUN_API, ['api'])])
+def test_identical_files_ask_compose_what_it_would_change(tmp_path, monkeypatch, dry_run, drift):
+    on_host(tmp_path)
+    calls = tmp_path / 'calls'
+    compose_cli(tmp_path, monkeypatch, dry_run, calls)
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run(compare_args(tmp_path))
+    assert result['files_identical'] is True
+    assert result['drift'] == drift
+    assert result['drift_error'] == ''
+    assert result['files'][str(tmp_path / 'c.yml')]['content'] == 'services: {}\n'
+    assert any('up -d --dry-run --remove-orphans' in line for line in calls.read_text().splitlines())
+    assert (tmp_path / 'api.env').read_text() == 'A="1"\n', 'nothing is written'
+
+
+def test_a_file_that_differs_asks_compose_nothing_and_never_returns_env_values(tmp_path, monkeypatch):
+    on_host(tmp_path, env_text='A="old-secret-value"\n')
+    calls = tmp_path / 'calls'
+    compose_cli(tmp_path, monkeypatch, DRY_RUN_NOTHING, calls)
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run(compare_args(tmp_path, env_text='A="new-secret-value"\nB="2"\n'))
+    assert result['files_identical'] is False
+    assert result['drift'] is None
+    assert not calls.exists(), 'no compose call when a write is due anyway'
+    env = result['files'][str(tmp_path / 'api.env')]
+    assert (env['differs'], sorted(env['keys'])) == (True, ['A', 'B'])
+    assert 'secret-value' not in json.dumps(result)
+
+
+def test_a_mode_that_differs_is_not_identical(tmp_path, monkeypatch):
+    on_host(tmp_path)
+    (tmp_path / 'api.env').chmod(0o644)
+    compose_cli(tmp_path, monkeypatch, DRY_RUN_NOTHING, tmp_path / 'calls')
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run(compare_args(tmp_path))
+    assert result['files_identical'] is False
+    assert result['files'][str(tmp_path / 'api.env')]['attrs_differ'] is True
+
+
+def test_compose_that_cannot_answer_leaves_drift_unknown(tmp_path, monkeypatch):
+    on_host(tmp_path)
+    compose_cli(tmp_path, monkeypatch, 'echo "no such service" >&2; exit 1', tmp_path / 'calls')
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run(compare_args(tmp_path))
+    assert result['drift'] is None
+    assert 'dry-run failed (exit 1): no such service' in result['drift_error']
