@@ -482,6 +482,55 @@ def acquire(
             raw = newer
 
 
+def empty_result():
+    """The result fields of a lock task before anything happened (what a failure returns besides its message)."""
+    return {
+        'token': '',
+        'acquired': False,
+        'released': False,
+        'held': False,
+        'lock': {},
+        'stale': None,
+        'waited': 0.0,
+        'broken': {},
+    }
+
+
+def take(path, options, check_mode=False, default_host=''):
+    """Take the lock from a task's options (holder, action, version, job_id, timeout, break_hint, force_hint and
+    the action plugin's _controller, _inventory_host, _break_fingerprint), as deploy_lock's state=present does.
+
+    Returns the task result (``empty_result()`` updated with :func:`acquire`'s answer); raises LockError. The caller
+    fails the task when the result is ``held`` by another run and not ``acquired``.
+    """
+    record = new_record(
+        holder=options['holder'],
+        host=options['_inventory_host'] or default_host,
+        action=options['action'],
+        version=options['version'],
+        job_id=options['job_id'],
+        controller=options['_controller'],
+    )
+    result = empty_result()
+    result.update(
+        acquire(
+            path,
+            record,
+            timeout=options['timeout'],
+            break_fingerprint=options['_break_fingerprint'],
+            check_mode=check_mode,
+            break_hint=options['break_hint'],
+            force_hint=options['force_hint'],
+        )
+    )
+    return result
+
+
+def refused(result):
+    """Whether a take left the lock with another run (the task must fail, in check mode too)."""
+    return not result['acquired'] and result['held'] and bool(result['lock'])
+
+
 def _nothing_to_release(path):
     return {
         'released': False,

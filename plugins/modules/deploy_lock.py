@@ -314,14 +314,8 @@ msg:
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._lock import (
-    DEFAULT_BREAK_HINT,
-    LockError,
-    acquire,
-    new_record,
-    query,
-    release,
-)
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._lock import DEFAULT_BREAK_HINT
 
 
 def main():
@@ -347,61 +341,34 @@ def main():
     )
     params = module.params
     path = params['path']
-    base = {
-        'token': '',
-        'acquired': False,
-        'released': False,
-        'held': False,
-        'lock': {},
-        'stale': None,
-        'waited': 0.0,
-        'broken': {},
-    }
-
     if params['timeout'] < 0:
         module.fail_json(
             msg=f"timeout must be 0 or more seconds, got {params['timeout']}. Nothing was changed.",
             changed=False,
-            **base,
+            **_lock.empty_result(),
         )
-
+    result = _lock.empty_result()
     try:
         if params['state'] == 'query':
-            result = query(path)
+            result.update(_lock.query(path))
         elif params['state'] == 'absent':
-            result = release(
-                path,
-                token=params['token'],
-                force=params['force'],
-                expected_fingerprint=params['_break_fingerprint'],
-                check_mode=module.check_mode,
+            result.update(
+                _lock.release(
+                    path,
+                    token=params['token'],
+                    force=params['force'],
+                    expected_fingerprint=params['_break_fingerprint'],
+                    check_mode=module.check_mode,
+                )
             )
         else:
-            record = new_record(
-                holder=params['holder'],
-                host=params['_inventory_host'] or socket.gethostname(),
-                action=params['action'],
-                version=params['version'],
-                job_id=params['job_id'],
-                controller=params['_controller'],
-            )
-            result = acquire(
-                path,
-                record,
-                timeout=params['timeout'],
-                break_fingerprint=params['_break_fingerprint'],
-                check_mode=module.check_mode,
-                break_hint=params['break_hint'],
-                force_hint=params['force_hint'],
-            )
-    except LockError as exc:
-        module.fail_json(msg=str(exc), changed=False, **base)
-
-    base.update(result)
-    if params['state'] == 'present' and not base['acquired'] and base['held'] and base['lock']:
+            result = _lock.take(path, params, module.check_mode, socket.gethostname())
+    except _lock.LockError as exc:
+        module.fail_json(msg=str(exc), changed=False, **_lock.empty_result())
+    if params['state'] == 'present' and _lock.refused(result):
         # Held by another run (in check mode too, so that --check tells the truth).
-        module.fail_json(**base)
-    module.exit_json(**base)
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

@@ -712,47 +712,20 @@ def _drift(module, files):
 def _take_lock(module, lock_path):
     """Take the lock as avatar_mgmt.ops.deploy_lock does; fail_json when it is held or cannot be taken."""
     options = module.params['lock']
-    base = {
-        'token': '',
-        'acquired': False,
-        'released': False,
-        'held': False,
-        'lock': {},
-        'stale': None,
-        'waited': 0.0,
-        'broken': {},
-    }
     if options['timeout'] < 0:
         module.fail_json(
             msg=f"lock.timeout must be 0 or more seconds, got {options['timeout']}. Nothing was changed.",
             changed=False,
-            **base,
+            **_lock.empty_result(),
         )
-    record = _lock.new_record(
-        holder=options['holder'],
-        host=options['_inventory_host'] or socket.gethostname(),
-        action=options['action'],
-        version=options['version'],
-        job_id=options['job_id'],
-        controller=options['_controller'],
-    )
     try:
-        taken = _lock.acquire(
-            lock_path,
-            record,
-            timeout=options['timeout'],
-            break_fingerprint=options['_break_fingerprint'],
-            check_mode=module.check_mode,
-            break_hint=options['break_hint'],
-            force_hint=options['force_hint'],
-        )
+        taken = _lock.take(lock_path, options, module.check_mode, socket.gethostname())
     except _lock.LockError as exc:
-        module.fail_json(msg=str(exc), changed=False, **base)
-    base.update(taken)
-    if not base['acquired'] and base['held'] and base['lock']:
+        module.fail_json(msg=str(exc), changed=False, **_lock.empty_result())
+    if _lock.refused(taken):
         # Held by another run (in check mode too, so that --check tells the truth). Nothing was read.
-        module.fail_json(**base)
-    return base
+        module.fail_json(**taken)
+    return taken
 
 
 def _give_back(lock_path, taken):
