@@ -15,7 +15,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
 # Only this checkout is avatar_mgmt.ops: a stale copy under ~/.ansible must not shadow it.
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
-MOLECULE_SCENARIOS ?= default deploy backup
+MOLECULE_SCENARIOS ?= default deploy faults backup
 
 .PHONY: test demo venv docker images platform lint sanity unit integration molecule build-check bench bench-release bench-deploy clean down
 

@@ -3,18 +3,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-# `make test`: every stage, fast checks first, with the long molecule `deploy` scenario
-# running beside the rest so the suite takes about as long as that one scenario.
+# `make test`: every stage, fast checks first, with the long molecule `deploy` and `faults`
+# scenarios running beside the rest so the suite takes about as long as the longest lane.
 #
 #   1. in order: venv, docker, images, lint, unit, build-check (a failure stops here);
-#   2. then two lanes at once, each stage's output in .cache/test-logs/<stage>.log
+#   2. then three lanes at once, each stage's output in .cache/test-logs/<stage>.log
 #      (printed when the stage ends; a failure prints it whole and fails the suite):
 #        lane A: molecule default, molecule backup, sanity, integration
 #        lane B: molecule deploy
+#        lane C: molecule faults
 #      The scenarios use their own servers and ports; they share the GHCR stand-in, which
-#      the deploy scenario stops in its outage tests: lane A's scenarios hold
-#      .cache/registry.lock shared while they run, and `platform.sh stop-registry` takes it
-#      exclusive first, so the registry never goes away under them.
+#      the deploy scenario stops in its outage tests: lanes A and C hold .cache/registry.lock
+#      shared while their scenarios run, and `platform.sh stop-registry` takes it exclusive
+#      first, so the registry never goes away under them.
 #
 # Per-stage times: "make test: <stage> took Ns". MOLECULE_SCENARIOS (make's variable)
 # still chooses the scenarios; `make molecule` runs them one after the other.
@@ -22,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 make=${MAKE:-make}
-scenarios=" ${MOLECULE_SCENARIOS-default deploy backup} "
+scenarios=" ${MOLECULE_SCENARIOS-default deploy faults backup} "
 logs=$root/.cache/test-logs
 mkdir -p "$logs"
 rm -f "$logs"/*.log
@@ -64,8 +65,8 @@ for s in venv docker images lint unit build-check; do
 done
 stage platform "$make" --no-print-directory platform
 
-# Lane A holds the registry lock from its start, so a registry outage of lane B waits for
-# both of its scenarios even when lane B gets there first.
+# Lanes A and C hold the registry lock from their start, so a registry outage of lane B waits
+# for their scenarios even when lane B gets there first.
 lane_a() {
   (
     exec 9>"$root/.cache/registry.lock"
@@ -75,16 +76,25 @@ lane_a() {
     && logged integration "$make" --no-print-directory integration
 }
 lane_b() {
-  # Let lane A take the shared registry lock first.
+  # Let lanes A and C take the shared registry lock first.
   sleep 2
   molecule_stage deploy
+}
+lane_c() {
+  (
+    exec 9>"$root/.cache/registry.lock"
+    flock -s 9
+    molecule_stage faults
+  )
 }
 
 lane_a & a=$!
 lane_b & b=$!
+lane_c & c=$!
 rc=0
 wait "$a" || rc=1
 wait "$b" || rc=1
+wait "$c" || rc=1
 if [ "$rc" -ne 0 ]; then
   echo "make test: FAILED after $(( $(date +%s) - start ))s (logs in .cache/test-logs)"
   exit 1

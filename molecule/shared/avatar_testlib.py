@@ -27,6 +27,13 @@ PLATFORM = os.path.join(ROOT, "tests/platform/platform.sh")
 INSPECT_FORMAT = '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}} {{.Id}}'
 
 
+def server():
+    """The scenario's (first) server as its molecule.yml names it: ``name`` (its container on this machine's
+    Docker), ``ssh_port``, ``http_port`` (its port 80 on the control node), and ``second_server`` if it has one."""
+    with open(os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "molecule.yml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["platforms"][0]
+
+
 def vault():
     out = subprocess.run(
         [

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Fault scenarios on the real server, after test_deploy.py (which leaves v1.2.0 running, no lock).
+"""Fault scenarios on the real server, from the state the converge leaves (v1.2.0 over v1.1.0, no lock).
 Each test checks what runs (container ids, image digests), the ledger and the lock, and leaves
 v1.2.0 running with no lock for the next one."""
 
@@ -28,14 +28,15 @@ from avatar_testlib import (
     playbook,
     registry_digest,
     running,
+    server,
 )
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
 
 LOCK = DIR + "/.deploy.lock"
-SERVER = "mol-deploy-prod"  # molecule.yml: the server's container on this machine's Docker
-HTTP_PORT = 8141  # molecule.yml: the server's port 80 on the control node
+SERVER = server()["name"]  # the server's container on this machine's Docker
+HTTP_PORT = server()["http_port"]  # the server's port 80 on the control node
 
 
 def _current(book):
@@ -216,8 +217,9 @@ def test_two_deploys_at_the_same_instant_exactly_one_proceeds(host):
     assert not host.file(LOCK).exists
 
 
-SECOND = "mol-deploy-prod2"
-SECOND_SSH = 2242
+SECOND = server()["second_server"]["name"]
+SECOND_SSH = server()["second_server"]["ssh_port"]
+SECOND_HTTP = server()["second_server"]["http_port"]
 
 
 def test_serial_run_stops_after_the_first_host_and_says_the_second_was_skipped(host):
@@ -232,7 +234,7 @@ def test_serial_run_stops_after_the_first_host_and_says_the_second_was_skipped(h
             f"          ansible_user: deploy\n          ansible_private_key_file: {STATE}/ssh/id_ed25519\n"
             f"    sandbox:\n      hosts:\n        {SECOND}: {{}}\n"
         )
-    subprocess.run(["bash", PLATFORM, "fresh-server", SECOND, str(SECOND_SSH), "8142"], check=True)
+    subprocess.run(["bash", PLATFORM, "fresh-server", SECOND, str(SECOND_SSH), str(SECOND_HTTP)], check=True)
     try:
         for book, args in (("bootstrap.yml", []), ("deploy.yml", ["-e", "image_tag=v1.2.0"])):
             res = playbook(book, "-i", extra, "--limit", SECOND, *args)

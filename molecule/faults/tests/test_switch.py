@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The handover switch under load (after test_deploy.py and test_proxy.py): an upgrade, a rollback and the
+"""The handover switch under load (after test_faults.py and test_proxy.py): an upgrade, a rollback and the
 automatic rollback of a release whose api cannot start lose no request at 40 requests/s through the real NPM."""
 
 import json
@@ -13,12 +13,12 @@ import sys
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, Load, ledger, playbook, registry_digest, running
+from avatar_testlib import DIR, INVENTORY, PROJECT, Load, ledger, playbook, registry_digest, running, server
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
 DOMAINS = {"frontend": "daidai.amis.hk", "api": "api.daidai.amis.hk"}
-HTTP_PORT = 8141  # molecule.yml: the server's port 80 on the control node
+HTTP_PORT = server()["http_port"]  # the server's port 80 on the control node
 FIGURES = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], ".cache", "switch-under-load.json")
 
 

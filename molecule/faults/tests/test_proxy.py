@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The real nginx-proxy-manager in front of the stack, its proxy hosts as code (after test_deploy.py)."""
+"""The real nginx-proxy-manager in front of the stack, its proxy hosts as code (after test_faults.py)."""
 
 import json
 import os
@@ -13,13 +13,13 @@ import time
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, Load, container_env, ledger, playbook, vault
+from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, Load, container_env, ledger, playbook, server, vault
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
 DOMAINS = {"frontend": "daidai.amis.hk", "api": "api.daidai.amis.hk", "directus": "directus.daidai.amis.hk"}
 PATHS = {"frontend": "/", "api": "/health", "directus": "/server/health"}
-HTTP_PORT = 8141  # molecule.yml: the server's port 80 on the control node
+HTTP_PORT = server()["http_port"]  # the server's port 80 on the control node
 
 
 def _conf_state(host):
