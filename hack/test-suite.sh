@@ -12,10 +12,9 @@
 #        lane A: molecule default, molecule backup, sanity, integration
 #        lane B: molecule deploy
 #        lane C: molecule faults
-#      The scenarios use their own servers and ports; they share the GHCR stand-in, which
-#      the deploy scenario stops in its outage tests: lanes A and C hold .cache/registry.lock
-#      shared while their scenarios run, and `platform.sh stop-registry` takes it exclusive
-#      first, so the registry never goes away under them.
+#      The scenarios use their own servers and ports and share the GHCR stand-in, which stays
+#      up: the deploy scenario's outage tests cut only its own server off the registry
+#      (`platform.sh cut-registry SERVER`), so the lanes never wait for one another.
 #
 # Per-stage times: "make test: <stage> took Ns". MOLECULE_SCENARIOS (make's variable)
 # still chooses the scenarios; `make molecule` runs them one after the other.
@@ -54,10 +53,10 @@ logged() {  # logged NAME COMMAND... : run with output into its log; print it wh
   return "$rc"
 }
 
-molecule_stage() {  # molecule_stage SCENARIO: one scenario, if selected (fd 9, the registry lock, not inherited)
+molecule_stage() {  # molecule_stage SCENARIO: one scenario, if selected
   local s=$1
   case $scenarios in *" $s "*) ;; *) return 0 ;; esac
-  logged "molecule-$s" "$root/${VENV:-.venv}/bin/molecule" test -s "$s" 9>&-
+  logged "molecule-$s" "$root/${VENV:-.venv}/bin/molecule" test -s "$s"
 }
 
 for s in venv docker images lint unit build-check; do
@@ -65,28 +64,13 @@ for s in venv docker images lint unit build-check; do
 done
 stage platform "$make" --no-print-directory platform
 
-# Lanes A and C hold the registry lock from their start, so a registry outage of lane B waits
-# for their scenarios even when lane B gets there first.
 lane_a() {
-  (
-    exec 9>"$root/.cache/registry.lock"
-    flock -s 9
-    molecule_stage default && molecule_stage backup
-  ) && logged sanity "$make" --no-print-directory sanity \
+  molecule_stage default && molecule_stage backup \
+    && logged sanity "$make" --no-print-directory sanity \
     && logged integration "$make" --no-print-directory integration
 }
-lane_b() {
-  # Let lanes A and C take the shared registry lock first.
-  sleep 2
-  molecule_stage deploy
-}
-lane_c() {
-  (
-    exec 9>"$root/.cache/registry.lock"
-    flock -s 9
-    molecule_stage faults
-  )
-}
+lane_b() { molecule_stage deploy; }
+lane_c() { molecule_stage faults; }
 
 lane_a & a=$!
 lane_b & b=$!

@@ -13,6 +13,7 @@
 #   platform.sh fresh-server NAME SSH HTTP   the same, removing an old one and its Docker data first
 #   platform.sh rm NAME...              remove servers and their Docker data
 #   platform.sh stop-registry|start-registry   take the registry away / bring it back (tests of outages)
+#   platform.sh cut-registry|restore-registry SERVER   the same for one server only (the others keep pulling)
 #   platform.sh down                    remove every platform container, volume and the network
 #   platform.sh env                     print the paths and names the tests use
 #
@@ -285,6 +286,13 @@ case ${1:-} in
     flock -x -w 1800 "$root/.cache/registry.lock" true
     docker stop "$registry_name" >/dev/null ;;
   start-registry) start_registry ;;
+  cut-registry)
+    # One server loses the registry (its name resolves to the server itself, where nothing listens on 443);
+    # the registry keeps serving every other server and the control node.
+    docker exec "$2" sh -c "grep -q '# cut-registry' /etc/hosts || echo '127.0.0.1 $registry_host # cut-registry' >>/etc/hosts" ;;
+  restore-registry)
+    # /etc/hosts is bind-mounted by Docker: rewritten in place, not replaced.
+    docker exec "$2" sh -c "grep -v '# cut-registry' /etc/hosts >/tmp/hosts.restore && cat /tmp/hosts.restore >/etc/hosts && rm -f /tmp/hosts.restore" ;;
   down) cmd_down ;;
   env)
     echo "AVATAR_PLATFORM_STATE=$state"

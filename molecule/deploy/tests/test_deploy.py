@@ -24,6 +24,7 @@ from avatar_testlib import (
     playbook,
     registry_digest,
     running,
+    server,
     vault,
 )
 
@@ -244,9 +245,20 @@ def test_env_files_private_and_secrets_never_printed(host):
             assert not leaked(out, value), key + " leaked into -vvv output"
 
 
+def cut_registry():
+    """The server loses the registry (the other scenarios' servers, running at the same time, keep it)."""
+    subprocess.run(["bash", PLATFORM, "cut-registry", server()["name"]], check=True)
+
+
+def restore_registry():
+    subprocess.run(["bash", PLATFORM, "restore-registry", server()["name"]], check=True)
+
+
 def test_registry_down_aborts_new_deploy(host):
+    """The server cannot reach the registry (release_tag on the control node still resolves the release; a
+    registry the control node cannot reach is release_tag's own test): the deploy stops before anything runs."""
     before = running(host)
-    subprocess.run(["bash", PLATFORM, "stop-registry"], check=True)
+    cut_registry()
     try:
         res = playbook("deploy.yml", "-e", "image_tag=v1.3.0-beta.1", "-e", "compose_deploy_allow_prerelease=true")
         assert res.returncode != 0
@@ -254,7 +266,7 @@ def test_registry_down_aborts_new_deploy(host):
         assert running(host) == before
         assert not host.file(DIR + "/.deploy.lock").exists
     finally:
-        subprocess.run(["bash", PLATFORM, "start-registry"], check=True)
+        restore_registry()
 
 
 def test_rollback_works_with_registry_down(host):
@@ -263,7 +275,7 @@ def test_rollback_works_with_registry_down(host):
     v120 = registry_digest("api", "v1.2.0")
     assert running(host)["api"][1] == v120
     before = running(host)
-    subprocess.run(["bash", PLATFORM, "stop-registry"], check=True)
+    cut_registry()
     try:
         res = playbook("rollback.yml", "-e", "rollback_to=v1.1.0")
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
@@ -289,7 +301,7 @@ def test_rollback_works_with_registry_down(host):
         assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-2000:]
         assert running(host)["api"][1] == v120
     finally:
-        subprocess.run(["bash", PLATFORM, "start-registry"], check=True)
+        restore_registry()
     assert not host.file(DIR + "/.deploy.lock").exists
 
 
