@@ -22,10 +22,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 make=${MAKE:-make}
-# An absolute path: the molecule scenarios' own scripts (tests/platform/platform.sh) run in other folders.
+# The scenarios get it as an absolute path: their scripts (tests/platform/platform.sh) run in other folders.
 venv=${VENV:-.venv}
 case $venv in /*) ;; *) venv=$root/$venv ;; esac
-export VENV=$venv
 scenarios=" ${MOLECULE_SCENARIOS-default deploy faults backup} "
 logs=$root/.cache/test-logs
 mkdir -p "$logs"
@@ -60,7 +59,7 @@ logged() {  # logged NAME COMMAND... : run with output into its log; print it wh
 molecule_stage() {  # molecule_stage SCENARIO: one scenario, if selected
   local s=$1
   case $scenarios in *" $s "*) ;; *) return 0 ;; esac
-  logged "molecule-$s" "$venv/bin/molecule" test -s "$s"
+  logged "molecule-$s" env VENV="$venv" "$venv/bin/molecule" test -s "$s"
 }
 
 for s in venv docker images lint unit build-check; do
