@@ -693,12 +693,19 @@ def _drift(module, files):
     params = module.params
     compose = ['docker', 'compose', '--project-directory', params['project_dir'], '-p', params['project_name']]
     compose += [a for name in files for a in ('-f', name)]
-    rc, out, err = module.run_command(compose + ['config', '--services'], cwd=params['project_dir'])
+    try:
+        rc, out, err = module.run_command(
+            compose + ['config', '--services'], cwd=params['project_dir'], handle_exceptions=False
+        )
+    except (
+        OSError
+    ) as exc:  # no docker CLI, or the folder cannot be entered: the switch says why, with the lock given back
+        return None, f'docker compose could not be run: {exc}'
     if rc != 0:
         return None, f'docker compose config failed (exit {rc}): {(err or out).strip()[-300:]}'
     services = out.split()
     rc, out, err = module.run_command(
-        compose + ['up', '-d', '--dry-run', '--remove-orphans'], cwd=params['project_dir']
+        compose + ['up', '-d', '--dry-run', '--remove-orphans'], cwd=params['project_dir'], handle_exceptions=False
     )
     if rc != 0:
         return None, f'docker compose up --dry-run failed (exit {rc}): {(err or out).strip()[-300:]}'

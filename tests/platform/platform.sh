@@ -142,8 +142,18 @@ registry_running() { [ "$(docker inspect -f '{{.State.Running}}' "$registry_name
 start_registry() {
   ensure_ca; ensure_network
   local pw; pw=$(registry_password)
-  htpasswd -Bbn "$registry_user" "$pw" >"$state/registry/htpasswd"
-  registry_config >"$state/registry/config.yml"
+  # Scenarios started together all call this while the registry serves: a file already right is left alone,
+  # and a new one replaces the old in one rename (the registry never reads a half-written file).
+  if ! htpasswd -vb "$state/registry/htpasswd" "$registry_user" "$pw" >/dev/null 2>&1; then
+    htpasswd -Bbn "$registry_user" "$pw" >"$state/registry/htpasswd.new"
+    mv -f "$state/registry/htpasswd.new" "$state/registry/htpasswd"
+  fi
+  registry_config >"$state/registry/config.yml.new"
+  if cmp -s "$state/registry/config.yml.new" "$state/registry/config.yml"; then
+    rm -f "$state/registry/config.yml.new"
+  else
+    mv -f "$state/registry/config.yml.new" "$state/registry/config.yml"
+  fi
   # Another checkout's registry, or one seeded with other release images: its storage goes
   # with it, so the registry holds exactly this checkout's seed list (tests read its tag list).
   if docker inspect "$registry_name" >/dev/null 2>&1 \
@@ -280,15 +290,12 @@ case ${1:-} in
   server) shift; start_server "$@" ;;
   fresh-server) shift; remove_servers "$1"; start_server "$@" ;;
   rm) shift; remove_servers "$@" ;;
-  stop-registry)
-    # Scenarios that pull while another one tests an outage hold this lock shared (hack/test-suite.sh).
-    mkdir -p "$root/.cache"
-    flock -x -w 1800 "$root/.cache/registry.lock" true
-    docker stop "$registry_name" >/dev/null ;;
+  stop-registry) docker stop "$registry_name" >/dev/null ;;
   start-registry) start_registry ;;
   cut-registry)
-    # One server loses the registry (its name resolves to the server itself, where nothing listens on 443);
-    # the registry keeps serving every other server and the control node.
+    # One server loses the registry: its name resolves to the server itself, where the stack's own proxy
+    # (or nothing) answers on 443, so pulls and logins fail; the registry keeps serving every other
+    # server and the control node.
     docker exec "$2" sh -c "grep -q '# cut-registry' /etc/hosts || echo '127.0.0.1 $registry_host # cut-registry' >>/etc/hosts" ;;
   restore-registry)
     # /etc/hosts is bind-mounted by Docker: rewritten in place, not replaced.

@@ -333,3 +333,24 @@ def test_without_a_view_of_the_proxy_workers_the_drain_is_its_full_length(npm):
     result, clock = _drain_run(docker, npm, drain=2.5)
     assert 2.5 in clock.slept
     assert any('after 2.5s of drain' in s for s in result['steps'])
+
+
+def test_a_container_that_cannot_be_removed_is_an_error_even_beside_one_already_gone():
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        if argv[:2] == ['docker', 'rm']:
+            return 1, '', 'Error: No such container: aaa\nError response from daemon: cannot remove bbb: device busy\n'
+        return 0, '', ''
+
+    docker = _switch._Docker(run, PROJECT, '/opt/deploy-avatar', ['docker-compose.prod.yml'])
+    with pytest.raises(_switch.SwitchError, match='device busy'):
+        docker.remove_all(['aaa', 'bbb'])
+    docker_gone = _switch._Docker(
+        lambda argv: (1, '', 'Error: No such container: aaa\n') if argv[1] == 'rm' else (0, '', ''),
+        PROJECT,
+        '/opt/deploy-avatar',
+        ['docker-compose.prod.yml'],
+    )
+    docker_gone.remove_all(['aaa'])  # already gone: nothing to report

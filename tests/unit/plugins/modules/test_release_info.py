@@ -594,3 +594,20 @@ def test_compose_that_cannot_answer_leaves_drift_unknown(tmp_path, monkeypatch):
     result = run(compare_args(tmp_path))
     assert result['drift'] is None
     assert 'dry-run failed (exit 1): no such service' in result['drift_error']
+
+
+def test_env_file_content_is_a_hidden_option(monkeypatch):
+    """Ansible masks it in every output (invocation, -vvv, AWX events) only because the spec says no_log."""
+    spec = module_harness.module_kwargs(monkeypatch, release_info)['argument_spec']
+    env_options = spec['compare']['options']['env_files']['options']
+    assert env_options['content'].get('no_log') is True
+    assert spec['compare']['options']['files']['options']['content'].get('no_log') is not True
+
+
+def test_no_docker_cli_leaves_drift_unknown_instead_of_failing(tmp_path, monkeypatch):
+    on_host(tmp_path)
+    monkeypatch.setenv('PATH', str(tmp_path / 'empty'))
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    result = run(compare_args(tmp_path))
+    assert result['drift'] is None
+    assert 'could not be run' in result['drift_error']
