@@ -221,7 +221,7 @@ class _Docker:
             return None
         pids = set()
         for line in out.splitlines()[1:]:
-            pid, _, args = line.strip().partition(' ')
+            pid, _sep, args = line.strip().partition(' ')
             if args.strip().startswith('nginx: worker process'):
                 pids.add(pid)
         return pids
