@@ -18,6 +18,7 @@ from avatar_testlib import (
     DIR,
     INVENTORY,
     PLATFORM,
+    PROJECT,
     container_env,
     leaked,
     ledger,
@@ -65,6 +66,45 @@ def test_same_deploy_reports_no_change(host):
     assert "changed=0" in res.stdout.split("PLAY RECAP")[-1]
     assert running(host) == before
     assert len(ledger(host)["releases"]) == releases
+
+
+def test_a_container_changed_by_hand_is_reported_and_brought_back(host):
+    """An operator recreates api by hand from an edited env file, then puts the file's bytes back: every file is
+    as the release wants it and the ledger's digests still run, so only compose's view of the container shows the
+    change. A re-run must not take that for a no-op: it names the drift, recreates api from the files (the hand
+    edit gone), leaves the other services alone, and the run after it is a no-op again."""
+    env_file = f"{DIR}/.env.prod.api"
+    compose = f"docker compose -p {PROJECT} -f {DIR}/docker-compose.prod.yml"
+    kept = host.file(env_file).sha256sum
+    edit = host.run(
+        f"sudo cp -p {env_file} /root/api-env.keep && echo HAND_EDIT=yes | sudo tee -a {env_file} >/dev/null"
+        f" && sudo {compose} up -d --no-deps api && sudo cp -p /root/api-env.keep {env_file}"
+        " && sudo rm -f /root/api-env.keep"
+    )
+    assert edit.rc == 0, edit.stderr
+    assert host.file(env_file).sha256sum == kept
+    assert container_env(host, "api").get("HAND_EDIT") == "yes"
+    before = running(host)
+    releases = len(ledger(host)["releases"])
+
+    res = playbook("deploy.yml", "-e", "image_tag=v1.2.0")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert "What runs drifted from the files on the host (changed outside this collection?): api;" in out, out[-3000:]
+    assert "changed=0" not in out.split("PLAY RECAP")[-1]
+    after = running(host)
+    assert after["api"][0] != before["api"][0], "the drifted api container was left as it was"
+    assert after["api"][1] == registry_digest("api", "v1.2.0")
+    assert "HAND_EDIT" not in container_env(host, "api")
+    for svc in ("db", "directus", "frontend", "proxy"):
+        assert after[svc][0] == before[svc][0], svc + " was recreated for a drift of api"
+    assert len(ledger(host)["releases"]) == releases + 1, "the run that changed a container recorded nothing"
+
+    again = playbook("deploy.yml", "-e", "image_tag=v1.2.0")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "changed=0" in again.stdout.split("PLAY RECAP")[-1]
+    assert "drifted" not in again.stdout
+    assert running(host) == after
 
 
 def test_check_mode_changes_nothing(host):
