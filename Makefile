@@ -17,7 +17,7 @@ export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 MOLECULE_SCENARIOS ?= default deploy faults backup
 
-.PHONY: test demo venv docker images platform lint sanity unit integration molecule build-check bench bench-release bench-deploy clean down
+.PHONY: test demo venv restic docker images platform lint sanity unit integration molecule build-check bench bench-release bench-deploy clean down
 
 test:
 	MAKE="$(MAKE)" VENV="$(VENV)" MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" bash hack/test-suite.sh
@@ -31,6 +31,11 @@ $(VENV)/.installed: requirements.txt constraints.txt
 
 docker:
 	bash hack/ensure-docker.sh
+
+# The unit tests of the off-host copy run a real restic (Debian's package) against a local repository.
+restic:
+	@command -v restic >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends restic >/dev/null; }
 
 images: docker
 	bash tests/platform/platform.sh images
@@ -51,7 +56,7 @@ lint: venv
 sanity: venv
 	VENV=$(VENV) bash hack/sanity.sh
 
-unit: venv
+unit: venv restic
 	$(BIN)/pytest -q tests/unit
 
 integration: venv images

@@ -4,7 +4,8 @@
 
 """Backups proven on a real server: rows and files survive losing the database and
 the uploads; corruption is caught; restore needs its confirmation; retention keeps
-the right backups. Ordered: each test builds on the last."""
+the right backups; every backup is copied into an encrypted, deduplicated restic
+repository on a second server (the backup host). Ordered: each test builds on the last."""
 
 import json
 import os
@@ -15,9 +16,9 @@ import urllib.request
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, playbook, vault
+from avatar_testlib import DIR, INVENTORY, PROJECT, leaked, playbook, vault
 
-testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("production")
 
 BACKUPS = "/var/backups/avatar-mgmt/production"
 PROXY = "http://127.0.0.1:8151"
@@ -212,3 +213,144 @@ def test_a_corrupt_ledger_does_not_block_a_backup(host):
         assert host.check_output(f"cat {index}") == '{"current": "20261130T'
     finally:
         host.check_output(f"cat > {index} <<'JSON'\n{saved}\nJSON")
+
+
+# --- the off-host copy (restic, repository on the backup host) -------------------------------------
+
+REPO_HOST = "mol-backup-repo"
+REPO_FILES = "/srv/restic/avatar-production/repo"
+CONF = "/etc/avatar-mgmt/backup/production"
+RESTIC = (
+    f"sudo RESTIC_PASSWORD_FILE={CONF}/password restic -r sftp:avatar-production@{REPO_HOST}:/repo"
+    f" -o sftp.command='ssh -F {CONF}/ssh_config avatar-production@{REPO_HOST} -s sftp'"
+)
+
+
+def repo_host():
+    return testinfra.get_host(f"ansible://{REPO_HOST}?ansible_inventory={INVENTORY}")
+
+
+def snapshots(host):
+    """The repository's snapshots, listed with restic from the production server as an operator would."""
+    return json.loads(host.check_output(f"{RESTIC} snapshots --json"))
+
+
+def tag(snap, prefix):
+    return next((t.split(":", 1)[1] for t in snap["tags"] if t.startswith(prefix + ":")), None)
+
+
+def test_each_backup_is_a_snapshot_in_the_repository_on_the_backup_host(host):
+    snaps = snapshots(host)
+    newest = backups(host)[-1]
+    note = manifest(host, newest)["offsite"]
+    (snap,) = [s for s in snaps if s["id"].startswith(note["snapshot_id"])]
+    assert snap["hostname"] == "production"  # a new server finds them by the environment's name
+    assert tag(snap, "id") == newest
+    assert tag(snap, "env") == "production"
+    assert tag(snap, "release") == "v1.2.0"
+    assert "avatar-mgmt" in snap["tags"]
+    listing = host.check_output(f"{RESTIC} ls {snap['id']}")
+    for name in ("db.dump", "manifest.json", "directus/uploads/scan-1.bin", "jc21/data"):
+        assert name in listing, name
+    assert "jc21/data/logs/" not in listing.replace("jc21/data/logs\n", "")
+    # A safety backup (the restore of the first test took one) is labelled as such.
+    assert any(tag(s, "kind") == "safety" for s in snaps)
+    # The repository's settings on the production server: root only.
+    assert host.file(CONF).mode == 0o700
+    assert host.file(CONF).user == "root"
+    for name in ("password", "id_backup", "known_hosts", "ssh_config"):
+        assert host.file(f"{CONF}/{name}").mode == 0o600, name
+    assert "StrictHostKeyChecking yes" in host.check_output(f"sudo cat {CONF}/ssh_config")
+    # The backup account on the backup host: no shell, SFTP only in its chroot.
+    assert repo_host().user("avatar-production").shell == "/usr/sbin/nologin"
+    effective = repo_host().check_output("sudo sshd -T -C user=avatar-production,host=client,addr=10.0.0.1")
+    assert "forcecommand internal-sftp" in effective
+
+
+def test_the_repository_holds_no_plaintext(host):
+    """The backup host's files of the repository: no row value, upload bytes or secret in them."""
+    upload = host.check_output(f"sudo od -An -tx1 -j 1048576 -N 48 {DIR}/directus/uploads/scan-1.bin").split()
+    secrets = vault()
+    needles = [
+        b"margaret",
+        FILE[:40],
+        bytes.fromhex("".join(upload)),
+        secrets["vault_backup_repository_password"].encode(),
+        secrets["vault_directus_admin_token"].encode(),
+        secrets["vault_backup_repository_ssh_key"].splitlines()[1].encode(),
+    ]
+    script = (
+        "import os,sys\n"
+        f"needles=[bytes.fromhex(h) for h in {[n.hex() for n in needles]!r}]\n"
+        "hits=n=0\n"
+        f"for d,_,fs in os.walk({REPO_FILES!r}):\n"
+        "    for f in fs:\n"
+        "        data=open(os.path.join(d,f),'rb').read(); n+=len(data)\n"
+        "        hits+=sum(x in data for x in needles)\n"
+        "print(hits, n)\n"
+    )
+    hits, size = repo_host().check_output(f"sudo python3 -c {json.dumps(script)}").split()
+    assert int(size) > 6 << 20  # the uploads are in there ...
+    assert int(hits) == 0  # ... but nothing of them, of the rows or of a secret can be read
+
+
+def test_a_second_backup_of_unchanged_uploads_adds_little(host):
+    res = playbook("backup.yml", "-e", "backup_keep_daily=30")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    one = manifest(host, backups(host)[-1])["offsite"]
+    res = playbook("backup.yml", "-e", "backup_keep_daily=30")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    two = manifest(host, backups(host)[-1])["offsite"]
+    assert one["snapshot_id"] != two["snapshot_id"]
+    uploads = int(host.check_output(f"sudo du -sb {DIR}/directus/uploads").split()[0])
+    assert uploads > 6 << 20
+    # Nothing changed but the dump and the manifest: well under a tenth of the uploads.
+    assert two["data_added"] < uploads / 10, (two, uploads)
+    assert "snapshot " + two["snapshot_id"] in res.stdout
+
+
+def test_repository_retention_forgets_by_kind(host):
+    snaps = snapshots(host)
+    scheduled = [s for s in snaps if tag(s, "kind") == "scheduled"]
+    # All of today: daily retention keeps the newest one of the day (several were taken).
+    assert len(scheduled) == 1, [s["tags"] for s in scheduled]
+    assert tag(scheduled[0], "id") == backups(host)[-1]
+    assert len([s for s in snaps if tag(s, "kind") == "safety"]) <= 3
+
+
+def test_repository_check_and_no_secret_in_verbose_output(host):
+    res = playbook("backup.yml", "-e", "backup_check_repository=true", "-vvv")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert "reading back 5%" in out
+    res2 = playbook("backup.yml", "-vvv")
+    out += res2.stdout + res2.stderr
+    assert res2.returncode == 0, out[-3000:]
+    secrets = vault()
+    for name in ("vault_backup_repository_password", "vault_backup_repository_ssh_key"):
+        assert not leaked(out, secrets[name]), name
+
+
+def test_a_failed_off_host_copy_fails_the_run_and_keeps_the_local_backup(host):
+    """A backup host whose key is not the recorded one: refused (host keys are checked), the run fails."""
+    wrong = host.check_output("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+    before = set(backups(host))
+    res = playbook("backup.yml", "-e", json.dumps({"backup_repository_known_hosts": f"{REPO_HOST} {' '.join(wrong)}"}))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "the off-host copy to sftp:avatar-production@mol-backup-repo:/repo failed" in out, out[-3000:]
+    (new,) = set(backups(host)) - before
+    assert f"the local backup {new} is published and kept" in out
+    assert manifest(host, new)["verification"]["result"] == "ok"
+    assert not host.file(f"{DIR}/.deploy.lock").exists
+    # The right key again for whatever runs next.
+    assert playbook("backup.yml").returncode == 0
+
+
+def test_a_repository_without_password_is_refused_before_anything_changes(host):
+    before = backups(host)
+    res = playbook("backup.yml", "-e", json.dumps({"backup_repository_password": ""}))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "backup_repository_password is empty" in out
+    assert backups(host) == before

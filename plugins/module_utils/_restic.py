@@ -1,0 +1,487 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Copy a published backup into a restic repository off the host (the logic of the backup_offsite module).
+
+restic does the encryption and the deduplication. The snapshot holds the backup's ``db.dump`` and
+``manifest.json`` and the live Directus and proxy folders straight from the project folder (not the
+``.tar.gz`` archives: gzip would defeat deduplication, so unchanged uploads cost nothing the next night).
+Secrets reach restic only by file (``RESTIC_PASSWORD_FILE``, the SSH key in an ssh_config) or by the
+environment of the process (``backup_repository_env``), never on a command line; restic's messages are
+passed on with every secret value taken out. Every command goes through a runner, so the command building
+and parsing are tested against a real restic with a local repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+
+# restic >= 0.17: "repository does not exist" (older ones exit 1 and say so on stderr).
+RC_NO_REPOSITORY = 10
+RC_LOCKED = 11
+RC_WRONG_PASSWORD = 12
+# The backup finished, but some source files could not be read: the snapshot is incomplete.
+RC_INCOMPLETE = 3
+NO_REPOSITORY_TEXT = ('Is there a repository at the following location?', 'repository does not exist')
+TAG_PREFIX = 'avatar-mgmt'
+KINDS = ('scheduled', 'pre-deploy', 'safety')
+ID_RE = re.compile(r'^\d{8}T\d{6}Z$')
+SUBSET_RE = re.compile(r'^(\d{1,2}(\.\d+)?%|100%|\d+/\d+|\d+[KMGT]?)$')
+TAG_BAD = re.compile(r'[,\s]')
+SFTP_SHORT = re.compile(r'^sftp:(?:(?P<user>[^@/:]+)@)?(?P<host>[^/:@]+):(?P<path>.+)$')
+SFTP_URL = re.compile(r'^sftp://(?:(?P<user>[^@/:]+)@)?(?P<host>[^/:@]+)(?::(?P<port>\d+))?/(?P<path>.*)$')
+OTHER_KINDS = ('rest:', 's3:', 'b2:', 'azure:', 'gs:', 'swift:', 'rclone:')
+
+
+class ResticError(Exception):
+    """A restic command that failed; the message names the step and restic's own words (no secrets)."""
+
+    def __init__(self, msg, timings=None):
+        super().__init__(msg)
+        self.timings = timings or {}
+
+
+def parse_repository(repo):
+    """The repository string as restic reads it: ``{'kind', 'user', 'host', 'port', 'path'}``.
+
+    ``sftp:user@host:/path``, ``sftp://user@host:port//path``, an absolute local path (tests, a mounted
+    disk), or one of restic's other backends (``rest:``, ``s3:`` ...: passed on as they are). Raises
+    ValueError for anything else, and for a password written into the string (``rest:https://u:pw@``).
+    """
+    repo = (repo or '').strip()
+    if not repo:
+        raise ValueError('backup_repository is empty')
+    if re.search(r'://[^/@:]+:[^/@]+@', repo):
+        raise ValueError(
+            'backup_repository must not carry a password (user:password@): put it in backup_repository_env '
+            '(RESTIC_REST_PASSWORD, AWS_SECRET_ACCESS_KEY ...)'
+        )
+    match = SFTP_URL.match(repo)
+    if match:
+        path = match['path']
+        return {
+            'kind': 'sftp',
+            'user': match['user'] or '',
+            'host': match['host'],
+            'port': match['port'] or '',
+            'path': path if path.startswith('/') else '~/' + path if path else '.',
+        }
+    match = SFTP_SHORT.match(repo)
+    if match:
+        return {'kind': 'sftp', 'user': match['user'] or '', 'host': match['host'], 'port': '', 'path': match['path']}
+    if repo.startswith('/'):
+        return {'kind': 'local', 'user': '', 'host': '', 'port': '', 'path': repo}
+    for prefix in OTHER_KINDS:
+        if repo.startswith(prefix) and len(repo) > len(prefix):
+            return {'kind': prefix[:-1], 'user': '', 'host': '', 'port': '', 'path': repo[len(prefix) :]}
+    raise ValueError(
+        f'backup_repository {repo!r} is not a restic repository this collection knows: use sftp:user@host:/path, '
+        'sftp://user@host:port//path, rest:https://host/path, s3:host/bucket/path or an absolute local path'
+    )
+
+
+def sftp_command(parsed, ssh_config):
+    """The ``sftp.command`` option for an SFTP repository: ssh with the given config file (key, known hosts,
+    strict host key checking), so nothing secret is on the command line. ``''`` for other backends."""
+    if parsed['kind'] != 'sftp':
+        return ''
+    argv = ['ssh', '-F', ssh_config]
+    if parsed['port']:
+        argv += ['-p', parsed['port']]
+    target = f"{parsed['user']}@{parsed['host']}" if parsed['user'] else parsed['host']
+    return shlex.join([*argv, target, '-s', 'sftp'])
+
+
+def ssh_config_text(key_file, known_hosts_file):
+    """The ssh_config the SFTP connection uses: this key only, these host keys only, never a prompt."""
+    return (
+        '# Written by avatar_mgmt.ops (backup role): the off-host repository connection.\n'
+        'Host *\n'
+        f'    IdentityFile {key_file}\n'
+        '    IdentitiesOnly yes\n'
+        f'    UserKnownHostsFile {known_hosts_file}\n'
+        '    GlobalKnownHostsFile /dev/null\n'
+        '    StrictHostKeyChecking yes\n'
+        '    UpdateHostKeys no\n'
+        '    BatchMode yes\n'
+        '    ServerAliveInterval 15\n'
+        '    ServerAliveCountMax 4\n'
+    )
+
+
+def display(repo):
+    """The repository as messages may show it (no credentials in a URL)."""
+    return re.sub(r'(://)[^/@]*@', r'\1', repo)
+
+
+def tags(environment, backup_id, kind, version):
+    """The snapshot's tags: the collection, the environment, the backup id, its kind and the release."""
+    out = [TAG_PREFIX, f'env:{environment}', f'id:{backup_id}', f'kind:{kind}']
+    if version:
+        out.append(f'release:{version}')
+    for tag in out:
+        if TAG_BAD.search(tag):
+            raise ValueError(f'tag {tag!r} has a comma or a space, which restic cannot keep in a tag')
+    return out
+
+
+def redact(text, secret_values):
+    """``text`` with every secret value (and each of its lines, for a multi-line key) replaced."""
+    for value in sorted({v for v in secret_values if v}, key=len, reverse=True):
+        parts = [value] + [line.strip() for line in value.splitlines() if len(line.strip()) >= 8]
+        for part in parts:
+            text = text.replace(part, '********')
+    return text
+
+
+def last_error(stderr):
+    """restic's own explanation: its ``Fatal:`` line with what follows, else the last lines of stderr."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith('Fatal:'):
+            return ' '.join(lines[i : i + 3])
+    return ' '.join(lines[-3:]) or 'no message'
+
+
+def parse_json_lines(stdout):
+    """Each JSON object restic printed, one per line (``backup --json``); other lines are skipped."""
+    out = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith('{'):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def backup_summary(stdout):
+    """The ``summary`` of ``restic backup --json`` and the ``error`` messages (files it could not read)."""
+    messages = parse_json_lines(stdout)
+    summary = next((m for m in reversed(messages) if m.get('message_type') == 'summary'), None)
+    errors = [m for m in messages if m.get('message_type') == 'error']
+    if summary is None:
+        raise ValueError('restic backup printed no summary')
+    return {
+        'snapshot_id': summary.get('snapshot_id', ''),
+        'data_added': int(summary.get('data_added', 0)),
+        'data_added_packed': int(summary.get('data_added_packed', summary.get('data_added', 0))),
+        'files_new': int(summary.get('files_new', 0)),
+        'files_changed': int(summary.get('files_changed', 0)),
+        'files_unmodified': int(summary.get('files_unmodified', 0)),
+        'total_files_processed': int(summary.get('total_files_processed', 0)),
+        'total_bytes_processed': int(summary.get('total_bytes_processed', 0)),
+        'duration': float(summary.get('total_duration', 0.0)),
+    }, [f"{(e.get('item') or '?')}: {(e.get('error') or {}).get('message', e.get('error'))}" for e in errors]
+
+
+def forget_removed(stdout):
+    """The snapshots ``restic forget --json`` removed: ``[{'id', 'time', 'tags'}]``."""
+    text = stdout.strip()
+    start = text.find('[')
+    if start < 0:
+        return []
+    groups = json.JSONDecoder().raw_decode(text[start:])[0] or []
+    removed = []
+    for group in groups:
+        for snap in group.get('remove') or []:
+            removed.append(
+                {
+                    'id': snap.get('short_id') or snap.get('id', '')[:8],
+                    'time': snap.get('time', ''),
+                    'tags': snap.get('tags') or [],
+                }
+            )
+    return removed
+
+
+def policies(keep_daily, keep_weekly, keep_monthly, keep_last_other):
+    """(tag filter, keep options) for each kind: GFS for scheduled snapshots, the last N for each other kind."""
+    for name, value in (
+        ('keep_daily', keep_daily),
+        ('keep_weekly', keep_weekly),
+        ('keep_monthly', keep_monthly),
+        ('keep_last_other', keep_last_other),
+    ):
+        if int(value) < 0:
+            raise ValueError(f'backup_repository_{name} must be 0 or more, not {value}')
+    gfs = []
+    for opt, value in (('--keep-daily', keep_daily), ('--keep-weekly', keep_weekly), ('--keep-monthly', keep_monthly)):
+        if int(value) > 0:
+            gfs += [opt, str(int(value))]
+    if not gfs:
+        # restic refuses a forget without any keep option; keep at least the newest scheduled snapshot.
+        gfs = ['--keep-last', '1']
+    out = [('kind:scheduled', gfs)]
+    for kind in KINDS[1:]:
+        out.append((f'kind:{kind}', ['--keep-last', str(max(int(keep_last_other), 1))]))
+    return out
+
+
+class Runner:
+    """Runs restic with the repository's environment; ``run`` returns (rc, stdout, stderr)."""
+
+    def __init__(self, binary, env):
+        self.binary = binary
+        self.env = env
+
+    def run(self, args, timeout=None):
+        proc = subprocess.run(
+            [self.binary, *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return proc.returncode, proc.stdout, proc.stderr
+
+
+def restic_env(params, ssh_config):
+    """The environment restic runs with: the repository, the password file, the extra variables."""
+    env = {k: v for k, v in os.environ.items() if k in ('PATH', 'HOME', 'LANG', 'LC_ALL', 'TMPDIR', 'XDG_CACHE_HOME')}
+    env.setdefault('PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')
+    env.setdefault('HOME', '/root')
+    for key, value in (params.get('env') or {}).items():
+        if not re.match(r'^[A-Za-z_][A-Za-z0-9_]*$', str(key)):
+            raise ValueError(f'backup_repository_env: {key!r} is not an environment variable name')
+        env[str(key)] = str(value)
+    env['RESTIC_REPOSITORY'] = params['repository']
+    env['RESTIC_PASSWORD_FILE'] = params['password_file']
+    env.pop('RESTIC_PASSWORD', None)
+    env.pop('RESTIC_PASSWORD_COMMAND', None)
+    if params.get('cache_dir'):
+        env['RESTIC_CACHE_DIR'] = params['cache_dir']
+    return env
+
+
+class Repository:
+    """One restic repository: the commands the module runs, each returning parsed output."""
+
+    def __init__(self, params, runner=None):
+        self.params = params
+        self.parsed = parse_repository(params['repository'])
+        self.name = display(params['repository'])
+        ssh_config = params.get('ssh_config') or ''
+        if self.parsed['kind'] == 'sftp' and not ssh_config:
+            raise ValueError('an sftp repository needs ssh_config (the key and known hosts of the connection)')
+        self.options = []
+        command = sftp_command(self.parsed, ssh_config)
+        if command:
+            self.options = ['-o', f'sftp.command={command}']
+        self.runner = runner or Runner(params.get('restic') or 'restic', restic_env(params, ssh_config))
+        self.secrets = [str(v) for v in (params.get('env') or {}).values()] + list(params.get('secret_values') or [])
+
+    def _run(self, step, args, ok=(0,), timeout=None):
+        rc, out, err = self.runner.run([*self.options, *args], timeout=timeout)
+        if rc not in ok:
+            raise ResticError(self.explain(step, rc, err))
+        return rc, out, err
+
+    def explain(self, step, rc, stderr):
+        why = last_error(stderr)
+        if rc == RC_WRONG_PASSWORD or 'wrong password' in stderr:
+            why = 'wrong password (backup_repository_password is not the key of this repository)'
+        elif rc == RC_LOCKED:
+            why = 'the repository is locked by another restic (restic unlock removes a stale lock): ' + why
+        return redact(f'restic {step} on {self.name} failed (exit {rc}): {why}', self.secrets)
+
+    def exists(self):
+        """Whether the repository is there (``restic cat config``); an unreachable one raises."""
+        rc, _out, err = self.runner.run([*self.options, 'cat', 'config'])
+        if rc == 0:
+            return True
+        if rc == RC_NO_REPOSITORY or (rc == 1 and any(t in err for t in NO_REPOSITORY_TEXT)):
+            return False
+        raise ResticError(self.explain('cat config', rc, err))
+
+    def init(self):
+        self._run('init', ['init'])
+
+    def latest(self, host):
+        """The id of the newest snapshot of ``host`` made by this collection, or ''."""
+        _rc, out, _err = self._run('snapshots', ['snapshots', '--json', '--host', host, '--tag', TAG_PREFIX])
+        snaps = json.loads(out or '[]') or []
+        if not snaps:
+            return ''
+        return max(snaps, key=lambda s: s.get('time', ''))['id']
+
+    def snapshots(self, host=None, tag=None):
+        args = ['snapshots', '--json']
+        if host:
+            args += ['--host', host]
+        if tag:
+            args += ['--tag', tag]
+        _rc, out, _err = self._run('snapshots', args)
+        return json.loads(out or '[]') or []
+
+    def backup(self, paths, host, snapshot_tags, excludes=(), parent=''):
+        args = ['backup', '--json', '--host', host]
+        for tag in snapshot_tags:
+            args += ['--tag', tag]
+        for pattern in excludes:
+            args += ['--exclude', pattern]
+        if parent:
+            args += ['--parent', parent]
+        rc, out, err = self._run('backup', [*args, '--', *paths], ok=(0, RC_INCOMPLETE))
+        summary, errors = backup_summary(out)
+        if rc == RC_INCOMPLETE:
+            raise ResticError(
+                redact(
+                    f'restic backup on {self.name} could not read every file (snapshot {summary["snapshot_id"]} is '
+                    f'incomplete): ' + '; '.join(errors[:5] or [last_error(err)]),
+                    self.secrets,
+                )
+            )
+        return summary
+
+    def forget(self, host, tag, keep):
+        args = ['forget', '--json', '--host', host, '--tag', tag, '--group-by', 'host', *keep]
+        _rc, out, _err = self._run('forget', args)
+        return forget_removed(out)
+
+    def prune(self):
+        self._run('prune', ['prune'])
+
+    def check(self, subset):
+        args = ['check']
+        if subset:
+            if not SUBSET_RE.match(subset):
+                raise ValueError(
+                    f'backup_repository_check_subset {subset!r} is not a restic data subset (5%, 1/10 or 500M)'
+                )
+            args.append(f'--read-data-subset={subset}')
+        _rc, out, _err = self._run('check', args)
+        return out
+
+
+def validate(params, check_mode=False):
+    """Refusals before anything runs; ValueError names the option. In check mode the role has not
+    written the password file yet: only its name is checked."""
+    parse_repository(params['repository'])
+    if not params.get('password_file') or not (check_mode or os.path.isfile(params['password_file'])):
+        raise ValueError(f"password_file {params.get('password_file')!r} does not exist (backup_repository_password)")
+    if params.get('action', 'backup') == 'backup':
+        if not ID_RE.match(params.get('id') or ''):
+            raise ValueError(f"id {params.get('id')!r} is not a backup id (YYYYMMDDTHHMMSSZ)")
+        if params.get('kind', 'scheduled') not in KINDS:
+            raise ValueError(f"kind {params.get('kind')!r} is not one of {', '.join(KINDS)}")
+        for path in params.get('paths') or []:
+            if not os.path.isabs(path):
+                raise ValueError(f'path {path!r} is not absolute')
+        if not params.get('paths'):
+            raise ValueError('paths is empty: nothing to copy')
+
+
+def write_manifest_note(manifest, note):
+    """Record the snapshot in the backup's manifest.json (``offsite``), atomically, keeping owner and mode."""
+    if not manifest or not os.path.isfile(manifest):
+        return False
+    with open(manifest, encoding='utf-8') as handle:
+        data = json.load(handle)
+    data['offsite'] = note
+    st = os.stat(manifest)
+    fd, tmp = tempfile.mkstemp(prefix='.manifest-', dir=os.path.dirname(manifest))
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write('\n')
+        os.chmod(tmp, st.st_mode & 0o7777)
+        if os.geteuid() == 0:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        os.replace(tmp, manifest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def offsite(params, runner=None, check_mode=False, clock=time.monotonic):
+    """Copy one backup into the repository and apply retention there; returns the module's result."""
+    validate(params, check_mode)
+    repo = Repository(params, runner)
+    timings = {}
+    start = clock()
+    snapshot_tags = tags(params['environment'], params['id'], params['kind'], params.get('version') or '')
+    missing = [p for p in params['paths'] if not os.path.exists(p)]
+    paths = [p for p in params['paths'] if os.path.exists(p)]
+    result = {
+        'repository': repo.name,
+        'tags': snapshot_tags,
+        'paths': paths,
+        'missing': missing,
+        'initialized': False,
+        'snapshot_id': '',
+        'forgotten': [],
+        'timings': timings,
+    }
+    if check_mode:
+        return result
+
+    def step(name, func, *args):
+        t = clock()
+        try:
+            return func(*args)
+        except ResticError as exc:
+            timings[name] = round(clock() - t, 3)
+            exc.timings = timings
+            raise
+        finally:
+            timings[name] = round(clock() - t, 3)
+
+    if not step('open', repo.exists):
+        step('init', repo.init)
+        result['initialized'] = True
+    parent = step('parent', repo.latest, params['environment'])
+    summary = step(
+        'backup', repo.backup, paths, params['environment'], snapshot_tags, params.get('excludes') or [], parent
+    )
+    result.update(summary)
+    result['parent'] = parent
+    forgotten = []
+    t = clock()
+    for tag, keep in policies(
+        params['keep_daily'], params['keep_weekly'], params['keep_monthly'], params['keep_last_other']
+    ):
+        forgotten += repo.forget(params['environment'], tag, keep)
+    timings['forget'] = round(clock() - t, 3)
+    result['forgotten'] = forgotten
+    if forgotten:
+        step('prune', repo.prune)
+    note = {
+        'repository': repo.name,
+        'snapshot_id': summary['snapshot_id'],
+        'host': params['environment'],
+        'tags': snapshot_tags,
+        'data_added': summary['data_added'],
+    }
+    result['manifest_updated'] = write_manifest_note(params.get('manifest') or '', note)
+    timings['total'] = round(clock() - start, 3)
+    return result
+
+
+def check(params, runner=None, check_mode=False, clock=time.monotonic):
+    """``restic check`` with a subset of the data read back; returns the module's result."""
+    validate(params, check_mode)
+    repo = Repository(params, runner)
+    start = clock()
+    result = {'repository': repo.name, 'subset': params.get('check_subset') or '', 'timings': {}}
+    if check_mode:
+        return result
+    if not repo.exists():
+        raise ResticError(f'restic check: there is no repository at {repo.name} (no backup has been copied there yet)')
+    out = repo.check(params.get('check_subset') or '')
+    result['output'] = redact(out.strip().splitlines()[-1] if out.strip() else '', repo.secrets)
+    result['snapshots'] = len(repo.snapshots(host=params.get('environment') or None, tag=TAG_PREFIX))
+    result['timings'] = {'check': round(clock() - start, 3)}
+    return result

@@ -1,0 +1,304 @@
+#!/usr/bin/python
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: backup_offsite
+short_description: Copy a published backup into an encrypted, deduplicated restic repository off the host, or check that repository
+version_added: 0.2.0
+description:
+  - B(action=backup) - copies one backup of the avatar_mgmt.ops.backup role into a restic repository (SFTP on a backup
+    host, or any restic backend), in one call after the local backup is published.
+  - Initialises the repository when it does not exist yet (restic's exit code 10, or its "Is there a repository"
+    message with restic < 0.17), then runs C(restic backup --json) of O(paths) (the backup's C(db.dump) and
+    C(manifest.json) and the live Directus and proxy folders; not the C(.tar.gz) archives, whose compression defeats
+    deduplication) with the snapshot's host set to O(environment), so a new server finds the snapshots by the
+    environment's name, and tags C(avatar-mgmt), C(env:<environment>), C(id:<id>), C(kind:<kind>) and
+    C(release:<version>). The newest snapshot of the environment is the parent, so unchanged files are not read again.
+  - Then C(restic forget) per kind, grouped by host - grandfather-father-son for scheduled snapshots, the last
+    O(keep_last_other) for pre-deploy and for safety snapshots - and C(restic prune) when something was forgotten.
+  - The snapshot is recorded in the backup's C(manifest.json) (key C(offsite)).
+  - B(action=check) - C(restic check --read-data-subset=<check_subset>).
+  - B(Secrets) - the password reaches restic as C(RESTIC_PASSWORD_FILE), the SSH key through the ssh_config file
+    O(ssh_config), other credentials as the process environment (O(env)); none is on a command line, and restic's
+    messages are passed on with every secret value taken out. The SFTP connection checks the server's host key
+    against the known hosts named in O(ssh_config) (C(StrictHostKeyChecking yes)).
+  - A restic that exits 3 (some files could not be read) fails the run, as does any other error.
+author:
+  - avatar_mgmt.ops contributors (!UNKNOWN)
+requirements:
+  - restic 0.14 or later on the host (Debian's C(restic) package)
+attributes:
+  check_mode:
+    support: full
+    description: Checks the input and reports the snapshot it would make; restic is not run.
+  diff_mode:
+    support: none
+    description: A snapshot is new content; there is nothing to compare.
+  idempotent:
+    support: none
+    description: Every O(action=backup) makes a new snapshot (an unchanged file adds no data).
+options:
+  action:
+    description: Copy a backup (V(backup)) or check the repository (V(check)).
+    type: str
+    choices: [backup, check]
+    default: backup
+  repository:
+    description: >-
+      The restic repository (C(sftp:user@host:/path), C(sftp://user@host:port//path), C(rest:https://host/path),
+      C(s3:host/bucket/path), an absolute local path). Credentials belong in O(env), not in this string.
+    type: str
+    required: true
+  password_file:
+    description: File holding the repository's password (mode C(0600)).
+    type: path
+    required: true
+  ssh_config:
+    description: ssh_config file of an SFTP repository (key, known hosts, strict host key checking); required for SFTP.
+    type: path
+    default: ''
+  env:
+    description: Extra environment of restic (C(AWS_ACCESS_KEY_ID), C(RESTIC_REST_PASSWORD) ...). Never logged.
+    type: dict
+    default: {}
+  secret_values:
+    description: Further values to take out of every message (the SSH key text, for instance).
+    type: list
+    elements: str
+    default: []
+  cache_dir:
+    description: restic's cache folder (C(RESTIC_CACHE_DIR)); empty for restic's default.
+    type: path
+    default: ''
+  restic:
+    description: The restic program.
+    type: str
+    default: restic
+  environment:
+    description: The environment; the snapshot's host (C(--host)) and a tag.
+    type: str
+    required: true
+  id:
+    description: The backup's id (C(YYYYMMDDTHHMMSSZ)), a tag. Required for O(action=backup).
+    type: str
+    default: ''
+  kind:
+    description: The backup's kind, a tag; chooses the retention it falls under.
+    type: str
+    choices: [scheduled, pre-deploy, safety]
+    default: scheduled
+  version:
+    description: The release the backup was taken of, a tag (C(release:<version>)); empty for none.
+    type: str
+    default: ''
+  paths:
+    description: Absolute paths copied into the snapshot; paths that do not exist are left out and listed in RV(missing).
+    type: list
+    elements: path
+    default: []
+  excludes:
+    description: restic C(--exclude) patterns.
+    type: list
+    elements: str
+    default: []
+  manifest:
+    description: The backup's C(manifest.json), where the snapshot is recorded; empty for none.
+    type: path
+    default: ''
+  keep_daily:
+    description: Scheduled snapshots - the newest of each of the last N days.
+    type: int
+    default: 7
+  keep_weekly:
+    description: Scheduled snapshots - the newest of each of the last N weeks.
+    type: int
+    default: 4
+  keep_monthly:
+    description: Scheduled snapshots - the newest of each of the last N months.
+    type: int
+    default: 6
+  keep_last_other:
+    description: Pre-deploy snapshots and safety snapshots - the last N of each kind (at least 1).
+    type: int
+    default: 3
+  check_subset:
+    description: O(action=check) - the part of the data read back (C(5%), C(1/10), C(500M)); empty reads only the structure.
+    type: str
+    default: 5%
+seealso:
+  - module: avatar_mgmt.ops.backup_create
+  - name: restic documentation
+    description: Preparing a repository, backing up, removing snapshots.
+    link: https://restic.readthedocs.io/
+'''
+
+EXAMPLES = r'''
+- name: Copy the backup off the host
+  avatar_mgmt.ops.backup_offsite:
+    repository: sftp:avatar-production@backup-1:/repo
+    password_file: /etc/avatar-mgmt/backup/production/password
+    ssh_config: /etc/avatar-mgmt/backup/production/ssh_config
+    environment: production
+    id: 20261128T020005Z
+    kind: scheduled
+    version: v1.2.0
+    paths:
+      - /var/backups/avatar-mgmt/production/20261128T020005Z/db.dump
+      - /var/backups/avatar-mgmt/production/20261128T020005Z/manifest.json
+      - /opt/deploy-avatar-prod/directus/uploads
+    manifest: /var/backups/avatar-mgmt/production/20261128T020005Z/manifest.json
+  become: true
+  register: offsite
+
+- name: Check the repository, reading back 5% of its data
+  avatar_mgmt.ops.backup_offsite:
+    action: check
+    repository: s3:s3.eu-central-1.amazonaws.com/avatar-backups/production
+    password_file: /etc/avatar-mgmt/backup/production/password
+    env:
+      AWS_ACCESS_KEY_ID: "{{ vault_backup_s3_key_id }}"
+      AWS_SECRET_ACCESS_KEY: "{{ vault_backup_s3_secret }}"
+    environment: production
+    check_subset: 5%
+  become: true
+'''
+
+RETURN = r'''
+repository:
+  description: The repository (without credentials).
+  returned: always
+  type: str
+  sample: sftp:avatar-production@backup-1:/repo
+tags:
+  description: The snapshot's tags.
+  returned: action=backup
+  type: list
+  elements: str
+  sample: [avatar-mgmt, env:production, id:20261128T020005Z, kind:scheduled, release:v1.2.0]
+paths:
+  description: The paths copied.
+  returned: action=backup
+  type: list
+  elements: str
+missing:
+  description: Paths of O(paths) that did not exist (left out).
+  returned: action=backup
+  type: list
+  elements: str
+initialized:
+  description: Whether this run created the repository.
+  returned: action=backup
+  type: bool
+snapshot_id:
+  description: The new snapshot's id.
+  returned: action=backup, not in check mode
+  type: str
+  sample: 5e8f3d2a
+parent:
+  description: The snapshot this one was compared with (unchanged files were not read again); empty for the first.
+  returned: action=backup, not in check mode
+  type: str
+data_added:
+  description: Bytes of new data the snapshot added to the repository (before compression).
+  returned: action=backup, not in check mode
+  type: int
+  sample: 1048576
+data_added_packed:
+  description: The same after compression (restic 0.14 reports the uncompressed figure).
+  returned: action=backup, not in check mode
+  type: int
+files_new:
+  description: Files not in the parent snapshot.
+  returned: action=backup, not in check mode
+  type: int
+files_changed:
+  description: Files changed since the parent snapshot.
+  returned: action=backup, not in check mode
+  type: int
+files_unmodified:
+  description: Files unchanged since the parent snapshot.
+  returned: action=backup, not in check mode
+  type: int
+total_bytes_processed:
+  description: Bytes of the files in the snapshot.
+  returned: action=backup, not in check mode
+  type: int
+forgotten:
+  description: Snapshots retention removed, with C(id), C(time) and C(tags).
+  returned: action=backup
+  type: list
+  elements: dict
+manifest_updated:
+  description: Whether the snapshot was recorded in O(manifest).
+  returned: action=backup, not in check mode
+  type: bool
+subset:
+  description: The data subset a check read back.
+  returned: action=check
+  type: str
+snapshots:
+  description: Snapshots of the environment in the repository.
+  returned: action=check, not in check mode
+  type: int
+timings:
+  description: Seconds per step (C(open), C(init), C(parent), C(backup), C(forget), C(prune), C(total); C(check)).
+  returned: always
+  type: dict
+  sample: {open: 0.3, parent: 0.2, backup: 2.1, forget: 0.6, total: 3.2}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _restic
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            'action': {'type': 'str', 'choices': ['backup', 'check'], 'default': 'backup'},
+            'repository': {'type': 'str', 'required': True},
+            'password_file': {'type': 'path', 'required': True},
+            'ssh_config': {'type': 'path', 'default': ''},
+            'env': {'type': 'dict', 'default': {}, 'no_log': True},
+            'secret_values': {'type': 'list', 'elements': 'str', 'default': [], 'no_log': True},
+            'cache_dir': {'type': 'path', 'default': ''},
+            'restic': {'type': 'str', 'default': 'restic'},
+            'environment': {'type': 'str', 'required': True},
+            'id': {'type': 'str', 'default': ''},
+            'kind': {'type': 'str', 'choices': list(_restic.KINDS), 'default': 'scheduled'},
+            'version': {'type': 'str', 'default': ''},
+            'paths': {'type': 'list', 'elements': 'path', 'default': []},
+            'excludes': {'type': 'list', 'elements': 'str', 'default': []},
+            'manifest': {'type': 'path', 'default': ''},
+            'keep_daily': {'type': 'int', 'default': 7},
+            'keep_weekly': {'type': 'int', 'default': 4},
+            'keep_monthly': {'type': 'int', 'default': 6},
+            'keep_last_other': {'type': 'int', 'default': 3},
+            'check_subset': {'type': 'str', 'default': '5%'},
+        },
+        required_if=[('action', 'backup', ('id', 'paths'))],
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    if module.get_bin_path(params['restic']) is None and not module.check_mode:
+        module.fail_json(
+            msg=f"restic ({params['restic']}) is not installed on {params['environment']}'s host: install Debian's restic package"
+        )
+    try:
+        if params['action'] == 'check':
+            result = _restic.check(params, check_mode=module.check_mode)
+            module.exit_json(changed=False, **result)
+        result = _restic.offsite(params, check_mode=module.check_mode)
+    except ValueError as exc:
+        module.fail_json(msg='Off-host copy refused: ' + str(exc).rstrip('.') + '. Nothing was changed.', changed=False)
+    except _restic.ResticError as exc:
+        module.fail_json(msg=str(exc), changed=False, timings=exc.timings)
+    module.exit_json(changed=True, **result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,325 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The off-host copy's logic against a real restic (Debian's package; `make unit` installs it) with a
+local repository: the repository is made on first use, a second copy of unchanged files adds almost
+nothing, retention forgets by kind, the repository's files hold no plaintext, and no secret reaches a
+message. Parsing and command building are tested on their own too."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _restic
+
+RESTIC = shutil.which("restic")
+needs_restic = pytest.mark.skipif(RESTIC is None, reason="restic is not installed (make unit installs it)")
+PASSWORD = "correct horse battery staple 42"
+ROW = "grace-hopper-row-value-7f3a9c"
+
+
+@pytest.mark.parametrize(
+    "repo, want",
+    [
+        ("sftp:avatar-production@backup-1:/repo", ("sftp", "avatar-production", "backup-1", "", "/repo")),
+        ("sftp:backup-1:/srv/restic/prod", ("sftp", "", "backup-1", "", "/srv/restic/prod")),
+        ("sftp://avatar@backup-1:2222//srv/repo", ("sftp", "avatar", "backup-1", "2222", "/srv/repo")),
+        ("sftp://avatar@backup-1/repo", ("sftp", "avatar", "backup-1", "", "~/repo")),
+        ("/mnt/backup/repo", ("local", "", "", "", "/mnt/backup/repo")),
+        ("rest:https://backup.example:8000/prod", ("rest", "", "", "", "https://backup.example:8000/prod")),
+        ("s3:s3.amazonaws.com/bucket/prod", ("s3", "", "", "", "s3.amazonaws.com/bucket/prod")),
+    ],
+)
+def test_parse_repository(repo, want):
+    got = _restic.parse_repository(repo)
+    assert (got["kind"], got["user"], got["host"], got["port"], got["path"]) == want
+
+
+@pytest.mark.parametrize(
+    "repo, message",
+    [
+        ("", "backup_repository is empty"),
+        ("relative/path", "is not a restic repository"),
+        ("ftp://host/x", "is not a restic repository"),
+        ("rest:https://user:s3cret@backup.example/prod", "must not carry a password"),
+    ],
+)
+def test_parse_repository_refuses(repo, message):
+    with pytest.raises(ValueError, match=message) as err:
+        _restic.parse_repository(repo)
+    assert "s3cret" not in str(err.value)
+
+
+def test_sftp_command_puts_no_secret_on_the_command_line():
+    parsed = _restic.parse_repository("sftp://avatar@backup-1:2253//repo")
+    cmd = _restic.sftp_command(parsed, "/etc/avatar-mgmt/backup/production/ssh_config")
+    assert cmd == "ssh -F /etc/avatar-mgmt/backup/production/ssh_config -p 2253 avatar@backup-1 -s sftp"
+    assert _restic.sftp_command(_restic.parse_repository("/tmp/repo"), "x") == ""
+    config = _restic.ssh_config_text("/k/id", "/k/known_hosts")
+    assert "StrictHostKeyChecking yes" in config
+    assert "UserKnownHostsFile /k/known_hosts" in config
+    assert "StrictHostKeyChecking no" not in config
+
+
+def test_tags_and_display():
+    assert _restic.tags("production", "20261128T020005Z", "scheduled", "v1.2.0") == [
+        "avatar-mgmt",
+        "env:production",
+        "id:20261128T020005Z",
+        "kind:scheduled",
+        "release:v1.2.0",
+    ]
+    assert "release:" not in " ".join(_restic.tags("production", "20261128T020005Z", "safety", ""))
+    with pytest.raises(ValueError, match="comma"):
+        _restic.tags("production", "20261128T020005Z", "scheduled", "v1,2")
+    assert _restic.display("rest:https://u@backup.example/prod") == "rest:https://backup.example/prod"
+
+
+def test_redact_takes_out_each_line_of_a_key():
+    key = "\n".join(
+        [
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+            "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ",
+            "-----END OPENSSH PRIVATE KEY-----",
+        ]
+    )
+    text = "error near b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ and s3cr3t-value"
+    out = _restic.redact(text, [key, "s3cr3t-value", ""])
+    assert "b3BlbnNzaC1" not in out
+    assert "s3cr3t" not in out
+
+
+def test_policies():
+    pols = dict(_restic.policies(7, 4, 0, 2))
+    assert pols["kind:scheduled"] == ["--keep-daily", "7", "--keep-weekly", "4"]
+    assert pols["kind:pre-deploy"] == ["--keep-last", "2"]
+    assert pols["kind:safety"] == ["--keep-last", "2"]
+    assert dict(_restic.policies(0, 0, 0, 0))["kind:scheduled"] == ["--keep-last", "1"]
+    with pytest.raises(ValueError, match="backup_repository_keep_daily"):
+        _restic.policies(-1, 0, 0, 0)
+
+
+def test_backup_summary_and_errors():
+    out = "\n".join(
+        [
+            '{"message_type":"status","percent_done":1}',
+            '{"message_type":"error","error":{"message":"permission denied"},"during":"archival","item":"/x/y"}',
+            (
+                '{"message_type":"summary","files_new":2,"files_changed":1,"files_unmodified":5,"data_added":1234,'
+                '"total_files_processed":8,"total_bytes_processed":99,"total_duration":0.5,"snapshot_id":"abcd1234"}'
+            ),
+        ]
+    )
+    summary, errors = _restic.backup_summary(out)
+    assert summary["snapshot_id"] == "abcd1234"
+    assert (summary["files_new"], summary["files_changed"], summary["files_unmodified"]) == (2, 1, 5)
+    assert summary["data_added"] == summary["data_added_packed"] == 1234
+    assert errors == ["/x/y: permission denied"]
+    with pytest.raises(ValueError, match="no summary"):
+        _restic.backup_summary('{"message_type":"status"}')
+
+
+def test_last_error_prefers_fatal():
+    err = "some noise\nFatal: unable to open config file: stat /r/config: no such file\nIs there a repository?\n"
+    assert _restic.last_error(err).startswith("Fatal: unable to open config file")
+
+
+# --- against a real restic -------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A published backup folder, a project folder with uploads, a password file, a repository path."""
+    backup = tmp_path / "backups" / "20261128T020005Z"
+    backup.mkdir(parents=True)
+    (backup / "db.dump").write_bytes(b"PGDMP" + f"INSERT {ROW}".encode() * 50)
+    (backup / "manifest.json").write_text(json.dumps({"id": "20261128T020005Z", "kind": "scheduled"}))
+    project = tmp_path / "project"
+    uploads = project / "directus" / "uploads"
+    uploads.mkdir(parents=True)
+    upload = os.urandom(3 << 20)
+    (uploads / "model.glb").write_bytes(upload)
+    logs = project / "jc21" / "data" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "access.log").write_text("GET /\n")
+    (project / "jc21" / "data" / "database.sqlite").write_bytes(b"sqlite" * 10)
+    pw = tmp_path / "password"
+    pw.write_text(PASSWORD)
+    pw.chmod(0o600)
+    return {
+        "tmp": tmp_path,
+        "backup": backup,
+        "project": project,
+        "upload": upload,
+        "params": {
+            "repository": str(tmp_path / "repo"),
+            "password_file": str(pw),
+            "ssh_config": "",
+            "env": {"AWS_SECRET_ACCESS_KEY": "aws-secret-never-shown-123"},
+            "secret_values": [],
+            "cache_dir": str(tmp_path / "cache"),
+            "restic": RESTIC or "restic",
+            "environment": "production",
+            "id": "20261128T020005Z",
+            "kind": "scheduled",
+            "version": "v1.2.0",
+            "paths": [
+                str(backup / "db.dump"),
+                str(backup / "manifest.json"),
+                str(project / "directus" / "uploads"),
+                str(project / "directus" / "extensions"),
+                str(project / "jc21" / "data"),
+            ],
+            "excludes": [str(project / "jc21" / "data" / "logs" / "*")],
+            "manifest": str(backup / "manifest.json"),
+            "keep_daily": 7,
+            "keep_weekly": 4,
+            "keep_monthly": 6,
+            "keep_last_other": 1,
+            "check_subset": "5%",
+        },
+    }
+
+
+def run_restic(world, *args):
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(world["tmp"]),
+        "RESTIC_PASSWORD_FILE": world["params"]["password_file"],
+    }
+    env["RESTIC_CACHE_DIR"] = str(world["tmp"] / "cache")
+    return subprocess.run(
+        [RESTIC, "-r", world["params"]["repository"], *args], env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def snapshots(world):
+    return json.loads(run_restic(world, "snapshots", "--json"))
+
+
+@needs_restic
+def test_first_copy_makes_the_repository_and_a_tagged_snapshot(world):
+    res = _restic.offsite(world["params"])
+    assert res["initialized"] is True
+    assert res["files_new"] == 4  # db.dump, manifest.json, model.glb, database.sqlite (logs excluded)
+    assert res["data_added"] > 3 << 20
+    assert res["missing"] == [world["params"]["paths"][3]]  # no extensions folder: left out, named
+    (snap,) = snapshots(world)
+    assert snap["hostname"] == "production"
+    assert sorted(snap["tags"]) == sorted(
+        ["avatar-mgmt", "env:production", "id:20261128T020005Z", "kind:scheduled", "release:v1.2.0"]
+    )
+    assert snap["id"].startswith(res["snapshot_id"])
+    listing = run_restic(world, "ls", snap["id"])
+    assert "model.glb" in listing
+    assert "access.log" not in listing
+    # The manifest records the snapshot (the copy inside the snapshot is the one of before).
+    note = json.loads((world["backup"] / "manifest.json").read_text())["offsite"]
+    assert note["snapshot_id"] == res["snapshot_id"]
+    assert note["host"] == "production"
+    # Encrypted: neither a row value nor the upload's bytes nor the password in any file of the repository.
+    for root, _dirs, files in os.walk(world["params"]["repository"]):
+        for name in files:
+            data = (world["tmp"] / root / name).read_bytes()
+            assert ROW.encode() not in data
+            assert world["upload"][1000:1064] not in data
+            assert PASSWORD.encode() not in data
+
+
+@needs_restic
+def test_second_copy_of_unchanged_files_adds_almost_nothing(world):
+    first = _restic.offsite(world["params"])
+    backup2 = world["tmp"] / "backups" / "20261129T020005Z"
+    shutil.copytree(world["backup"], backup2)
+    (backup2 / "db.dump").write_bytes(b"PGDMP" + f"INSERT {ROW} again".encode() * 50)
+    params = dict(world["params"], id="20261129T020005Z", manifest=str(backup2 / "manifest.json"))
+    params["paths"] = [str(backup2 / "db.dump"), str(backup2 / "manifest.json"), *world["params"]["paths"][2:]]
+    second = _restic.offsite(params)
+    assert second["initialized"] is False
+    assert second["parent"].startswith(first["snapshot_id"])
+    assert second["data_added"] < first["data_added"] / 10
+    assert second["files_unmodified"] >= 1  # the upload was not read again
+    # Both are of today: daily retention keeps the newest one of the day.
+    (snap,) = snapshots(world)
+    assert "id:20261129T020005Z" in snap["tags"]
+    assert [f["tags"][2] for f in second["forgotten"]] == ["id:20261128T020005Z"]
+
+
+@needs_restic
+def test_retention_by_kind(world):
+    params = world["params"]
+    ids = ["20261128T020005Z", "20261128T030005Z", "20261128T040005Z"]
+    for backup_id in ids:
+        _restic.offsite(dict(params, id=backup_id, kind="pre-deploy", manifest=""))
+    _restic.offsite(dict(params, id="20261128T050005Z", kind="scheduled", manifest=""))
+    # keep_last_other=1: only the newest pre-deploy snapshot stays; the scheduled one is not touched by it.
+    kept = sorted(t for s in snapshots(world) for t in s["tags"] if t.startswith("id:"))
+    assert kept == ["id:20261128T040005Z", "id:20261128T050005Z"]
+    # Scheduled: keep_daily=1 keeps the newest of the day.
+    _restic.offsite(dict(params, id="20261128T060005Z", manifest="", keep_daily=1, keep_weekly=0, keep_monthly=0))
+    scheduled = [s for s in snapshots(world) if "kind:scheduled" in s["tags"]]
+    assert [t for t in scheduled[0]["tags"] if t.startswith("id:")] == ["id:20261128T060005Z"]
+    assert len(scheduled) == 1
+
+
+@needs_restic
+def test_check_reads_a_subset(world):
+    _restic.offsite(world["params"])
+    res = _restic.check(dict(world["params"], action="check"))
+    assert res["snapshots"] == 1
+    assert res["subset"] == "5%"
+    with pytest.raises(ValueError, match="backup_repository_check_subset"):
+        _restic.check(dict(world["params"], check_subset="all of it"))
+
+
+@needs_restic
+def test_check_of_a_missing_repository_says_so(world):
+    with pytest.raises(_restic.ResticError, match="there is no repository"):
+        _restic.check(world["params"])
+
+
+@needs_restic
+def test_wrong_password_fails_without_showing_secrets(world):
+    _restic.offsite(world["params"])
+    bad = world["tmp"] / "bad"
+    bad.write_text("not the password")
+    with pytest.raises(_restic.ResticError) as err:
+        _restic.offsite(dict(world["params"], password_file=str(bad), id="20261129T020005Z"))
+    msg = str(err.value)
+    assert "wrong password" in msg
+    assert "backup_repository_password" in msg
+    assert PASSWORD not in msg
+    assert "aws-secret" not in msg
+
+
+@needs_restic
+def test_unreachable_repository_names_the_error(world):
+    params = dict(world["params"], repository="/proc/nonexistent-dir/repo")
+    with pytest.raises(_restic.ResticError) as err:
+        _restic.offsite(params)
+    assert "/proc/nonexistent-dir/repo" in str(err.value)
+
+
+def test_refusals_before_anything_runs(world):
+    p = world["params"]
+    with pytest.raises(ValueError, match="password_file"):
+        _restic.offsite(dict(p, password_file=str(world["tmp"] / "none")))
+    with pytest.raises(ValueError, match="not a backup id"):
+        _restic.offsite(dict(p, id="../../etc"))
+    with pytest.raises(ValueError, match="not absolute"):
+        _restic.offsite(dict(p, paths=["relative"]))
+    with pytest.raises(ValueError, match="needs ssh_config"):
+        _restic.offsite(dict(p, repository="sftp:u@h:/repo"))
+    assert not (world["tmp"] / "repo").exists()
+
+
+def test_check_mode_runs_nothing(world):
+    res = _restic.offsite(world["params"], check_mode=True)
+    assert res["snapshot_id"] == ""
+    assert res["tags"][1] == "env:production"
+    assert not (world["tmp"] / "repo").exists()
