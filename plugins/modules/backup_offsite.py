@@ -185,15 +185,18 @@ paths:
   returned: action=backup
   type: list
   elements: str
+  sample: [/var/backups/avatar-mgmt/production/20261128T020005Z/db.dump, /opt/deploy-avatar-prod/directus/uploads]
 missing:
   description: Paths of O(paths) that did not exist (left out).
   returned: action=backup
   type: list
   elements: str
+  sample: [/opt/deploy-avatar-prod/directus/extensions]
 initialized:
   description: Whether this run created the repository.
   returned: action=backup
   type: bool
+  sample: false
 snapshot_id:
   description: The new snapshot's id.
   returned: action=backup, not in check mode
@@ -203,6 +206,7 @@ parent:
   description: The snapshot this one was compared with (unchanged files were not read again); empty for the first.
   returned: action=backup, not in check mode
   type: str
+  sample: 4b1c9e07
 data_added:
   description: Bytes of new data the snapshot added to the repository (before compression).
   returned: action=backup, not in check mode
@@ -212,39 +216,48 @@ data_added_packed:
   description: The same after compression (restic 0.14 reports the uncompressed figure).
   returned: action=backup, not in check mode
   type: int
+  sample: 524288
 files_new:
   description: Files not in the parent snapshot.
   returned: action=backup, not in check mode
   type: int
+  sample: 2
 files_changed:
   description: Files changed since the parent snapshot.
   returned: action=backup, not in check mode
   type: int
+  sample: 1
 files_unmodified:
   description: Files unchanged since the parent snapshot.
   returned: action=backup, not in check mode
   type: int
+  sample: 1843
 total_bytes_processed:
   description: Bytes of the files in the snapshot.
   returned: action=backup, not in check mode
   type: int
+  sample: 53687091200
 forgotten:
   description: Snapshots retention removed, with C(id), C(time) and C(tags).
   returned: action=backup
   type: list
   elements: dict
+  sample: [{id: 9a0f3c11, time: '2026-11-20T02:00:07Z', tags: [avatar-mgmt, 'env:production', 'id:20261120T020005Z', 'kind:scheduled']}]
 manifest_updated:
   description: Whether the snapshot was recorded in O(manifest).
   returned: action=backup, not in check mode
   type: bool
+  sample: true
 subset:
   description: The data subset a check read back.
   returned: action=check
   type: str
+  sample: 5%
 snapshots:
   description: Snapshots of the environment in the repository.
   returned: action=check, not in check mode
   type: int
+  sample: 17
 timings:
   description: Seconds per step (C(open), C(init), C(parent), C(backup), C(forget), C(prune), C(total); C(check)).
   returned: always
