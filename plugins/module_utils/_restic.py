@@ -117,8 +117,8 @@ def ssh_config_text(key_file, known_hosts_file):
 
 
 def display(repo):
-    """The repository as messages may show it (no credentials in a URL)."""
-    return re.sub(r'(://)[^/@]*@', r'\1', repo)
+    """The repository as messages may show it (no password in a URL; parse_repository refuses one anyway)."""
+    return re.sub(r'(://[^/@:]+):[^/@]*@', r'\1:********@', repo)
 
 
 def tags(environment, backup_id, kind, version):
@@ -142,12 +142,21 @@ def redact(text, secret_values):
 
 
 def last_error(stderr):
-    """restic's own explanation: its ``Fatal:`` line with what follows, else the last lines of stderr."""
+    """restic's own explanation: its ``Fatal:`` line with what follows, else the last lines of stderr; with
+    the last words of ssh when the SFTP connection failed (``Host key verification failed.``)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    ssh = [line.split(':', 1)[1].strip() for line in lines if line.startswith('subprocess ssh:')]
+    ssh = [line for line in ssh if line and set(line) != {'@'}]
+    lines = [line for line in lines if not line.startswith('subprocess ssh:')]
+    why = ''
     for i, line in enumerate(lines):
         if line.startswith('Fatal:'):
-            return ' '.join(lines[i : i + 3])
-    return ' '.join(lines[-3:]) or 'no message'
+            why = ' '.join(lines[i : i + 3])
+            break
+    why = why or ' '.join(lines[-3:])
+    if ssh:
+        why = f"{why} (ssh: {' '.join(ssh[-2:])})".strip()
+    return why or 'no message'
 
 
 def parse_json_lines(stdout):

@@ -345,6 +345,7 @@ def test_a_failed_off_host_copy_fails_the_run_and_keeps_the_local_backup(host):
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert "the off-host copy to sftp:avatar-production@mol-backup-repo:/repo failed" in out, out[-3000:]
+    assert "Host key verification failed" in out  # ssh's own words, passed on
     (new,) = set(backups(host)) - before
     assert f"the local backup {new} is published and kept" in out
     assert manifest(host, new)["verification"]["result"] == "ok"

@@ -77,7 +77,8 @@ def test_tags_and_display():
     assert "release:" not in " ".join(_restic.tags("production", "20261128T020005Z", "safety", ""))
     with pytest.raises(ValueError, match="comma"):
         _restic.tags("production", "20261128T020005Z", "scheduled", "v1,2")
-    assert _restic.display("rest:https://u@backup.example/prod") == "rest:https://backup.example/prod"
+    assert _restic.display("rest:https://u:pw@backup.example/prod") == "rest:https://u:********@backup.example/prod"
+    assert _restic.display("sftp://avatar@backup-1:2253//repo") == "sftp://avatar@backup-1:2253//repo"
 
 
 def test_redact_takes_out_each_line_of_a_key():
@@ -122,6 +123,21 @@ def test_backup_summary_and_errors():
     assert errors == ["/x/y: permission denied"]
     with pytest.raises(ValueError, match="no summary"):
         _restic.backup_summary('{"message_type":"status"}')
+
+
+def test_last_error_names_what_ssh_said():
+    err = "\n".join(
+        [
+            "subprocess ssh: @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@",
+            "subprocess ssh: @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @",
+            "subprocess ssh: Host key for backup-1 has changed and you have requested strict checking.",
+            "subprocess ssh: Host key verification failed.",
+            "Fatal: unable to open repository at sftp:a@backup-1:/repo: unable to start the sftp session, error: EOF",
+        ]
+    )
+    why = _restic.last_error(err)
+    assert why.startswith("Fatal: unable to open repository")
+    assert why.endswith("requested strict checking. Host key verification failed.)")
 
 
 def test_last_error_prefers_fatal():
