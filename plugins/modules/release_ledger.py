@@ -328,16 +328,26 @@ lock_released:
   sample: true
 released_lock:
   description:
-    - The lock that O(release_lock) removed (the record M(avatar_mgmt.ops.deploy_lock) returns as RV(avatar_mgmt.ops.deploy_lock#module:lock),
-      without its token), or V({}). Its C(fingerprint) tells which lock it was.
+    - The lock that O(release_lock) removed (the record M(avatar_mgmt.ops.deploy_lock) returns as
+      RV(avatar_mgmt.ops.deploy_lock#module:lock), without its token), or V({}). Its C(fingerprint) tells which
+      lock it was.
   returned: O(state=record)
   type: dict
-  sample: {format: current, holder: alice, host: prod-1, action: deploy, version: v1.2.0, since: '2026-03-01T10:15:02Z', fingerprint: 0b5d6f7c1f0e8d8f5a1c2b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b}
+  sample:
+    format: current
+    holder: alice
+    host: prod-1
+    action: deploy
+    version: v1.2.0
+    since: '2026-03-01T10:15:02Z'
+    fingerprint: 0b5d6f7c1f0e8d8f5a1c2b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b
 lock_msg:
   description: What happened to the lock of O(release_lock) (as M(avatar_mgmt.ops.deploy_lock) says it), or V('').
   returned: O(state=record)
   type: str
-  sample: Released the lock /opt/deploy-avatar-prod/.deploy.lock held by alice (host prod-1, deploy v1.2.0, since 2026-03-01T10:15:02Z).
+  sample: >-
+    Released the lock /opt/deploy-avatar-prod/.deploy.lock held by alice (host prod-1, deploy v1.2.0,
+    since 2026-03-01T10:15:02Z).
 '''
 
 import os
