@@ -243,6 +243,16 @@ forgotten:
   type: list
   elements: dict
   sample: [{id: 9a0f3c11, time: '2026-11-20T02:00:07Z', tags: [avatar-mgmt, 'env:production', 'id:20261120T020005Z', 'kind:scheduled']}]
+copied:
+  description: Whether the backup is now in the repository (V(false) in check mode and when the copy failed).
+  returned: action=backup
+  type: bool
+  sample: true
+published:
+  description: On failure of O(action=backup) - the local backup is published and stays (always V(true)).
+  returned: failed and action=backup
+  type: bool
+  sample: true
 manifest_updated:
   description: Whether the snapshot was recorded in O(manifest).
   returned: action=backup, not in check mode
@@ -299,7 +309,10 @@ def main():
     params = dict(module.params)
     if module.get_bin_path(params['restic']) is None and not module.check_mode:
         module.fail_json(
-            msg=f"restic ({params['restic']}) is not installed on {params['environment']}'s host: install Debian's restic package"
+            msg=failure(params, f"restic ({params['restic']}) is not installed: install Debian's restic package"),
+            changed=False,
+            copied=False,
+            published=params['action'] == 'backup',
         )
     try:
         if params['action'] == 'check':
@@ -307,10 +320,26 @@ def main():
             module.exit_json(changed=False, **result)
         result = _restic.offsite(params, check_mode=module.check_mode)
     except ValueError as exc:
-        module.fail_json(msg='Off-host copy refused: ' + str(exc).rstrip('.') + '. Nothing was changed.', changed=False)
+        why = 'refused: ' + str(exc).rstrip('.') + ', nothing was changed in the repository'
+        module.fail_json(msg=failure(params, why), changed=False, copied=False, published=params['action'] == 'backup')
     except _restic.ResticError as exc:
-        module.fail_json(msg=str(exc), changed=False, timings=exc.timings)
-    module.exit_json(changed=True, **result)
+        module.fail_json(
+            msg=failure(params, str(exc)),
+            changed=False,
+            copied=False,
+            timings=exc.timings,
+            published=params['action'] == 'backup',
+        )
+    module.exit_json(changed=True, copied=not module.check_mode, **result)
+
+
+def failure(params, why):
+    """The message of a failed copy or check: which backup, where, that the local backup stays, and why."""
+    repo = _restic.display(params['repository'])
+    if params['action'] == 'check':
+        return f'The check of the off-host repository {repo} failed: {why}'
+    backup_id = params['id']
+    return f'the off-host copy of backup {backup_id} to {repo} failed (the local backup {backup_id} is published and kept): {why}'
 
 
 if __name__ == '__main__':

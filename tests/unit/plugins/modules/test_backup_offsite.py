@@ -36,6 +36,7 @@ def test_documentation_matches_the_argument_spec(monkeypatch):
 def test_backup_then_check(world):  # noqa: F811
     res = module_harness.run_module(backup_offsite, world["params"])
     assert res["changed"] is True
+    assert res["copied"] is True
     assert res["initialized"] is True
     assert res["snapshot_id"]
     check = module_harness.run_module(
@@ -48,8 +49,13 @@ def test_backup_then_check(world):  # noqa: F811
 
 def test_bad_input_is_refused_and_names_the_option(world):  # noqa: F811
     res = module_harness.run_module(backup_offsite, dict(world["params"], repository="ftp://x/y"), FailJson)
-    assert res["msg"].startswith("Off-host copy refused: backup_repository 'ftp://x/y' is not a restic repository")
-    assert res["msg"].endswith("Nothing was changed.")
+    assert res["msg"].startswith(
+        "the off-host copy of backup 20261128T020005Z to ftp://x/y failed (the local backup 20261128T020005Z is "
+        "published and kept): refused: backup_repository 'ftp://x/y' is not a restic repository"
+    )
+    assert res["msg"].endswith("nothing was changed in the repository")
+    assert res["published"] is True
+    assert res["copied"] is False
 
 
 @needs_restic
@@ -61,6 +67,7 @@ def test_a_restic_error_is_the_message_without_secrets(world, tmp_path):  # noqa
         backup_offsite, dict(world["params"], password_file=str(bad), id="20261129T020005Z"), FailJson
     )
     assert "wrong password" in res["msg"]
+    assert res["published"] is True
     assert "aws-secret" not in repr(res)
 
 
