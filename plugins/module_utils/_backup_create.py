@@ -309,7 +309,13 @@ def complete_backups(backup_dir):
         names = sorted(os.listdir(backup_dir))
     except FileNotFoundError:
         return []
-    folders = [n for n in names if ID_RE.match(n) and os.path.isdir(os.path.join(backup_dir, n))]
+    folders = [
+        n
+        for n in names
+        if ID_RE.match(n)
+        and os.path.isdir(os.path.join(backup_dir, n))
+        and not os.path.islink(os.path.join(backup_dir, n))
+    ]
     return [retention_entry(n, _read_manifest(os.path.join(backup_dir, n))) for n in folders]
 
 
@@ -652,7 +658,11 @@ def _policy(retention):
     for key in ('daily', 'weekly', 'monthly'):
         if policy[key] is None:
             raise ValueError(f'retention.{key} is required (backup_keep_{key})')
-    select_backups([], policy['daily'], policy['weekly'], policy['monthly'], other=policy['other'])
+    try:
+        select_backups([], policy['daily'], policy['weekly'], policy['monthly'], other=policy['other'])
+    except ValueError as exc:
+        key = str(exc).split(' ', 1)[0]
+        raise ValueError(f'retention.{exc} (backup_keep_{key})') from None
     return policy
 
 

@@ -711,7 +711,9 @@ def test_check_mode_reports_what_retention_would_remove_and_changes_nothing(tmp_
 
 def test_a_bad_retention_policy_is_refused_before_anything_changes(tmp_path, project):
     docker = FakeDocker()
-    with pytest.raises(ValueError, match='other must be a non-negative integer, got -1'):
+    with pytest.raises(
+        ValueError, match=r'^retention\.other must be a non-negative integer, got -1 \(backup_keep_other\)$'
+    ):
         bc.create(params(tmp_path, project, retention=dict(POLICY, other=-1)), docker)
     assert docker.calls == []
     assert not (tmp_path / 'backups').exists()
@@ -741,3 +743,17 @@ def test_a_failing_retention_keeps_the_published_backup_and_says_what_it_removed
     published = backups / '20261128T020005Z'
     assert json.loads((published / 'manifest.json').read_text()) == result['manifest']
     assert listing(backups) == ['20261124T020000Z', '20261125T020000Z', '20261127T020000Z', '20261128T020005Z']
+
+
+def test_retention_counts_only_complete_backup_folders(tmp_path):
+    backups = tmp_path / 'backups'
+    old_backup(backups, '20261126T020000Z')
+    elsewhere = old_backup(tmp_path / 'elsewhere', '20261125T020000Z')
+    (backups / '20261125T020000Z').symlink_to(elsewhere)  # a link is not a backup: never followed, never removed
+    (backups / '20261124T020000Z').write_text('a file')
+    (backups / '.tmp-20261123T020000Z').mkdir()
+    (backups / 'notes').mkdir()
+    assert [b['id'] for b in bc.complete_backups(str(backups))] == ['20261126T020000Z']
+    result = bc.apply_retention(str(backups), {'daily': 0, 'weekly': 0, 'monthly': 0}, ())
+    assert result == {'keep': ['20261126T020000Z'], 'removed': [], 'protected': [], 'reasons': result['reasons']}
+    assert (elsewhere / 'manifest.json').is_file()
