@@ -31,6 +31,18 @@ RC_WRONG_PASSWORD = 12
 RC_INCOMPLETE = 3
 NO_REPOSITORY_TEXT = ('Is there a repository at the following location?', 'repository does not exist')
 TAG_PREFIX = 'avatar-mgmt'
+# What ssh says when an SFTP connection fails, in the words that name the cause.
+SSH_TELLING = (
+    'host key verification failed',
+    'remote host identification has changed',
+    'host key for',
+    'no ed25519 host key is known',
+    'permission denied',
+    'could not resolve',
+    'connection refused',
+    'connection timed out',
+    'no route to host',
+)
 KINDS = ('scheduled', 'pre-deploy', 'safety')
 ID_RE = re.compile(r'^\d{8}T\d{6}Z$')
 SUBSET_RE = re.compile(r'^(\d{1,2}(\.\d+)?%|100%|\d+/\d+|\d+[KMGT]?)$')
@@ -145,8 +157,11 @@ def last_error(stderr):
     """restic's own explanation: its ``Fatal:`` line with what follows, else the last lines of stderr; with
     the last words of ssh when the SFTP connection failed (``Host key verification failed.``)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    ssh = [line.split(':', 1)[1].strip() for line in lines if line.startswith('subprocess ssh:')]
-    ssh = [line for line in ssh if line and set(line) != {'@'}]
+    ssh = [line.split(':', 1)[1].strip('@ \t') for line in lines if line.startswith('subprocess ssh:')]
+    ssh = [line for line in ssh if line]
+    # restic may exit before it has passed on all of ssh's lines: the telling ones first.
+    telling = [line for line in ssh if any(word in line.lower() for word in SSH_TELLING)]
+    ssh = telling or ssh
     lines = [line for line in lines if not line.startswith('subprocess ssh:')]
     why = ''
     for i, line in enumerate(lines):

@@ -263,10 +263,11 @@ def test_each_backup_is_a_snapshot_in_the_repository_on_the_backup_host(host):
     # The safety backup the restore of the first test took: labelled as such, with its release.
     assert any(tag(s, "kind") == "safety" and tag(s, "release") == "v1.2.0" for s in snaps), snaps
     # The repository's settings on the production server: root only.
-    assert host.file(CONF).mode == 0o700
-    assert host.file(CONF).user == "root"
+    # (read with sudo: the deploy user cannot even look into the folder)
+    assert host.check_output(f"sudo stat -c '%a %U' {CONF}") == "700 root"
     for name in ("password", "id_backup", "known_hosts", "ssh_config"):
-        assert host.file(f"{CONF}/{name}").mode == 0o600, name
+        assert host.check_output(f"sudo stat -c '%a %U' {CONF}/{name}") == "600 root", name
+    assert not host.run(f"ls {CONF}").succeeded
     assert "StrictHostKeyChecking yes" in host.check_output(f"sudo cat {CONF}/ssh_config")
     # The backup account on the backup host: no shell, SFTP only in its chroot.
     assert repo_host().user("avatar-production").shell == "/usr/sbin/nologin"
@@ -323,10 +324,12 @@ def test_a_second_backup_of_unchanged_uploads_adds_little(host):
 
 def test_repository_retention_forgets_by_kind(host):
     snaps = snapshots(host)
-    scheduled = [s for s in snaps if tag(s, "kind") == "scheduled"]
-    # All of today: daily retention keeps the newest one of the day (several were taken).
-    assert len(scheduled) == 1, [s["tags"] for s in scheduled]
-    assert tag(scheduled[0], "id") == backups(host)[-1]
+    scheduled = sorted((s for s in snaps if tag(s, "kind") == "scheduled"), key=lambda s: s["time"])
+    # Several scheduled backups were copied today: daily retention keeps the newest of the day. restic
+    # 0.17 and later also keep the oldest snapshot of a group while there are fewer days of snapshots than
+    # the policy asks for (a young repository), so at most those two are left.
+    assert tag(scheduled[-1], "id") == backups(host)[-1]
+    assert len(scheduled) <= 2, [s["tags"] for s in scheduled]
     assert len([s for s in snaps if tag(s, "kind") == "safety"]) <= 3
 
 
@@ -355,7 +358,8 @@ def test_a_failed_off_host_copy_fails_the_run_and_keeps_the_local_backup(host):
         f"the off-host copy of backup {new} to sftp:avatar-production@mol-backup-repo:/repo failed"
         f" (the local backup {new} is published and kept)"
     ) in out, out[-3000:]
-    assert "Host key verification failed" in out  # ssh's own words, passed on
+    # ssh's own words, passed on (restic may exit before passing on its last line)
+    assert "Host key verification failed" in out or "REMOTE HOST IDENTIFICATION HAS CHANGED" in out, out[-3000:]
     assert manifest(host, new)["verification"]["result"] == "ok"
     assert not host.file(f"{DIR}/.deploy.lock").exists
     # The right key again for whatever runs next.

@@ -138,6 +138,9 @@ def test_last_error_names_what_ssh_said():
     why = _restic.last_error(err)
     assert why.startswith("Fatal: unable to open repository")
     assert why.endswith("requested strict checking. Host key verification failed.)")
+    # restic exited before passing on ssh's last lines: the telling one it did pass on is named.
+    cut = "\n".join(err.splitlines()[:2] + err.splitlines()[-1:] + ["subprocess ssh: Please contact your admin."])
+    assert "(ssh: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!)" in _restic.last_error(cut)
 
 
 def test_last_error_prefers_fatal():
