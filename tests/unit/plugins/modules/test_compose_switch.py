@@ -106,7 +106,8 @@ def test_a_read_in_a_thread_that_cannot_run_docker_fails_the_module_once(docker,
     monkeypatch.setattr(basic.AnsibleModule, 'run_command', run)
     docker.desired.update(api='v2')
     result = module_harness.run_module(compose_switch, ARGS, FailJson)
-    assert seen and not any(seen), 'run_command was called with handle_exceptions left on'
+    assert seen
+    assert not any(seen), 'run_command was called with handle_exceptions left on'
     assert 'could not be run' in result['msg']
     assert result['changed'] is False
     assert not [c for c in docker.calls if 'up' in c and '--dry-run' not in c]
