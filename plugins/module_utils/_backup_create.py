@@ -273,7 +273,9 @@ def running_release(ledger):
 
 def ledger_backups(ledger):
     """Ids of the backups the ledger's releases name (each one the backup to restore "before" its release)."""
-    return [entry['backup'] for entry in ledger.get('releases', []) if entry.get('backup')]
+    releases = ledger.get('releases', [])
+    entries = releases if isinstance(releases, list) else []
+    return [e['backup'] for e in entries if isinstance(e, dict) and isinstance(e.get('backup'), str) and e['backup']]
 
 
 # ---------------------------------------------------------------------------
@@ -282,17 +284,25 @@ def ledger_backups(ledger):
 
 
 def _read_manifest(folder):
-    """A backup's manifest, or {} when it cannot be read (such a backup counts as scheduled, not verified)."""
+    """A backup's manifest; {} when it has none or it is not JSON (such a backup counts as scheduled, not
+    verified); None when it exists but cannot be read now (retention then leaves that backup alone)."""
     try:
         with open(os.path.join(folder, MANIFEST), 'rb') as f:
             manifest = json.loads(f.read().decode('utf-8'))
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        return {}
+    except OSError:
+        return None
+    except ValueError:
         return {}
     return manifest if isinstance(manifest, dict) else {}
 
 
 def retention_entry(backup_id, manifest):
-    """What retention knows of a backup: {id, time, kind, verified} from its id and manifest."""
+    """What retention knows of a backup: {id, time, kind, verified} from its id and manifest (``unreadable`` when
+    the manifest could not be read: None)."""
+    if manifest is None:
+        return {'id': backup_id, 'time': backup_time(backup_id), 'kind': '', 'verified': False, 'unreadable': True}
     kind = manifest.get('kind')
     verification = manifest.get('verification')
     return {
@@ -319,6 +329,17 @@ def complete_backups(backup_dir):
     return [retention_entry(n, _read_manifest(os.path.join(backup_dir, n))) for n in folders]
 
 
+def remove_backup(backup_dir, backup_id):
+    """Remove a backup folder: first renamed to ``.del-<id>`` (no longer a backup for a list, a restore or the
+    next retention, even if the removal stops half-way), then removed; a ``.del-`` folder left by an earlier
+    removal that stopped goes too."""
+    doomed = os.path.join(backup_dir, '.del-' + backup_id)
+    if os.path.lexists(doomed):
+        shutil.rmtree(doomed)
+    os.rename(os.path.join(backup_dir, backup_id), doomed)
+    shutil.rmtree(doomed)
+
+
 def apply_retention(backup_dir, policy, protect=(), extra=None, check_mode=False):
     """Remove the complete backups in ``backup_dir`` that ``policy`` (daily, weekly, monthly, other) lets go.
 
@@ -331,7 +352,8 @@ def apply_retention(backup_dir, policy, protect=(), extra=None, check_mode=False
     if extra and extra['id'] not in {b['id'] for b in backups}:
         backups.append(extra)
     plan = select_backups(backups, policy['daily'], policy['weekly'], policy['monthly'], other=policy.get('other'))
-    protect = set(protect)
+    # A backup whose manifest cannot be read now may be the newest verified one: it stays.
+    protect = set(protect) | {b['id'] for b in backups if b.get('unreadable')}
     protected = [i for i in plan['delete'] if i in protect]
     removed = []
     for backup_id in plan['delete']:
@@ -339,7 +361,7 @@ def apply_retention(backup_dir, policy, protect=(), extra=None, check_mode=False
             continue
         if not check_mode:
             try:
-                shutil.rmtree(os.path.join(backup_dir, backup_id))
+                remove_backup(backup_dir, backup_id)
             except OSError as exc:
                 exc.removed = removed
                 raise
@@ -689,6 +711,10 @@ def create(params, runner=None, check_mode=False, clock=time.monotonic):
         loaded = backup._timed('ledger', _ledger.load, ledger_dir)
         if loaded.problem:
             warnings.append(loaded.problem)
+            if policy is not None:
+                # The backups it names ("before" a release) cannot be known: none is removed this time.
+                policy = None
+                warnings.append('retention skipped: the ledger cannot be read, so the backups it names are not known')
         if release is None:
             release = running_release(loaded.ledger)
         protect += ledger_backups(loaded.ledger)
@@ -724,7 +750,7 @@ def create(params, runner=None, check_mode=False, clock=time.monotonic):
     if policy is not None:
         try:
             result['retention'] = backup._timed('retention', apply_retention, params['backup_dir'], policy, protect)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the backup is published: any failure here must say so
             removed = getattr(exc, 'removed', [])
             result['retention']['removed'] = removed
             backup.timings['total'] = round(clock() - start, 3)

@@ -216,7 +216,11 @@ def main():
     params = module.params
 
     def run(argv):
-        return module.run_command(argv, cwd=params['project_dir'])
+        # Some reads run in threads: run_command must not end the module (fail_json) from one of them.
+        try:
+            return module.run_command(argv, cwd=params['project_dir'], handle_exceptions=False)
+        except OSError as exc:
+            return 127, '', f'{argv[0]} could not be run: {exc}'
 
     try:
         services = _switch.service_specs(params['services'])

@@ -1,7 +1,7 @@
 # Copyright (c) avatar_mgmt.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""compose_deploy's input checks: once per run after deploy.yml's validate.yml, always when the role runs alone.
+"""compose_deploy's input checks: the role's preflight checks its input itself, also after deploy.yml's validate.yml.
 
 Real ansible-playbook runs on the sandbox inventory that contact no host (validate.yml and
 preflight.yml need no connection).
@@ -69,11 +69,11 @@ def _run(tmp_path, validate):
     [
         # The role run alone (rollback.yml, another playbook): its preflight checks the input itself.
         (False, True),
-        # After validate.yml passed on this host in this run, the preflight checks only the release.
-        (True, False),
+        # validate.yml passed on this host in this run, then the role's vars changed: still refused.
+        (True, True),
     ],
 )
-def test_the_input_is_checked_once_per_run_and_always_by_the_role_alone(tmp_path, validate, fails):
+def test_the_role_checks_its_input_even_after_validate_passed(tmp_path, validate, fails):
     proc = _run(tmp_path, validate)
     out = proc.stdout + proc.stderr
     assert ('compose_deploy_project_dir must be an absolute path' in out) is fails, out[-3000:]

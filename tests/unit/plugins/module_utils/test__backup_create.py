@@ -742,7 +742,13 @@ def test_a_failing_retention_keeps_the_published_backup_and_says_what_it_removed
     assert result['manifest']['verification']['result'] == 'ok'
     published = backups / '20261128T020005Z'
     assert json.loads((published / 'manifest.json').read_text()) == result['manifest']
-    assert listing(backups) == ['20261124T020000Z', '20261125T020000Z', '20261127T020000Z', '20261128T020005Z']
+    # The backup whose removal failed was renamed first: no longer a backup for a list, a restore or retention.
+    assert listing(backups) == ['.del-20261125T020000Z', '20261124T020000Z', '20261127T020000Z', '20261128T020005Z']
+    assert [b['id'] for b in bc.complete_backups(str(backups))] == [
+        '20261124T020000Z',
+        '20261127T020000Z',
+        '20261128T020005Z',
+    ]
 
 
 def test_retention_counts_only_complete_backup_folders(tmp_path):
@@ -757,3 +763,55 @@ def test_retention_counts_only_complete_backup_folders(tmp_path):
     result = bc.apply_retention(str(backups), {'daily': 0, 'weekly': 0, 'monthly': 0}, ())
     assert result == {'keep': ['20261126T020000Z'], 'removed': [], 'protected': [], 'reasons': result['reasons']}
     assert (elsewhere / 'manifest.json').is_file()
+
+
+def test_a_corrupt_ledger_skips_retention_so_the_backups_it_names_stay(tmp_path, project):
+    backups = tmp_path / 'backups'
+    for backup_id in ('20261124T020000Z', '20261125T020000Z', '20261126T020000Z', '20261127T020000Z'):
+        old_backup(backups, backup_id)
+    (project / 'releases').mkdir()
+    (project / 'releases' / 'index.json').write_text('{"current": "x", "releases": [{"backup": "20261124T020000Z"')
+    result = bc.create(params(tmp_path, project, retention=POLICY), FakeDocker())
+    assert result['retention']['removed'] == []
+    assert any(w.startswith('retention skipped: the ledger cannot be read') for w in result['warnings'])
+    assert len(bc.complete_backups(str(backups))) == 5
+
+
+def test_a_ledger_entry_whose_backup_is_no_id_is_ignored(tmp_path, project):
+    backups = tmp_path / 'backups'
+    for backup_id in ('20261125T020000Z', '20261126T020000Z', '20261127T020000Z'):
+        old_backup(backups, backup_id)
+    write_ledger(
+        project,
+        'r2',
+        [{'id': 'r1', 'backup': ['20261125T020000Z']}, {'id': 'r2', 'backup': '20261126T020000Z'}],
+    )
+    result = bc.create(params(tmp_path, project, retention=POLICY), FakeDocker())
+    assert result['retention']['removed'] == ['20261125T020000Z']
+    assert result['retention']['protected'] == ['20261126T020000Z']
+
+
+def test_a_backup_whose_manifest_cannot_be_read_now_is_not_removed(tmp_path, project, monkeypatch):
+    backups = tmp_path / 'backups'
+    for backup_id in ('20261124T020000Z', '20261125T020000Z', '20261126T020000Z', '20261127T020000Z'):
+        old_backup(backups, backup_id)
+    real_open = open
+
+    def flaky_open(path, *args, **kwargs):
+        if str(path).endswith('20261125T020000Z/manifest.json'):
+            raise PermissionError(13, 'Permission denied', str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr('builtins.open', flaky_open)
+    result = bc.apply_retention(str(backups), dict(POLICY, daily=1), ())
+    assert '20261125T020000Z' in result['protected']
+    assert (backups / '20261125T020000Z').is_dir()
+    assert result['removed'] == ['20261126T020000Z', '20261124T020000Z']
+
+
+def test_a_removal_left_half_done_is_finished_by_the_next(tmp_path):
+    backups = tmp_path / 'backups'
+    old_backup(backups, '20261125T020000Z')
+    (backups / '.del-20261125T020000Z' / 'rest').mkdir(parents=True)  # an earlier removal of the same id stopped
+    bc.remove_backup(str(backups), '20261125T020000Z')
+    assert listing(backups) == []

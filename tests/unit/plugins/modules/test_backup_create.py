@@ -136,7 +136,8 @@ def test_a_failed_retention_fails_saying_the_backup_is_published(tmp_path, proje
     assert result['published'] is True
     assert result['changed'] is True
     assert result['retention']['removed'] == []
-    assert sorted(os.listdir(tmp_path / 'backups')) == ['20261121T020000Z', '20261128T020005Z']
+    # Renamed before its removal failed: no longer counted as a backup.
+    assert sorted(os.listdir(tmp_path / 'backups')) == ['.del-20261121T020000Z', '20261128T020005Z']
     assert (tmp_path / 'backups' / '20261128T020005Z' / 'manifest.json').is_file()
 
 

@@ -91,3 +91,23 @@ def test_a_compose_file_compose_cannot_read_fails_before_anything(docker, monkey
     assert result['msg'].endswith('Nothing was changed.')
     assert result['changed'] is False
     assert not [c for c in docker.calls if 'up' in c and '--dry-run' not in c]
+
+
+def test_a_read_in_a_thread_that_cannot_run_docker_fails_the_module_once(docker, monkeypatch):
+    """run_command must not end the module from a reading thread (its fail_json would print a second result)."""
+    seen = []
+
+    def run(self, argv, **kw):
+        seen.append(kw.get('handle_exceptions', True))
+        if '--dry-run' in argv:
+            raise FileNotFoundError(2, 'No such file or directory', argv[0])
+        return docker(argv)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', run)
+    docker.desired.update(api='v2')
+    result = module_harness.run_module(compose_switch, ARGS, FailJson)
+    assert seen
+    assert not any(seen), 'run_command was called with handle_exceptions left on'
+    assert 'could not be run' in result['msg']
+    assert result['changed'] is False
+    assert not [c for c in docker.calls if 'up' in c and '--dry-run' not in c]
