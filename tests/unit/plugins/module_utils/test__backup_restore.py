@@ -385,7 +385,7 @@ def test_a_failed_extraction_after_the_database_puts_both_back(tmp_path, project
     docker = FakeDocker()
     with pytest.raises(br.RestoreError) as caught:
         br.restore(params(backup_dir, project), docker)
-    assert 'proxy.tar.gz cannot be read' in str(caught.value)
+    assert 'proxy.tar.gz failed (exit status 2): ' in str(caught.value)
     assert caught.value.details['recovered'] is True
     assert_previous_state(docker, project)
 
