@@ -236,9 +236,8 @@ def test_a_restore_that_fails_after_dropping_the_database_puts_the_previous_data
     cms("/items/avatars", json.dumps({"name": "katherine"}).encode())
     before = rows()
     assert "katherine" in before
-    host.check_output(
-        f"sudo cp -p {folder}/db.dump /tmp/avatar-test-db.dump && sudo cp -p {folder}/manifest.json /tmp/avatar-test-manifest.json"
-    )
+    saved = "/tmp/avatar-test-saved"
+    host.check_output(f"sudo install -d -m 0700 {saved} && sudo cp -p {folder}/db.dump {folder}/manifest.json {saved}/")
     try:
         size = int(host.check_output(f"sudo stat -c %s {folder}/db.dump"))
         host.check_output(f"sudo truncate -s {size * 6 // 10} {folder}/db.dump")
@@ -267,10 +266,7 @@ def test_a_restore_that_fails_after_dropping_the_database_puts_the_previous_data
         # Nothing was staged in the db container.
         assert not host.run(f"{COMPOSE} exec -T db ls /tmp/avatar-restore.dump").succeeded
     finally:
-        host.check_output(
-            f"sudo cp -p /tmp/avatar-test-db.dump {folder}/db.dump && sudo cp -p /tmp/avatar-test-manifest.json {folder}/manifest.json"
-        )
-        host.check_output("sudo rm -f /tmp/avatar-test-db.dump /tmp/avatar-test-manifest.json")
+        host.check_output(f"sudo cp -p {saved}/db.dump {saved}/manifest.json {folder}/ && sudo rm -rf {saved}")
 
 
 def test_latest_is_the_last_scheduled_backup_never_the_safety_one(host):
