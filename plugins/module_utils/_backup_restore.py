@@ -169,6 +169,12 @@ def clear_folder(root, rel, exclude):
             os.remove(child)
 
 
+def describe(exc):
+    """An exception as a clause of a message (its type too when it is not one of ours)."""
+    text = str(exc).rstrip('.') or 'no message'
+    return text if isinstance(exc, (StepError, OSError)) else f'{type(exc).__name__}: {text}'
+
+
 # ---------------------------------------------------------------------------
 # The restore
 # ---------------------------------------------------------------------------
@@ -291,13 +297,13 @@ class Restore:
     def apply(self, folder, manifest, items, step):
         """Restore ``items`` of the backup in ``folder``; StepError on the first failure.
 
-        ``self.touched`` turns true before the first change to the database or a folder.
+        ``self.touched`` lists the parts changed (or about to be), each added before its first change.
         """
         if 'db' in items:
             self._timed(step + '_db', self._restore_db, folder, manifest)
         for what in items:
             if what != 'db':
-                self._timed(step + '_' + what, self._restore_archive, folder, self.archives[what + '.tar.gz'])
+                self._timed(step + '_' + what, self._restore_archive, folder, self.archives[what + '.tar.gz'], what)
 
     def _restore_db(self, folder, manifest):
         p = self.p
@@ -305,7 +311,7 @@ class Restore:
         with open(path, 'rb') as dump:
             if dump.read(len(DUMP_MAGIC)) != DUMP_MAGIC:
                 raise StepError(f'{path} is not a custom-format dump')
-        self.touched = True
+        self.touched.append('db')
         self._run(
             'recreating the database {} empty'.format(p['db_name']),
             self._psql(
@@ -328,10 +334,10 @@ class Restore:
             raise StepError('the restored database differs from the manifest: ' + '; '.join(problems))
         self.row_counts = restored
 
-    def _restore_archive(self, folder, archive):
+    def _restore_archive(self, folder, archive, what):
         # The checksums matched the manifest: the archive is read once, by the extraction.
         path = os.path.join(folder, archive['name'])
-        self.touched = True
+        self.touched.append(what)
         for rel in archive['paths']:
             try:
                 clear_folder(self.p['project_dir'], rel.strip('/'), archive.get('exclude') or [])
@@ -346,15 +352,15 @@ class Restore:
 
     def run(self):
         """Restore; on a failure after the data was touched, put the safety backup back. RestoreError on failure."""
-        self.touched = False
+        self.touched = []
         self.row_counts = {}
         try:
             self._timed('stop', self.stop)
             self.apply(self.path, self.manifest, self.items, 'restore')
             self._timed('start', self.start)
             return
-        except (StepError, OSError) as exc:
-            error = str(exc).rstrip('.')
+        except Exception as exc:  # noqa: BLE001 - any failure, expected or not, must put the data back
+            error = describe(exc)
         details = {'error': error, 'safety_id': self.safety_id, 'recovered': False, 'safety_error': ''}
         if not self.touched:
             started = self._start_after_failure()
@@ -370,11 +376,15 @@ class Restore:
                 f'database and files may be empty or partial; {started}. Retry: {self.retry_command(self.id)}',
                 details,
             )
-        items = [w for w in self.what(self.safety_manifest) if w in self.items]
+        # Only what this run changed is put back (the rest is as it was).
+        items = [w for w in self.what(self.safety_manifest) if w in self.touched]
+        lacking = [w for w in self.touched if w not in items]
         try:
             self.apply(self.safety_path, self.safety_manifest, items, 'safety')
-        except (StepError, OSError) as exc:
-            details['safety_error'] = str(exc).rstrip('.')
+        except Exception as exc:  # noqa: BLE001 - reported in the message, whatever it is
+            details['safety_error'] = describe(exc)
+        if lacking and not details['safety_error']:
+            details['safety_error'] = 'the safety backup holds no {} to put back'.format(', '.join(lacking))
         started = self._start_after_failure()
         if details['safety_error']:
             raise RestoreError(
@@ -393,9 +403,15 @@ class Restore:
             )
         details['recovered'] = True
         raise RestoreError(
-            'Restore of backup {} failed: {}. The safety backup {} taken just before was restored ({}; row counts as '
-            'its manifest records): the previous data is back; {}. Retry: {}'.format(
-                self.id, error, self.safety_id, ', '.join(items), started, self.retry_command(self.id)
+            'Restore of backup {} failed: {}. The safety backup {} taken just before was restored ({}{}): the '
+            'previous data is back; {}. Retry: {}'.format(
+                self.id,
+                error,
+                self.safety_id,
+                ', '.join(items),
+                '; row counts as its manifest records' if 'db' in items else '',
+                started,
+                self.retry_command(self.id),
             ),
             details,
         )

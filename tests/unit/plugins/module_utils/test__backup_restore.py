@@ -348,10 +348,11 @@ def test_a_missing_database_container_is_refused(backups, project):
 # -- failures and recovery -----------------------------------------------------
 
 
-def assert_previous_state(docker, project):
+def assert_previous_state(docker, project, proxy=b'npm now'):
+    """The rows, uploads and proxy data of before the restore (``proxy``: the bytes of NPM's database then)."""
     assert docker.rows == OLD
     assert uploads(project) == NOW_UPLOADS
-    assert (project / 'jc21/data/database.sqlite').read_bytes() == b'npm of ' + SAFETY_ID.encode()
+    assert (project / 'jc21/data/database.sqlite').read_bytes() == proxy
     assert docker.running == {'db', 'api', 'directus', 'frontend', 'proxy'}
 
 
@@ -366,7 +367,8 @@ def test_a_failed_pg_restore_puts_the_safety_backup_back(tmp_path, project):
     message = str(caught.value)
     assert message.startswith(f'Restore of backup {NIGHTLY_ID} failed: pg_restore of ')
     assert 'could not read from input file' in message
-    assert f'The safety backup {SAFETY_ID} taken just before was restored (db, directus, proxy' in message
+    # Only the database was touched: only the database is put back.
+    assert f'The safety backup {SAFETY_ID} taken just before was restored (db;' in message
     assert 'the previous data is back' in message
     assert 'api, directus, proxy are running again' in message
     assert message.endswith(f'Retry: restore.yml -e backup_id={NIGHTLY_ID} -e confirm_restore=production')
@@ -386,8 +388,9 @@ def test_a_failed_extraction_after_the_database_puts_both_back(tmp_path, project
     with pytest.raises(br.RestoreError) as caught:
         br.restore(params(backup_dir, project), docker)
     assert 'proxy.tar.gz failed (exit status 2): ' in str(caught.value)
+    assert 'restored (db, directus, proxy;' in str(caught.value)
     assert caught.value.details['recovered'] is True
-    assert_previous_state(docker, project)
+    assert_previous_state(docker, project, proxy=b'npm of ' + SAFETY_ID.encode())
 
 
 def test_restored_rows_that_differ_from_the_manifest_are_a_failure(backups, project):
@@ -436,6 +439,36 @@ def test_a_failure_before_the_data_is_touched_changes_nothing_and_restarts(backu
     assert docker.rows == OLD
     assert docker.restores == 0
     assert 'new.glb' in uploads(project)
+
+
+def test_an_unexpected_error_puts_the_safety_backup_back_too(backups, project):
+    class Crashing(FakeDocker):
+        def _pg_restore(self, argv, stdin):
+            result = super()._pg_restore(argv, stdin)
+            if self.restores == 1:
+                raise RuntimeError('the docker client was killed')
+            return result
+
+    docker = Crashing()
+    with pytest.raises(br.RestoreError) as caught:
+        br.restore(params(backups, project), docker)
+    assert f'failed: RuntimeError: the docker client was killed. The safety backup {SAFETY_ID}' in str(caught.value)
+    assert caught.value.details['recovered'] is True
+    assert_previous_state(docker, project)
+
+
+def test_a_part_the_safety_backup_lacks_is_not_called_back(tmp_path, project):
+    backup_dir = tmp_path / 'backups'
+    make_backup(backup_dir, NIGHTLY_ID, NIGHTLY, {}, damage='proxy.tar.gz')
+    safety = make_backup(backup_dir, SAFETY_ID, OLD, NOW_UPLOADS, kind='safety')
+    manifest = json.loads((safety / 'manifest.json').read_text())
+    del manifest['files']['proxy.tar.gz']
+    (safety / 'manifest.json').write_text(json.dumps(manifest))
+    with pytest.raises(br.RestoreError) as caught:
+        br.restore(params(backup_dir, project), FakeDocker())
+    assert 'failed too: the safety backup holds no proxy to put back' in str(caught.value)
+    assert 'The previous data is NOT back' in str(caught.value)
+    assert caught.value.details['recovered'] is False
 
 
 def test_services_that_cannot_start_are_named_in_the_message(tmp_path, project):
