@@ -280,13 +280,13 @@ def test_latest_is_the_last_scheduled_backup_never_the_safety_one(host):
     assert kind(host, backups(host)[-1]) == "safety"  # the newest backup is the last restore's safety backup
     # The rows when the last scheduled backup was taken (test_a_corrupt_ledger_does_not_block_a_backup).
     expected = sorted([*NAMES, "margaret"])
-    for _ in range(2):
+    for attempt in range(2):
         cms("/items/avatars", json.dumps({"name": "dorothy"}).encode())
         old = set(backups(host))
         res = playbook("restore.yml", "-e", "backup_id=latest", "-e", "confirm_restore=production")
         out = res.stdout + res.stderr
-        assert res.returncode == 0, out[-3000:]
-        assert f"Restored backup {scheduled} (scheduled" in out, out[-3000:]
+        assert res.returncode == 0, f"restore {attempt + 1}: {out[-3000:]}"
+        assert f"Restored backup {scheduled} (scheduled" in out, f"restore {attempt + 1}: {out[-3000:]}"
         (safety,) = set(backups(host)) - old
         assert manifest(host, safety)["kind"] == "safety"
         assert wait_cms() == expected
