@@ -353,7 +353,10 @@ def summarize(samples):
         verdict['0 failed requests during switch, rollback and automatic rollback'] = all(
             sum(ops[k]['failed_requests']) == 0 for k in collection
         )
-    verdict['every operation ended on the expected release'] = all(o['all_succeeded'] for o in ops.values())
+    # The thin deploy recreates in place: it may end on the proxy's 502 (an observation, not a target of ours).
+    verdict['every collection operation ended on the expected release'] = all(
+        o['all_succeeded'] for k, o in ops.items() if not k.startswith('thin_')
+    )
     return ops, ratios, verdict
 
 
@@ -393,6 +396,12 @@ def table(result):
     lines += [f'{name:<40} {value}' for name, value in ratios.items()]
     lines += ['']
     lines += [f'target {name:<50} {"met" if ok else "NOT MET"}' for name, ok in verdict.items()]
+    thin_failed = [op['label'] for k, op in ops.items() if k.startswith('thin_') and not op['all_succeeded']]
+    if thin_failed:
+        lines.append(
+            f'observed: {", ".join(thin_failed)} ended at least once without the proxy serving the new release'
+            ' (in-place recreate; its time still counts as measured)'
+        )
     for kind in ('switch', 'switch_no_backup', 'noop', 'rollback', 'auto_rollback'):
         prof = result.get('profiles', {}).get(kind)
         if not prof:
@@ -536,7 +545,7 @@ def main(argv=None):
         handle.write(text)
     print(text)
     log(f'results: {base}.json and {base}.txt (per-run output and task files in {workdir})')
-    return 0 if verdict.get('every operation ended on the expected release') else 1
+    return 0 if verdict.get('every collection operation ended on the expected release') else 1
 
 
 if __name__ == '__main__':

@@ -17,10 +17,17 @@ def _count(value):
     return value
 
 
-def backup_retention(backups, daily=7, weekly=4, monthly=6, now=None):
+def backup_retention(backups, daily=7, weekly=4, monthly=6, now=None, other=None):
     """Grandfather-father-son retention: ``{'keep': [...], 'delete': [...], 'reasons': {...}}``."""
     try:
-        return select_backups(backups, _count(daily), _count(weekly), _count(monthly), now=now)
+        return select_backups(
+            backups,
+            _count(daily),
+            _count(weekly),
+            _count(monthly),
+            now=now,
+            other=None if other is None else _count(other),
+        )
     except ValueError as exc:
         raise AnsibleFilterError(f'backup_retention: {exc}')
 

@@ -30,7 +30,9 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._backup import count_mismatches, parse_psql_report
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._retention import select_backups
 
 ID_RE = re.compile(r'^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$')
 DUMP = 'db.dump'
@@ -58,6 +60,15 @@ READY_POLL = 0.2
 
 class BackupError(Exception):
     """A backup that failed after it started; its temporary folder is removed. ``timings``: the steps so far."""
+
+
+class RetentionError(Exception):
+    """Retention failed after the backup was published (the backup stays). ``result``: the backup's result,
+    its ``retention`` what was removed before the failure."""
+
+    def __init__(self, message, result):
+        super().__init__(message)
+        self.result = result
 
 
 class Result:
@@ -255,6 +266,87 @@ def validate_archives(archives):
     return archives
 
 
+def running_release(ledger):
+    """The manifest's ``release`` ({id, version}) of the running release in a loaded ledger ({} empty strings)."""
+    return {'id': ledger.get('current') or '', 'version': _ledger.current_entry(ledger).get('version') or ''}
+
+
+def ledger_backups(ledger):
+    """Ids of the backups the ledger's releases name (each one the backup to restore "before" its release)."""
+    return [entry['backup'] for entry in ledger.get('releases', []) if entry.get('backup')]
+
+
+# ---------------------------------------------------------------------------
+# Retention
+# ---------------------------------------------------------------------------
+
+
+def _read_manifest(folder):
+    """A backup's manifest, or {} when it cannot be read (such a backup counts as scheduled, not verified)."""
+    try:
+        with open(os.path.join(folder, MANIFEST), 'rb') as f:
+            manifest = json.loads(f.read().decode('utf-8'))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def retention_entry(backup_id, manifest):
+    """What retention knows of a backup: {id, time, kind, verified} from its id and manifest."""
+    kind = manifest.get('kind')
+    verification = manifest.get('verification')
+    return {
+        'id': backup_id,
+        'time': backup_time(backup_id),
+        'kind': kind if isinstance(kind, str) else '',
+        'verified': isinstance(verification, dict) and verification.get('result') == 'ok',
+    }
+
+
+def complete_backups(backup_dir):
+    """The complete backups in ``backup_dir`` (folders named by a backup id; never ``.tmp-*``), oldest first."""
+    try:
+        names = sorted(os.listdir(backup_dir))
+    except FileNotFoundError:
+        return []
+    folders = [
+        n
+        for n in names
+        if ID_RE.match(n)
+        and os.path.isdir(os.path.join(backup_dir, n))
+        and not os.path.islink(os.path.join(backup_dir, n))
+    ]
+    return [retention_entry(n, _read_manifest(os.path.join(backup_dir, n))) for n in folders]
+
+
+def apply_retention(backup_dir, policy, protect=(), extra=None, check_mode=False):
+    """Remove the complete backups in ``backup_dir`` that ``policy`` (daily, weekly, monthly, other) lets go.
+
+    The decision is ``_retention.select_backups``; backups named in ``protect`` stay even when it lets them go.
+    ``extra``: a retention entry counted as present (the backup check mode would take). Returns ``{keep, removed,
+    protected, reasons}`` (in check mode ``removed`` is what would be removed). ValueError for a bad policy; when
+    a removal fails, OSError whose ``removed`` attribute lists what went before it.
+    """
+    backups = complete_backups(backup_dir)
+    if extra and extra['id'] not in {b['id'] for b in backups}:
+        backups.append(extra)
+    plan = select_backups(backups, policy['daily'], policy['weekly'], policy['monthly'], other=policy.get('other'))
+    protect = set(protect)
+    protected = [i for i in plan['delete'] if i in protect]
+    removed = []
+    for backup_id in plan['delete']:
+        if backup_id in protect:
+            continue
+        if not check_mode:
+            try:
+                shutil.rmtree(os.path.join(backup_dir, backup_id))
+            except OSError as exc:
+                exc.removed = removed
+                raise
+        removed.append(backup_id)
+    return {'keep': plan['keep'], 'removed': removed, 'protected': protected, 'reasons': plan['reasons']}
+
+
 # ---------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------
@@ -268,6 +360,7 @@ class Backup:
         self.runner = runner or Runner()
         self.clock = clock
         self.timings = {}
+        self.files = {}
         self.final = os.path.join(params['backup_dir'], params['id'])
         self.tmp = os.path.join(params['backup_dir'], '.tmp-' + params['id'])
 
@@ -298,6 +391,18 @@ class Backup:
                 '{} failed (exit status {}): {}'.format(what, res.rc, (res.stderr or '').strip()[-600:] or 'no message')
             )
         return res
+
+    def _stream(self, what, argv, name):
+        """Run ``argv`` with its stdout streamed into the backup's file ``name``; record its size and sha256."""
+        res = self._run(what, argv, stdout_path=os.path.join(self.tmp, name))
+        self.files[name] = {'size': res.size, 'sha256': res.sha256}
+        return res
+
+    def _psql(self, container, *extra):
+        """psql in ``container`` as the backup's user on its database, unaligned output without headers."""
+        p = self.p
+        return ['docker', 'exec', '-i', container, 'psql', '-X', *extra, '-v', 'ON_ERROR_STOP=1', '-At',
+                '-U', p['db_user'], '-d', p['db_name']]  # fmt: skip
 
     # -- plan --------------------------------------------------------------
 
@@ -342,23 +447,7 @@ class Backup:
     def _dump(self):
         """pg_dump in the snapshot of a psql session that counts the rows in the same snapshot."""
         p = self.p
-        psql = [
-            'docker',
-            'exec',
-            '-i',
-            self.db,
-            'psql',
-            '-X',
-            '-q',
-            '-v',
-            'ON_ERROR_STOP=1',
-            '-At',
-            '-U',
-            p['db_user'],
-            '-d',
-            p['db_name'],
-        ]
-        session = self.runner.session(psql)
+        session = self.runner.session(self._psql(self.db, '-q'))
         try:
             lines = session.query(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT 'snapshot|' || pg_export_snapshot();"
@@ -366,26 +455,12 @@ class Backup:
             snap = [line.split('|', 1)[1] for line in lines if line.startswith('snapshot|')]
             if not snap:
                 raise BackupError('psql did not export a snapshot: {}'.format(' '.join(lines)[:300]))
-            dump = self.runner.run(
-                [
-                    'docker',
-                    'exec',
-                    '-i',
-                    self.db,
-                    'pg_dump',
-                    '-U',
-                    p['db_user'],
-                    '-d',
-                    p['db_name'],
-                    '-Fc',
-                    '--snapshot=' + snap[0],
-                ],
-                stdout_path=os.path.join(self.tmp, DUMP),
-            )
-            if dump.rc != 0:
-                raise BackupError(
-                    'pg_dump failed (exit status {}): {}'.format(dump.rc, dump.stderr.strip()[-600:] or 'no message')
-                )
+            dump = self._stream(
+                'pg_dump',
+                ['docker', 'exec', '-i', self.db, 'pg_dump', '-U', p['db_user'], '-d', p['db_name'], '-Fc',
+                 '--snapshot=' + snap[0]],
+                DUMP,
+            )  # fmt: skip
             with open(os.path.join(self.tmp, DUMP), 'rb') as f:
                 if f.read(len(DUMP_MAGIC)) != DUMP_MAGIC:
                     raise BackupError(
@@ -397,7 +472,6 @@ class Backup:
             rc = session.close()
         if rc != 0:
             raise BackupError(f'psql ended with exit status {rc} after the dump')
-        self.files = {DUMP: {'size': dump.size, 'sha256': dump.sha256}}
         return report
 
     def _archives(self):
@@ -405,8 +479,7 @@ class Backup:
             argv = ['tar', '-C', self.p['project_dir'], '-czf', '-']
             argv += ['--exclude=' + e for e in item.get('exclude') or []]
             argv += list(item['paths'])
-            res = self._run('archiving ' + item['name'], argv, stdout_path=os.path.join(self.tmp, item['name']))
-            self.files[item['name']] = {'size': res.size, 'sha256': res.sha256}
+            self._stream('archiving ' + item['name'], argv, item['name'])
 
     def _own_files(self):
         for name in list(self.files) + [MANIFEST]:
@@ -488,28 +561,7 @@ class Backup:
                 )
             if restore.rc != 0:
                 return ['pg_restore failed: ' + restore.stderr.strip()[:300]], {}
-            counts = self._timed(
-                'verify_counts',
-                self.runner.run,
-                [
-                    'docker',
-                    'exec',
-                    '-i',
-                    name,
-                    'psql',
-                    '-X',
-                    '-v',
-                    'ON_ERROR_STOP=1',
-                    '-At',
-                    '-U',
-                    p['db_user'],
-                    '-d',
-                    p['db_name'],
-                    '-f',
-                    '-',
-                ],
-                REPORT_SQL,
-            )
+            counts = self._timed('verify_counts', self.runner.run, self._psql(name) + ['-f', '-'], REPORT_SQL)
             restored = parse_psql_report(counts.stdout.splitlines())['row_counts'] if counts.rc == 0 else {}
             if counts.rc != 0:
                 return ['counting the restored rows failed: ' + counts.stderr.strip()[:300]], {}
@@ -598,20 +650,67 @@ class Backup:
         return manifest
 
 
+def _policy(retention):
+    """The retention policy from the module's ``retention`` option (None: no retention); ValueError when bad."""
+    if retention is None:
+        return None
+    policy = {key: retention.get(key) for key in ('daily', 'weekly', 'monthly', 'other')}
+    for key in ('daily', 'weekly', 'monthly'):
+        if policy[key] is None:
+            raise ValueError(f'retention.{key} is required (backup_keep_{key})')
+    try:
+        select_backups([], policy['daily'], policy['weekly'], policy['monthly'], other=policy['other'])
+    except ValueError as exc:
+        key = str(exc).split(' ', 1)[0]
+        raise ValueError(f'retention.{exc} (backup_keep_{key})') from None
+    return policy
+
+
 def create(params, runner=None, check_mode=False, clock=time.monotonic):
-    """Take the backup ``params`` describe. Returns {id, path, manifest, files, verification, space, timings}.
+    """Take the backup ``params`` describe, then apply retention when ``params['retention']`` is set.
+
+    Returns {id, path, release, manifest, files, verification, space, retention, warnings, timings}. Without
+    ``params['release']`` the manifest names the running release of the ledger in ``params['ledger_dir']``
+    (default ``<project_dir>/releases``); backups that ledger's releases name are never removed by retention,
+    nor those in ``params['protect']``.
 
     ValueError: bad input or too little space (nothing created). BackupError: the backup failed
-    (its temporary folder removed, nothing published)."""
+    (its temporary folder removed, nothing published). RetentionError: the backup was published and
+    retention failed (its ``result`` is this function's result, with what was removed before the failure)."""
     backup = Backup(params, runner, clock)
     start = clock()
+    policy = _policy(params.get('retention'))
     space = backup.plan()
+    warnings = []
+    release = params.get('release')
+    protect = list(params.get('protect') or [])
+    if release is None or policy is not None:
+        ledger_dir = params.get('ledger_dir') or os.path.join(params['project_dir'], 'releases')
+        loaded = backup._timed('ledger', _ledger.load, ledger_dir)
+        if loaded.problem:
+            warnings.append(loaded.problem)
+        if release is None:
+            release = running_release(loaded.ledger)
+        protect += ledger_backups(loaded.ledger)
+    backup.p = dict(params, release=release)
     try:
         backup._timed('find_db', backup.find_db)
     except BackupError as exc:
         raise ValueError(str(exc))
-    result = {'id': params['id'], 'path': backup.final, 'space': space}
+    result = {
+        'id': params['id'],
+        'path': backup.final,
+        'release': {'id': release.get('id') or '', 'version': release.get('version') or ''},
+        'space': space,
+        'warnings': warnings,
+        'retention': {'keep': [], 'removed': [], 'protected': [], 'reasons': {}},
+    }
     if check_mode:
+        if policy is not None:
+            extra = dict(retention_entry(params['id'], {'kind': params['kind']}), verified=bool(params['verify']))
+            result['retention'] = backup._timed(
+                'retention', apply_retention, params['backup_dir'], policy, protect, extra, True
+            )
         backup.timings['total'] = round(clock() - start, 3)
         result.update(manifest={}, files={}, verification={'result': 'skipped'}, timings=backup.timings)
         return result
@@ -621,8 +720,22 @@ def create(params, runner=None, check_mode=False, clock=time.monotonic):
         backup.timings['total'] = round(clock() - start, 3)
         exc.timings = backup.timings
         raise
+    result.update(manifest=manifest, files=manifest['files'], verification=manifest['verification'])
+    if policy is not None:
+        try:
+            result['retention'] = backup._timed('retention', apply_retention, params['backup_dir'], policy, protect)
+        except (OSError, ValueError) as exc:
+            removed = getattr(exc, 'removed', [])
+            result['retention']['removed'] = removed
+            backup.timings['total'] = round(clock() - start, 3)
+            result['timings'] = backup.timings
+            raise RetentionError(
+                'Backup {} was taken and published in {}, but retention failed: {}. Removed before the failure: {}. '
+                'The new backup is kept; the next backup applies retention again'.format(
+                    params['id'], backup.final, exc, ', '.join(removed) or 'none'
+                ),
+                result,
+            ) from None
     backup.timings['total'] = round(clock() - start, 3)
-    result.update(
-        manifest=manifest, files=manifest['files'], verification=manifest['verification'], timings=backup.timings
-    )
+    result['timings'] = backup.timings
     return result

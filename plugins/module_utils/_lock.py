@@ -61,6 +61,7 @@ __all__ = [
     'controller_identity',
     'describe_oserror',
     'encode_record',
+    'give_back',
     'held_message',
     'new_record',
     'new_token',
@@ -72,6 +73,7 @@ __all__ = [
     'read_raw',
     'release',
     'remove_if',
+    'take_options',
 ]
 
 LOCK_MODE = 0o640
@@ -482,6 +484,25 @@ def acquire(
             raw = newer
 
 
+def take_options():
+    """The argument spec of taking the lock, shared by deploy_lock and release_info's ``lock`` option
+    (``_controller``, ``_inventory_host`` and ``_break_fingerprint`` are set by the action plugin)."""
+    return {
+        'holder': {'type': 'str', 'default': ''},
+        'action': {'type': 'str', 'default': 'deploy'},
+        'version': {'type': 'str', 'default': ''},
+        'job_id': {'type': 'str', 'default': ''},
+        'timeout': {'type': 'int', 'default': 0},
+        'break_lock': {'type': 'bool', 'default': False},
+        'force': {'type': 'bool', 'default': False},
+        'break_hint': {'type': 'str', 'default': DEFAULT_BREAK_HINT},
+        'force_hint': {'type': 'str', 'default': ''},
+        '_controller': {'type': 'dict', 'default': {}},
+        '_inventory_host': {'type': 'str', 'default': ''},
+        '_break_fingerprint': {'type': 'str', 'default': ''},
+    }
+
+
 def empty_result():
     """The result fields of a lock task before anything happened (what a failure returns besides its message)."""
     return {
@@ -594,6 +615,29 @@ def release(path, token='', force=False, expected_fingerprint='', check_mode=Fal
         'lock': public_view(lock),
         'msg': f'Left the lock {path} in place: it is held by {_describe(lock)}, and {why}. Nothing was changed.',
     }
+
+
+def give_back(path, token, check_mode=False):
+    """Release the lock a task took, once that task's own work is done (``release`` by ``token``); never raises.
+
+    Returns :func:`release`'s answer plus ``error``: True when the lock could not be removed, and ``msg`` then says
+    why and what to do (the task that did its work reports it rather than failing).
+    """
+    try:
+        answer = release(path, token=token, check_mode=check_mode)
+    except LockError as exc:
+        return {
+            'released': False,
+            'changed': False,
+            'held': os.path.lexists(path),
+            'lock': {},
+            'error': True,
+            'msg': (
+                f'The lock {path} this task took could not be released: {exc}. Remove it with '
+                'avatar_mgmt.ops.deploy_lock (state=absent, force=true) once no run is in progress.'
+            ),
+        }
+    return dict(answer, error=False)
 
 
 def query(path):

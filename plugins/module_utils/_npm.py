@@ -380,11 +380,15 @@ def wait_for_api(client, timeout=0, interval=API_WAIT_INTERVAL, clock=time.monot
 def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic, sleep=time.sleep):
     """A logged-in :class:`NPMClient` for the module options, and whether setup created the admin.
 
-    ``GET /api/`` tells whether NPM has a user; with ``api_timeout`` among ``params`` it is
-    retried while NPM starts (:func:`wait_for_api`). Without a user, ``initial_setup`` creates
-    the admin from ``username``/``password`` through the unauthenticated ``POST /api/users``
-    (never once NPM is set up). Returns ``(client, created_admin)``; in check mode a
-    client that would need setup is returned not logged in with ``created_admin`` true.
+    The login is tried first: an NPM that runs and has the user answers it, and that one
+    request is all the connection costs. When it fails (NPM is starting, has no user yet,
+    refuses the credentials, is not NPM), the careful way follows: ``GET /api/`` tells whether
+    NPM has a user; with ``api_timeout`` among ``params`` it is retried while NPM starts
+    (:func:`wait_for_api`). Without a user, ``initial_setup`` creates the admin from
+    ``username``/``password`` through the unauthenticated ``POST /api/users`` (never once NPM
+    is set up); otherwise the login is tried again and its error stands. Returns
+    ``(client, created_admin)``; in check mode a client that would need setup is returned not
+    logged in with ``created_admin`` true.
     """
     client = NPMClient(
         params['url'],
@@ -394,6 +398,11 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
         ca_path=params.get('ca_path'),
         timeout=params['timeout'],
     )
+    try:
+        client.login()
+        return client, False
+    except NPMError:
+        pass  # whatever the reason, the careful way below says it (the same messages as without this try)
     try:
         info = wait_for_api(client, params.get('api_timeout') or 0, clock=clock, sleep=sleep)
     except NPMError:

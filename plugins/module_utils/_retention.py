@@ -20,9 +20,12 @@ __all__ = [
     'REASON_DAILY',
     'REASON_FUTURE',
     'REASON_IN_PROGRESS',
+    'REASON_KIND',
     'REASON_MONTHLY',
     'REASON_NEWEST',
+    'REASON_VERIFIED',
     'REASON_WEEKLY',
+    'SCHEDULED',
     'parse_time',
     'select_backups',
 ]
@@ -33,6 +36,12 @@ REASON_WEEKLY = 'weekly'
 REASON_MONTHLY = 'monthly'
 REASON_IN_PROGRESS = 'in_progress'
 REASON_FUTURE = 'future'
+REASON_KIND = 'kind'
+REASON_VERIFIED = 'verified'
+
+# The kind of a backup taken on schedule (the manifest's "kind"); pre-deploy and safety
+# backups are the other kinds.
+SCHEDULED = 'scheduled'
 
 TMP_PREFIX = '.tmp'
 
@@ -102,7 +111,7 @@ def _count(value, name):
 
 
 def _entries(backups):
-    """Validated ``(id, time or None, held)`` tuples; ``held`` marks in-progress entries."""
+    """Validated ``(id, time or None, held, kind, verified)`` tuples; ``held`` marks in-progress entries."""
     if isinstance(backups, (str, bytes, Mapping)) or not hasattr(backups, '__iter__'):
         raise ValueError(f'backups must be a list of dicts, got {type(backups).__name__}')
     entries = []
@@ -131,18 +140,28 @@ def _entries(backups):
             moment = None
         else:
             moment = parse_time(raw_time, what=f'{where}: time')
-        entries.append((backup_id, moment, held))
+        kind = backup.get('kind') or SCHEDULED
+        if not isinstance(kind, str):
+            raise ValueError(f'{where}: "kind" must be a string, got {kind!r}')
+        verified = backup.get('verified', False)
+        if not isinstance(verified, bool):
+            raise ValueError(f'{where}: "verified" must be a boolean, got {verified!r}')
+        entries.append((backup_id, moment, held, kind, verified))
     return entries
 
 
-def select_backups(backups, daily, weekly, monthly, now=None):
+def select_backups(backups, daily, weekly, monthly, now=None, other=None):
     """Split backups into those to keep and those to delete, grandfather-father-son.
 
     ``backups`` is a list of dicts, each with at least ``id`` (a non-empty,
     unique string) and ``time`` (an ISO 8601 string such as
     ``2026-11-28T02:00:05Z``, or a datetime; without an offset it is UTC).
-    Other keys are ignored.  ``now`` (a datetime or ISO 8601 string) defaults
-    to the current time.
+    Optional keys: ``kind`` (a string, the manifest's kind; missing or empty
+    means ``scheduled``) and ``verified`` (a boolean, default false: the
+    backup passed its restore verification).  Other keys are ignored.
+    ``now`` (a datetime or ISO 8601 string) defaults to the current time.
+    ``other`` (a non-negative integer, or None) gives backups of other kinds
+    than ``scheduled`` their own retention, see rule 8.
 
     Rules:
 
@@ -164,7 +183,14 @@ def select_backups(backups, daily, weekly, monthly, now=None):
        fall in week 1 of the next year).  Reason ``weekly``.
     7. ``monthly=N`` does the same per calendar month (UTC).  Reason
        ``monthly``.
-    8. A backup kept by any rule is kept; every other backup is deleted.
+    8. With ``other=None`` every counted backup takes part in rules 5 to 7,
+       whatever its kind.  With ``other=N``, rules 5 to 7 count only the
+       scheduled backups (a pre-deploy or safety backup does not displace
+       the nightly backup of its day), and of each other kind the newest N
+       are kept.  Reason ``kind``.
+    9. The newest counted backup with ``verified: true`` is always kept.
+       Reason ``verified``.
+    10. A backup kept by any rule is kept; every other backup is deleted.
 
     Buckets count back from the newest backup, not from ``now``: when backups
     stop, the old ones are not aged out.
@@ -173,17 +199,20 @@ def select_backups(backups, daily, weekly, monthly, now=None):
     ``keep`` and ``delete`` partition the input ids and are ordered newest
     first (in-progress backups without a time first).  ``reasons`` has an
     entry for each kept id, reasons in the order newest, daily, weekly,
-    monthly, in_progress, future.
+    monthly, kind, verified, in_progress, future.
 
     Raises ValueError for a bad input: not a list, an entry that is not a
     dict, a missing or duplicate id, a missing or invalid time, a non-boolean
-    ``in_progress``, a negative or non-integer count, an invalid ``now``.
+    ``in_progress`` or ``verified``, a ``kind`` that is not a string, a
+    negative or non-integer count, an invalid ``now``.
     """
     counts = {
         REASON_DAILY: _count(daily, 'daily'),
         REASON_WEEKLY: _count(weekly, 'weekly'),
         REASON_MONTHLY: _count(monthly, 'monthly'),
     }
+    if other is not None:
+        other = _count(other, 'other')
     now = datetime.now(timezone.utc) if now is None else parse_time(now, what='now')
     entries = _entries(backups)
 
@@ -192,13 +221,13 @@ def select_backups(backups, daily, weekly, monthly, now=None):
 
     reasons = {}
     counted = []
-    for backup_id, moment, held in entries:
+    for backup_id, moment, held, kind, verified in entries:
         if held:
             reasons[backup_id] = [REASON_IN_PROGRESS]
         elif moment > now:
             reasons[backup_id] = [REASON_FUTURE]
         else:
-            counted.append((backup_id, moment))
+            counted.append((backup_id, moment, kind, verified))
 
     bucket_of = {
         REASON_DAILY: lambda moment: moment.date(),
@@ -208,16 +237,27 @@ def select_backups(backups, daily, weekly, monthly, now=None):
     kept = {}
     if counted:
         kept[counted[0][0]] = [REASON_NEWEST]
+    pool = counted if other is None else [entry for entry in counted if entry[2] == SCHEDULED]
     for reason in (REASON_DAILY, REASON_WEEKLY, REASON_MONTHLY):
         limit = counts[reason]
         buckets = set()
-        for backup_id, moment in counted:
+        for backup_id, moment, _kind, _verified in pool:
             if len(buckets) >= limit:
                 break
             bucket = bucket_of[reason](moment)
             if bucket not in buckets:
                 buckets.add(bucket)
                 kept.setdefault(backup_id, []).append(reason)
+    if other is not None:
+        per_kind = {}
+        for backup_id, _moment, kind, _verified in counted:
+            if kind != SCHEDULED and per_kind.get(kind, 0) < other:
+                per_kind[kind] = per_kind.get(kind, 0) + 1
+                kept.setdefault(backup_id, []).append(REASON_KIND)
+    for backup_id, _moment, _kind, verified in counted:
+        if verified:
+            kept.setdefault(backup_id, []).append(REASON_VERIFIED)
+            break
     reasons.update(kept)
 
     keep = [entry[0] for entry in entries if entry[0] in reasons]

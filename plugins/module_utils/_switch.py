@@ -16,9 +16,11 @@
   2. ``docker compose up -d --no-deps --no-recreate --scale SVC=2 SVC`` starts the new
      container beside the old one (same compose definition, new image and env);
   3. the new container must be healthy for Docker and answer HTTP on its own address;
-  4. the proxy host is switched to the new container's name and the public side of
-     the proxy must serve the expected text (the release's version);
-  5. after a drain period the old container is stopped and removed;
+  4. the proxy hosts are switched to the new containers' names, one PUT after the
+     other (NPM is never written to twice at once), then the public side of the proxy
+     must serve the expected text (the release's version) for each;
+  5. once the proxy's nginx workers from before the last reload have exited (at most
+     the drain period) the old containers are stopped and removed;
   6. the proxy host is put back on the service alias, which now resolves to the new
      container only (so the declared proxy hosts never change between runs).
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 
 from ansible.module_utils.urls import open_url
@@ -157,6 +160,15 @@ class _Docker:
             raise SwitchError(f'{what} failed (exit {rc}): {(err or out).strip()[-600:]}', switched=False)
         return out, err
 
+    def services(self):
+        """The services of the compose file, in compose order (``docker compose config --services``)."""
+        rc, out, err = self.run_argv(self.compose + ['config', '--services'])
+        if rc != 0:
+            raise SwitchError(
+                f'docker compose config failed: {(err or out).strip()[-600:]} Nothing was changed.', switched=False
+            )
+        return out.split()
+
     def dry_run(self):
         out, err = self.run(self.compose + ['up', '-d', '--dry-run', '--remove-orphans'], 'docker compose up --dry-run')
         return out + '\n' + err
@@ -214,15 +226,20 @@ class _Docker:
         if rc != 0 and failed:
             raise SwitchError(f'docker rm {" ".join(c[:12] for c in container_ids)} failed: {" ".join(failed)[-300:]}')
 
-    def workers(self, container_id):
-        """The pids of the nginx worker processes in the container (also those shutting down), or None if unknown."""
+    def workers(self, container_id, shutting_down=False):
+        """The pids of the nginx worker processes in the container (also those shutting down), or None if unknown.
+
+        With ``shutting_down``, only the workers a reload has told to finish their requests and exit
+        (nginx names them ``nginx: worker process is shutting down``).
+        """
         rc, out = self.run_argv(['docker', 'top', container_id, '-o', 'pid,args'])[:2]
         if rc != 0:
             return None
         pids = set()
         for line in out.splitlines()[1:]:
             pid, _sep, args = line.strip().partition(' ')
-            if args.strip().startswith('nginx: worker process'):
+            args = args.strip()
+            if args.startswith('nginx: worker process') and (not shutting_down or 'shutting down' in args):
                 pids.add(pid)
         return pids
 
@@ -263,16 +280,17 @@ def _http_ok(url, timeout=3):
 
 
 class _Switch:
-    def __init__(self, docker, client, spec, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok):
+    def __init__(self, docker, client, spec, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok, t0=None):
         self.docker, self.client, self.spec = docker, client, spec
         self.clock, self.sleep, self.http_ok = clock, sleep, http_ok
         self.steps = []
-        self.t0 = clock()
+        # The steps count from the start of the whole switch (its planning included) when given.
+        self.t0 = clock() if t0 is None else t0
 
     def log(self, text):
         self.steps.append(f'{self.clock() - self.t0:6.1f}s {text}')
 
-    def forward(self, service, host, expect=None):
+    def forward(self, service, host):
         """Point the service's proxy host at ``host`` (retried: NPM's reload may reset a connection)."""
         svc = self.spec['services'][service]
         params = {
@@ -282,24 +300,33 @@ class _Switch:
             'validate_certs': self.spec.get('validate_certs', True),
             'ca_path': self.spec.get('ca_path'),
         }
-        if expect:
-            params.update(
-                verify_url=self.spec['proxy_url'].rstrip('/') + svc.get('verify_path', '/'),
-                verify_expect=expect,
-                verify_timeout=self.spec.get('verify_timeout', 30),
-                verify_interval=0.5,
-            )
         last = None
         for attempt in range(4):
             try:
                 result = _npm.switch_forward(self.client, params, clock=self.clock, sleep=self.sleep)
-                self.log(f'{service}: proxy forwards to {host}' + (f' and serves {expect!r}' if expect else ''))
+                self.log(f'{service}: proxy forwards to {host}')
                 return result
             except NPMConnectionError as exc:
                 last = exc
                 self.log(f'{service}: NPM connection failed ({exc}), retrying')
                 self.sleep(1 + attempt)
         raise last
+
+    def verify(self, service, expect):
+        """Poll the public side of the proxy until the service's verify path serves ``expect``."""
+        svc = self.spec['services'][service]
+        _npm.verify_served(
+            self.spec['proxy_url'].rstrip('/') + svc.get('verify_path', '/'),
+            svc['domain'].strip().lower(),
+            expect,
+            self.spec.get('verify_timeout', 30),
+            0.5,
+            validate_certs=self.spec.get('validate_certs', True),
+            ca_path=self.spec.get('ca_path'),
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+        self.log(f'{service}: the proxy serves {expect!r}')
 
     def wait_ready(self, service, container):
         svc = self.spec['services'][service]
@@ -358,12 +385,21 @@ class _Switch:
                 news[service] = self.wait_ready(service, news[service])
             proxy = self._proxy_container(now)
             serving = None
+            # One PUT after the other (never two NPM writes at once: a concurrent write can make its
+            # `nginx -t` read a half-written file), then the public side is checked for each: NPM's
+            # reload is asynchronous, the checks of both wait for the reloads together.
             for index, service in enumerate(services):
                 if index == len(services) - 1 and proxy:
                     # The workers that may still send to an old container: those running before the last reload.
                     serving = self.docker.workers(proxy['id'])
                 moved.append(service)  # from the PUT on, the proxy may send to the new container
-                self.forward(service, news[service]['name'], expect)
+                self.forward(service, news[service]['name'])
+            for service in services:
+                self.verify(service, expect)
+            if serving is not None:
+                # A reload of an earlier PUT may have started its workers after the snapshot: once the last
+                # reload serves, every worker from before it is shutting down, those included.
+                serving |= self.docker.workers(proxy['id'], shutting_down=True) or set()
         except Exception as exc:
             raise self._undo(olds, news, moved, exc) from exc
         drained = self.drain(proxy, serving)
@@ -507,18 +543,66 @@ def _settle_interrupted(docker, client, spec, before, services, steps, clock=tim
 # ---------------------------------------------------------------------------
 
 
+class _Background:
+    """``fn()`` in a thread of its own, started at once; :meth:`result` waits for it (value or exception)."""
+
+    def __init__(self, fn, clock=time.monotonic):
+        self._fn, self._clock = fn, clock
+        self._value = self._error = self._discard = None
+        self._done = False
+        self._lock = threading.Lock()
+        self.seconds = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        start = self._clock()
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
+            self._error = exc
+        self.seconds = self._clock() - start
+        with self._lock:
+            self._done = True
+            if self._discard is not None and self._value is not None:
+                self._discard(self._value)
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def wait(self):
+        """Wait for ``fn`` to end, whatever its outcome (nobody needs it)."""
+        self._thread.join()
+
+    def discard(self, close):
+        """``close(value)`` once there is a value, without waiting for it."""
+        with self._lock:
+            if not self._done:
+                self._discard = close
+            elif self._value is not None:
+                close(self._value)
+
+
+def _stamp(clock, t0, text):
+    return f'{clock() - t0:6.1f}s {text}'
+
+
 def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok):
     """Bring the project to its compose file; return the module result.
 
     ``spec``: project, project_dir, files, services (``{name: {domain, port, health_path,
-    verify_path}}`` of the stateless services), all_services (compose order), strategy
-    (handover or recreate), expect (text the new release serves), proxy_url, drain,
-    health_timeout, verify_timeout. ``connect()`` returns a logged-in NPM client.
+    verify_path}}`` of the stateless services), all_services (compose order; read with
+    ``docker compose config --services`` when not given), strategy (handover or recreate),
+    expect (text the new release serves), proxy_url, drain, health_timeout, verify_timeout.
+    ``connect()`` returns a logged-in NPM client.
     """
     docker = _Docker(run, spec['project'], spec['project_dir'], spec['files'])
-    # The NPM client (closed on every path) and the steps of settling an interrupted handover
-    # (once any was taken, no later error may say that nothing changed).
-    state = {'client': None, 'settled': []}
+    # The NPM client (closed on every path), its login running beside the first reads, and the steps
+    # of settling an interrupted handover (once any was taken, no later error may say that nothing changed).
+    state = {'client': None, 'login': None, 'settled': []}
     try:
         return _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok)
     except SwitchError as exc:
@@ -530,16 +614,32 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
     finally:
         if state['client'] is not None:
             state['client'].close()
+        if state['login'] is not None:
+            # A login nobody needed (nothing handed over) is not waited for: closed when it ends.
+            state['login'].discard(lambda client: client.close())
 
 
 def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
-    all_services = spec['all_services']
+    t0 = clock()
     stateless = list(spec['services']) if spec.get('strategy', 'handover') == 'handover' else []
+    # The first reads run together (each is mostly a wait): the project's containers, the services of
+    # the compose file, compose's dry run and, when a service may be handed over, the login to NPM
+    # (its password hash takes a while). The login is used only when a handover or an interrupted
+    # one needs the proxy's API; nothing is written to NPM otherwise. Check mode never logs in.
+    if stateless and not check_mode:
+        state['login'] = _Background(connect, clock)
+        connect = state['login'].result
+    config = None if spec.get('all_services') else _Background(docker.services, clock)
+    dry_run = _Background(docker.dry_run, clock)
+    start = clock()
     before = docker.containers()
+    read = {'containers': clock() - start}
+    all_services = config.result() if config else spec['all_services']
     # A handover cut short (a killed run) leaves two containers of a service and its proxy host
     # pinned to one of them: settled first, so the switch below starts from one serving container.
     interrupted = [s for s in stateless if len(before.get(s, [])) > 1]
     if interrupted and not check_mode:
+        dry_run.wait()  # what it saw is about to change: run again once settled
         state['client'] = _connect_for(connect, interrupted, 'settle the interrupted handover of')
         try:
             _settle_interrupted(docker, state['client'], spec, before, interrupted, state['settled'], clock, sleep)
@@ -550,8 +650,9 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
                 switched=bool(state['settled']),
             ) from exc
         before = docker.containers()
+        dry_run = _Background(docker.dry_run, clock)
     settled = state['settled']
-    dry = parse_dry_run(docker.dry_run(), spec['project'], all_services)
+    dry = parse_dry_run(dry_run.result(), spec['project'], all_services)
     changed = changed_services(dry, all_services)
     orphans = orphans_change(dry)
     handover, recreate = plan(changed, stateless, before, stateless)
@@ -565,18 +666,31 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
         'services': {},
         'steps': list(settled),
     }
+    if not check_mode and (changed or orphans) and handover and state['client'] is None:
+        # Before anything runs: without the proxy's API there is no handover.
+        state['client'] = _connect_for(connect, handover, 'hand over', dict(result, changed=False))
+    read['compose config'] = config.seconds if config else None
+    read['dry run'] = dry_run.seconds
+    read['NPM login'] = state['login'].seconds if state['client'] is not None and state['login'] else None
+    timings = ', '.join(f'{k} {v:.1f}s' for k, v in read.items() if v is not None)
+    result['steps'].append(
+        _stamp(
+            clock,
+            t0,
+            f'planned: hand over {", ".join(handover) or "nothing"}; recreate {", ".join(recreate) or "nothing"}'
+            + (' and remove orphans' if orphans else '')
+            + f' (read together: {timings})',
+        )
+    )
     if check_mode or not (changed or orphans):
         result['serving'] = {s: [_public(c) for c in before.get(s, [])] for s in all_services}
         return result
-    if handover and state['client'] is None:
-        # Before anything runs: without the proxy's API there is no handover.
-        state['client'] = _connect_for(connect, handover, 'hand over', dict(result, changed=False))
     if recreate or orphans:
         docker.up(recreate)
     sw = None
     try:
         if handover:
-            sw = _Switch(docker, state['client'], spec, clock=clock, sleep=sleep, http_ok=http_ok)
+            sw = _Switch(docker, state['client'], spec, clock=clock, sleep=sleep, http_ok=http_ok, t0=t0)
             if recreate:
                 sw.log(f'recreated in place: {", ".join(recreate)}')
             olds = {service: before[service][0] for service in handover}
@@ -590,7 +704,7 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
         for service in recreate:
             result['services'][service] = {'action': 'recreate'}
     except SwitchError as exc:
-        exc.result = dict(result, steps=settled + (sw.steps if sw else []))
+        exc.result = dict(result, steps=result['steps'] + (sw.steps if sw else []))
         if recreate:
             exc.switched = True
         if result['services']:
@@ -598,9 +712,9 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
         raise
     except _npm.NPMError as exc:
         raise SwitchError(
-            f'the proxy could not be switched: {exc}', dict(result, steps=settled + (sw.steps if sw else []))
+            f'the proxy could not be switched: {exc}', dict(result, steps=result['steps'] + (sw.steps if sw else []))
         ) from exc
     after = docker.containers()
-    result['steps'] = settled + (sw.steps if sw else [f'recreated in place: {", ".join(recreate)}'])
+    result['steps'] += sw.steps if sw else [_stamp(clock, t0, f'recreated in place: {", ".join(recreate)}')]
     result['serving'] = {s: [_public(c) for c in after.get(s, [])] for s in all_services}
     return result

@@ -26,12 +26,24 @@ description:
     (no network, unique name), whose row counts must equal the dump's. The container is removed on every path.
   - B(Publishing) - files are mode C(0600), folders C(0700), owned by O(owner) and its group; the manifest is
     written last and the temporary folder C(.tmp-<id>) renamed to C(<id>). Any failure removes the temporary folder.
+  - B(Release) - without O(release), the manifest names the running release of the release ledger in O(ledger_dir)
+    (its C(current) id and that entry's version; empty strings when there is none), as
+    M(avatar_mgmt.ops.release_ledger) reads it. A corrupt ledger is a warning (its last good copy is used).
+  - B(Retention) (O(retention) set) - after publishing, the complete backups in O(backup_dir) (folders named by an
+    id, never C(.tmp-*)) are kept or removed by grandfather-father-son retention, the same rules as the
+    P(avatar_mgmt.ops.backup_retention#filter) filter, reading each backup's kind and verification from its
+    manifest. Never removed - the newest backup, the newest verified backup, the backups in O(protect), and the
+    backups the ledger's releases name (the backup to restore "before" each release).
+  - A retention that fails after publishing fails the module with a message saying the backup was published
+    and kept, and what was removed before the failure (C(published=true) in the result).
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
 attributes:
   check_mode:
     support: full
-    description: Checks the input and the free space and finds the database container, then reports the backup it would take.
+    description:
+      - Checks the input and the free space, reads the ledger and finds the database container, then reports the
+        backup it would take and, with O(retention), the backups retention would remove (counting the new one).
   diff_mode:
     support: none
     description: A backup is a new folder; there is nothing to compare.
@@ -124,15 +136,50 @@ options:
     type: str
     default: ''
   release:
-    description: The running release recorded in the manifest, C(id) and C(version) (from the release ledger).
+    description:
+      - The running release recorded in the manifest, C(id) and C(version).
+      - Unset, the module reads it from the release ledger in O(ledger_dir).
     type: dict
-    default: {}
+  ledger_dir:
+    description: The release ledger's folder (C(index.json)); read, never written. Default C(<project_dir>/releases).
+    type: path
+  retention:
+    description:
+      - Apply retention after publishing the backup. Unset, no backup is removed.
+    type: dict
+    suboptions:
+      daily:
+        description: How many of the most recent days with a scheduled backup keep their newest one.
+        type: int
+        required: true
+      weekly:
+        description: How many of the most recent ISO weeks with a scheduled backup keep their newest one.
+        type: int
+        required: true
+      monthly:
+        description: How many of the most recent months with a scheduled backup keep their newest one.
+        type: int
+        required: true
+      other:
+        description:
+          - How many of the newest backups of each kind other than V(scheduled) (pre-deploy, safety) are kept; the
+            daily, weekly and monthly slots then count only scheduled backups, so a pre-deploy or safety backup
+            does not displace the nightly backup of its day.
+          - Unset, every backup takes part in the slots whatever its kind.
+        type: int
+  protect:
+    description: Ids of backups retention never removes (for example the backup a restore is reading).
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: avatar_mgmt.ops.release_ledger
 '''
 
 EXAMPLES = r'''
-- name: Take a verified backup of production
+# The manifest names the running release of the ledger in /opt/deploy-avatar-prod/releases;
+# after publishing, retention removes the backups it lets go (never the ledger's).
+- name: Take a verified pre-deploy backup of production and apply retention
   avatar_mgmt.ops.backup_create:
     id: "{{ now(utc=true).strftime('%Y%m%dT%H%M%SZ') }}"
     backup_dir: /var/backups/avatar-mgmt/production
@@ -148,7 +195,7 @@ EXAMPLES = r'''
     environment: production
     host: "{{ inventory_hostname }}"
     kind: pre-deploy
-    release: {id: 20261128T020005Z-v1.2.0, version: v1.2.0}
+    retention: {daily: 7, weekly: 4, monthly: 6, other: 3}
   become: true
   register: backup
 '''
@@ -191,13 +238,35 @@ verification:
   returned: always
   type: dict
   sample: {result: ok, checked: '2026-11-28T02:00:09Z', problems: [], restored_row_counts: {public.avatars: 3}}
+release:
+  description: The release recorded in the manifest (O(release), or the ledger's running release).
+  returned: always
+  type: dict
+  sample: {id: 20261127T100000Z-v1.2.0, version: v1.2.0}
+retention:
+  description:
+    - What retention did (all lists empty without O(retention)) - C(keep) the ids it keeps (newest first),
+      C(removed) those it removed (in check mode, would remove; on a failure, those removed before it),
+      C(protected) those it let go but that were kept as protected, C(reasons) why each kept one is kept.
+  returned: always
+  type: dict
+  sample:
+    keep: [20261128T020005Z, 20261127T020004Z]
+    removed: [20261020T020003Z]
+    protected: []
+    reasons: {20261128T020005Z: [newest, daily, verified], 20261127T020004Z: [daily]}
+published:
+  description: On a failure, V(true) when the backup was published all the same (retention failed after it).
+  returned: failure
+  type: bool
+  sample: true
 space:
   description: Bytes C(needed), C(free) under O(backup_dir) and the C(previous) backup's size, measured before starting.
   returned: always
   type: dict
   sample: {needed: 104857600, free: 5368709120, previous: 81234}
 timings:
-  description: Seconds spent in each step (C(free_space), C(find_db), C(dump), C(archives), C(verify) and its parts, C(publish), C(total)).
+  description: Seconds spent in each step (C(free_space), C(ledger), C(find_db), C(dump), C(archives), C(verify) and its parts, C(publish), C(retention), C(total)).
   returned: always
   type: dict
   sample: {free_space: 0.001, find_db: 0.21, dump: 0.62, archives: 0.18, verify: 2.4, publish: 0.0, total: 3.5}
@@ -236,7 +305,18 @@ def main():
             'kind': {'type': 'str', 'default': 'scheduled'},
             'operator': {'type': 'str', 'default': ''},
             'job_id': {'type': 'str', 'default': ''},
-            'release': {'type': 'dict', 'default': {}},
+            'release': {'type': 'dict'},
+            'ledger_dir': {'type': 'path'},
+            'retention': {
+                'type': 'dict',
+                'options': {
+                    'daily': {'type': 'int', 'required': True},
+                    'weekly': {'type': 'int', 'required': True},
+                    'monthly': {'type': 'int', 'required': True},
+                    'other': {'type': 'int'},
+                },
+            },
+            'protect': {'type': 'list', 'elements': 'str', 'default': []},
         },
         supports_check_mode=True,
     )
@@ -250,6 +330,12 @@ def main():
             changed=False,
             timings=getattr(exc, 'timings', {}),
         )
+    except _backup_create.RetentionError as exc:
+        for warning in exc.result.pop('warnings'):
+            module.warn(warning)
+        module.fail_json(msg=str(exc).rstrip('.') + '.', changed=True, published=True, **exc.result)
+    for warning in result.pop('warnings'):
+        module.warn(warning)
     module.exit_json(changed=True, **result)
 
 

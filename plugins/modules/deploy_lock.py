@@ -315,7 +315,6 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._lock import DEFAULT_BREAK_HINT
 
 
 def main():
@@ -323,19 +322,8 @@ def main():
         argument_spec={
             'path': {'type': 'path', 'required': True},
             'state': {'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'query']},
-            'holder': {'type': 'str', 'default': ''},
-            'action': {'type': 'str', 'default': 'deploy'},
-            'version': {'type': 'str', 'default': ''},
-            'job_id': {'type': 'str', 'default': ''},
-            'timeout': {'type': 'int', 'default': 0},
-            'break_lock': {'type': 'bool', 'default': False},
-            'force': {'type': 'bool', 'default': False},
             'token': {'type': 'str', 'default': '', 'no_log': True},
-            'break_hint': {'type': 'str', 'default': DEFAULT_BREAK_HINT},
-            'force_hint': {'type': 'str', 'default': ''},
-            '_controller': {'type': 'dict', 'default': {}},
-            '_inventory_host': {'type': 'str', 'default': ''},
-            '_break_fingerprint': {'type': 'str', 'default': ''},
+            **_lock.take_options(),
         },
         supports_check_mode=True,
     )

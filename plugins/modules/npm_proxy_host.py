@@ -54,6 +54,9 @@ description:
     what the hosts before it did.
   - B(NPM starting) - with O(api_timeout), the module waits for NPM's API (C(GET /api/)) while its port refuses
     connections or its nginx answers 5xx, as after the proxy container (re)starts.
+  - B(Requests) - the module logs in first; an NPM that runs and has the user costs that one request before the reads
+    (proxy hosts, and certificates and access lists when a host names one). Only a login that fails leads to
+    C(GET /api/) (waiting with O(api_timeout), first-run setup), after which the login is tried again.
   - To switch only the upstream of a host during a deploy, use M(avatar_mgmt.ops.npm_forward).
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
@@ -81,8 +84,8 @@ options:
     default: false
   api_timeout:
     description:
-      - Seconds to wait for NPM's API before logging in, asking C(GET /api/) every second while NPM refuses connections
-        or answers 5xx (NPM starting). Any other answer (4xx, not NPM's JSON) fails at once.
+      - Seconds to wait for NPM's API when the first login fails, asking C(GET /api/) every second while NPM refuses
+        connections or answers 5xx (NPM starting). Any other answer (4xx, not NPM's JSON) fails at once.
       - V(0) asks once.
     type: int
     default: 0

@@ -605,21 +605,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils import (
     _switch,
 )
 
-LOCK_OPTIONS = {
-    'path': {'type': 'path'},
-    'holder': {'type': 'str', 'default': ''},
-    'action': {'type': 'str', 'default': 'deploy'},
-    'version': {'type': 'str', 'default': ''},
-    'job_id': {'type': 'str', 'default': ''},
-    'timeout': {'type': 'int', 'default': 0},
-    'break_lock': {'type': 'bool', 'default': False},
-    'force': {'type': 'bool', 'default': False},
-    'break_hint': {'type': 'str', 'default': _lock.DEFAULT_BREAK_HINT},
-    'force_hint': {'type': 'str', 'default': ''},
-    '_controller': {'type': 'dict', 'default': {}},
-    '_inventory_host': {'type': 'str', 'default': ''},
-    '_break_fingerprint': {'type': 'str', 'default': ''},
-}
+LOCK_OPTIONS = {'path': {'type': 'path'}, **_lock.take_options()}
 
 
 def _host_checks(module, host):
@@ -737,13 +723,9 @@ def _take_lock(module, lock_path):
 
 def _give_back(lock_path, taken):
     """Release the lock this call took (reading failed after it); say what happened, for the message."""
-    try:
-        _lock.release(lock_path, token=taken['token'])
-    except _lock.LockError as exc:
-        return (
-            f' The lock {lock_path} this task took could not be released: {exc}. Remove it with '
-            'avatar_mgmt.ops.deploy_lock (state=absent, force=true) once no run is in progress.'
-        )
+    answer = _lock.give_back(lock_path, taken['token'])
+    if answer['error']:
+        return ' ' + answer['msg']
     taken.update(acquired=False, released=True, held=False, token='')
     return f' The lock {lock_path} this task took was released.'
 

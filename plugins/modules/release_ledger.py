@@ -138,6 +138,26 @@ options:
       - In check mode nothing is removed; RV(images_removed) names what would be.
     type: bool
     default: false
+  release_lock:
+    description:
+      - O(state=record) only. Give back the deploy lock that this run took (M(avatar_mgmt.ops.deploy_lock), or the
+        lock option of M(avatar_mgmt.ops.release_info)) in the same call, once the record (and O(prune_images))
+        succeeded. The lock is removed only when it still carries O(release_lock.token), exactly as
+        M(avatar_mgmt.ops.deploy_lock) with O(avatar_mgmt.ops.deploy_lock#module:state=absent) removes it.
+      - A record that fails leaves the lock in place (the caller still holds it and releases it itself). A lock that
+        carries another token is left in place and is no failure (RV(lock_msg) says whose it is); a lock that cannot be
+        removed is a warning. RV(lock_released) says whether the caller still has to release it.
+      - In check mode the lock is not released; RV(lock_msg) says whether it would be.
+    type: dict
+    suboptions:
+      path:
+        description: The lock file, such as V(/opt/deploy-avatar-prod/.deploy.lock).
+        type: path
+        required: true
+      token:
+        description: The RV(avatar_mgmt.ops.deploy_lock#module:token) that taking the lock returned.
+        type: str
+        required: true
 notes:
   - Only folders of O(path) whose name looks like a release id are ever removed.
   - After a corrupt C(index.json) without a usable last good copy, O(state=record) starts an empty ledger and
@@ -197,6 +217,23 @@ EXAMPLES = r'''
     release: "{{ release }}"
     prune_images: true
   register: recorded
+
+- name: Record the release and give back the deploy lock this run took, in one call
+  avatar_mgmt.ops.release_ledger:
+    path: /opt/deploy-avatar-prod/releases
+    state: record
+    release: "{{ release }}"
+    release_lock:
+      path: /opt/deploy-avatar-prod/.deploy.lock
+      token: "{{ lock.token }}"
+  register: recorded
+
+- name: Release the lock when the record did not (it failed, or did not run)
+  avatar_mgmt.ops.deploy_lock:
+    path: /opt/deploy-avatar-prod/.deploy.lock
+    state: absent
+    token: "{{ lock.token }}"
+  when: not (recorded.lock_released | default(false))
 '''
 
 RETURN = r'''
@@ -282,12 +319,41 @@ entry:
     version: v1.2.0
     result: success
     env_checksums: {.env.prod.api: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
+lock_released:
+  description:
+    - Whether this task released the deploy lock of O(release_lock) (after the record). V(false) without
+      O(release_lock), in check mode, or when the lock was not there or carried another token.
+  returned: O(state=record)
+  type: bool
+  sample: true
+released_lock:
+  description:
+    - The lock that O(release_lock) removed (the record M(avatar_mgmt.ops.deploy_lock) returns as
+      RV(avatar_mgmt.ops.deploy_lock#module:lock), without its token), or V({}). Its C(fingerprint) tells which
+      lock it was.
+  returned: O(state=record)
+  type: dict
+  sample:
+    format: current
+    holder: alice
+    host: prod-1
+    action: deploy
+    version: v1.2.0
+    since: '2026-03-01T10:15:02Z'
+    fingerprint: 0b5d6f7c1f0e8d8f5a1c2b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b
+lock_msg:
+  description: What happened to the lock of O(release_lock) (as M(avatar_mgmt.ops.deploy_lock) says it), or V('').
+  returned: O(state=record)
+  type: str
+  sample: >-
+    Released the lock /opt/deploy-avatar-prod/.deploy.lock held by alice (host prod-1, deploy v1.2.0,
+    since 2026-03-01T10:15:02Z).
 '''
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _lock
 
 
 def _prune_images(module, kept_refs):
@@ -328,11 +394,22 @@ def main():
             'owner': {'type': 'str', 'default': ''},
             'group': {'type': 'str', 'default': ''},
             'prune_images': {'type': 'bool', 'default': False},
+            'release_lock': {
+                'type': 'dict',
+                'options': {
+                    'path': {'type': 'path', 'required': True},
+                    'token': {'type': 'str', 'required': True, 'no_log': True},
+                },
+            },
         },
         required_if=[('state', 'record', ['release'])],
         supports_check_mode=True,
     )
     params = module.params
+    if params['release_lock'] is not None and params['state'] != 'record':
+        module.fail_json(
+            msg='release_lock goes with state=record (a read takes no lock). Nothing was changed.', changed=False
+        )
     try:
         if params['state'] == 'read':
             result = _ledger.read(params['path'], params['keep'], params['rollback_to'], params['backup_before'])
@@ -362,6 +439,17 @@ def main():
     if params['prune_images'] and result['kept_references']:
         result['images_removed'], pruning = _prune_images(module, result['kept_references'])
         warnings += pruning
+    # Last: the lock goes back only once the record (and the pruning, which must not race another run) is done.
+    result.update(lock_released=False, released_lock={}, lock_msg='')
+    if params['release_lock'] is not None:
+        given_back = _lock.give_back(params['release_lock']['path'], params['release_lock']['token'], module.check_mode)
+        result.update(
+            lock_released=given_back['released'],
+            released_lock=given_back['lock'] if given_back['released'] else {},
+            lock_msg=given_back['msg'],
+        )
+        if given_back['error']:
+            warnings.append(given_back['msg'])
     for warning in warnings:
         module.warn(warning)
     before, after = result.pop('before'), result.pop('after')

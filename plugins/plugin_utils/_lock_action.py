@@ -6,7 +6,9 @@
 avatar_mgmt.ops.deploy_lock and avatar_mgmt.ops.release_info (its ``lock`` option).
 
 Runs in the controller's worker process (a fork of ansible-playbook, so
-``os.getppid()`` is the run that takes the lock).  ``run_lock`` adds the
+``os.getppid()`` is the run that takes the lock).  :class:`LockAction` is the
+action plugin both modules share (``run_task``: refuse the internal options,
+run the module through ``run_lock``, return its result).  ``run_lock`` adds the
 controller's identity and the inventory host to the lock arguments, runs the
 module through a callable, and when the result shows another run's lock it
 judges on the controller whether that run is alive (only this controller can
@@ -21,15 +23,54 @@ from __future__ import annotations
 
 import getpass
 import os
+import socket
 
+from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._lock import (
     DEFAULT_BREAK_HINT,
     assess_owner,
+    controller_identity,
     held_message,
 )
 
 INTERNAL = ('_controller', '_inventory_host', '_break_fingerprint')
+
+
+class LockAction(ActionBase):
+    """The action plugin of a module that takes, releases or reads the deploy lock."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = True
+
+    def _controller(self):
+        return controller_identity(os.getppid(), socket.gethostname())
+
+    def _run_module(self, args, task_vars):
+        return self._execute_module(module_name=self._task.action, module_args=args, task_vars=task_vars)
+
+    def run_task(self, tmp, task_vars, lock_args, module_args, option='', state='present'):
+        """The task's result: the module run through :func:`run_lock` with ``lock_args``.
+
+        ``module_args(lock_args)`` gives the module's arguments for the lock arguments of one
+        run; ``option`` prefixes the names of internal options the task must not pass
+        (``lock.`` for an option that holds them).
+        """
+        result = super().run(tmp, task_vars)
+        given = [option + key for key in lock_args if key in INTERNAL]
+        if given:
+            raise AnsibleActionFail(f"{', '.join(given)} are set by the action plugin; do not pass them.")
+        result.update(
+            run_lock(
+                lambda args: self._run_module(module_args(args), task_vars),
+                lock_args,
+                task_vars,
+                self._controller(),
+                state=state,
+            )
+        )
+        return result
 
 
 def run_operator(task_vars):

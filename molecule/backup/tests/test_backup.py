@@ -180,16 +180,21 @@ def test_a_failed_backup_leaves_nothing_behind(host):
 
 def test_retention_keeps_the_right_backups(host):
     fake = ["20261101T010000Z", "20261101T020000Z", "20261102T010000Z", "20261103T010000Z"]
-    for backup_id in fake + [".tmp-20261101T000000Z"]:
+    for backup_id in fake + [".tmp-20261101T000000Z", "20261103T050000Z"]:
         host.check_output(f"sudo install -d -o deploy -m 0700 {BACKUPS}/{backup_id}")
+    # A pre-deploy backup later on Nov 3 than that day's nightly one: it does not take the nightly's slot.
+    host.check_output(f"printf '%s' '{{\"kind\": \"pre-deploy\"}}' | sudo tee {BACKUPS}/20261103T050000Z/manifest.json")
     before = set(backups(host))
     res = playbook(
-        "backup.yml", "-e", "backup_keep_daily=3", "-e", "backup_keep_weekly=0", "-e", "backup_keep_monthly=0"
+        "backup.yml",
+        *("-e", "backup_keep_daily=3", "-e", "backup_keep_weekly=0", "-e", "backup_keep_monthly=0"),
+        *("-e", "backup_keep_other=0"),
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     after = backups(host)
     (new,) = set(after) - before
-    # Newest of each of the last 3 days with a backup: today (the new one), Nov 3, Nov 2.
+    # Newest scheduled backup of each of the last 3 days with one: today (the new one), Nov 3, Nov 2;
+    # no pre-deploy or safety backup (backup_keep_other=0).
     assert after == sorted([new, "20261102T010000Z", "20261103T010000Z"])
     assert host.file(f"{BACKUPS}/.tmp-20261101T000000Z").is_directory  # being written: never touched
 

@@ -111,27 +111,9 @@ def test_switching_the_api_upstream_under_load_loses_no_request(host):
             time.sleep(1)
         with Load(DOMAINS["api"], "/health", HTTP_PORT) as load:
             time.sleep(2)
-            res = playbook(
-                os.path.join(os.path.dirname(__file__), "..", "forward.yml"),
-                "-e",
-                f"domain={DOMAINS['api']}",
-                "-e",
-                "forward_host=api-green",
-                "-e",
-                f"expect={other}",
-            )
-            assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+            _forward(DOMAINS["api"], "api-green", other)
             time.sleep(3)
-            back = playbook(
-                os.path.join(os.path.dirname(__file__), "..", "forward.yml"),
-                "-e",
-                f"domain={DOMAINS['api']}",
-                "-e",
-                "forward_host=api",
-                "-e",
-                f"expect={running_version}",
-            )
-            assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-2000:]
+            _forward(DOMAINS["api"], "api", running_version)
             time.sleep(12)  # past NPM's resolver cache, before the green container goes
         figures = {"ok": load.ok, "failed": len(load.failures), "worst_s": round(load.worst, 3)}
         with open(os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], ".cache", "proxy-switch.json"), "w") as f:
@@ -141,3 +123,17 @@ def test_switching_the_api_upstream_under_load_loses_no_request(host):
         assert load.worst < 2.0, load.worst
     finally:
         host.run(f"docker rm -f {name}")
+
+
+def _forward(domain, forward_host, expect):
+    """Point ``domain``'s proxy host at ``forward_host`` with forward.yml; it checks the proxy serves ``expect``."""
+    res = playbook(
+        os.path.join(os.path.dirname(__file__), "..", "forward.yml"),
+        "-e",
+        f"domain={domain}",
+        "-e",
+        f"forward_host={forward_host}",
+        "-e",
+        f"expect={expect}",
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]

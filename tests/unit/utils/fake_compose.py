@@ -28,7 +28,7 @@ class FakeDocker:
         self.containers = {}
         self.calls = []
         # What `docker top` shows of the proxy's nginx workers, call after call (the last one repeats);
-        # None: `docker top` fails.
+        # a pid ending in ~ is a worker shutting down after a reload. None: `docker top` fails.
         self.proxy_workers = None
         self._next = 0
         for service, config in desired.items():
@@ -125,6 +125,9 @@ class FakeDocker:
                 return 1, '', 'Error response from daemon: top not available'
             pids = self.proxy_workers.pop(0) if len(self.proxy_workers) > 1 else self.proxy_workers[0]
             lines = ['PID COMMAND', '1 nginx: master process nginx', '2 nginx: cache manager process']
-            lines += [f'{pid} nginx: worker process' for pid in sorted(pids)]
+            lines += [
+                f'{pid.rstrip("~")} nginx: worker process' + (' is shutting down' if pid.endswith('~') else '')
+                for pid in sorted(pids)
+            ]
             return 0, '\n'.join(lines) + '\n', ''
         raise AssertionError(f'unexpected command {argv}')

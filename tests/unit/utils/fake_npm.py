@@ -138,6 +138,7 @@ class FakeNPM(LocalHTTPService):
         self._ids = {'host': 0, 'cert': 0, 'acl': 0}
         self.reloads = 0
         self.requests = []  # (method, path, authorized)
+        self.public_requests = []  # (len(requests) at the time, domain) of each request to the public side
         self.served = {}  # host id -> the record nginx has loaded
         self.public_view = {}
         self.reload_lag = 0
@@ -507,6 +508,9 @@ class FakeNPMPublic(LocalHTTPService):
 
             def do_GET(self):
                 domain = (self.headers.get('Host') or '').split(':')[0].lower()
+                with npm.mutex:
+                    # How many admin API requests came before this one, to tell the order of both.
+                    npm.public_requests.append((len(npm.requests), domain))
                 record = npm.public_target(domain)
                 if record is None:
                     data, upstream = b'Default Site', None

@@ -43,10 +43,20 @@ def test_defaults_are_7_4_6():
         ((), {'daily': 0, 'weekly': 0, 'monthly': 2}, ['b-20261129', 'b-20261031']),
         # Extra vars (-e daily=3) arrive as strings.
         (('3', ' 0 ', '0'), {}, ['b-20261129', 'b-20261128', 'b-20261127']),
+        # other: the kinds apart (all these are scheduled: nothing changes), also given as a string.
+        ((1, 0, 0), {'other': '2'}, ['b-20261129']),
     ],
 )
 def test_counts(args, kwargs, keep):
     assert FILTERS['backup_retention'](nightly(60), *args, now=NOW, **kwargs)['keep'] == keep
+
+
+def test_other_kinds_keep_their_own_slots():
+    backups = nightly(3) + [{'id': 'p', 'time': '2026-11-29T12:00:00Z', 'kind': 'pre-deploy'}]
+    # Kinds not told apart: the pre-deploy backup takes Nov 29's slot from the nightly one.
+    assert FILTERS['backup_retention'](backups, 2, 0, 0, now=NOW)['keep'] == ['p', 'b-20261128']
+    assert FILTERS['backup_retention'](backups, 2, 0, 0, now=NOW, other=0)['keep'] == ['p', 'b-20261129', 'b-20261128']
+    assert FILTERS['backup_retention'](backups, 1, 0, 0, now=NOW)['keep'] == ['p']
 
 
 def test_return_shape():
@@ -70,6 +80,7 @@ def test_return_shape():
         (nightly(2), {'monthly': 'six'}, "monthly must be a non-negative integer, got 'six'"),
         (nightly(2), {'monthly': '\u00b2'}, 'monthly must be a non-negative integer'),
         (nightly(2), {'now': 'later'}, "now 'later' is not an ISO 8601"),
+        (nightly(2), {'other': 'some'}, "other must be a non-negative integer, got 'some'"),
     ],
 )
 def test_errors_name_the_filter(backups, kwargs, fragment):

@@ -585,3 +585,175 @@ def test_a_real_pg_dump_failure_fails_the_backup(tmp_path, project, postgres):
     with pytest.raises(bc.BackupError, match=r'pg_dump failed \(exit status 1\): .*directus_gone'):
         bc.create(params(tmp_path, project), FailingDump(postgres))
     assert_nothing_published(tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# The running release from the ledger, and retention in the same call
+# ---------------------------------------------------------------------------
+
+POLICY = {'daily': 2, 'weekly': 0, 'monthly': 0, 'other': 1}
+
+
+def write_ledger(project, current, releases):
+    folder = project / 'releases'
+    folder.mkdir(exist_ok=True)
+    (folder / 'index.json').write_text(json.dumps({'current': current, 'releases': releases}))
+
+
+def old_backup(backup_dir, backup_id, kind='scheduled', result='ok'):
+    """A complete backup on disk as the module leaves it (a folder with a manifest)."""
+    folder = backup_dir / backup_id
+    folder.mkdir(parents=True)
+    (folder / 'db.dump').write_bytes(DUMP)
+    manifest = {'id': backup_id, 'kind': kind, 'verification': {'result': result}}
+    (folder / 'manifest.json').write_text(json.dumps(manifest))
+    return folder
+
+
+def test_without_a_release_the_manifest_names_the_ledgers_running_release(tmp_path, project):
+    write_ledger(
+        project,
+        '20261127T100000Z-v1.2.0',
+        [
+            {'id': '20261120T100000Z-v1.1.0', 'version': 'v1.1.0', 'result': 'success'},
+            {'id': '20261127T100000Z-v1.2.0', 'version': 'v1.2.0', 'result': 'success'},
+        ],
+    )
+    p = params(tmp_path, project)
+    del p['release']
+    result = bc.create(p, FakeDocker())
+    assert result['release'] == {'id': '20261127T100000Z-v1.2.0', 'version': 'v1.2.0'}
+    assert result['manifest']['release'] == result['release']
+    on_disk = json.loads((tmp_path / 'backups' / '20261128T020005Z' / 'manifest.json').read_text())
+    assert on_disk['release'] == {'id': '20261127T100000Z-v1.2.0', 'version': 'v1.2.0'}
+    assert result['warnings'] == []
+
+
+@pytest.mark.parametrize('ledger', [None, '{"current": "x", "releases": [', '{"current": "", "releases": []}'])
+def test_no_or_a_broken_ledger_records_no_release(tmp_path, project, ledger):
+    if ledger is not None:
+        (project / 'releases').mkdir()
+        (project / 'releases' / 'index.json').write_text(ledger)
+    p = params(tmp_path, project)
+    del p['release']
+    result = bc.create(p, FakeDocker())
+    assert result['manifest']['release'] == {'id': '', 'version': ''}
+    assert bool(result['warnings']) == (ledger is not None and ledger.endswith('['))
+    assert all('index.json is corrupt' in w for w in result['warnings'])
+
+
+def test_a_given_release_is_recorded_as_given(tmp_path, project):
+    write_ledger(project, '20261127T100000Z-v1.2.0', [{'id': '20261127T100000Z-v1.2.0', 'version': 'v1.2.0'}])
+    result = bc.create(params(tmp_path, project, release={'id': 'r', 'version': 'v9'}), FakeDocker())
+    assert result['manifest']['release'] == {'id': 'r', 'version': 'v9'}
+
+
+def test_retention_runs_after_publishing_and_returns_what_it_removed_and_kept(tmp_path, project):
+    backups = tmp_path / 'backups'
+    for backup_id in ('20261124T020000Z', '20261125T020000Z', '20261126T020000Z', '20261127T020000Z'):
+        old_backup(backups, backup_id)
+    (backups / '.tmp-20261127T030000Z').mkdir()  # another run's backup in progress
+    result = bc.create(params(tmp_path, project, retention=POLICY), FakeDocker())
+    retention = result['retention']
+    assert retention['keep'] == ['20261128T020005Z', '20261127T020000Z']
+    assert retention['removed'] == ['20261126T020000Z', '20261125T020000Z', '20261124T020000Z']
+    assert retention['reasons']['20261128T020005Z'] == ['newest', 'daily', 'verified']
+    assert listing(backups) == ['.tmp-20261127T030000Z', '20261127T020000Z', '20261128T020005Z']
+    assert 'retention' in result['timings']
+
+
+def test_retention_never_removes_what_the_ledger_names_or_protect_lists(tmp_path, project):
+    backups = tmp_path / 'backups'
+    for backup_id in ('20261124T020000Z', '20261125T020000Z', '20261126T020000Z', '20261127T020000Z'):
+        old_backup(backups, backup_id)
+    write_ledger(
+        project,
+        '20261127T100000Z-v1.2.0',
+        [{'id': '20261127T100000Z-v1.2.0', 'version': 'v1.2.0', 'result': 'success', 'backup': '20261124T020000Z'}],
+    )
+    p = params(tmp_path, project, retention=POLICY, protect=['20261125T020000Z'])
+    result = bc.create(p, FakeDocker())
+    assert result['retention']['removed'] == ['20261126T020000Z']
+    assert sorted(result['retention']['protected']) == ['20261124T020000Z', '20261125T020000Z']
+    assert listing(backups) == ['20261124T020000Z', '20261125T020000Z', '20261127T020000Z', '20261128T020005Z']
+
+
+def test_pre_deploy_backups_do_not_displace_the_nightly_and_the_newest_verified_stays(tmp_path, project):
+    backups = tmp_path / 'backups'
+    old_backup(backups, '20261125T020000Z')  # the newest verified backup before this one
+    old_backup(backups, '20261126T020000Z', result='skipped')
+    old_backup(backups, '20261127T020000Z', result='skipped')  # nightly of the 27th
+    old_backup(backups, '20261127T150000Z', kind='pre-deploy', result='skipped')
+    old_backup(backups, '20261127T160000Z', kind='pre-deploy', result='skipped')
+    p = params(tmp_path, project, kind='pre-deploy', verify=False, retention=POLICY)
+    result = bc.create(p, FakeDocker())
+    retention = result['retention']
+    # daily=2 counts the nightly backups only: the 27th and the 26th; other=1: the newest pre-deploy.
+    assert retention['reasons']['20261127T020000Z'] == ['daily']
+    assert retention['reasons']['20261126T020000Z'] == ['daily']
+    assert retention['reasons']['20261128T020005Z'] == ['newest', 'kind']
+    assert retention['reasons']['20261125T020000Z'] == ['verified']
+    assert retention['removed'] == ['20261127T160000Z', '20261127T150000Z']
+
+
+def test_check_mode_reports_what_retention_would_remove_and_changes_nothing(tmp_path, project):
+    backups = tmp_path / 'backups'
+    for backup_id in ('20261125T020000Z', '20261126T020000Z', '20261127T020000Z'):
+        old_backup(backups, backup_id)
+    before = {path: path.stat().st_mtime_ns for path in backups.rglob('*')}
+    docker = FakeDocker()
+    result = bc.create(params(tmp_path, project, retention=POLICY), docker, check_mode=True)
+    assert result['retention']['removed'] == ['20261126T020000Z', '20261125T020000Z']
+    assert result['retention']['keep'] == ['20261128T020005Z', '20261127T020000Z']
+    assert {path: path.stat().st_mtime_ns for path in backups.rglob('*')} == before
+    assert not any(call[1] in ('exec', 'run') for call in docker.calls if call[0] == 'docker')
+
+
+def test_a_bad_retention_policy_is_refused_before_anything_changes(tmp_path, project):
+    docker = FakeDocker()
+    with pytest.raises(
+        ValueError, match=r'^retention\.other must be a non-negative integer, got -1 \(backup_keep_other\)$'
+    ):
+        bc.create(params(tmp_path, project, retention=dict(POLICY, other=-1)), docker)
+    assert docker.calls == []
+    assert not (tmp_path / 'backups').exists()
+
+
+def test_a_failing_retention_keeps_the_published_backup_and_says_what_it_removed(tmp_path, project, monkeypatch):
+    backups = tmp_path / 'backups'
+    for backup_id in ('20261124T020000Z', '20261125T020000Z', '20261126T020000Z', '20261127T020000Z'):
+        old_backup(backups, backup_id)
+    real_rmtree = shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        if path.endswith('20261125T020000Z'):
+            raise PermissionError(13, 'Permission denied', path)
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(bc.shutil, 'rmtree', rmtree)
+    with pytest.raises(bc.RetentionError) as caught:
+        bc.create(params(tmp_path, project, retention=POLICY), FakeDocker())
+    message = str(caught.value)
+    assert message.startswith('Backup 20261128T020005Z was taken and published in ')
+    assert 'retention failed: [Errno 13] Permission denied' in message
+    assert 'Removed before the failure: 20261126T020000Z.' in message
+    result = caught.value.result
+    assert result['retention']['removed'] == ['20261126T020000Z']
+    assert result['manifest']['verification']['result'] == 'ok'
+    published = backups / '20261128T020005Z'
+    assert json.loads((published / 'manifest.json').read_text()) == result['manifest']
+    assert listing(backups) == ['20261124T020000Z', '20261125T020000Z', '20261127T020000Z', '20261128T020005Z']
+
+
+def test_retention_counts_only_complete_backup_folders(tmp_path):
+    backups = tmp_path / 'backups'
+    old_backup(backups, '20261126T020000Z')
+    elsewhere = old_backup(tmp_path / 'elsewhere', '20261125T020000Z')
+    (backups / '20261125T020000Z').symlink_to(elsewhere)  # a link is not a backup: never followed, never removed
+    (backups / '20261124T020000Z').write_text('a file')
+    (backups / '.tmp-20261123T020000Z').mkdir()
+    (backups / 'notes').mkdir()
+    assert [b['id'] for b in bc.complete_backups(str(backups))] == ['20261126T020000Z']
+    result = bc.apply_retention(str(backups), {'daily': 0, 'weekly': 0, 'monthly': 0}, ())
+    assert result == {'keep': ['20261126T020000Z'], 'removed': [], 'protected': [], 'reasons': result['reasons']}
+    assert (elsewhere / 'manifest.json').is_file()

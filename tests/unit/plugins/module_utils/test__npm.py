@@ -512,7 +512,16 @@ def test_connect_initial_setup_only_while_not_set_up():
         assert list(fresh.users) == [ADMIN]
         client, created = _npm.connect(params, initial_setup=True)
         assert created is False
-        assert ('POST', '/api/users') not in client.calls
+        assert client.calls == [('POST', '/api/tokens')], 'an NPM that is set up costs the login alone'
+
+
+def test_connect_with_a_wrong_password_fails_as_the_login_does(npm):
+    params = {'url': npm.url, 'username': ADMIN, 'password': 'wrong-password-123', 'validate_certs': True, 'timeout': 5}
+    with pytest.raises(_npm.NPMAuthError) as excinfo:
+        _npm.connect(params, initial_setup=True)
+    assert str(excinfo.value).startswith(f'NPM at {npm.url} refused the login of {ADMIN}')
+    assert 'wrong-password-123' not in str(excinfo.value)
+    assert ('POST', '/api/users') not in [r[:2] for r in npm.requests], 'a set-up NPM never gets a first user'
 
 
 def test_login_refused_names_the_user_not_the_password(npm):
@@ -603,10 +612,11 @@ def test_wait_for_api_fails_at_once_on_an_answer_that_is_not_a_start(npm, monkey
 
 def test_connect_waits_for_the_api_with_api_timeout(npm, monkeypatch):
     real_handle = npm.handle
-    answers = iter([502, 503])
+    answers = iter([502, 503, 502])
 
     def starting(method, path, *args):
-        status = next(answers, None) if path == '/api/' else None
+        # NPM's nginx answers 5xx to everything until its backend is up.
+        status = next(answers, None)
         if status:
             raise fake_npm.APIError(status, 'Bad Gateway')
         return real_handle(method, path, *args)
@@ -617,7 +627,8 @@ def test_connect_waits_for_the_api_with_api_timeout(npm, monkeypatch):
     client, created = _npm.connect(dict(params, api_timeout=30), clock=clock, sleep=clock.sleep)
     assert created is False
     assert clock.sleeps == 2
-    assert client.calls == [('GET', '/api/')] * 3 + [('POST', '/api/tokens')]
+    # The login first; it fails while NPM starts, so GET /api/ waits for it, then the login again.
+    assert client.calls == [('POST', '/api/tokens')] + [('GET', '/api/')] * 3 + [('POST', '/api/tokens')]
 
 
 def test_ensure_proxy_hosts_one_read_for_all_and_nothing_written_when_equal(npm):

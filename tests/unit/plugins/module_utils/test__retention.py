@@ -303,6 +303,7 @@ def test_parse_time(text, expected):
 
 
 GOOD = {'id': 'good', 'time': '2026-11-28T02:00:00Z'}
+NOW_NOV = '2026-11-28T20:00:00Z'
 
 
 @pytest.mark.parametrize(
@@ -348,11 +349,18 @@ GOOD = {'id': 'good', 'time': '2026-11-28T02:00:00Z'}
         ([GOOD], ('7', 4, 6), "daily must be a non-negative integer, got '7'"),
         ([GOOD], (7, True, 6), 'weekly must be a non-negative integer, got True'),
         ([GOOD], (7, 4, None), 'monthly must be a non-negative integer, got None'),
+        ([dict(GOOD, kind=3)], (7, 4, 6), "backup 'good': \"kind\" must be a string, got 3"),
+        ([dict(GOOD, verified='ok')], (7, 4, 6), "backup 'good': \"verified\" must be a boolean, got 'ok'"),
     ],
 )
 def test_invalid_input(backups, counts, message):
     with pytest.raises(ValueError, match=message):
         select_backups(backups, *counts, now='2027-01-01T00:00:00Z')
+
+
+def test_invalid_other():
+    with pytest.raises(ValueError, match='other must be a non-negative integer, got -1'):
+        select_backups([GOOD], 7, 4, 6, now='2027-01-01T00:00:00Z', other=-1)
 
 
 def test_invalid_now():
@@ -368,7 +376,75 @@ def test_reason_names_are_public():
         _retention.REASON_MONTHLY,
         _retention.REASON_IN_PROGRESS,
         _retention.REASON_FUTURE,
-    ] == ['newest', 'daily', 'weekly', 'monthly', 'in_progress', 'future']
+        _retention.REASON_KIND,
+        _retention.REASON_VERIFIED,
+    ] == ['newest', 'daily', 'weekly', 'monthly', 'in_progress', 'future', 'kind', 'verified']
+
+
+def kinds(*triples):
+    """Backups from (id, time, kind) triples, verified when the id ends in 'v'."""
+    return [{'id': i, 'time': t, 'kind': k, 'verified': i.endswith('v')} for i, t, k in triples]
+
+
+# Nightly backups on Nov 26-28 and pre-deploy / safety backups later on Nov 27 and 28.
+MIXED = kinds(
+    ('n26', '2026-11-26T02:00:00Z', 'scheduled'),
+    ('n27', '2026-11-27T02:00:00Z', 'scheduled'),
+    ('p27a', '2026-11-27T10:00:00Z', 'pre-deploy'),
+    ('p27b', '2026-11-27T15:00:00Z', 'pre-deploy'),
+    ('n28', '2026-11-28T02:00:00Z', ''),  # an empty kind is a scheduled backup
+    ('s28', '2026-11-28T09:00:00Z', 'safety'),
+    ('p28', '2026-11-28T12:00:00Z', 'pre-deploy'),
+)
+
+
+@pytest.mark.parametrize(
+    'other, keep',
+    [
+        # Kinds not told apart: the pre-deploy backups take the days' slots from the nightly ones.
+        (None, ['p28', 'p27b']),
+        # Their own retention: the nightly backups keep their days, the newest N of each other kind stay.
+        (0, ['p28', 'n28', 'n27']),
+        (1, ['p28', 's28', 'n28', 'n27']),
+        (2, ['p28', 's28', 'n28', 'p27b', 'n27']),
+    ],
+)
+def test_other_kinds_have_their_own_retention(other, keep):
+    assert select_backups(MIXED, 2, 0, 0, now=NOW_NOV, other=other)['keep'] == keep
+
+
+def test_other_kinds_reasons():
+    result = select_backups(MIXED, 2, 0, 0, now=NOW_NOV, other=1)
+    assert result['reasons'] == {
+        'p28': ['newest', 'kind'],
+        's28': ['kind'],
+        'n28': ['daily'],
+        'n27': ['daily'],
+    }
+
+
+@pytest.mark.parametrize('other', [None, 0, 2])
+def test_the_newest_verified_backup_is_never_deleted(other):
+    backups = [dict(b, verified=b['id'] == 'n26') for b in MIXED]
+    result = select_backups(backups, 1, 0, 0, now=NOW_NOV, other=other)
+    assert 'n26' in result['keep']
+    assert result['reasons']['n26'] == ['verified']
+    # Only the newest verified one: an older verified backup goes as before.
+    older = [dict(b, verified=b['id'] in ('n26', 'n27')) for b in MIXED]
+    result = select_backups(older, 1, 0, 0, now=NOW_NOV, other=other)
+    assert 'n26' in result['delete']
+    assert 'verified' in result['reasons']['n27']
+
+
+def test_a_verified_future_or_in_progress_backup_is_not_the_newest_verified():
+    backups = [
+        {'id': 'n26', 'time': '2026-11-26T02:00:00Z', 'verified': True},
+        {'id': 'n27', 'time': '2026-11-27T02:00:00Z'},
+        {'id': 'future', 'time': '2026-12-30T02:00:00Z', 'verified': True},
+        {'id': '.tmp-x', 'verified': True},
+    ]
+    result = select_backups(backups, 1, 0, 0, now=NOW_NOV)
+    assert result['reasons']['n26'] == ['verified']
 
 
 NOW = datetime(2027, 1, 1, tzinfo=UTC)

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _switch
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_compose import PROJECT, FakeDocker
@@ -51,6 +53,11 @@ def _spec(npm, **kw):
     return spec
 
 
+def _spec_without_npm():
+    """A spec whose proxy is never reached (nothing listens on port 9)."""
+    return _spec(types.SimpleNamespace(public=types.SimpleNamespace(url='http://127.0.0.1:9')))
+
+
 def _connect(npm):
     return lambda: _npm.connect(
         {'url': npm.url, 'username': ADMIN, 'password': PASSWORD, 'validate_certs': True, 'timeout': 5}
@@ -88,11 +95,43 @@ def test_a_service_whose_name_holds_another_is_not_confused():
     assert parsed == {'api-worker': ['Recreated']}
 
 
-def test_nothing_differs_touches_nothing_and_never_calls_npm(npm):
+def test_nothing_differs_touches_nothing_and_writes_nothing_to_npm(npm):
     docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
-    result = _switch.switch(docker, _spec(npm), lambda: pytest.fail('NPM contacted'))
+    before = list(npm.requests)
+    result = _switch.switch(docker, _spec(npm), _connect(npm))
     assert result['changed'] is False
     assert not [c for c in docker.calls if 'up' in c and '--dry-run' not in c]
+    # The login ran beside the dry run; nothing else reached NPM.
+    assert [r[:2] for r in npm.requests[len(before) :] if r[1] != '/api/tokens' and r[1] != '/api/'] == []
+    assert any('planned: hand over nothing; recreate nothing' in s for s in result['steps'])
+
+
+def test_check_mode_never_logs_in_to_npm():
+    logins = []
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2')
+    spec = dict(_spec_without_npm(), all_services=None)
+    result = _switch.switch(docker, spec, lambda: logins.append(1), check_mode=True)
+    assert result['handover'] == ['api']
+    assert logins == []
+    # all_services not given: read from compose, once.
+    assert len([c for c in docker.calls if 'config' in c]) == 1
+
+
+def test_npm_unreachable_fails_a_handover_before_anything_starts_but_not_a_recreate(npm):
+    def down():
+        raise _npm.NPMConnectionError('connection refused')
+
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(db='pg16')
+    result = _switch.switch(docker, _spec(npm), down, sleep=lambda s: None)
+    assert result['recreate'] == ['db']
+    docker.desired.update(api='v2')
+    (old,) = docker.of('api')
+    with pytest.raises(_switch.SwitchError, match='needed to hand over api') as err:
+        _switch.switch(docker, _spec(npm), down, sleep=lambda s: None)
+    assert err.value.switched is False
+    assert docker.of('api') == [old]
 
 
 def test_a_release_hands_over_api_and_frontend_and_leaves_the_proxy_on_the_alias(npm):
@@ -354,3 +393,66 @@ def test_a_container_that_cannot_be_removed_is_an_error_even_beside_one_already_
         ['docker-compose.prod.yml'],
     )
     docker_gone.remove_all(['aaa'])  # already gone: nothing to report
+
+
+def test_both_proxy_hosts_are_switched_before_either_is_verified(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+    npm.public_requests.clear()
+    result = _switch_run(docker, npm)
+    puts = [i for i, r in enumerate(npm.requests) if r[0] == 'PUT']
+    # Pinned (2 PUTs), switched to the new containers (2 PUTs), back on the alias (2 PUTs).
+    assert len(puts) == 6
+    second_switch = puts[3]
+    assert npm.public_requests
+    assert all(index > second_switch for index, _domain in npm.public_requests)
+    assert all(index < puts[4] for index, _domain in npm.public_requests)
+    order = [s.split('s ', 1)[1] for s in result['steps'] if '-2' in s or 'serves' in s]
+    assert order == [
+        f'api: started {PROJECT}-api-2 beside {PROJECT}-api-1',
+        f'frontend: started {PROJECT}-frontend-2 beside {PROJECT}-frontend-1',
+        f'api: {PROJECT}-api-2 healthy and answers on its own address',
+        f'frontend: {PROJECT}-frontend-2 healthy and answers on its own address',
+        f'api: proxy forwards to {PROJECT}-api-2',
+        f'frontend: proxy forwards to {PROJECT}-frontend-2',
+        "api: the proxy serves '-2:3000'",
+        "frontend: the proxy serves '-2:3000'",
+    ]
+
+
+def test_the_second_verification_failing_puts_both_services_back(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    old = {s: docker.of(s) for s in ('api', 'frontend')}
+    docker.desired.update(api='v2', frontend='v2')
+    spec = _spec(npm, verify_timeout=1)
+    # frontend listens on 3001: the proxy serves "...-frontend-2:3001", never the expected "-2:3000".
+    spec['services']['frontend'] = dict(spec['services']['frontend'], port=3001)
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch.switch(docker, spec, _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'))
+    message = str(err.value)
+    assert message.startswith('Nothing was switched for api and frontend:')
+    assert "did not show '-2:3000'" in message
+    assert err.value.switched is False
+    steps = err.value.result['steps']
+    # Both were moved to the new containers and api was verified before frontend's check failed.
+    assert any(f'frontend: proxy forwards to {PROJECT}-frontend-2' in s for s in steps)
+    assert any("api: the proxy serves '-2:3000'" in s for s in steps)
+    # Each service pinned to its old container, moved to the new one, then the undo: back to the old one
+    # and to the alias.
+    for service in ('api', 'frontend'):
+        assert docker.of(service) == old[service]
+        targets = [s.split('forwards to ')[1] for s in steps if f' {service}: proxy forwards to ' in s]
+        assert targets == [f'{PROJECT}-{service}-1', f'{PROJECT}-{service}-2', f'{PROJECT}-{service}-1', service]
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+
+
+def test_the_drain_waits_for_workers_of_an_earlier_reload_that_started_after_the_snapshot(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+    # Snapshot before the last PUT: 10 and 11. The first PUT's reload started 12 only after it; once the
+    # last reload serves, 12 is shutting down (it may still send frontend requests to the old container).
+    docker.proxy_workers = [{'10', '11'}, {'12~', '13', '14'}, {'12~', '13', '14'}, {'13', '14'}]
+    result, clock = _drain_run(docker, npm, drain=30)
+    assert _tops_before_rm(docker) == 4
+    assert clock.now >= 0.2
+    assert any("the proxy's old workers finished" in s for s in result['steps'])

@@ -10,6 +10,7 @@ import json
 import os
 
 import pytest
+from ansible.module_utils import basic
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _backup_create
 from ansible_collections.avatar_mgmt.ops.plugins.modules import backup_create
 from ansible_collections.avatar_mgmt.ops.tests.unit.plugins.module_utils.test__backup_create import (
@@ -85,3 +86,63 @@ def test_a_failed_backup_says_it_was_removed(tmp_path, project, docker):
     assert result['msg'].endswith('The partial backup was removed.')
     assert 'dump' in result['timings']
     assert os.listdir(tmp_path / 'backups') == []
+
+
+def test_retention_and_the_ledgers_release_in_the_same_call(tmp_path, project, docker):
+    (project / 'releases').mkdir()
+    (project / 'releases' / 'index.json').write_text(
+        json.dumps({'current': 'r-1', 'releases': [{'id': 'r-1', 'version': 'v1.2.0', 'backup': '20261120T020000Z'}]})
+    )
+    for backup_id in ('20261120T020000Z', '20261121T020000Z'):
+        (tmp_path / 'backups' / backup_id).mkdir(parents=True)
+    args = dict(params(tmp_path, project), retention={'daily': 1, 'weekly': 0, 'monthly': 0})
+    del args['release']
+    result = run(args)
+    assert result['release'] == {'id': 'r-1', 'version': 'v1.2.0'}
+    assert result['manifest']['release'] == result['release']
+    assert result['retention']['removed'] == ['20261121T020000Z']
+    assert result['retention']['protected'] == ['20261120T020000Z']
+    assert sorted(os.listdir(tmp_path / 'backups')) == ['20261120T020000Z', '20261128T020005Z']
+
+
+def test_a_corrupt_ledger_is_a_warning(tmp_path, project, docker, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    (project / 'releases').mkdir()
+    (project / 'releases' / 'index.json').write_text('{"current": "2026')
+    args = params(tmp_path, project)
+    del args['release']
+    result = run(args)
+    assert result['manifest']['release'] == {'id': '', 'version': ''}
+    assert len(warned) == 1
+    assert 'index.json is corrupt' in warned[0]
+    assert 'warnings' not in result
+
+
+def test_a_failed_retention_fails_saying_the_backup_is_published(tmp_path, project, docker, monkeypatch):
+    (tmp_path / 'backups' / '20261121T020000Z').mkdir(parents=True)
+
+    def rmtree(path, *args, **kwargs):
+        raise OSError(30, 'Read-only file system', path)
+
+    monkeypatch.setattr(_backup_create.shutil, 'rmtree', rmtree)
+    args = dict(params(tmp_path, project), retention={'daily': 1, 'weekly': 0, 'monthly': 0})
+    result = run(args, FailJson)
+    assert result['msg'].startswith('Backup 20261128T020005Z was taken and published in ')
+    assert 'Read-only file system' in result['msg']
+    assert result['msg'].endswith(
+        'Removed before the failure: none. The new backup is kept; the next backup applies retention again.'
+    )
+    assert result['published'] is True
+    assert result['changed'] is True
+    assert result['retention']['removed'] == []
+    assert sorted(os.listdir(tmp_path / 'backups')) == ['20261121T020000Z', '20261128T020005Z']
+    assert (tmp_path / 'backups' / '20261128T020005Z' / 'manifest.json').is_file()
+
+
+def test_check_mode_reports_retention_and_removes_nothing(tmp_path, project, docker):
+    (tmp_path / 'backups' / '20261121T020000Z').mkdir(parents=True)
+    args = dict(params(tmp_path, project), retention={'daily': 1, 'weekly': 0, 'monthly': 0}, _ansible_check_mode=True)
+    result = run(args)
+    assert result['retention']['removed'] == ['20261121T020000Z']
+    assert os.listdir(tmp_path / 'backups') == ['20261121T020000Z']

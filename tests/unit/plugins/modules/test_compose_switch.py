@@ -30,6 +30,8 @@ def docker(monkeypatch):
     module_harness.patch_exits(monkeypatch)
     fake = FakeDocker({'db': 'pg15', 'api': 'v1', 'proxy': 'npm'})
     monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, **kw: fake(argv))
+    # The fake stands for the docker CLI, installed or not where the tests run.
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda self, name, *a, **kw: f'/usr/bin/{name}')
     return fake
 
 
@@ -74,3 +76,18 @@ def test_a_relative_path_is_refused_before_anything(docker, path):
     assert 'must start with /' in result['msg']
     assert 'Nothing was changed' in result['msg']
     assert docker.calls == []
+
+
+def test_a_compose_file_compose_cannot_read_fails_before_anything(docker, monkeypatch):
+    def run(self, argv, **kw):
+        if 'config' in argv:
+            return 1, '', 'yaml: line 3: mapping values are not allowed here'
+        return docker(argv)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', run)
+    docker.desired.update(api='v2')
+    result = module_harness.run_module(compose_switch, ARGS, FailJson)
+    assert result['msg'].startswith('docker compose config failed: yaml: line 3')
+    assert result['msg'].endswith('Nothing was changed.')
+    assert result['changed'] is False
+    assert not [c for c in docker.calls if 'up' in c and '--dry-run' not in c]

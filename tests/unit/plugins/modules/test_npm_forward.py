@@ -118,7 +118,6 @@ def test_a_switch_sends_the_minimum_of_requests(npm):
     start = len(npm.requests)
     _run(_args(npm, verify_url=None, verify_expect=None))
     assert [request[:2] for request in npm.requests[start:]] == [
-        ('GET', '/api/'),
         ('POST', '/api/tokens'),
         ('GET', '/api/nginx/proxy-hosts'),
         ('PUT', '/api/nginx/proxy-hosts/1'),

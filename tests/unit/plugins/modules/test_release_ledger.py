@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
 from ansible.module_utils import basic
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_ledger
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import ExitJson, FailJson
@@ -94,9 +96,8 @@ def test_record_then_read(tmp_path):
     assert result['kept_versions'] == ['v1.1.0', 'v1.0.0']
     assert result['kept_references'] == ['r/api@sha256:2', 'r/api@sha256:1']
     assert result['changed'] is False
-    assert set(result) - {'changed'} == documented - {'removed', 'entry', 'images_removed'}, (
-        'read returns what RETURN documents'
-    )
+    record_only = {'removed', 'entry', 'images_removed', 'lock_released', 'released_lock', 'lock_msg'}
+    assert set(result) - {'changed'} == documented - record_only, 'read returns what RETURN documents'
 
 
 def test_record_check_mode_and_diff(tmp_path):
@@ -277,3 +278,125 @@ def test_prune_without_docker_is_a_warning(tmp_path, monkeypatch):
     result = record_with_prune(tmp_path)
     assert result['images_removed'] == []
     assert warned == ['prune_images: the docker CLI is not on this host, so no image was removed.']
+
+
+# release_lock: the record gives back the run's deploy lock in the same call, only once it succeeded.
+
+
+def take_lock(tmp_path, holder='alice'):
+    """A deploy lock taken as deploy_lock takes it; ``(path, token)``."""
+    path = str(tmp_path / '.deploy.lock')
+    taken = _lock.acquire(path, _lock.new_record(holder=holder, action='deploy', version='v1.1.0'))
+    assert taken['acquired']
+    return path, taken['token']
+
+
+def record_releasing(tmp_path, lock_path, token, **extra):
+    args = {
+        'path': str(tmp_path / 'releases'),
+        'state': 'record',
+        'release': release(1, 'v1.0.0'),
+        'release_lock': {'path': lock_path, 'token': token},
+    }
+    args.update(extra)
+    return args
+
+
+def test_a_successful_record_releases_the_lock(tmp_path):
+    lock_path, token = take_lock(tmp_path)
+    fingerprint = _lock.query(lock_path)['lock']['fingerprint']
+    result = run(record_releasing(tmp_path, lock_path, token))
+    assert result['changed'] is True
+    assert result['released_lock']['fingerprint'] == fingerprint, 'names the very lock it removed'
+    assert json.loads((tmp_path / 'releases' / 'index.json').read_text())['current'] == '20260101T000000Z-v1.0.0'
+    assert result['lock_released'] is True
+    assert not os.path.lexists(lock_path), 'the lock is gone'
+    assert result['lock_msg'].startswith(f'Released the lock {lock_path} held by alice')
+    assert token not in json.dumps(result), 'the owner token is never returned'
+
+
+def test_a_failed_record_keeps_the_lock(tmp_path):
+    """The rescue (rollback) still needs the lock: a record that fails does not give it back."""
+    lock_path, token = take_lock(tmp_path)
+    broken = {key: value for key, value in release(1, 'v1.0.0').items() if key != 'result'}
+    failed = run(record_releasing(tmp_path, lock_path, token, release=broken), expect=FailJson)
+    assert failed['msg'].endswith('Nothing was changed.')
+    assert 'lock_released' not in failed
+    assert _lock.query(lock_path)['held'] is True
+    assert not (tmp_path / 'releases' / 'index.json').exists()
+
+
+def test_a_record_that_cannot_write_keeps_the_lock(tmp_path):
+    lock_path, token = take_lock(tmp_path)
+    (tmp_path / 'releases').write_text('a file where the releases folder belongs\n')
+    run(record_releasing(tmp_path, lock_path, token), expect=FailJson)
+    assert _lock.query(lock_path)['held'] is True
+
+
+def test_a_wrong_token_is_refused_as_deploy_lock_refuses_it(tmp_path):
+    lock_path, _token = take_lock(tmp_path)
+    before = (tmp_path / '.deploy.lock').read_bytes()
+    result = run(record_releasing(tmp_path, lock_path, 'f' * 32))
+    assert result['changed'] is True, 'the record itself is done'
+    assert result['lock_released'] is False
+    assert result['released_lock'] == {}
+    assert (tmp_path / '.deploy.lock').read_bytes() == before, 'the lock of another owner is left as it was'
+    expected = _lock.release(lock_path, token='f' * 32)['msg']
+    assert result['lock_msg'] == expected
+    assert 'it carries another owner token' in result['lock_msg']
+
+
+def test_no_lock_to_release_is_no_failure(tmp_path):
+    result = run(record_releasing(tmp_path, str(tmp_path / '.deploy.lock'), 'a' * 32))
+    assert result['changed'] is True
+    assert result['lock_released'] is False
+    assert result['lock_msg'] == f'There is no lock {tmp_path / ".deploy.lock"}: nothing to release.'
+
+
+def test_check_mode_keeps_the_lock(tmp_path):
+    lock_path, token = take_lock(tmp_path)
+    result = run(record_releasing(tmp_path, lock_path, token, _ansible_check_mode=True))
+    assert result['lock_released'] is False
+    assert result['lock_msg'].startswith(f'Check mode: the lock {lock_path} held by alice')
+    assert _lock.query(lock_path)['held'] is True
+    assert not (tmp_path / 'releases').exists()
+
+
+def test_a_lock_that_cannot_be_removed_is_a_warning(tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: warned.append(msg))
+    lock_path = tmp_path / 'not-a-lock'
+    lock_path.mkdir()  # reading it fails: the record stands, the lock could not be given back
+    result = run(record_releasing(tmp_path, str(lock_path), 'a' * 32))
+    assert result['changed'] is True
+    assert result['lock_released'] is False
+    assert warned == [result['lock_msg']]
+    assert result['lock_msg'].startswith(f'The lock {lock_path} this task took could not be released: ')
+    assert 'deploy_lock (state=absent, force=true)' in result['lock_msg']
+
+
+def test_the_lock_goes_back_after_the_images_are_pruned(tmp_path, monkeypatch):
+    """Pruning must not race another run's pull: the lock is held while images are removed."""
+    lock_path, token = take_lock(tmp_path)
+    log = docker_cli(tmp_path, monkeypatch)
+    docker = tmp_path / 'bin' / 'docker'
+    docker.write_text(docker.read_text().replace('\n', f'\n[ -e {lock_path} ] && echo "locked" >> {log}\n', 1))
+    result = record_with_prune(tmp_path, release_lock={'path': lock_path, 'token': token})
+    assert result['images_removed'] == ['r/api@sha256:old']
+    assert result['lock_released'] is True
+    calls = log.read_text().splitlines()
+    assert calls[-2:] == ['locked', 'image rm r/api@sha256:old'], 'the image was removed under the lock'
+
+
+def test_release_lock_is_refused_with_a_read(tmp_path):
+    lock_path, token = take_lock(tmp_path)
+    failed = run(
+        {'path': str(tmp_path / 'releases'), 'release_lock': {'path': lock_path, 'token': token}}, expect=FailJson
+    )
+    assert failed['msg'] == 'release_lock goes with state=record (a read takes no lock). Nothing was changed.'
+    assert _lock.query(lock_path)['held'] is True
+
+
+def test_the_token_is_a_secret_option(monkeypatch):
+    spec = module_harness.module_kwargs(monkeypatch, release_ledger)['argument_spec']
+    assert spec['release_lock']['options']['token']['no_log'] is True

@@ -1,0 +1,80 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""compose_deploy's input checks: the role's preflight checks its input itself, also after deploy.yml's validate.yml.
+
+Real ansible-playbook runs on the sandbox inventory that contact no host (validate.yml and
+preflight.yml need no connection).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+DIGEST = 'sha256:' + '0' * 64
+PLAYBOOK = f"""
+- name: The role's checks as deploy.yml and rollback.yml run them
+  hosts: production
+  gather_facts: false
+  vars:
+    compose_deploy_release:
+      version: v1.2.0
+      images:
+        api: {{reference: "example/api@{DIGEST}", digest: "{DIGEST}"}}
+        frontend: {{reference: "example/frontend@{DIGEST}", digest: "{DIGEST}"}}
+    compose_deploy_action: deploy
+  tasks:
+    - name: Check settings and secrets before connecting anywhere
+      ansible.builtin.include_role:
+        name: avatar_mgmt.ops.compose_deploy
+        tasks_from: validate.yml
+      when: validate | bool
+
+    - name: The role's preflight, the input changed since validate.yml checked it
+      ansible.builtin.include_role:
+        name: avatar_mgmt.ops.compose_deploy
+        tasks_from: preflight.yml
+      vars:
+        compose_deploy_project_dir: relative/dir
+"""
+
+
+def _run(tmp_path, validate):
+    # Beside the playbook: the collection's playbooks/group_vars, as for the collection's own playbooks.
+    (tmp_path / 'group_vars').symlink_to(os.path.join(ROOT, 'playbooks', 'group_vars'))
+    (tmp_path / 'checks.yml').write_text(PLAYBOOK)
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.collections'),
+        ANSIBLE_VAULT_PASSWORD_FILE=os.path.join(ROOT, 'inventories', 'sandbox', 'vault-password.txt'),
+        ANSIBLE_NOCOLOR='1',
+    )
+    bindir = os.path.dirname(sys.executable)
+    argv = [os.path.join(bindir, 'ansible-playbook'), str(tmp_path / 'checks.yml')]
+    argv += ['-i', os.path.join(ROOT, 'inventories', 'sandbox'), '--limit', 'production', '-e', f'validate={validate}']
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')), reason='no ansible-playbook'
+)
+@pytest.mark.parametrize(
+    'validate, fails',
+    [
+        # The role run alone (rollback.yml, another playbook): its preflight checks the input itself.
+        (False, True),
+        # validate.yml passed on this host in this run, then the role's vars changed: still refused.
+        (True, True),
+    ],
+)
+def test_the_role_checks_its_input_even_after_validate_passed(tmp_path, validate, fails):
+    proc = _run(tmp_path, validate)
+    out = proc.stdout + proc.stderr
+    assert ('compose_deploy_project_dir must be an absolute path' in out) is fails, out[-3000:]
+    assert (proc.returncode != 0) is fails, out[-3000:]
