@@ -2,7 +2,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Pure logic of the backup role: read psql's report, describe files, compare row counts."""
+"""Logic shared by the backup role and modules: read psql's report, describe and check files, compare row counts."""
+
+import hashlib
+import os
+
+CHUNK = 1 << 20
+# A backup's kind as the manifest records it; a manifest without one is a scheduled backup
+# (they were written before kinds were recorded, by the nightly run).
+SCHEDULED = "scheduled"
 
 
 def parse_psql_report(lines):
@@ -70,9 +78,43 @@ def file_mismatches(expected, stat_results):
     return problems
 
 
+def checksum_problems(folder, files):
+    """Read each of ``files`` ({name: {size, sha256}}, a manifest's) in ``folder`` and list those that differ.
+
+    The problems name the file: ``db.dump is missing``, ``db.dump: sha256 differs from the manifest``,
+    ``db.dump: size differs from the manifest``. Empty when every file matches.
+    """
+    problems = []
+    for name in sorted(files):
+        path = os.path.join(folder, name)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(path, "rb") as f:
+                for chunk in iter(lambda f=f: f.read(CHUNK), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except OSError:
+            problems.append(f"{name} is missing")
+            continue
+        if digest.hexdigest() != (files[name] or {}).get("sha256"):
+            problems.append(f"{name}: sha256 differs from the manifest")
+        elif size != (files[name] or {}).get("size"):
+            problems.append(f"{name}: size differs from the manifest")
+    return problems
+
+
+def backup_kind(manifest):
+    """The kind of a backup (scheduled, pre-deploy, safety...); ``scheduled`` when its manifest names none."""
+    kind = manifest.get("kind") if isinstance(manifest, dict) else None
+    return kind if isinstance(kind, str) and kind else SCHEDULED
+
+
 def list_line(manifest):
-    """One line of the backup list: id, time, release, size in MB, verification result."""
+    """One line of the backup list: id, time, kind, release, size in MB, verification result."""
     size = sum(f.get("size", 0) for f in (manifest.get("files") or {}).values()) / 1048576.0
     release = (manifest.get("release") or {}).get("version") or "-"
     verified = (manifest.get("verification") or {}).get("result", "-")
-    return f"{manifest.get('id', '?'):<18} {manifest.get('time', '?'):<21} {release:<13} {size:>7.1f}  {verified}"
+    return (
+        f"{manifest.get('id', '?'):<18} {manifest.get('time', '?'):<21} {backup_kind(manifest):<10} "
+        f"{release:<13} {size:>7.1f}  {verified}"
+    )

@@ -373,3 +373,81 @@ def test_a_repository_without_password_is_refused_before_anything_changes(host):
     assert res.returncode != 0
     assert "backup_repository_password is empty" in out
     assert backups(host) == before
+
+
+def running_services(host):
+    return set(host.check_output(f"{COMPOSE} ps --services --status running").split())
+
+
+def kind(host, backup_id):
+    """The kind a backup's manifest records (scheduled when it names none); None without a manifest."""
+    res = host.run(f"sudo cat {BACKUPS}/{backup_id}/manifest.json")
+    return json.loads(res.stdout).get("kind", "scheduled") if res.succeeded else None
+
+
+def last_scheduled(host):
+    return [b for b in backups(host) if kind(host, b) == "scheduled"][-1]
+
+
+def test_a_restore_that_fails_after_dropping_the_database_puts_the_previous_data_back(host):
+    """The chosen backup's dump is cut short and its manifest made to match: the checksums pass, the
+    database is dropped and pg_restore fails. The safety backup comes back by itself."""
+    target = last_scheduled(host)
+    folder = f"{BACKUPS}/{target}"
+    cms("/items/avatars", json.dumps({"name": "katherine"}).encode())
+    before = rows()
+    assert "katherine" in before
+    saved = "/tmp/avatar-test-saved"
+    host.check_output(f"sudo install -d -m 0700 {saved} && sudo cp -p {folder}/db.dump {folder}/manifest.json {saved}/")
+    try:
+        size = int(host.check_output(f"sudo stat -c %s {folder}/db.dump"))
+        host.check_output(f"sudo truncate -s {size * 6 // 10} {folder}/db.dump")
+        fix = (
+            "import hashlib, json, os, sys; d = sys.argv[1]; m = json.load(open(d + '/manifest.json')); "
+            "b = open(d + '/db.dump', 'rb').read(); "
+            "m['files']['db.dump'] = {'size': len(b), 'sha256': hashlib.sha256(b).hexdigest()}; "
+            "json.dump(m, open(d + '/manifest.json', 'w'))"
+        )
+        host.check_output(f'sudo python3 -c "{fix}" {folder}')
+        old = set(backups(host))
+        res = playbook("restore.yml", "-e", f"backup_id={target}", "-e", "confirm_restore=production")
+        out = res.stdout + res.stderr
+        assert res.returncode != 0, out[-3000:]
+        (safety,) = set(backups(host)) - old
+        assert manifest(host, safety)["kind"] == "safety"
+        assert f"Restore of backup {target} failed: pg_restore of " in out, out[-3000:]
+        assert f"The safety backup {safety} taken just before was restored" in out, out[-3000:]
+        assert "the previous data is back" in out
+        assert f"restore.yml -e backup_id={target} -e confirm_restore=production" in out
+        assert {"api", "directus", "proxy"} <= running_services(host)
+        wait_directus(host)
+        assert wait_cms() == before
+        assert cms("/assets/model.glb") == FILE
+        assert not host.file(f"{DIR}/.deploy.lock").exists
+        # Nothing was staged in the db container.
+        assert not host.run(f"{COMPOSE} exec -T db ls /tmp/avatar-restore.dump").succeeded
+    finally:
+        host.check_output(f"sudo cp -p {saved}/db.dump {saved}/manifest.json {folder}/ && sudo rm -rf {saved}")
+
+
+def test_latest_is_the_last_scheduled_backup_never_the_safety_one(host):
+    """Two restores of latest in a row restore the same nightly backup: the safety backup the first
+    one took is not the second one's latest."""
+    listed = playbook("restore.yml", "-e", "backup_list=true")
+    assert listed.returncode == 0, listed.stdout[-3000:]
+    assert " safety " in listed.stdout, listed.stdout[-3000:]
+    assert " scheduled " in listed.stdout, listed.stdout[-3000:]
+    scheduled = last_scheduled(host)
+    assert kind(host, backups(host)[-1]) == "safety"  # the newest backup is the last restore's safety backup
+    # The rows when the last scheduled backup was taken (test_a_corrupt_ledger_does_not_block_a_backup).
+    expected = sorted([*NAMES, "margaret"])
+    for attempt in range(2):
+        cms("/items/avatars", json.dumps({"name": "dorothy"}).encode())
+        old = set(backups(host))
+        res = playbook("restore.yml", "-e", "backup_id=latest", "-e", "confirm_restore=production")
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, f"restore {attempt + 1}: {out[-3000:]}"
+        assert f"Restored backup {scheduled} (scheduled" in out, f"restore {attempt + 1}: {out[-3000:]}"
+        (safety,) = set(backups(host)) - old
+        assert manifest(host, safety)["kind"] == "safety"
+        assert wait_cms() == expected

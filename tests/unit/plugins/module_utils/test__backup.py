@@ -2,8 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
+import hashlib
+
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._backup import (
+    backup_kind,
+    checksum_problems,
     count_mismatches,
     file_facts,
     file_mismatches,
@@ -71,4 +75,38 @@ def test_list_line():
             "verification": {"result": "ok"},
         }
     )
-    assert line.split() == ["20261128T020005Z", "2026-11-28T02:00:05Z", "v1.2.0", "2.0", "ok"]
+    assert line.split() == ["20261128T020005Z", "2026-11-28T02:00:05Z", "scheduled", "v1.2.0", "2.0", "ok"]
+    assert list_line({"id": "20261201T101500Z", "kind": "safety"}).split()[2] == "safety"
+
+
+def test_checksum_problems(tmp_path):
+    (tmp_path / "db.dump").write_bytes(b"PGDMP 123")
+    (tmp_path / "x.tar.gz").write_bytes(b"abc")
+    files = {
+        "db.dump": {"size": 9, "sha256": hashlib.sha256(b"PGDMP 123").hexdigest()},
+        "x.tar.gz": {"size": 3, "sha256": hashlib.sha256(b"abd").hexdigest()},
+        "y.tar.gz": {"size": 1, "sha256": "00"},
+    }
+    assert checksum_problems(str(tmp_path), files) == [
+        "x.tar.gz: sha256 differs from the manifest",
+        "y.tar.gz is missing",
+    ]
+    files["x.tar.gz"] = {"size": 4, "sha256": hashlib.sha256(b"abc").hexdigest()}
+    assert checksum_problems(str(tmp_path), files) == [
+        "x.tar.gz: size differs from the manifest",
+        "y.tar.gz is missing",
+    ]
+    assert checksum_problems(str(tmp_path), {"db.dump": files["db.dump"]}) == []
+
+
+@pytest.mark.parametrize(
+    "manifest, kind",
+    [
+        ({"kind": "safety"}, "safety"),
+        ({"kind": "pre-deploy"}, "pre-deploy"),
+        ({}, "scheduled"),
+        ({"kind": ""}, "scheduled"),
+    ],
+)
+def test_backup_kind(manifest, kind):
+    assert backup_kind(manifest) == kind
