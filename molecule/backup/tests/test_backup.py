@@ -439,7 +439,7 @@ def test_latest_is_the_last_scheduled_backup_never_the_safety_one(host):
     assert " scheduled " in listed.stdout, listed.stdout[-3000:]
     scheduled = last_scheduled(host)
     assert kind(host, backups(host)[-1]) == "safety"  # the newest backup is the last restore's safety backup
-    # The rows when the last scheduled backup was taken (test_a_corrupt_ledger_does_not_block_a_backup).
+    # The rows when the last scheduled backup was taken (no test adds rows between margaret and katherine).
     expected = sorted([*NAMES, "margaret"])
     for attempt in range(2):
         cms("/items/avatars", json.dumps({"name": "dorothy"}).encode())
