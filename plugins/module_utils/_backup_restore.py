@@ -127,10 +127,13 @@ def choose(backup_dir, request):
     return request
 
 
-def check_backup(folder, label):
-    """Read the manifest of the backup in ``folder`` and check its files; ValueError naming the damaged file."""
+def check_backup(folder, label, skip=()):
+    """Read the manifest of the backup in ``folder`` and check its files; ValueError naming the damaged file.
+
+    ``skip``: names of the manifest not checked (the archives of a backup restored from the off-host
+    repository, which holds the live folders instead: restic checks its own data)."""
     manifest = read_manifest(folder)
-    problems = checksum_problems(folder, manifest['files'])
+    problems = checksum_problems(folder, {k: v for k, v in manifest['files'].items() if k not in skip})
     if problems:
         raise ValueError(
             '{} {} is damaged: {}. Choose another backup (-e backup_list=true lists them)'.format(
@@ -243,8 +246,14 @@ class Restore:
         for what in p['restore']:
             if what != 'db' and what + '.tar.gz' not in self.archives:
                 raise ValueError(f'restore names {what} but archives has no {what}.tar.gz')
-        self.manifest = self._timed('checksums', check_backup, self.path, 'Backup')
-        self.items = self.what(self.manifest)
+        self.tree = (p.get('tree') or '').rstrip('/')
+        if self.tree and not os.path.isabs(self.tree):
+            raise ValueError('tree {!r} must be an absolute path'.format(p['tree']))
+        if self.tree and not os.path.isdir(self.tree):
+            raise ValueError(f'tree {self.tree} is not a folder (the project folder restored from the repository)')
+        skip = tuple(self.archives) if self.tree else ()
+        self.manifest = self._timed('checksums', check_backup, self.path, 'Backup', skip)
+        self.items = self.what(self.manifest, self.tree)
         if not self.items:
             raise ValueError('backup {} holds nothing of {}'.format(self.id, ', '.join(p['restore'])))
         self.safety_path = (p.get('safety_path') or '').rstrip('/')
@@ -257,10 +266,22 @@ class Restore:
         self.db = self._timed('find_db', self.find_db) if 'db' in self.items else ''
         self.services = list(APP_SERVICES) + ([PROXY_SERVICE] if 'proxy' in self.items else [])
 
-    def what(self, manifest):
-        """The parts of ``restore`` that a backup with ``manifest`` holds, in restore order."""
+    def what(self, manifest, tree=''):
+        """The parts of ``restore`` that a backup with ``manifest`` holds, in restore order.
+
+        With ``tree`` (the live folders rather than archives), an archive's part is there when one of
+        its folders is in the tree."""
         files = manifest.get('files') or {}
-        return [w for w in WHAT if w in self.p['restore'] and (DUMP if w == 'db' else w + '.tar.gz') in files]
+
+        def holds(what):
+            if what == 'db':
+                return DUMP in files
+            if tree:
+                archive = self.archives.get(what + '.tar.gz') or {}
+                return any(os.path.isdir(os.path.join(tree, rel.strip('/'))) for rel in archive.get('paths') or [])
+            return what + '.tar.gz' in files
+
+        return [w for w in WHAT if w in self.p['restore'] and holds(w)]
 
     def find_db(self):
         res = self.runner.run(self._compose('ps', '-q', self.p['db_service']))
@@ -294,7 +315,7 @@ class Restore:
 
     # -- applying a backup ---------------------------------------------------
 
-    def apply(self, folder, manifest, items, step):
+    def apply(self, folder, manifest, items, step, tree=''):
         """Restore ``items`` of the backup in ``folder``; StepError on the first failure.
 
         ``self.touched`` lists the parts changed (or about to be), each added before its first change.
@@ -303,7 +324,10 @@ class Restore:
             self._timed(step + '_db', self._restore_db, folder, manifest)
         for what in items:
             if what != 'db':
-                self._timed(step + '_' + what, self._restore_archive, folder, self.archives[what + '.tar.gz'], what)
+                if tree:
+                    self._timed(step + '_' + what, self._restore_tree, tree, self.archives[what + '.tar.gz'], what)
+                else:
+                    self._timed(step + '_' + what, self._restore_archive, folder, self.archives[what + '.tar.gz'], what)
 
     def _restore_db(self, folder, manifest):
         p = self.p
@@ -345,6 +369,24 @@ class Restore:
                 raise StepError(f'emptying {rel} failed: {exc}')
         self._run('extracting ' + path, ['tar', '-C', self.p['project_dir'], '--same-owner', '-xzf', path])
 
+    def _restore_tree(self, tree, archive, what):
+        """The folders of ``archive`` copied from ``tree`` (owners, modes and times kept), each emptied first
+        (what the archive excludes stays); a folder the tree lacks is left empty, as the archive would."""
+        self.touched.append(what)
+        exclude = archive.get('exclude') or []
+        for rel in archive['paths']:
+            rel = rel.strip('/')
+            try:
+                clear_folder(self.p['project_dir'], rel, exclude)
+            except OSError as exc:
+                raise StepError(f'emptying {rel} failed: {exc}')
+            src = os.path.join(tree, rel)
+            if not os.path.isdir(src):
+                continue
+            dest = os.path.join(self.p['project_dir'], rel)
+            os.makedirs(dest, exist_ok=True)
+            self._run('copying ' + src, ['cp', '-a', '--', src + '/.', dest])
+
     # -- the whole run -------------------------------------------------------
 
     def retry_command(self, backup_id):
@@ -356,7 +398,7 @@ class Restore:
         self.row_counts = {}
         try:
             self._timed('stop', self.stop)
-            self.apply(self.path, self.manifest, self.items, 'restore')
+            self.apply(self.path, self.manifest, self.items, 'restore', self.tree)
             self._timed('start', self.start)
             return
         except Exception as exc:  # noqa: BLE001 - any failure, expected or not, must put the data back

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -508,4 +509,156 @@ def check(params, runner=None, check_mode=False, clock=time.monotonic):
     result['output'] = redact(out.strip().splitlines()[-1] if out.strip() else '', repo.secrets)
     result['snapshots'] = len(repo.snapshots(host=params.get('environment') or None, tag=TAG_PREFIX))
     result['timings'] = {'check': round(clock() - start, 3)}
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Restore from the repository (a new server: no backup folder, no project, no ledger)
+# ---------------------------------------------------------------------------
+
+LATEST = 'latest'
+# Room kept free besides the snapshot itself, so the restore never fills the disk to the last byte.
+RESTORE_MARGIN = 64 << 20
+
+
+def tag_value(snap, prefix):
+    """The value of the ``<prefix>:<value>`` tag of a snapshot, or ''."""
+    for item in snap.get('tags') or []:
+        if item.startswith(prefix + ':'):
+            return item.split(':', 1)[1]
+    return ''
+
+
+def choose_snapshot(snaps, request, environment):
+    """The snapshot ``request`` names among the environment's: ``latest`` is the newest *scheduled* one (never
+    a safety or pre-deploy snapshot), a backup id is the newest snapshot tagged ``id:<id>``. ValueError
+    naming backup_restore_id when none matches."""
+    ours = [s for s in snaps if TAG_PREFIX in (s.get('tags') or [])]
+    ours.sort(key=lambda s: s.get('time', ''))
+    listed = ', '.join(f"{tag_value(s, 'id') or '?'} ({tag_value(s, 'kind') or '?'})" for s in ours) or 'none'
+    if request == LATEST:
+        found = [s for s in ours if tag_value(s, 'kind') == 'scheduled']
+        if not found:
+            raise ValueError(
+                f'the repository holds no scheduled snapshot of {environment} (latest is the newest scheduled backup; '
+                f'snapshots: {listed}); name one with -e backup_id=<id> (backup_restore_id)'
+            )
+        return found[-1]
+    if not ID_RE.match(request or ''):
+        raise ValueError(f'backup id {request!r} is neither latest nor an id like 20261128T020005Z (backup_restore_id)')
+    found = [s for s in ours if tag_value(s, 'id') == request]
+    if not found:
+        raise ValueError(
+            f'the repository holds no snapshot of backup {request} of {environment} (backup_restore_id); '
+            f'snapshots: {listed}'
+        )
+    return found[-1]
+
+
+def snapshot_layout(paths, project_paths):
+    """Where, inside the snapshot, the backup's folder (db.dump, manifest.json) and the project folder are.
+
+    ``paths`` are the snapshot's own (absolute, as they were on the old server); ``project_paths`` the folders
+    copied relative to the project folder (directus/uploads ...). Returns (backup folder, project folder or '')."""
+    dumps = [p for p in paths if os.path.basename(p.rstrip('/')) == 'db.dump']
+    if not dumps:
+        raise ValueError('the snapshot holds no db.dump: it was not made by the backup role')
+    backup = os.path.dirname(dumps[0].rstrip('/'))
+    project = ''
+    for path in paths:
+        for rel in project_paths:
+            rel = rel.strip('/')
+            if path.rstrip('/').endswith('/' + rel):
+                project = path.rstrip('/')[: -len(rel) - 1] or '/'
+                break
+        if project:
+            break
+    return backup, project
+
+
+def restore_size(stdout):
+    """Bytes a snapshot takes when restored (``restic stats --mode restore-size --json``)."""
+    data = json.loads(stdout.strip().splitlines()[-1] if stdout.strip() else '{}')
+    if 'total_size' not in data:
+        raise ValueError('restic stats printed no total_size')
+    return int(data['total_size'])
+
+
+def space_problem(needed, free):
+    """The refusal when ``free`` bytes cannot hold ``needed`` (plus the margin), else ''."""
+    want = needed + RESTORE_MARGIN
+    if free >= want:
+        return ''
+    return (
+        f'the snapshot needs {-(-want // 1048576)} MB (its {-(-needed // 1048576)} MB and a margin of '
+        f'{RESTORE_MARGIN >> 20} MB) but only {free // 1048576} MB are free'
+    )
+
+
+def restore_snapshot(params, runner=None, check_mode=False, clock=time.monotonic, free_space=None):
+    """Find the snapshot ``params['id']`` names and restore it into a new private folder under ``restore_dir``.
+
+    Returns the snapshot (id, time, tags, backup id, kind, version), the folder made (``tmp``; '' in check mode),
+    the backup's folder inside it (``path``) with the manifest read from it, and the project folder inside it
+    (``tree``). The folder is removed again when the restore fails."""
+    parse_repository(params['repository'])
+    if not params.get('password_file') or not (check_mode or os.path.isfile(params['password_file'])):
+        raise ValueError(f"password_file {params.get('password_file')!r} does not exist (backup_repository_password)")
+    parent = params.get('restore_dir') or ''
+    if not os.path.isabs(parent):
+        raise ValueError(f'restore_dir {parent!r} must be an absolute path')
+    repo = Repository(params, runner)
+    timings = {}
+    start = clock()
+    if not repo.exists():
+        raise ValueError(f'there is no repository at {repo.name} (backup_repository): no backup was copied there')
+    snaps = repo.snapshots(host=params['environment'], tag=TAG_PREFIX)
+    snap = choose_snapshot(snaps, params.get('id') or '', params['environment'])
+    timings['find'] = round(clock() - start, 3)
+    backup_rel, project_rel = snapshot_layout(snap.get('paths') or [], params.get('project_paths') or [])
+    _rc, out, _err = repo._run('stats', ['stats', '--mode', 'restore-size', '--json', snap['id']])
+    size = restore_size(out)
+    result = {
+        'repository': repo.name,
+        'snapshot_id': snap.get('short_id') or snap['id'][:8],
+        'time': snap.get('time', ''),
+        'tags': snap.get('tags') or [],
+        'backup_id': tag_value(snap, 'id'),
+        'kind': tag_value(snap, 'kind') or 'scheduled',
+        'version': tag_value(snap, 'release'),
+        'size': size,
+        'command': f"restic -r {repo.name} restore {snap.get('short_id') or snap['id'][:8]} --target <folder>",
+        'tmp': '',
+        'path': '',
+        'tree': '',
+        'manifest': {},
+        'timings': timings,
+    }
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    free = (free_space or (lambda p: shutil.disk_usage(p).free))(parent)
+    problem = space_problem(size, free)
+    if problem:
+        raise ValueError(f'{problem} under {parent} (backup_restore_dir): free some space or choose another folder')
+    if check_mode:
+        timings['total'] = round(clock() - start, 3)
+        return result
+    tmp = tempfile.mkdtemp(prefix='.restore-', dir=parent)
+    try:
+        os.chmod(tmp, 0o700)
+        t = clock()
+        repo._run('restore', ['restore', snap['id'], '--target', tmp])
+        timings['restore'] = round(clock() - t, 3)
+        path = os.path.join(tmp, backup_rel.lstrip('/'))
+        with open(os.path.join(path, 'manifest.json'), encoding='utf-8') as handle:
+            manifest = json.load(handle)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.update(
+        tmp=tmp,
+        path=path,
+        tree=os.path.join(tmp, project_rel.lstrip('/')) if project_rel else '',
+        manifest=manifest,
+    )
+    timings['total'] = round(clock() - start, 3)
     return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 ---
 module: backup_offsite
-short_description: Copy a published backup into an encrypted, deduplicated restic repository off the host, or check that repository
+short_description: Copy a published backup into an encrypted, deduplicated restic repository off the host, check that repository, or restore a snapshot from it
 version_added: 0.2.0
 description:
   - B(action=backup) - copies one backup of the avatar_mgmt.ops.backup role into a restic repository (SFTP on a backup
@@ -23,6 +23,14 @@ description:
     O(keep_last_other) for pre-deploy and for safety snapshots - and C(restic prune) when something was forgotten.
   - The snapshot is recorded in the backup's C(manifest.json) (key C(offsite)).
   - B(action=check) - C(restic check --read-data-subset=<check_subset>).
+  - B(action=restore) - on a server that may be brand new (no backup folder, no project) - finds the snapshot of
+    O(environment) that O(id) names (V(latest) - the newest snapshot tagged C(kind:scheduled), never a safety or
+    pre-deploy one; an id - the snapshot tagged C(id:<id>)), checks that the folder O(restore_dir) has room for
+    the snapshot's restore size (C(restic stats --mode restore-size)) plus 64 MB, and runs C(restic restore) into a
+    new folder (mode C(0700)) under O(restore_dir). Returns that folder (RV(tmp)), the backup's folder inside it
+    (RV(path), with C(db.dump) and C(manifest.json)) and the project folder inside it (RV(tree), the live Directus
+    and proxy folders as they were), for M(avatar_mgmt.ops.backup_restore). The folder is removed when the restore
+    fails; the caller removes it after use.
   - B(Secrets) - the password reaches restic as C(RESTIC_PASSWORD_FILE), the SSH key through the ssh_config file
     O(ssh_config), other credentials as the process environment (O(env)); none is on a command line, and restic's
     messages are passed on with every secret value taken out. The SFTP connection checks the server's host key
@@ -35,7 +43,9 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Checks the input and reports the snapshot it would make; restic is not run.
+    description: >-
+      Checks the input and reports the snapshot it would make (V(backup)) without running restic; V(restore) finds the
+      snapshot and checks the free space (read only) but restores nothing.
   diff_mode:
     support: none
     description: A snapshot is new content; there is nothing to compare.
@@ -44,9 +54,9 @@ attributes:
     description: Every O(action=backup) makes a new snapshot (an unchanged file adds no data).
 options:
   action:
-    description: Copy a backup (V(backup)) or check the repository (V(check)).
+    description: Copy a backup (V(backup)), check the repository (V(check)) or restore a snapshot (V(restore)).
     type: str
-    choices: [backup, check]
+    choices: [backup, check, restore]
     default: backup
   repository:
     description: >-
@@ -84,9 +94,22 @@ options:
     type: str
     required: true
   id:
-    description: The backup's id (C(YYYYMMDDTHHMMSSZ)), a tag. Required for O(action=backup).
+    description: >-
+      The backup's id (C(YYYYMMDDTHHMMSSZ)), a tag. Required for O(action=backup). For O(action=restore), the backup
+      to restore - its id or V(latest) (the newest scheduled snapshot).
     type: str
     default: ''
+  restore_dir:
+    description: O(action=restore) - the folder under which the snapshot is restored into a new private folder.
+    type: path
+    default: ''
+  project_paths:
+    description: >-
+      O(action=restore) - the folders the snapshot holds relative to the project folder (C(directus/uploads) ...),
+      used to find the project folder among the snapshot's paths.
+    type: list
+    elements: str
+    default: []
   kind:
     description: The backup's kind, a tag; chooses the retention it falls under.
     type: str
@@ -154,6 +177,19 @@ EXAMPLES = r'''
     manifest: /var/backups/avatar-mgmt/production/20261128T020005Z/manifest.json
   become: true
   register: offsite
+
+- name: Restore the newest scheduled snapshot of production into a private folder on a new server
+  avatar_mgmt.ops.backup_offsite:
+    action: restore
+    repository: sftp:avatar-production@backup-1:/repo
+    password_file: /etc/avatar-mgmt/backup/production/password
+    ssh_config: /etc/avatar-mgmt/backup/production/ssh_config
+    environment: production
+    id: latest
+    restore_dir: /var/backups/avatar-mgmt/production
+    project_paths: [directus/uploads, jc21/data, jc21/letsencrypt]
+  become: true
+  register: fetched
 
 - name: Check the repository, reading back 5% of its data
   avatar_mgmt.ops.backup_offsite:
@@ -268,6 +304,36 @@ snapshots:
   returned: action=check, not in check mode
   type: int
   sample: 17
+snapshot:
+  description: O(action=restore) - the snapshot found (C(snapshot_id), C(time), C(tags), C(backup_id), C(kind), C(version), C(size)).
+  returned: action=restore
+  type: dict
+  sample: {snapshot_id: 5e8f3d2a, time: '2026-11-28T02:00:07Z', backup_id: 20261128T020005Z, kind: scheduled, version: v1.2.0}
+tmp:
+  description: O(action=restore) - the private folder the snapshot was restored into (empty in check mode).
+  returned: action=restore
+  type: str
+  sample: /var/backups/avatar-mgmt/production/.restore-k2j3h4
+path:
+  description: O(action=restore) - the backup's folder inside RV(tmp) (C(db.dump), C(manifest.json)).
+  returned: action=restore
+  type: str
+  sample: /var/backups/avatar-mgmt/production/.restore-k2j3h4/var/backups/avatar-mgmt/production/20261128T020005Z
+tree:
+  description: O(action=restore) - the project folder inside RV(tmp) (the Directus and proxy folders).
+  returned: action=restore
+  type: str
+  sample: /var/backups/avatar-mgmt/production/.restore-k2j3h4/opt/deploy-avatar-prod
+manifest:
+  description: O(action=restore) - the backup's manifest as the snapshot holds it (V({}) in check mode).
+  returned: action=restore
+  type: dict
+  sample: {id: 20261128T020005Z, kind: scheduled, release: {id: 20261127T100000Z-v1.2.0, version: v1.2.0}}
+command:
+  description: O(action=restore) - the restic command that restored the snapshot (without credentials).
+  returned: action=restore
+  type: str
+  sample: restic -r sftp:avatar-production@backup-1:/repo restore 5e8f3d2a --target <folder>
 timings:
   description: Seconds per step (C(open), C(init), C(parent), C(backup), C(forget), C(prune), C(total); C(check)).
   returned: always
@@ -282,7 +348,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _restic
 def main():
     module = AnsibleModule(
         argument_spec={
-            'action': {'type': 'str', 'choices': ['backup', 'check'], 'default': 'backup'},
+            'action': {'type': 'str', 'choices': ['backup', 'check', 'restore'], 'default': 'backup'},
             'repository': {'type': 'str', 'required': True},
             'password_file': {'type': 'path', 'required': True},
             'ssh_config': {'type': 'path', 'default': ''},
@@ -292,6 +358,8 @@ def main():
             'restic': {'type': 'str', 'default': 'restic'},
             'environment': {'type': 'str', 'required': True},
             'id': {'type': 'str', 'default': ''},
+            'restore_dir': {'type': 'path', 'default': ''},
+            'project_paths': {'type': 'list', 'elements': 'str', 'default': []},
             'kind': {'type': 'str', 'choices': list(_restic.KINDS), 'default': 'scheduled'},
             'version': {'type': 'str', 'default': ''},
             'paths': {'type': 'list', 'elements': 'path', 'default': []},
@@ -303,7 +371,7 @@ def main():
             'keep_last_other': {'type': 'int', 'default': 3},
             'check_subset': {'type': 'str', 'default': '5%'},
         },
-        required_if=[('action', 'backup', ('id', 'paths'))],
+        required_if=[('action', 'backup', ('id', 'paths')), ('action', 'restore', ('id', 'restore_dir'))],
         supports_check_mode=True,
     )
     params = dict(module.params)
@@ -318,6 +386,12 @@ def main():
         if params['action'] == 'check':
             result = _restic.check(params, check_mode=module.check_mode)
             module.exit_json(changed=False, **result)
+        if params['action'] == 'restore':
+            result = _restic.restore_snapshot(params, check_mode=module.check_mode)
+            snapshot = {
+                k: result.pop(k) for k in ('snapshot_id', 'time', 'tags', 'backup_id', 'kind', 'version', 'size')
+            }
+            module.exit_json(changed=not module.check_mode, snapshot=snapshot, **result)
         result = _restic.offsite(params, check_mode=module.check_mode)
     except ValueError as exc:
         why = 'refused: ' + str(exc).rstrip('.') + ', nothing was changed in the repository'
@@ -338,6 +412,8 @@ def failure(params, why):
     repo = _restic.display(params['repository'])
     if params['action'] == 'check':
         return f'The check of the off-host repository {repo} failed: {why}'
+    if params['action'] == 'restore':
+        return f"Restore from the off-host repository {repo} (backup_id={params['id']}): {why}"
     backup_id = params['id']
     return f'the off-host copy of backup {backup_id} to {repo} failed (the local backup {backup_id} is published and kept): {why}'
 

@@ -56,6 +56,15 @@ options:
         the data. Checked like the backup before anything changes (not in check mode). Empty - no recovery.
     type: path
     default: ''
+  tree:
+    description:
+      - A folder holding the archived folders as they were (C(directus/uploads), C(jc21/data) ... relative to it) rather
+        than archives - the project folder of a snapshot restored from the off-host repository
+        (M(avatar_mgmt.ops.backup_offsite) O(avatar_mgmt.ops.backup_offsite#module:action=restore)). The folders are then
+        copied from it with their owners, and only the files of the manifest that are not archives (C(db.dump)) are
+        checked against it. Empty - the archives of the backup's folder.
+    type: path
+    default: ''
   restore:
     description:
       - What to restore. V(directus) and V(proxy) are the archives C(directus.tar.gz) and C(proxy.tar.gz) of
@@ -232,6 +241,7 @@ def main():
             'backup_dir': {'type': 'path'},
             'id': {'type': 'str'},
             'safety_path': {'type': 'path', 'default': ''},
+            'tree': {'type': 'path', 'default': ''},
             'restore': {
                 'type': 'list',
                 'elements': 'str',

@@ -10,6 +10,7 @@ repository on a second server (the backup host). Ordered: each test builds on th
 import base64
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.request
@@ -17,7 +18,7 @@ import urllib.request
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, leaked, playbook, vault
+from avatar_testlib import DIR, INVENTORY, PLATFORM, PROJECT, leaked, playbook, registry_digest, running, server, vault
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("production")
 
@@ -451,3 +452,84 @@ def test_latest_is_the_last_scheduled_backup_never_the_safety_one(host):
         (safety,) = set(backups(host)) - old
         assert manifest(host, safety)["kind"] == "safety"
         assert wait_cms() == expected
+
+
+# --- the disaster-recovery drill: the server is lost, a new one is restored from the repository (LAST: it
+# replaces the production server) -----------------------------------------------------------------------
+
+
+def table_counts(host, tables):
+    """Row count of each table, read in the database itself."""
+    quoted = {t: ".".join('"' + part + '"' for part in t.split(".", 1)) for t in tables}
+    sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {quoted[t]}" for t in tables)
+    out = host.check_output(f"{COMPOSE} exec -T db psql -X -U directus -d directus -At -F ' ' <<'SQL'\n{sql};\nSQL")
+    return {name: int(count) for name, count in (line.split() for line in out.splitlines() if line.strip())}
+
+
+def files_state(host, *folders):
+    """path -> (sha256, owner uid:gid, mode) of every file under the folders (relative to the project folder)."""
+    paths = " ".join(f"{DIR}/{f}" for f in folders)
+    sums = host.check_output(f"sudo sh -c 'find {paths} -type f -exec sha256sum {{}} + 2>/dev/null; true'")
+    stat = 'stat -c "%n %u:%g %a"'
+    owners = host.check_output(f"sudo sh -c 'find {paths} -type f -exec {stat} {{}} + 2>/dev/null; true'")
+    digest = {line.split(None, 1)[1]: line.split(None, 1)[0] for line in sums.splitlines() if line.strip()}
+    meta = {line.rsplit(" ", 2)[0]: tuple(line.rsplit(" ", 2)[1:]) for line in owners.splitlines() if line.strip()}
+    return {path: (digest[path], *meta[path]) for path in digest}
+
+
+def test_disaster_recovery_restores_a_new_server_from_the_repository(host):
+    """The nightly backup goes to the repository; the server is destroyed (container and volumes); a new one
+    of the same name is bootstrapped and restored from the repository alone. Everything comes back."""
+    res = playbook("backup.yml")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    nightly = backups(host)[-1]
+    info = manifest(host, nightly)
+    assert info.get("kind", "scheduled") == "scheduled"
+    version = info["release"]["version"] or "v1.2.0"
+    tables = sorted(info["row_counts"])
+    counts = table_counts(host, tables)
+    assert counts == info["row_counts"]
+    assert counts["public.avatars"] > 0
+    names = wait_cms()
+    uploads = files_state(host, "directus/uploads")
+    assert f"{DIR}/directus/uploads/scan-1.bin" in uploads
+    assert uploads[f"{DIR}/directus/uploads/scan-1.bin"][1] == "1000:1000"
+    certs = files_state(host, "jc21/letsencrypt", "jc21/data/custom_ssl")
+    assert certs, "the proxy holds no certificate file to compare"
+
+    # Lose the server: its container and its Docker data (volumes) are removed; a new bare one takes its name.
+    me = server()
+    subprocess.run(["bash", PLATFORM, "rm", me["name"]], check=True)
+    gone = subprocess.run(["docker", "volume", "inspect", me["name"] + "-docker"], capture_output=True, check=False)
+    assert gone.returncode != 0, "the server's Docker volume survived platform.sh rm"
+    subprocess.run(["bash", PLATFORM, "server", me["name"], str(me["ssh_port"]), str(me["http_port"])], check=True)
+    assert not host.file(DIR + "/" + "docker-compose.prod.yml").exists
+    assert not host.run(f"sudo ls {BACKUPS}").succeeded or backups(host) == []
+
+    res = playbook("bootstrap.yml")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    res = playbook(
+        "restore.yml", "-e", "backup_source=repository", "-e", "backup_id=latest", "-e", "confirm_restore=production"
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    assert f"backup {nightly} (scheduled, taken" in out, out[-3000:]
+    assert "restic -r sftp:avatar-production@mol-backup-repo:/repo restore" in out, out[-3000:]
+    assert "ran no production stack before this restore" in out, out[-3000:]
+    assert f"Restored backup {nightly} (scheduled" in out, out[-3000:]
+
+    # The release the backup names runs, by digest, and is healthy through the proxy.
+    now = running(host)
+    assert now["api"][1] == registry_digest("api", version)
+    assert now["frontend"][1] == registry_digest("frontend", version)
+    assert {"db", "directus", "proxy", "api"} <= running_services(host)
+    wait_directus(host)
+    assert wait_cms() == names
+    assert cms("/assets/model.glb") == FILE
+    # Every row, every upload byte for byte with its owner, the proxy's certificate files.
+    assert table_counts(host, tables) == counts
+    assert files_state(host, "directus/uploads") == uploads
+    assert files_state(host, "jc21/letsencrypt", "jc21/data/custom_ssl") == certs
+    # The private folder the snapshot was restored into is gone; no lock is left.
+    assert not host.run(f"sudo sh -c 'ls -d {BACKUPS}/.restore-*'").succeeded
+    assert not host.file(f"{DIR}/.deploy.lock").exists

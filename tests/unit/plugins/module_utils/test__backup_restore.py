@@ -504,3 +504,94 @@ def test_an_archive_the_role_does_not_know_is_refused(backups, project):
 
 def test_quote_ident():
     assert br.quote_ident('a"b') == '"a""b"'
+
+
+# -- from the off-host repository: the live folders (a tree) instead of archives ------------------------
+
+
+def make_tree_backup(tmp_path, rows, files):
+    """What a snapshot of the repository restores: the backup's folder with db.dump and a manifest that still
+    names the archives (not in the snapshot), and the project's live folders beside it."""
+    backup_dir = tmp_path / 'fetched' / 'backups'
+    folder = make_backup(backup_dir, NIGHTLY_ID, rows, {})
+    for name in ('directus.tar.gz', 'proxy.tar.gz'):
+        (folder / name).unlink()
+    tree = tmp_path / 'fetched' / 'project'
+    for rel, data in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(data)
+    return folder, tree
+
+
+def test_a_tree_restores_the_live_folders_with_modes_and_keeps_what_was_excluded(tmp_path, project):
+    folder, tree = make_tree_backup(
+        tmp_path,
+        NIGHTLY,
+        {
+            'directus/uploads/model.glb': b'model from the snapshot',
+            'directus/uploads/sub/deep.bin': b'deep',
+            'jc21/data/database.sqlite': b'npm of the snapshot',
+            'jc21/letsencrypt/live/npm-1/privkey.pem': b'the certificate key',
+        },
+    )
+    os.chmod(tree / 'jc21/letsencrypt/live/npm-1/privkey.pem', 0o600)
+    docker = FakeDocker()
+    result = br.restore(
+        params(tmp_path, project, backup_dir=None, id=None, safety_path='', path=str(folder), tree=str(tree)), docker
+    )
+    assert docker.rows == NIGHTLY
+    assert result['restored'] == ['db', 'directus', 'proxy']
+    assert sorted(os.listdir(project / 'directus/uploads')) == ['model.glb', 'sub']  # new.glb is gone
+    assert (project / 'directus/uploads/sub/deep.bin').read_bytes() == b'deep'
+    assert (project / 'jc21/data/database.sqlite').read_bytes() == b'npm of the snapshot'
+    key = project / 'jc21/letsencrypt/live/npm-1/privkey.pem'
+    assert key.read_bytes() == b'the certificate key'
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    # The logs the snapshot excluded stay; no archive was looked for.
+    assert (project / 'jc21/data/logs/access.log').read_text() == 'GET /\n'
+    assert not [c for c in docker.calls if c[0] == 'tar']
+    assert docker.running == {'db', 'api', 'directus', 'frontend', 'proxy'}
+
+
+def test_a_tree_without_proxy_folders_leaves_the_proxy_alone(tmp_path, project):
+    folder, tree = make_tree_backup(tmp_path, NIGHTLY, {'directus/uploads/model.glb': b'm'})
+    docker = FakeDocker()
+    result = br.restore(
+        params(tmp_path, project, backup_dir=None, id=None, safety_path='', path=str(folder), tree=str(tree)), docker
+    )
+    assert result['restored'] == ['db', 'directus']
+    assert (project / 'jc21/data/database.sqlite').read_bytes() == b'npm now'
+    assert 'proxy' not in result['services']
+
+
+def test_a_tree_still_checks_the_dump_against_the_manifest(tmp_path, project):
+    folder, tree = make_tree_backup(tmp_path, NIGHTLY, {'directus/uploads/model.glb': b'm'})
+    (folder / 'db.dump').write_bytes(b'PGDMP cut')
+    docker = FakeDocker()
+    with pytest.raises(ValueError, match=r'db\.dump: sha256 differs from the manifest'):
+        br.restore(
+            params(tmp_path, project, backup_dir=None, id=None, safety_path='', path=str(folder), tree=str(tree)),
+            docker,
+        )
+    assert changing_calls(docker) == []
+
+
+def test_a_tree_that_is_not_a_folder_is_refused(tmp_path, project):
+    folder, _tree = make_tree_backup(tmp_path, NIGHTLY, {})
+    with pytest.raises(ValueError, match=r'tree .* is not a folder'):
+        br.restore(
+            params(
+                tmp_path, project, backup_dir=None, id=None, safety_path='', path=str(folder), tree=str(tmp_path / 'x')
+            )
+        )
+
+
+def test_a_failed_tree_restore_puts_the_safety_backup_back(tmp_path, project):
+    backup_dir = tmp_path / 'backups'
+    make_backup(backup_dir, SAFETY_ID, OLD, NOW_UPLOADS, kind='safety')
+    folder, tree = make_tree_backup(tmp_path, NIGHTLY, {'directus/uploads/model.glb': b'm'})
+    docker = FakeDocker(fail_restore=(True, False))
+    p = params(backup_dir, project, backup_dir=None, id=None, path=str(folder), tree=str(tree))
+    with pytest.raises(br.RestoreError, match='the previous data is back'):
+        br.restore(p, docker)
+    assert docker.rows == OLD

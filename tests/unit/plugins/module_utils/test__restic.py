@@ -342,3 +342,149 @@ def test_check_mode_runs_nothing(world):
     assert res["snapshot_id"] == ""
     assert res["tags"][1] == "env:production"
     assert not (world["tmp"] / "repo").exists()
+
+
+# --- restore from the repository (a new server) ----------------------------------------------------
+
+
+def snap(backup_id, kind, time):
+    return {"id": backup_id.lower() * 2, "time": time, "tags": ["avatar-mgmt", f"id:{backup_id}", f"kind:{kind}"]}
+
+
+def test_choose_snapshot_latest_is_the_newest_scheduled_never_a_safety_one():
+    snaps = [
+        snap("20261127T020000Z", "scheduled", "2026-11-27T02:00:05Z"),
+        snap("20261128T020000Z", "scheduled", "2026-11-28T02:00:05Z"),
+        snap("20261128T090000Z", "safety", "2026-11-28T09:00:05Z"),
+        snap("20261128T120000Z", "pre-deploy", "2026-11-28T12:00:05Z"),
+        {"id": "ffff", "time": "2026-11-29T00:00:00Z", "tags": ["someone-else", "kind:scheduled"]},
+    ]
+    assert _restic.tag_value(_restic.choose_snapshot(snaps, "latest", "production"), "id") == "20261128T020000Z"
+    # A named id is taken whatever its kind.
+    assert (
+        _restic.tag_value(_restic.choose_snapshot(snaps, "20261128T090000Z", "production"), "id") == "20261128T090000Z"
+    )
+
+
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        ("latest", r"no scheduled snapshot of production .*snapshots: 20261128T090000Z \(safety\).*backup_restore_id"),
+        ("20261130T000000Z", r"no snapshot of backup 20261130T000000Z of production \(backup_restore_id\)"),
+        ("../etc", r"neither latest nor an id .*\(backup_restore_id\)"),
+    ],
+)
+def test_choose_snapshot_refusals_name_the_variable(request_, message):
+    with pytest.raises(ValueError, match=message):
+        _restic.choose_snapshot([snap("20261128T090000Z", "safety", "2026-11-28T09:00:05Z")], request_, "production")
+
+
+def test_snapshot_layout_finds_the_backup_and_project_folders():
+    paths = [
+        "/var/backups/avatar-mgmt/production/20261128T020005Z/db.dump",
+        "/var/backups/avatar-mgmt/production/20261128T020005Z/manifest.json",
+        "/opt/deploy-avatar-prod/directus/uploads",
+        "/opt/deploy-avatar-prod/jc21/data",
+    ]
+    assert _restic.snapshot_layout(paths, ["directus/uploads", "jc21/data"]) == (
+        "/var/backups/avatar-mgmt/production/20261128T020005Z",
+        "/opt/deploy-avatar-prod",
+    )
+    with pytest.raises(ValueError, match=r"holds no db\.dump"):
+        _restic.snapshot_layout(paths[2:], ["directus/uploads"])
+
+
+def test_space_problem_names_what_is_needed():
+    assert _restic.space_problem(100 << 20, 200 << 20) == ""
+    why = _restic.space_problem(100 << 20, 120 << 20)
+    assert "needs 164 MB" in why
+    assert "only 120 MB are free" in why
+
+
+def restore_params(world, **extra):
+    params = dict(
+        world["params"],
+        action="restore",
+        id="latest",
+        restore_dir=str(world["tmp"] / "newserver" / "backups"),
+        project_paths=["directus/uploads", "directus/extensions", "jc21/data", "jc21/letsencrypt"],
+    )
+    params.update(extra)
+    return params
+
+
+@needs_restic
+def test_restore_brings_back_the_newest_scheduled_snapshot_into_a_private_folder(world):
+    _restic.offsite(world["params"])
+    # A later safety snapshot is not "latest".
+    backup2 = world["tmp"] / "backups" / "20261129T020005Z"
+    shutil.copytree(world["backup"], backup2)
+    safety = dict(world["params"], id="20261129T020005Z", kind="safety", manifest=str(backup2 / "manifest.json"))
+    safety["paths"] = [str(backup2 / "db.dump"), str(backup2 / "manifest.json"), *world["params"]["paths"][2:]]
+    _restic.offsite(safety)
+    res = _restic.restore_snapshot(restore_params(world))
+    try:
+        assert res["backup_id"] == "20261128T020005Z"
+        assert res["kind"] == "scheduled"
+        assert res["version"] == "v1.2.0"
+        assert os.stat(res["tmp"]).st_mode & 0o777 == 0o700
+        assert os.path.dirname(res["tmp"]) == restore_params(world)["restore_dir"]
+        assert res["path"] == res["tmp"] + str(world["backup"])
+        assert res["tree"] == res["tmp"] + str(world["project"])
+        assert res["manifest"]["id"] == "20261128T020005Z"
+        with open(os.path.join(res["tree"], "directus/uploads/model.glb"), "rb") as handle:
+            assert handle.read() == world["upload"]
+        with open(os.path.join(res["path"], "db.dump"), "rb") as handle:
+            assert handle.read(5) == b"PGDMP"
+        assert res["size"] > 3 << 20
+        assert f"restic -r {world['params']['repository']} restore {res['snapshot_id']}" in res["command"]
+    finally:
+        shutil.rmtree(res["tmp"])
+    # By id: the safety snapshot.
+    res = _restic.restore_snapshot(restore_params(world, id="20261129T020005Z"))
+    shutil.rmtree(res["tmp"])
+    assert (res["backup_id"], res["kind"]) == ("20261129T020005Z", "safety")
+
+
+@needs_restic
+def test_restore_refuses_without_room_and_leaves_nothing(world):
+    _restic.offsite(world["params"])
+    params = restore_params(world)
+    with pytest.raises(ValueError, match=r"needs \d+ MB .* but only 1 MB are free under .*backup_restore_dir"):
+        _restic.restore_snapshot(params, free_space=lambda _path: 1 << 20)
+    assert os.listdir(params["restore_dir"]) == []
+
+
+@needs_restic
+def test_restore_refusals_before_anything_is_written(world):
+    with pytest.raises(ValueError, match=r"there is no repository at .*\(backup_repository\)"):
+        _restic.restore_snapshot(restore_params(world))
+    _restic.offsite(world["params"])
+    with pytest.raises(ValueError, match=r"no snapshot of backup 20261130T000000Z of production"):
+        _restic.restore_snapshot(restore_params(world, id="20261130T000000Z"))
+    with pytest.raises(ValueError, match=r"no scheduled snapshot of staging"):
+        _restic.restore_snapshot(restore_params(world, environment="staging"))
+    assert (
+        not os.path.exists(restore_params(world)["restore_dir"])
+        or os.listdir(restore_params(world)["restore_dir"]) == []
+    )
+
+
+@needs_restic
+def test_a_failed_restic_restore_removes_its_folder(world):
+    """The repository loses its data packs (a damaged backup host): the snapshot is found, its size read
+    (the trees are in restic's cache), the restore fails, and the folder made for it is gone."""
+    _restic.offsite(world["params"])
+    params = restore_params(world)
+    big = [
+        os.path.join(root, name)
+        for root, _dirs, files in os.walk(os.path.join(world["params"]["repository"], "data"))
+        for name in files
+        if os.path.getsize(os.path.join(root, name)) > 1 << 20
+    ]
+    assert big
+    for path in big:
+        os.remove(path)
+    with pytest.raises(_restic.ResticError, match=r"restic restore on .* failed"):
+        _restic.restore_snapshot(params)
+    assert os.listdir(params["restore_dir"]) == []
