@@ -266,7 +266,9 @@ space:
   type: dict
   sample: {needed: 104857600, free: 5368709120, previous: 81234}
 timings:
-  description: Seconds spent in each step (C(free_space), C(ledger), C(find_db), C(dump), C(archives), C(verify) and its parts, C(publish), C(retention), C(total)).
+  description:
+    - Seconds spent in each step (C(free_space), C(ledger), C(find_db), C(dump), C(archives), C(verify) and its parts,
+      C(publish), C(retention), C(total)).
   returned: always
   type: dict
   sample: {free_space: 0.001, find_db: 0.21, dump: 0.62, archives: 0.18, verify: 2.4, publish: 0.0, total: 3.5}

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.modules import backup_offsite
-from ansible_collections.avatar_mgmt.ops.tests.unit.plugins.module_utils.test__restic import world  # noqa: F401
+from ansible_collections.avatar_mgmt.ops.tests.unit.plugins.module_utils.test__restic import world  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import FailJson
 
