@@ -7,12 +7,11 @@
 # scenarios running beside the rest so the suite takes about as long as the longest lane.
 #
 #   1. in order: venv, docker, images, lint, unit, build-check (a failure stops here);
-#   2. then four lanes at once, each stage's output in .cache/test-logs/<stage>.log
+#   2. then three lanes at once, each stage's output in .cache/test-logs/<stage>.log
 #      (printed when the stage ends; a failure prints it whole and fails the suite):
-#        lane A: molecule default, sanity, integration
+#        lane A: molecule default, molecule backup, sanity, integration
 #        lane B: molecule deploy
 #        lane C: molecule faults
-#        lane D: molecule backup (with its backup host and the disaster-recovery drill)
 #      The scenarios use their own servers and ports and share the GHCR stand-in, which stays
 #      up: the deploy scenario's outage tests cut only its own server off the registry
 #      (`platform.sh cut-registry SERVER`), so the lanes never wait for one another.
@@ -69,23 +68,20 @@ done
 stage platform "$make" --no-print-directory platform
 
 lane_a() {
-  molecule_stage default \
+  molecule_stage default && molecule_stage backup \
     && logged sanity "$make" --no-print-directory sanity \
     && logged integration "$make" --no-print-directory integration
 }
 lane_b() { molecule_stage deploy; }
 lane_c() { molecule_stage faults; }
-lane_d() { molecule_stage backup; }
 
 lane_a & a=$!
 lane_b & b=$!
 lane_c & c=$!
-lane_d & d=$!
 rc=0
 wait "$a" || rc=1
 wait "$b" || rc=1
 wait "$c" || rc=1
-wait "$d" || rc=1
 if [ "$rc" -ne 0 ]; then
   echo "make test: FAILED after $(( $(date +%s) - start ))s (logs in .cache/test-logs)"
   exit 1
