@@ -118,3 +118,25 @@ def list_line(manifest):
         f"{manifest.get('id', '?'):<18} {manifest.get('time', '?'):<21} {backup_kind(manifest):<10} "
         f"{release:<13} {size:>7.1f}  {verified}"
     )
+
+
+def stack_argument_spec():
+    """The options of the stack a backup is taken of or restored into (doc fragment avatar_mgmt.ops.backup_stack)."""
+    return {
+        "project_dir": {"type": "path", "required": True},
+        "project_name": {"type": "str", "required": True},
+        "compose_file": {"type": "str", "required": True},
+        "db_service": {"type": "str", "default": "db"},
+        "db_user": {"type": "str", "required": True},
+        "db_name": {"type": "str", "required": True},
+        "archives": {
+            "type": "list",
+            "elements": "dict",
+            "default": [],
+            "options": {
+                "name": {"type": "str", "required": True},
+                "paths": {"type": "list", "elements": "str", "required": True},
+                "exclude": {"type": "list", "elements": "str", "default": []},
+            },
+        },
+    }

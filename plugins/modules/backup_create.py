@@ -36,6 +36,8 @@ description:
     backups the ledger's releases name (the backup to restore "before" each release).
   - A retention that fails after publishing fails the module with a message saying the backup was published
     and kept, and what was removed before the failure (C(published=true) in the result).
+extends_documentation_fragment:
+  - avatar_mgmt.ops.backup_stack
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
 attributes:
@@ -63,50 +65,6 @@ options:
     description: User owning the backup's folders and files; the group of the same name is their group.
     type: str
     required: true
-  project_dir:
-    description: The stack's deploy folder (the compose file's folder, and the root of the archived paths).
-    type: path
-    required: true
-  project_name:
-    description: Compose project name.
-    type: str
-    required: true
-  compose_file:
-    description: Compose file name in O(project_dir).
-    type: str
-    required: true
-  db_service:
-    description: Compose service of the PostgreSQL database.
-    type: str
-    default: db
-  db_user:
-    description: Database user for pg_dump, psql and the throwaway server.
-    type: str
-    required: true
-  db_name:
-    description: Database name.
-    type: str
-    required: true
-  archives:
-    description: The archives of the backup, in order.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name:
-        description: File name, ending in C(.tar.gz).
-        type: str
-        required: true
-      paths:
-        description: Paths relative to O(project_dir).
-        type: list
-        elements: str
-        required: true
-      exclude:
-        description: Patterns left out (C(tar --exclude)), relative to O(project_dir).
-        type: list
-        elements: str
-        default: []
   verify:
     description: Verify the backup (checksums, archive listings, restore into a throwaway PostgreSQL) before publishing it.
     type: bool
@@ -275,31 +233,16 @@ timings:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _backup_create
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _backup, _backup_create
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
+            **_backup.stack_argument_spec(),
             'id': {'type': 'str', 'required': True},
             'backup_dir': {'type': 'path', 'required': True},
             'owner': {'type': 'str', 'required': True},
-            'project_dir': {'type': 'path', 'required': True},
-            'project_name': {'type': 'str', 'required': True},
-            'compose_file': {'type': 'str', 'required': True},
-            'db_service': {'type': 'str', 'default': 'db'},
-            'db_user': {'type': 'str', 'required': True},
-            'db_name': {'type': 'str', 'required': True},
-            'archives': {
-                'type': 'list',
-                'elements': 'dict',
-                'default': [],
-                'options': {
-                    'name': {'type': 'str', 'required': True},
-                    'paths': {'type': 'list', 'elements': 'str', 'required': True},
-                    'exclude': {'type': 'list', 'elements': 'str', 'default': []},
-                },
-            },
             'verify': {'type': 'bool', 'default': True},
             'min_free_mb': {'type': 'int', 'default': 100},
             'environment': {'type': 'str', 'required': True},

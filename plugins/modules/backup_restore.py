@@ -26,6 +26,8 @@ description:
     restored the same way and checked the same way (its row counts), the services are started, and the module fails
     with a message that names the error, the safety backup, whether the previous data is back, and the command to retry.
     When the safety restore fails too, the message says so and gives both errors.
+extends_documentation_fragment:
+  - avatar_mgmt.ops.backup_stack
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
 attributes:
@@ -73,50 +75,6 @@ options:
     elements: str
     choices: [db, directus, proxy]
     default: [db, directus, proxy]
-  archives:
-    description: The archives of the backups, as M(avatar_mgmt.ops.backup_create) took them (the folders to empty).
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name:
-        description: File name, ending in C(.tar.gz).
-        type: str
-        required: true
-      paths:
-        description: Folders relative to O(project_dir) the archive holds; emptied before it is extracted.
-        type: list
-        elements: str
-        required: true
-      exclude:
-        description: Patterns the archive left out, relative to O(project_dir); they stay when the folders are emptied.
-        type: list
-        elements: str
-        default: []
-  project_dir:
-    description: The stack's deploy folder (the compose file's folder, and the root of the archived paths).
-    type: path
-    required: true
-  project_name:
-    description: Compose project name.
-    type: str
-    required: true
-  compose_file:
-    description: Compose file name in O(project_dir).
-    type: str
-    required: true
-  db_service:
-    description: Compose service of the PostgreSQL database.
-    type: str
-    default: db
-  db_user:
-    description: Database user for psql and pg_restore; the owner of the recreated database.
-    type: str
-    required: true
-  db_name:
-    description: Database name.
-    type: str
-    required: true
   environment:
     description: Environment name, used in the retry command of a failure message (C(-e confirm_restore=<environment>)).
     type: str
@@ -231,12 +189,13 @@ timings:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _backup_restore
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _backup, _backup_restore
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
+            **_backup.stack_argument_spec(),
             'path': {'type': 'path'},
             'backup_dir': {'type': 'path'},
             'id': {'type': 'str'},
@@ -248,22 +207,6 @@ def main():
                 'choices': ['db', 'directus', 'proxy'],
                 'default': ['db', 'directus', 'proxy'],
             },
-            'archives': {
-                'type': 'list',
-                'elements': 'dict',
-                'default': [],
-                'options': {
-                    'name': {'type': 'str', 'required': True},
-                    'paths': {'type': 'list', 'elements': 'str', 'required': True},
-                    'exclude': {'type': 'list', 'elements': 'str', 'default': []},
-                },
-            },
-            'project_dir': {'type': 'path', 'required': True},
-            'project_name': {'type': 'str', 'required': True},
-            'compose_file': {'type': 'str', 'required': True},
-            'db_service': {'type': 'str', 'default': 'db'},
-            'db_user': {'type': 'str', 'required': True},
-            'db_name': {'type': 'str', 'required': True},
             'environment': {'type': 'str', 'required': True},
             'playbook': {'type': 'str', 'default': 'restore.yml'},
         },

@@ -15,6 +15,7 @@ returns that dict.  Nothing is added to the result: a module that does not pass
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 
 import pytest
@@ -95,9 +96,22 @@ def module_kwargs(monkeypatch, module):
     return captured
 
 
-def assert_documented_options(module, spec, keys=('default', 'required', 'choices', 'elements')):
-    """DOCUMENTATION's options are the argument spec's, with the same type and ``keys``; return the doc."""
+def documentation(module):
+    """The module's DOCUMENTATION with the options of its ``avatar_mgmt.ops`` doc fragments merged in."""
     doc = yaml.safe_load(module.DOCUMENTATION)
+    for name in doc.get('extends_documentation_fragment', []):
+        fragment = importlib.import_module(
+            'ansible_collections.avatar_mgmt.ops.plugins.doc_fragments.' + name.rsplit('.', 1)[-1]
+        )
+        options = yaml.safe_load(fragment.ModuleDocFragment.DOCUMENTATION)['options']
+        doc['options'] = dict(options, **doc.get('options', {}))
+    return doc
+
+
+def assert_documented_options(module, spec, keys=('default', 'required', 'choices', 'elements')):
+    """DOCUMENTATION's options (with those of its fragments) are the argument spec's, with the same type and
+    ``keys``; return the doc."""
+    doc = documentation(module)
     assert set(doc['options']) == set(spec)
     for name, option in doc['options'].items():
         assert option['type'] == spec[name]['type'], name
