@@ -78,3 +78,51 @@ def test_the_role_checks_its_input_even_after_validate_passed(tmp_path, validate
     out = proc.stdout + proc.stderr
     assert ('compose_deploy_project_dir must be an absolute path' in out) is fails, out[-3000:]
     assert (proc.returncode != 0) is fails, out[-3000:]
+
+
+SKIPPED_LOCK = f"""
+- name: The role with its lock and host read skipped by tags
+  hosts: production
+  gather_facts: false
+  vars:
+    ansible_connection: local
+    compose_deploy_release:
+      version: v1.2.0
+      images:
+        api: {{reference: "example/api@{DIGEST}", digest: "{DIGEST}"}}
+        frontend: {{reference: "example/frontend@{DIGEST}", digest: "{DIGEST}"}}
+    compose_deploy_action: deploy
+  roles:
+    - avatar_mgmt.ops.compose_deploy
+"""
+
+
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')), reason='no ansible-playbook'
+)
+@pytest.mark.parametrize('tag', ['compose_deploy_preflight', 'compose_deploy_lock'])
+def test_skipping_the_lock_by_tags_switches_nothing(tmp_path, tag):
+    """`--skip-tags` of the lock's tags must not let the role switch without the lock: it refuses, naming them."""
+    (tmp_path / 'group_vars').symlink_to(os.path.join(ROOT, 'playbooks', 'group_vars'))
+    (tmp_path / 'role.yml').write_text(SKIPPED_LOCK)
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.collections'),
+        ANSIBLE_VAULT_PASSWORD_FILE=os.path.join(ROOT, 'inventories', 'sandbox', 'vault-password.txt'),
+        ANSIBLE_NOCOLOR='1',
+    )
+    argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), str(tmp_path / 'role.yml')]
+    argv += ['-i', os.path.join(ROOT, 'inventories', 'sandbox'), '--limit', 'production', '--skip-tags', tag]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert 'Deploy refused, nothing was changed: the environment' in out, out[-3000:]
+    # Before the refusal only the role's checks ran (its argument spec, the preflight when not skipped): nothing was
+    # read, prepared, written or pulled; the rescue found nothing switched, and no task changed anything.
+    ran = [line.split(' : ', 1)[-1].split(']')[0] for line in out.splitlines() if line.startswith('TASK [')]
+    refusal = ran.index('Refuse to switch without the lock and the read of the host')
+    assert ran[0].startswith('Validating arguments against arg spec'), ran
+    assert set(ran[1:refusal]) <= {'Check the release and the input'}, ran
+    assert 'The running stack was not changed.' in out, out[-3000:]
+    assert ' changed=0 ' in out, out[-3000:]
