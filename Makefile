@@ -76,7 +76,7 @@ ee: venv
 
 ee-image: ee
 	$(BIN)/ansible-builder build -f .cache/ee/execution-environment.yml --context .cache/ee/context \
-		--container-runtime $(EE_RUNTIME) --tag $(EE_IMAGE)
+		--output-filename Containerfile --container-runtime $(EE_RUNTIME) --tag $(EE_IMAGE)
 
 molecule: venv platform
 	@for s in $(MOLECULE_SCENARIOS); do t=$$(date +%s); $(BIN)/molecule test -s $$s || exit 1; \
