@@ -16,8 +16,11 @@ export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
 # Only this checkout is avatar_mgmt.ops: a stale copy under ~/.ansible must not shadow it.
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 MOLECULE_SCENARIOS ?= default deploy faults backup
+# The execution environment's image: the name controller/ gives AWX, tagged with the collection's version.
+EE_IMAGE ?= ghcr.io/rayhu/avatar-mgmt-ee:$(shell sed -n 's/^version: *//p' galaxy.yml)
+EE_RUNTIME ?= docker
 
-.PHONY: test demo venv restic docker images platform lint sanity unit integration molecule build-check bench bench-release bench-deploy clean down
+.PHONY: test demo venv restic docker images platform lint sanity unit integration molecule build-check ee ee-image bench bench-release bench-deploy clean down
 
 test:
 	MAKE="$(MAKE)" VENV="$(VENV)" MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" bash hack/test-suite.sh
@@ -64,6 +67,16 @@ integration: venv images
 
 build-check: venv
 	bash hack/build-check.sh
+
+# The execution environment (execution-environment/): `make ee` renders its build context in
+# .cache/ee/context, offline; `make ee-image` builds the image, which needs its base image
+# (registry.access.redhat.com), Galaxy and PyPI - not possible on the test machines.
+ee: venv
+	bash hack/ee.sh .cache/ee
+
+ee-image: ee
+	$(BIN)/ansible-builder build -f .cache/ee/execution-environment.yml --context .cache/ee/context \
+		--output-filename Containerfile --container-runtime $(EE_RUNTIME) --tag $(EE_IMAGE)
 
 molecule: venv platform
 	@for s in $(MOLECULE_SCENARIOS); do t=$$(date +%s); $(BIN)/molecule test -s $$s || exit 1; \
