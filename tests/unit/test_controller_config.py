@@ -32,6 +32,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import FakeRegistry, Manifest
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.ports import closed_port
+from jinja2.sandbox import SandboxedEnvironment
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 BINDIR = os.path.dirname(sys.executable)
@@ -291,6 +292,16 @@ def test_credentials_and_injectors(configured):
         'extra_vars': {'ghcr_login_username': '{{ username }}', 'ghcr_login_token': '{{ token }}'}
     }
     assert [f['id'] for f in ghcr['inputs']['fields']] == ['username', 'token']
+    # AWX renders injectors with Jinja's sandbox and the credential's inputs; the result is what the roles read.
+    injected = {
+        var: SandboxedEnvironment().from_string(template).render(username='bot', token='t0k')
+        for var, template in ghcr['injectors']['extra_vars'].items()
+    }
+    assert injected == {'ghcr_login_username': 'bot', 'ghcr_login_token': 't0k'}
+    for path in ('roles/ghcr_login/defaults/main.yml', 'playbooks/deploy.yml'):
+        with open(os.path.join(ROOT, path)) as handle:
+            text = handle.read()
+        assert all(var in text for var in injected), path
     assert [f.get('secret', False) for f in ghcr['inputs']['fields']] == [False, True]
     creds = by_action(recorded, 'awx.awx.credential')
     assert creds['avatar-mgmt staging vault']['inputs'] == {
