@@ -8,7 +8,9 @@ The dump is streamed out of the db container (``docker exec -i <db> pg_dump -Fc`
 the backup's temporary folder, its sha256 computed while it is written and pg_dump's own
 exit status checked; nothing is written inside the container. A psql session holds a
 REPEATABLE READ transaction whose exported snapshot pg_dump uses, and counts the rows in
-that same snapshot. The archives are streamed the same way (``tar -czf -``). With
+that same snapshot. The archives are streamed the same way (``tar -czf -``), except that an archive whose
+files did not change since a complete backup took it (the same fingerprint of their paths, types, modes,
+owners, sizes, times and inodes) is that backup's file, hard-linked: same bytes, no space, no time. With
 verification, the dump is restored into a throwaway PostgreSQL of the running server's
 image, removed on every path. On any failure the temporary folder is removed; on success
 it is renamed to the backup's id. Every command goes through a runner (``Runner``) so the
@@ -18,6 +20,7 @@ logic is tested with a fake docker.
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import grp
 import hashlib
 import json
@@ -266,6 +269,73 @@ def validate_archives(archives):
     return archives
 
 
+def source_fingerprint(project_dir, item):
+    """sha256 of what an archive spec ({name, paths, exclude}) would put in its tar: the spec itself and, for
+    every entry under its paths, the relative path, type, mode, owner, size, modification and change times,
+    inode and link target. Entries an exclude pattern matches as a whole path are left out (tar leaves out at
+    least those); a path that does not exist counts as missing (tar then fails the backup anyway)."""
+    digest = hashlib.sha256(json.dumps(
+        {'paths': list(item['paths']), 'exclude': list(item.get('exclude') or [])}, sort_keys=True
+    ).encode())  # fmt: skip
+    excludes = list(item.get('exclude') or [])
+
+    def add(rel):
+        path = os.path.join(project_dir, rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            digest.update(f'{rel}\0missing\n'.encode('utf-8', 'surrogateescape'))
+            return False
+        link = os.readlink(path) if os.path.islink(path) else ''
+        line = '\0'.join(
+            str(v) for v in (rel, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                             st.st_ino, link)
+        )  # fmt: skip
+        digest.update((line + '\n').encode('utf-8', 'surrogateescape'))
+        return os.path.isdir(path) and not os.path.islink(path)
+
+    for top in item['paths']:
+        top = os.path.normpath(top)
+        if not add(top):
+            continue
+        for folder, dirs, files in os.walk(os.path.join(project_dir, top)):
+            dirs.sort()
+            base = os.path.relpath(folder, project_dir)
+            for name in dirs + sorted(files):
+                rel = os.path.join(base, name)
+                if not any(fnmatch.fnmatchcase(rel, pattern) for pattern in excludes):
+                    add(rel)
+    return digest.hexdigest()
+
+
+def reusable_archive(backup_dir, name, fingerprint):
+    """The newest complete backup whose archive ``name`` was made from files of this ``fingerprint``, still there
+    with the size its manifest records: ``(backup id, its manifest's entry of the file, whether that backup was
+    verified)``, or ``(None, None, False)``."""
+    try:
+        names = sorted((n for n in os.listdir(backup_dir) if ID_RE.match(n)), reverse=True)
+    except FileNotFoundError:
+        return None, None, False
+    for backup_id in names:
+        folder = os.path.join(backup_dir, backup_id)
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            continue
+        manifest = _read_manifest(folder) or {}
+        sources = manifest.get('sources')
+        entry = (manifest.get('files') or {}).get(name) if isinstance(manifest.get('files'), dict) else None
+        if not isinstance(sources, dict) or sources.get(name) != fingerprint or not isinstance(entry, dict):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if os.path.isfile(path) and not os.path.islink(path) and st.st_size == entry.get('size'):
+            verified = retention_entry(backup_id, manifest)['verified']
+            return backup_id, {'size': entry['size'], 'sha256': entry.get('sha256', '')}, verified
+    return None, None, False
+
+
 def running_release(ledger):
     """The manifest's ``release`` ({id, version}) of the running release in a loaded ledger ({} empty strings)."""
     return {'id': ledger.get('current') or '', 'version': _ledger.current_entry(ledger).get('version') or ''}
@@ -383,6 +453,10 @@ class Backup:
         self.clock = clock
         self.timings = {}
         self.files = {}
+        self.sources = {}
+        self.reused = {}
+        # Reused archives a verified backup listed already (the same bytes when their sha256 matches).
+        self.listed = set()
         self.final = os.path.join(params['backup_dir'], params['id'])
         self.tmp = os.path.join(params['backup_dir'], '.tmp-' + params['id'])
 
@@ -498,10 +572,29 @@ class Backup:
 
     def _archives(self):
         for item in self.p['archives']:
-            argv = ['tar', '-C', self.p['project_dir'], '-czf', '-']
-            argv += ['--exclude=' + e for e in item.get('exclude') or []]
-            argv += list(item['paths'])
-            self._stream('archiving ' + item['name'], argv, item['name'])
+            name = item['name']
+            fingerprint = source_fingerprint(self.p['project_dir'], item)
+            previous, entry, verified = reusable_archive(self.p['backup_dir'], name, fingerprint)
+            if previous:
+                try:
+                    # The files did not change since that backup took them: its archive is this one's.
+                    os.link(os.path.join(self.p['backup_dir'], previous, name), os.path.join(self.tmp, name))
+                except OSError:
+                    previous = None
+            if previous:
+                self.files[name] = entry
+                self.reused[name] = previous
+                if verified:
+                    self.listed.add(name)
+            else:
+                argv = ['tar', '-C', self.p['project_dir'], '-czf', '-']
+                argv += ['--exclude=' + e for e in item.get('exclude') or []]
+                argv += list(item['paths'])
+                self._stream('archiving ' + name, argv, name)
+                # Files changed while tar read them: the next backup writes its own archive.
+                if source_fingerprint(self.p['project_dir'], item) != fingerprint:
+                    continue
+            self.sources[name] = fingerprint
 
     def _own_files(self):
         for name in list(self.files) + [MANIFEST]:
@@ -531,11 +624,14 @@ class Backup:
                 problems.append(f'{name}: size differs from the manifest')
         return problems
 
-    def _listings(self):
+    def _listings(self, skip=()):
+        """Problems listing the archives; ``skip``: archives whose bytes a verified backup listed already."""
         return [
             f'{name} cannot be listed'
             for name in sorted(self.files)
-            if name.endswith('.tar.gz') and self.runner.run(['tar', '-tzf', os.path.join(self.tmp, name)]).rc != 0
+            if name.endswith('.tar.gz')
+            and name not in skip
+            and self.runner.run(['tar', '-tzf', os.path.join(self.tmp, name)]).rc != 0
         ]
 
     def _scratch(self, row_counts):
@@ -604,7 +700,9 @@ class Backup:
 
     def _verify(self, row_counts):
         problems = self._timed('verify_checksums', self._checksums)
-        problems += self._timed('verify_listings', self._listings)
+        # A reused archive whose sha256 matched holds the bytes a verified backup listed: not listed again.
+        bad = {problem.split(' ', 1)[0].rstrip(':') for problem in problems}
+        problems += self._timed('verify_listings', self._listings, self.listed - bad)
         scratch_problems, restored = self._scratch(row_counts)
         problems += scratch_problems
         return {
@@ -631,6 +729,10 @@ class Backup:
             'postgres_version': report['postgres_version'],
             'row_counts': report['row_counts'],
             'verification': verification,
+            # The fingerprint of the files each archive holds (the next backup reuses an archive whose files
+            # have the same), and the backups whose archives this one shares (hard links).
+            'sources': self.sources,
+            'reused': self.reused,
         }
         return manifest
 
@@ -691,7 +793,7 @@ def _policy(retention):
 def create(params, runner=None, check_mode=False, clock=time.monotonic):
     """Take the backup ``params`` describe, then apply retention when ``params['retention']`` is set.
 
-    Returns {id, path, release, manifest, files, verification, space, retention, warnings, timings}. Without
+    Returns {id, path, release, manifest, files, verification, reused, space, retention, warnings, timings}. Without
     ``params['release']`` the manifest names the running release of the ledger in ``params['ledger_dir']``
     (default ``<project_dir>/releases``); backups that ledger's releases name are never removed by retention,
     nor those in ``params['protect']``.
@@ -738,7 +840,7 @@ def create(params, runner=None, check_mode=False, clock=time.monotonic):
                 'retention', apply_retention, params['backup_dir'], policy, protect, extra, True
             )
         backup.timings['total'] = round(clock() - start, 3)
-        result.update(manifest={}, files={}, verification={'result': 'skipped'}, timings=backup.timings)
+        result.update(manifest={}, files={}, verification={'result': 'skipped'}, reused={}, timings=backup.timings)
         return result
     try:
         manifest = backup.take()
@@ -746,7 +848,9 @@ def create(params, runner=None, check_mode=False, clock=time.monotonic):
         backup.timings['total'] = round(clock() - start, 3)
         exc.timings = backup.timings
         raise
-    result.update(manifest=manifest, files=manifest['files'], verification=manifest['verification'])
+    result.update(
+        manifest=manifest, files=manifest['files'], verification=manifest['verification'], reused=manifest['reused']
+    )
     if policy is not None:
         try:
             result['retention'] = backup._timed('retention', apply_retention, params['backup_dir'], policy, protect)
