@@ -30,7 +30,8 @@ description:
   - B(Verification) (O(verify=true)) - the files are read back and compared with their sha256 and size, the
     archives listed (a reused archive whose sha256 matches is not listed again when the backup it comes from was
     verified, which listed the same bytes), and the dump restored into a throwaway PostgreSQL container of the running server's image
-    (no network, unique name), whose row counts must equal the dump's. The container is removed on every path.
+    (no network, unique name, the dump bind-mounted read-only, C(pg_restore --jobs) with the host's CPUs, 2 to
+    4), whose row counts must equal the dump's. The container is removed on every path.
   - B(Publishing) - files are mode C(0600), folders C(0700), owned by O(owner) and its group; the manifest is
     written last and the temporary folder C(.tmp-<id>) renamed to C(<id>). Any failure removes the temporary folder.
   - B(Release) - without O(release), the manifest names the running release of the release ledger in O(ledger_dir)
@@ -63,7 +64,7 @@ options:
     type: str
     required: true
   backup_dir:
-    description: Absolute path of the folder of the backups; created (mode C(0700)) when missing.
+    description: Absolute path of the folder of the backups (no colon in it); created (mode C(0700)) when missing.
     type: path
     required: true
   owner:

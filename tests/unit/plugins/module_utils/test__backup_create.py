@@ -92,6 +92,7 @@ class FakeDocker(bc.Runner):
         self.containers = set()
         self.removed = []
         self.db_files = []  # what was written inside the db container (must stay empty)
+        self.mounts = {}  # throwaway container: the host path of its dump
 
     def session(self, argv):
         assert argv[:4] == ['docker', 'exec', '-i', DB]
@@ -128,6 +129,10 @@ class FakeDocker(bc.Runner):
             assert 'sha256:postgres157' in argv
             self.containers.add(name)
             self.polls = 0
+            # The dump is bind-mounted read-only where pg_restore reads it.
+            host, inside, mode = argv[argv.index('-v') + 1].split(':')
+            assert (inside, mode) == (bc.SCRATCH_DUMP, 'ro')
+            self.mounts[name] = host
             return bc.Result(0, 'f00\n')
         if argv[1] == 'rm':
             self.removed.append(argv[-1])
@@ -141,7 +146,11 @@ class FakeDocker(bc.Runner):
                 self.polls += 1
                 return bc.Result(0 if self.polls > self.ready_after else 2)
             if tool == 'pg_restore':
-                data = stdin.read()
+                assert stdin is None
+                assert argv[-1] == bc.SCRATCH_DUMP
+                assert int(argv[argv.index('--jobs') + 1]) >= 2
+                with open(self.mounts[name], 'rb') as dump:
+                    data = dump.read()
                 if self.restore_rc or not data.startswith(b'PGDMP'):
                     return bc.Result(1, '', 'pg_restore: error: input file does not appear to be a valid archive')
                 return bc.Result(0)
@@ -393,6 +402,7 @@ def test_a_missing_db_container_is_refused_before_anything(tmp_path, project):
         ({'id': '../../etc'}, 'is not a backup id'),
         ({'owner': 'no-such-user-here'}, 'is not a user on this host'),
         ({'backup_dir': 'relative/backups'}, 'must be an absolute path'),
+        ({'backup_dir': '/var/backups/a:b'}, 'must not contain a colon'),
         ({'archives': [{'name': '../x.tar.gz', 'paths': ['a']}]}, 'unique file name'),
         ({'archives': [{'name': 'x.tar.gz', 'paths': ['/etc']}]}, 'relative to the project folder'),
         ({'archives': [{'name': 'x.tar.gz', 'paths': ['a/../../b']}]}, 'relative to the project folder'),
@@ -530,6 +540,7 @@ class LocalDocker(bc.Runner):
     def __init__(self, env):
         self.env = env
         self.scratch = {}
+        self.mounts = {}
         self.removed = []
 
     def _local(self, argv):
@@ -537,6 +548,7 @@ class LocalDocker(bc.Runner):
         cmd = argv[argv.index(name) + 1 :]
         if name in self.scratch:
             cmd = [self.scratch[name] if a == 'directus' and cmd[i - 1] == '-d' else a for i, a in enumerate(cmd)]
+            cmd = [self.mounts[name] if a == bc.SCRATCH_DUMP else a for a in cmd]
         if cmd[0] == 'pg_isready':  # this server listens on its socket only
             cmd = [a for i, a in enumerate(cmd) if a != '-h' and cmd[i - 1] != '-h']
         return self.env + cmd
@@ -554,6 +566,7 @@ class LocalDocker(bc.Runner):
         if argv[1] == 'run':
             name = argv[argv.index('--name') + 1]
             self.scratch[name] = 'scratch_' + name.rsplit('-', 1)[1]
+            self.mounts[name] = argv[argv.index('-v') + 1].split(':')[0]
             return super().run(self.env + ['createdb', '-U', 'directus', self.scratch[name]])
         if argv[1] == 'rm':
             self.removed.append(argv[-1])
