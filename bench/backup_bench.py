@@ -255,6 +255,7 @@ def timed_backup(label, workdir, extra=(), inventories=(INVENTORY,)):
         'offsite_timings': offsite.get('timings', {}),
         'offsite': {k: v for k, v in offsite.items() if k != 'timings'},
         'files': created.get('files', {}),
+        'reused': created.get('reused', {}),
         'profile': task_profile(tasks_file, ssh_log, wall),
     }
     sample['profile'].pop('tasks', None)
@@ -331,7 +332,8 @@ def table(result):
     ):
         sample = result[key]
         parts = [f'{k} {v}' for k, v in sample['create_timings'].items()]
-        lines.append(f'{label:<44} {sample["seconds"]:>8.1f}  backup_create: {", ".join(parts)}')
+        reused = ', '.join(sorted(sample.get('reused') or {})) or 'none'
+        lines.append(f'{label:<44} {sample["seconds"]:>8.1f}  backup_create: {", ".join(parts)}; reused: {reused}')
         if sample['offsite_timings']:
             off = sample['offsite']
             parts = [f'{k} {v}' for k, v in sample['offsite_timings'].items()]

@@ -33,7 +33,7 @@ from ansible.plugins.callback import CallbackBase
 
 # The figures kept of these modules' results (the backup bench): no secret is among them.
 FIGURES = {
-    'backup_create': ('id', 'timings', 'files'),
+    'backup_create': ('id', 'timings', 'files', 'reused'),
     'backup_offsite': (
         'timings', 'snapshot_id', 'parent', 'data_added', 'data_added_packed', 'files_new', 'files_changed',
         'files_unmodified', 'total_files_processed', 'total_bytes_processed', 'initialized',
