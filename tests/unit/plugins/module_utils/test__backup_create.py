@@ -1005,3 +1005,18 @@ def test_the_fingerprint_follows_what_tar_reads(tmp_path, project):
     assert bc.source_fingerprint(str(project), item) != before
     missing = dict(item, paths=['directus/nothing'])
     assert bc.source_fingerprint(str(project), missing) != bc.source_fingerprint(str(project), dict(item, paths=[]))
+
+
+def test_the_flusher_stops_with_its_file_and_never_raises(tmp_path):
+    """It runs beside the writer and ends with it; a flush that fails is left to the final fsync to report."""
+    fd = os.open(tmp_path / 'f', os.O_WRONLY | os.O_CREAT, 0o600)
+    with bc.Flusher(fd, interval=0.01) as flusher:
+        os.write(fd, b'x' * 4096)
+        flusher.stopped.wait(0.05)
+        assert flusher.thread.is_alive()
+    assert not flusher.thread.is_alive()
+    os.close(fd)
+    with bc.Flusher(fd, interval=0.01) as flusher:  # a closed descriptor: fdatasync fails, nothing raises
+        flusher.stopped.wait(0.05)
+        assert not flusher.thread.is_alive()
+    assert (tmp_path / 'f').read_bytes() == b'x' * 4096
