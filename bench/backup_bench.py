@@ -58,6 +58,7 @@ UPLOADS = f'{PROJECT_DIR}/directus/uploads'
 UPLOAD_PREFIX = 'bench-upload-'
 UPLOAD_FILE_MB = 16
 TABLE = 'bench_blob'
+REPOSITORY_SETTINGS = '/etc/avatar-mgmt/backup/production'
 # The plain dump goes where the backups go (the same filesystem), outside backup_dir.
 PLAIN_DUMP = '/var/backups/avatar-mgmt/bench-plain.dump'
 TARGETS = {'backup': 1.2, 'verified': 2.5, 'night2': 0.10}
@@ -193,6 +194,8 @@ def write_uploads(target_gb):
 def cleanup(backup_ids):
     log('cleaning up: bench table, upload files, plain dump, the backups the bench took, the backup host')
     ssh(f'sudo rm -f {UPLOADS}/{UPLOAD_PREFIX}*.bin {PLAIN_DUMP}', check=False)
+    # The repository's settings (the sandbox vault's password and key) and restic's cache of it.
+    ssh(f'sudo rm -rf {REPOSITORY_SETTINGS} /root/.cache/restic', check=False)
     for backup_id in backup_ids:
         if backup_id:
             ssh(f'sudo rm -rf {BACKUP_DIR}/{backup_id}', check=False)
