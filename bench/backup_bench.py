@@ -363,8 +363,8 @@ def table(result):
         '',
         'backup, verified: backup.yml as typed (the local backup, no off-host repository), the 1 GB database;',
         "nights: backup.yml -e backup_verify=false with the bench's repository (inventory beside the sandbox one);",
-        "the night ratio is the backup_offsite module's own time (the repository and its parent snapshot, restic backup",
-        'of db.dump, manifest and the live folders, forget, prune), night 2 over night 1, both with the demo\'s',
+        "the night ratio is the backup_offsite module's own time (the repository and its parent snapshot, restic",
+        'backup of db.dump, manifest and the live folders, forget, prune), night 2 over night 1, both with the demo\'s',
         (
             f'database ({result["database_nights"] / 1048576:.0f} MB); night 3 adds the 1 GB database\'s new dump '
             '(not a target).'
