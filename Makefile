@@ -20,7 +20,7 @@ MOLECULE_SCENARIOS ?= default deploy faults backup
 EE_IMAGE ?= ghcr.io/rayhu/avatar-mgmt-ee:$(shell sed -n 's/^version: *//p' galaxy.yml)
 EE_RUNTIME ?= docker
 
-.PHONY: test demo venv restic docker images platform lint sanity unit integration molecule build-check ee ee-image bench bench-release bench-deploy clean down
+.PHONY: test demo venv restic docker images platform lint sanity unit integration molecule build-check ee ee-image bench bench-release bench-deploy bench-backup clean down
 
 test:
 	MAKE="$(MAKE)" VENV="$(VENV)" MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" bash hack/test-suite.sh
@@ -96,6 +96,10 @@ bench-release: venv
 
 bench-deploy: venv images
 	$(PY) bench/deploy_bench.py $(BENCH_ARGS)
+
+# Not part of `make bench` either: about 2 GB written on the sandbox production server and a backup host.
+bench-backup: venv images
+	$(PY) bench/backup_bench.py $(BENCH_ARGS)
 
 down:
 	bash tests/platform/platform.sh down

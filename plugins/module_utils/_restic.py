@@ -392,13 +392,16 @@ class Repository:
     def init(self):
         self._run('init', ['init'])
 
-    def latest(self, host):
-        """The id of the newest snapshot of ``host`` made by this collection, or ''."""
-        _rc, out, _err = self._run('snapshots', ['snapshots', '--json', '--host', host, '--tag', TAG_PREFIX])
+    def parent(self, host):
+        """``(whether the repository is there, the id of the newest snapshot of host made by this collection or '')``
+        in one restic run (``snapshots``); an unreachable repository raises."""
+        rc, out, err = self.runner.run([*self.options, 'snapshots', '--json', '--host', host, '--tag', TAG_PREFIX])
+        if rc == RC_NO_REPOSITORY or (rc == 1 and any(t in err for t in NO_REPOSITORY_TEXT)):
+            return False, ''
+        if rc != 0:
+            raise ResticError(self.explain('snapshots', rc, err))
         snaps = json.loads(out or '[]') or []
-        if not snaps:
-            return ''
-        return max(snaps, key=lambda s: s.get('time', ''))['id']
+        return True, max(snaps, key=lambda s: s.get('time', ''))['id'] if snaps else ''
 
     def snapshots(self, host=None, tag=None):
         args = ['snapshots', '--json']
@@ -524,10 +527,11 @@ def offsite(params, runner=None, check_mode=False, clock=time.monotonic):
         finally:
             timings[name] = round(clock() - t, 3)
 
-    if not step('open', repo.exists):
+    # Whether the repository is there and the parent snapshot, in one restic run (one SSH connection).
+    found, parent = step('parent', repo.parent, params['environment'])
+    if not found:
         step('init', repo.init)
         result['initialized'] = True
-    parent = step('parent', repo.latest, params['environment'])
     summary = step(
         'backup', repo.backup, paths, params['environment'], snapshot_tags, params.get('excludes') or [], parent
     )
