@@ -6,12 +6,15 @@
 # `make test`: every stage, fast checks first, with the long molecule `deploy` and `faults`
 # scenarios running beside the rest so the suite takes about as long as the longest lane.
 #
-#   1. in order: venv, docker, images, lint, unit, build-check (a failure stops here);
+#   1. in order: venv, docker, images, lint, unit, build-check (a failure stops here), with the
+#      GHCR stand-in (platform) started beside lint, unit and build-check;
 #   2. then three lanes at once, each stage's output in .cache/test-logs/<stage>.log
 #      (printed when the stage ends; a failure prints it whole and fails the suite):
-#        lane A: molecule default, molecule backup, sanity, integration
+#        lane A: molecule default, molecule backup, integration
 #        lane B: molecule deploy
-#        lane C: molecule faults
+#        lane C: molecule faults, sanity
+#      Balanced by the times of a fresh-clone run (docs/testing.md): deploy alone is the longest;
+#      faults, once its serial test's second server came up with the first, has room for sanity.
 #      The scenarios use their own servers and ports and share the GHCR stand-in, which stays
 #      up: the deploy scenario's outage tests cut only its own server off the registry
 #      (`platform.sh cut-registry SERVER`), so the lanes never wait for one another.
@@ -31,10 +34,10 @@ mkdir -p "$logs"
 rm -f "$logs"/*.log
 start=$(date +%s)
 
-stage() {  # stage NAME COMMAND... : run in the foreground, output straight through
+stage() {  # stage NAME COMMAND... : run in the foreground, output straight through; fails when it fails
   local name=$1 t; shift
   t=$(date +%s)
-  "$@" || { echo "make test: $name FAILED after $(( $(date +%s) - t ))s"; exit 1; }
+  "$@" || { echo "make test: $name FAILED after $(( $(date +%s) - t ))s"; return 1; }
   echo "make test: $name took $(( $(date +%s) - t ))s"
 }
 
@@ -62,18 +65,24 @@ molecule_stage() {  # molecule_stage SCENARIO: one scenario, if selected
   logged "molecule-$s" env VENV="$venv" "$venv/bin/molecule" test -s "$s"
 }
 
-for s in venv docker images lint unit build-check; do
-  stage "$s" "$make" --no-print-directory "$s"
+for s in venv docker images; do
+  stage "$s" "$make" --no-print-directory "$s" || exit 1
 done
-stage platform "$make" --no-print-directory platform
+# The GHCR stand-in (start, push the release images) is Docker and disk work: it runs while lint, unit
+# and build-check use the CPUs, and the lanes start once both are done.
+logged platform "$make" --no-print-directory platform & p=$!
+for s in lint unit build-check; do
+  # A failure stops the run once the registry is done (nothing left running behind the suite).
+  stage "$s" "$make" --no-print-directory "$s" || { wait "$p" || true; exit 1; }
+done
+wait "$p" || { echo "make test: FAILED after $(( $(date +%s) - start ))s (logs in .cache/test-logs)"; exit 1; }
 
 lane_a() {
   molecule_stage default && molecule_stage backup \
-    && logged sanity "$make" --no-print-directory sanity \
     && logged integration "$make" --no-print-directory integration
 }
 lane_b() { molecule_stage deploy; }
-lane_c() { molecule_stage faults; }
+lane_c() { molecule_stage faults && logged sanity "$make" --no-print-directory sanity; }
 
 lane_a & a=$!
 lane_b & b=$!
