@@ -130,17 +130,10 @@ def test_a_manual_backup_refused_by_the_lock_reports_at_once_and_fails(world, re
     assert 'alice@laptop' in report['reason']
     assert report['running'] == {'version': 'v1.2.0', 'release': NEW}
     # A backup run by hand does not wait.
-    assert 'waited' not in report['reason']
+    assert 'Waited' not in report['reason']
     (sent,) = receiver.received
     assert json.loads(sent['body'])['action'] == 'backup'
     assert json.loads((world / 'project' / '.deploy.lock').read_text()) == ALICE
-
-
-def test_no_notification_unless_asked(world, receiver):
-    proc, stats = _run(world, 'backup.yml', receiver, '-e', '{"notify_on": []}')
-    assert proc.returncode != 0
-    assert stats['avatar_backup']['stage'] == 'lock'
-    assert receiver.received == []
 
 
 class LockWatcher:
@@ -183,12 +176,12 @@ class LockWatcher:
 def test_a_scheduled_backup_waits_for_the_lock_then_runs_as_its_schedule(world, receiver, extra, holder, job_id):
     lock = world / 'project' / '.deploy.lock'
     started = time.monotonic()
-    with LockWatcher(lock, release_after=6) as watcher:
+    with LockWatcher(lock, release_after=4) as watcher:
         proc, stats = _run(world, 'backup.yml', receiver, '-e', 'backup_scheduled_lock_timeout=120', *extra)
     took = time.monotonic() - started
     # It waited for alice's run, took the lock as its schedule and job, then went on to the backup itself, which
     # needs a Docker stack this machine does not run: it fails there, not at the lock.
-    assert took >= 6
+    assert took >= 4
     assert watcher.seen is not None, 'the run never took the lock'
     assert (watcher.seen['holder'], watcher.seen['job_id'], watcher.seen['action']) == (holder, job_id, 'backup')
     assert proc.returncode != 0
@@ -208,4 +201,5 @@ def test_a_scheduled_backup_gives_up_after_its_timeout(world, receiver):
     report = stats['avatar_backup']
     assert report['stage'] == 'lock'
     assert 'alice@laptop' in report['reason']
+    assert 'Waited 3 s for it to be released.' in report['reason']
     assert json.loads((world / 'project' / '.deploy.lock').read_text()) == ALICE
