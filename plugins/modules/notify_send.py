@@ -14,9 +14,9 @@ description:
   - Sends one event (what ran, on which environment, how it ended, at which stage it failed and why, what runs now)
     to every target of O(targets). A V(webhook) target receives the event as a JSON C(POST) with C(subject) and
     C(text) added; a V(slack) target (Slack, Mattermost, Rocket.Chat, any Slack-compatible incoming webhook)
-    receives C({"text": ...}); an V(email) target receives a plain-text mail through O(smtp).
+    receives a JSON object with the one key C(text); an V(email) target receives a plain-text mail through O(smtp).
   - A target that cannot be reached, answers an HTTP error or is misconfigured is a warning naming the target
-    (by its O(targets[].name), else its type and host), never a failure: the run being reported on goes on.
+    (by its O(targets[].name), else its type and host), never a failure; the run being reported on goes on.
     The task fails only when its own options are invalid.
   - Target URLs (a webhook's token is in its path), their headers and the SMTP password are never shown, in
     results, warnings or error messages.
@@ -40,12 +40,12 @@ attributes:
 options:
   event:
     description:
-      - What to report. Keys used in the text, all optional except O(event.action) and O(event.result):
+      - What to report. Keys used in the text, all optional except O(event.action) and O(event.result) -
         C(action) (V(deploy), V(rollback), V(backup), V(restore)), C(result) (V(success), V(failed),
         V(rolled_back)), C(environment), C(version), C(stage), C(reason), C(running) (a mapping with
         C(version), C(release), or C(containers) when the version is unknown), C(hosts), C(operator),
         C(job_id). A webhook receives every key as given.
-      - Must not hold secrets: it is sent as is and shown in the task's result.
+      - Must not hold secrets; it is sent as is and shown in the task's result.
     type: dict
     required: true
   targets:
@@ -55,7 +55,7 @@ options:
     default: []
     suboptions:
       type:
-        description: V(webhook) (JSON event), V(slack) (C({"text": ...})) or V(email).
+        description: V(webhook) (the JSON event), V(slack) (a JSON object with the one key C(text)) or V(email).
         type: str
         required: true
         choices: [webhook, slack, email]
