@@ -40,7 +40,7 @@ attributes:
 options:
   event:
     description:
-      - What to report. Keys used in the text, all optional except O(event.action) and O(event.result) -
+      - What to report. Keys used in the text, all optional except C(action) and C(result) -
         C(action) (V(deploy), V(rollback), V(backup), V(restore)), C(result) (V(success), V(failed),
         V(rolled_back)), C(environment), C(version), C(stage), C(reason), C(running) (a mapping with
         C(version), C(release), or C(containers) when the version is unknown), C(hosts), C(operator),
