@@ -25,8 +25,10 @@ import socket
 import ssl
 import urllib.error
 import urllib.parse
-import urllib.request
 from email.message import EmailMessage
+
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import open_url
 
 TYPES = ('webhook', 'slack', 'email')
 RESULTS = ('success', 'failed', 'rolled_back')
@@ -121,13 +123,21 @@ def target_problems(target, smtp=None):
     return problems
 
 
-def post_json(url, data, headers=None, timeout=10, context=None):
-    """POST ``data`` (bytes, JSON) to ``url``; raises OSError (URLError, HTTPError) on any failure."""
-    request = urllib.request.Request(url, data=data, method='POST')
-    request.add_header('Content-Type', 'application/json')
-    for key, value in (headers or {}).items():
-        request.add_header(str(key), str(value))
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+def post_json(url, data, headers=None, timeout=10, validate_certs=True):
+    """POST ``data`` (bytes, JSON) to ``url`` (ansible's open_url: proxies from the environment, TLS checks);
+    raises OSError (URLError, HTTPError) or open_url's ConnectionError on any failure."""
+    sent = {'Content-Type': 'application/json'}
+    sent.update({str(k): str(v) for k, v in (headers or {}).items()})
+    response = open_url(
+        url,
+        data=data,
+        headers=sent,
+        method='POST',
+        timeout=timeout,
+        validate_certs=validate_certs,
+        follow_redirects='none',
+    )
+    with response:
         response.read(65536)
         return response.status
 
@@ -165,6 +175,8 @@ def describe(exc):
         return f'SMTP error: {exc}'
     if isinstance(exc, ssl.SSLError):
         return f'TLS error: {exc.reason or exc}'
+    if isinstance(exc, UrlsConnectionError):
+        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return f'{type(exc).__name__}: {exc}'
@@ -197,8 +209,10 @@ def deliver(targets, event, smtp=None, sender='avatar-mgmt@localhost', timeout=1
                 send['mail'](smtp, sender, target['to'], subject, text, timeout=timeout, context=context)
             else:
                 data = body(kind, event, subject, text)
-                send['http'](target['url'], data, headers=target.get('headers'), timeout=timeout, context=context)
-        except (OSError, smtplib.SMTPException, ValueError) as exc:
+                send['http'](
+                    target['url'], data, headers=target.get('headers'), timeout=timeout, validate_certs=validate_certs
+                )
+        except (OSError, smtplib.SMTPException, UrlsConnectionError, ValueError) as exc:
             results.append({'name': name, 'type': kind, 'sent': False, 'error': _mask(describe(exc), secrets)})
             continue
         results.append({'name': name, 'type': kind, 'sent': True, 'error': ''})

@@ -44,7 +44,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 if parts[0].upper() != 'PLAIN' or len(parts) != 2:
                     self._say('504 only AUTH PLAIN with an initial response')
                     continue
-                _, user, password = base64.b64decode(parts[1]).decode('utf-8').split('\0')
+                _authzid, user, password = base64.b64decode(parts[1]).decode('utf-8').split('\0')
                 if sink.password is not None and password != sink.password:
                     self._say('535 authentication failed')
                     continue

@@ -38,7 +38,7 @@ def _unit(path):
             if line.startswith('['):
                 current = sections.setdefault(line.strip('[]'), [])
                 continue
-            key, _, value = line.partition('=')
+            key, _sep, value = line.partition('=')
             current.append((key.strip(), value.strip()))
     return sections
 
@@ -81,7 +81,7 @@ def _exec_start(instance, credentials):
     service = _unit(SERVICE)['Service']
     env = {'HOME': str(credentials), 'CREDENTIALS_DIRECTORY': str(credentials)}
     for assignment in _values(service, 'Environment'):
-        key, _, value = assignment.partition('=')
+        key, _sep, value = assignment.partition('=')
         env[key] = value.replace(INSTALL_DIR, ROOT)
     env['PATH'] = env['PATH'].replace(f'{ROOT}/.venv/bin', BIN)
     (line,) = _values(service, 'ExecStart')
