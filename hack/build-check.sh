@@ -10,7 +10,7 @@ trap 'rm -rf "$out"' EXIT
 .venv/bin/ansible-galaxy collection build --force --output-path "$out" . >/dev/null
 tarball=$(ls "$out"/avatar_mgmt-ops-*.tar.gz)
 listing=$(tar -tzf "$tarball")
-bad=$(echo "$listing" | grep -E '^(molecule|tests|inventories|\.cache|\.venv|\.collections|bench|hack|\.ci)/' || true)
+bad=$(echo "$listing" | grep -E '^(molecule|tests|inventories|\.cache|\.venv|\.collections|bench|hack|execution-environment|\.ci)/' || true)
 if [ -n "$bad" ]; then echo "artifact holds development files:"; echo "$bad" | head; exit 1; fi
 for f in plugins/modules/release_tag.py plugins/modules/health_verify.py roles/compose_deploy/tasks/main.yml playbooks/deploy.yml; do
   grep -qx "$f" <<<"$listing" || { echo "artifact lacks $f"; exit 1; }

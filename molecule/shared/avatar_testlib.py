@@ -37,22 +37,23 @@ def server():
 
 
 def vault():
+    """The sandbox vault's values (vault_* -> text), decrypted value by value by hack/vault_inline.py, the one
+    reader of the inline !vault form (tests/platform/platform.sh reads the registry token with it too)."""
     out = subprocess.run(
         [
-            os.path.join(ROOT, ".venv/bin/ansible-vault"),
+            os.path.join(ROOT, ".venv/bin/python"),
+            os.path.join(ROOT, "hack/vault_inline.py"),
             "view",
-            "--vault-password-file",
-            os.path.join(ROOT, "inventories/sandbox/vault-password.txt"),
+            "--json",
+            "--vault-id",
+            "sandbox@" + os.path.join(ROOT, "inventories/sandbox/vault-password.txt"),
             os.path.join(ROOT, "inventories/sandbox/group_vars/all/vault.yml"),
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    loader = type("VaultLoader", (yaml.SafeLoader,), {})
-    # Vault files tag values !unsafe so Ansible never templates them: read them as plain strings.
-    loader.add_constructor("!unsafe", lambda load, node: load.construct_scalar(node))
-    return {k: str(v) for k, v in yaml.load(out, Loader=loader).items() if k.startswith("vault_")}
+    return {k: v for k, v in json.loads(out).items() if k.startswith("vault_")}
 
 
 def leaked(output, value):

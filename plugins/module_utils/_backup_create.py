@@ -8,9 +8,11 @@ The dump is streamed out of the db container (``docker exec -i <db> pg_dump -Fc`
 the backup's temporary folder, its sha256 computed while it is written and pg_dump's own
 exit status checked; nothing is written inside the container. A psql session holds a
 REPEATABLE READ transaction whose exported snapshot pg_dump uses, and counts the rows in
-that same snapshot. The archives are streamed the same way (``tar -czf -``). With
+that same snapshot. The archives are streamed the same way (``tar -czf -``), except that an archive whose
+files did not change since a complete backup took it (the same fingerprint of their paths, types, modes,
+owners, sizes, times and inodes) is that backup's file, hard-linked: same bytes, no space, no time. With
 verification, the dump is restored into a throwaway PostgreSQL of the running server's
-image, removed on every path. On any failure the temporary folder is removed; on success
+image (the dump bind-mounted read-only, ``pg_restore --jobs``), removed on every path. On any failure the temporary folder is removed; on success
 it is renamed to the backup's id. Every command goes through a runner (``Runner``) so the
 logic is tested with a fake docker.
 """
@@ -18,6 +20,7 @@ logic is tested with a fake docker.
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import grp
 import hashlib
 import json
@@ -28,6 +31,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger
@@ -38,6 +42,8 @@ ID_RE = re.compile(r'^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$')
 DUMP = 'db.dump'
 MANIFEST = 'manifest.json'
 CHUNK = 1 << 20
+# Seconds between the flushes of a file being written (Flusher), so its final fsync is short.
+FLUSH_INTERVAL = 0.5
 # A custom-format dump starts with these bytes.
 DUMP_MAGIC = b'PGDMP'
 # Row count of every table, in one statement (psql -At prints "schema.table|count").
@@ -56,6 +62,20 @@ REPORT_SQL = (
 )
 READY_TIMEOUT = 120.0
 READY_POLL = 0.2
+# Where the throwaway PostgreSQL sees the backup's dump (bind-mounted read-only): pg_restore runs its jobs in
+# parallel only from a file.
+SCRATCH_DUMP = '/avatar-verify/db.dump'
+# Settings of the throwaway PostgreSQL: nothing to keep safe across a crash, no replica, no checkpoint in
+# the middle of the restore.
+SCRATCH_SETTINGS = (
+    'fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'wal_level=minimal', 'max_wal_senders=0',
+    'max_wal_size=8GB', 'checkpoint_timeout=1h', 'autovacuum=off', 'maintenance_work_mem=256MB',
+)  # fmt: skip
+
+
+def restore_jobs():
+    """pg_restore's parallel jobs in the verification: the host's CPUs, 2 to 4."""
+    return max(2, min(4, os.cpu_count() or 1))
 
 
 class BackupError(Exception):
@@ -132,6 +152,33 @@ class PsqlSession:
             self._err.close()
 
 
+class Flusher:
+    """Writes a file's data to disk while it is being written (``fdatasync`` every ``interval`` seconds in a
+    thread), so the ``fsync`` that ends the file has little left to do. Use as a context manager."""
+
+    def __init__(self, fd, interval=FLUSH_INTERVAL):
+        self.fd = fd
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self.stopped.wait(self.interval):
+            try:
+                os.fdatasync(self.fd)
+            except OSError:
+                return  # the final fsync reports the error
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join()
+        return False
+
+
 class Runner:
     """Runs commands on the host (the real one; tests pass a fake with the same methods)."""
 
@@ -155,13 +202,14 @@ class Runner:
                 proc = subprocess.Popen(argv, stdin=stdin or subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
                 digest, size = hashlib.sha256(), 0
                 try:
-                    while True:
-                        chunk = proc.stdout.read(CHUNK)
-                        if not chunk:
-                            break
-                        digest.update(chunk)
-                        dest.write(chunk)
-                        size += len(chunk)
+                    with Flusher(dest.fileno()):
+                        while True:
+                            chunk = proc.stdout.read(CHUNK)
+                            if not chunk:
+                                break
+                            digest.update(chunk)
+                            dest.write(chunk)
+                            size += len(chunk)
                     dest.flush()
                     os.fsync(dest.fileno())
                 except BaseException:
@@ -264,6 +312,73 @@ def validate_archives(archives):
             if os.path.isabs(path) or '..' in path.split('/'):
                 raise ValueError(f'archive {name}: path {path!r} must be relative to the project folder')
     return archives
+
+
+def source_fingerprint(project_dir, item):
+    """sha256 of what an archive spec ({name, paths, exclude}) would put in its tar: the spec itself and, for
+    every entry under its paths, the relative path, type, mode, owner, size, modification and change times,
+    inode and link target. Entries an exclude pattern matches as a whole path are left out (tar leaves out at
+    least those); a path that does not exist counts as missing (tar then fails the backup anyway)."""
+    digest = hashlib.sha256(json.dumps(
+        {'paths': list(item['paths']), 'exclude': list(item.get('exclude') or [])}, sort_keys=True
+    ).encode())  # fmt: skip
+    excludes = list(item.get('exclude') or [])
+
+    def add(rel):
+        path = os.path.join(project_dir, rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            digest.update(f'{rel}\0missing\n'.encode('utf-8', 'surrogateescape'))
+            return False
+        link = os.readlink(path) if os.path.islink(path) else ''
+        line = '\0'.join(
+            str(v) for v in (rel, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                             st.st_ino, link)
+        )  # fmt: skip
+        digest.update((line + '\n').encode('utf-8', 'surrogateescape'))
+        return os.path.isdir(path) and not os.path.islink(path)
+
+    for top in item['paths']:
+        top = os.path.normpath(top)
+        if not add(top):
+            continue
+        for folder, dirs, files in os.walk(os.path.join(project_dir, top)):
+            dirs.sort()
+            base = os.path.relpath(folder, project_dir)
+            for name in dirs + sorted(files):
+                rel = os.path.join(base, name)
+                if not any(fnmatch.fnmatchcase(rel, pattern) for pattern in excludes):
+                    add(rel)
+    return digest.hexdigest()
+
+
+def reusable_archive(backup_dir, name, fingerprint):
+    """The newest complete backup whose archive ``name`` was made from files of this ``fingerprint``, still there
+    with the size its manifest records: ``(backup id, its manifest's entry of the file, whether that backup was
+    verified)``, or ``(None, None, False)``."""
+    try:
+        names = sorted((n for n in os.listdir(backup_dir) if ID_RE.match(n)), reverse=True)
+    except FileNotFoundError:
+        return None, None, False
+    for backup_id in names:
+        folder = os.path.join(backup_dir, backup_id)
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            continue
+        manifest = _read_manifest(folder) or {}
+        sources = manifest.get('sources')
+        entry = (manifest.get('files') or {}).get(name) if isinstance(manifest.get('files'), dict) else None
+        if not isinstance(sources, dict) or sources.get(name) != fingerprint or not isinstance(entry, dict):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if os.path.isfile(path) and not os.path.islink(path) and st.st_size == entry.get('size'):
+            verified = retention_entry(backup_id, manifest)['verified']
+            return backup_id, {'size': entry['size'], 'sha256': entry.get('sha256', '')}, verified
+    return None, None, False
 
 
 def running_release(ledger):
@@ -383,6 +498,10 @@ class Backup:
         self.clock = clock
         self.timings = {}
         self.files = {}
+        self.sources = {}
+        self.reused = {}
+        # Reused archives a verified backup listed already (the same bytes when their sha256 matches).
+        self.listed = set()
         self.final = os.path.join(params['backup_dir'], params['id'])
         self.tmp = os.path.join(params['backup_dir'], '.tmp-' + params['id'])
 
@@ -434,6 +553,9 @@ class Backup:
         self.time = backup_time(p['id'])
         if not os.path.isabs(p['backup_dir']):
             raise ValueError('backup_dir {!r} must be an absolute path'.format(p['backup_dir']))
+        if ':' in p['backup_dir']:
+            # docker run -v would read it as the mount's separator (the verification mounts the dump).
+            raise ValueError('backup_dir {!r} must not contain a colon'.format(p['backup_dir']))
         validate_archives(p['archives'])
         self.uid, self.gid = owner_ids(p['owner'])
         for path in (self.final, self.tmp):
@@ -498,10 +620,29 @@ class Backup:
 
     def _archives(self):
         for item in self.p['archives']:
-            argv = ['tar', '-C', self.p['project_dir'], '-czf', '-']
-            argv += ['--exclude=' + e for e in item.get('exclude') or []]
-            argv += list(item['paths'])
-            self._stream('archiving ' + item['name'], argv, item['name'])
+            name = item['name']
+            fingerprint = source_fingerprint(self.p['project_dir'], item)
+            previous, entry, verified = reusable_archive(self.p['backup_dir'], name, fingerprint)
+            if previous:
+                try:
+                    # The files did not change since that backup took them: its archive is this one's.
+                    os.link(os.path.join(self.p['backup_dir'], previous, name), os.path.join(self.tmp, name))
+                except OSError:
+                    previous = None
+            if previous:
+                self.files[name] = entry
+                self.reused[name] = previous
+                if verified:
+                    self.listed.add(name)
+            else:
+                argv = ['tar', '-C', self.p['project_dir'], '-czf', '-']
+                argv += ['--exclude=' + e for e in item.get('exclude') or []]
+                argv += list(item['paths'])
+                self._stream('archiving ' + name, argv, name)
+                # Files changed while tar read them: the next backup writes its own archive.
+                if source_fingerprint(self.p['project_dir'], item) != fingerprint:
+                    continue
+            self.sources[name] = fingerprint
 
     def _own_files(self):
         for name in list(self.files) + [MANIFEST]:
@@ -531,11 +672,14 @@ class Backup:
                 problems.append(f'{name}: size differs from the manifest')
         return problems
 
-    def _listings(self):
+    def _listings(self, skip=()):
+        """Problems listing the archives; ``skip``: archives whose bytes a verified backup listed already."""
         return [
             f'{name} cannot be listed'
             for name in sorted(self.files)
-            if name.endswith('.tar.gz') and self.runner.run(['tar', '-tzf', os.path.join(self.tmp, name)]).rc != 0
+            if name.endswith('.tar.gz')
+            and name not in skip
+            and self.runner.run(['tar', '-tzf', os.path.join(self.tmp, name)]).rc != 0
         ]
 
     def _scratch(self, row_counts):
@@ -556,31 +700,18 @@ class Backup:
                     '--label', 'avatar-mgmt.backup-verify=' + p['id'],
                     '-e', 'POSTGRES_USER=' + p['db_user'], '-e', 'POSTGRES_DB=' + p['db_name'],
                     '-e', 'POSTGRES_PASSWORD=' + secrets.token_urlsafe(18),
+                    '-v', f'{os.path.join(self.tmp, DUMP)}:{SCRATCH_DUMP}:ro',
                     image,
-                    # A throwaway database: nothing to keep safe across a crash.
-                    'postgres', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
+                    'postgres', *[arg for setting in SCRATCH_SETTINGS for arg in ('-c', setting)],
                 ],
             )  # fmt: skip
             self._timed('verify_ready', self._wait_ready, name)
-            with open(os.path.join(self.tmp, DUMP), 'rb') as dump:
-                restore = self._timed(
-                    'verify_restore',
-                    self.runner.run,
-                    [
-                        'docker',
-                        'exec',
-                        '-i',
-                        name,
-                        'pg_restore',
-                        '--exit-on-error',
-                        '--no-owner',
-                        '-U',
-                        p['db_user'],
-                        '-d',
-                        p['db_name'],
-                    ],
-                    dump,
-                )
+            restore = self._timed(
+                'verify_restore',
+                self.runner.run,
+                ['docker', 'exec', name, 'pg_restore', '--exit-on-error', '--no-owner', '--jobs', str(restore_jobs()),
+                 '-U', p['db_user'], '-d', p['db_name'], SCRATCH_DUMP],
+            )  # fmt: skip
             if restore.rc != 0:
                 return ['pg_restore failed: ' + restore.stderr.strip()[:300]], {}
             counts = self._timed('verify_counts', self.runner.run, self._psql(name) + ['-f', '-'], REPORT_SQL)
@@ -604,7 +735,9 @@ class Backup:
 
     def _verify(self, row_counts):
         problems = self._timed('verify_checksums', self._checksums)
-        problems += self._timed('verify_listings', self._listings)
+        # A reused archive whose sha256 matched holds the bytes a verified backup listed: not listed again.
+        bad = {problem.split(' ', 1)[0].rstrip(':') for problem in problems}
+        problems += self._timed('verify_listings', self._listings, self.listed - bad)
         scratch_problems, restored = self._scratch(row_counts)
         problems += scratch_problems
         return {
@@ -631,6 +764,10 @@ class Backup:
             'postgres_version': report['postgres_version'],
             'row_counts': report['row_counts'],
             'verification': verification,
+            # The fingerprint of the files each archive holds (the next backup reuses an archive whose files
+            # have the same), and the backups whose archives this one shares (hard links).
+            'sources': self.sources,
+            'reused': self.reused,
         }
         return manifest
 
@@ -691,7 +828,7 @@ def _policy(retention):
 def create(params, runner=None, check_mode=False, clock=time.monotonic):
     """Take the backup ``params`` describe, then apply retention when ``params['retention']`` is set.
 
-    Returns {id, path, release, manifest, files, verification, space, retention, warnings, timings}. Without
+    Returns {id, path, release, manifest, files, verification, reused, space, retention, warnings, timings}. Without
     ``params['release']`` the manifest names the running release of the ledger in ``params['ledger_dir']``
     (default ``<project_dir>/releases``); backups that ledger's releases name are never removed by retention,
     nor those in ``params['protect']``.
@@ -738,7 +875,7 @@ def create(params, runner=None, check_mode=False, clock=time.monotonic):
                 'retention', apply_retention, params['backup_dir'], policy, protect, extra, True
             )
         backup.timings['total'] = round(clock() - start, 3)
-        result.update(manifest={}, files={}, verification={'result': 'skipped'}, timings=backup.timings)
+        result.update(manifest={}, files={}, verification={'result': 'skipped'}, reused={}, timings=backup.timings)
         return result
     try:
         manifest = backup.take()
@@ -746,7 +883,9 @@ def create(params, runner=None, check_mode=False, clock=time.monotonic):
         backup.timings['total'] = round(clock() - start, 3)
         exc.timings = backup.timings
         raise
-    result.update(manifest=manifest, files=manifest['files'], verification=manifest['verification'])
+    result.update(
+        manifest=manifest, files=manifest['files'], verification=manifest['verification'], reused=manifest['reused']
+    )
     if policy is not None:
         try:
             result['retention'] = backup._timed('retention', apply_retention, params['backup_dir'], policy, protect)

@@ -20,8 +20,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 # restic >= 0.17: "repository does not exist" (older ones exit 1 and say so on stderr).
@@ -51,6 +53,17 @@ TAG_BAD = re.compile(r'[,\s]')
 SFTP_SHORT = re.compile(r'^sftp:(?:(?P<user>[^@/:]+)@)?(?P<host>[^/:@]+):(?P<path>.+)$')
 SFTP_URL = re.compile(r'^sftp://(?:(?P<user>[^@/:]+)@)?(?P<host>[^/:@]+)(?::(?P<port>\d+))?/(?P<path>.*)$')
 OTHER_KINDS = ('rest:', 's3:', 'b2:', 'azure:', 'gs:', 'swift:', 'rclone:')
+# restic before 0.16.1 retries reading a file that is not there ten times with a growing pause (about 45 s),
+# for each missing file: a repository that lost data packs makes a restore (or a check, a prune) wait minutes
+# for nothing. A missing data pack does not come back, so the runner stops restic at its first retry of one
+# (SIGINT: restic removes its lock) and the message names the pack. Newer restic does not retry missing files.
+MISSING_DATA = re.compile(
+    r'Load\(<data/(?P<pack>[0-9a-f]+)>[^)]*\) returned error, retrying after [^:]*: '
+    r'(?P<error>.*(?:no such file or directory|does not exist|not found|NoSuchKey).*)$',
+    re.IGNORECASE,
+)
+# How long restic may take to remove its lock once stopped, before it is killed.
+STOP_GRACE = 10
 
 
 class ResticError(Exception):
@@ -251,24 +264,64 @@ def policies(keep_daily, keep_weekly, keep_monthly, keep_last_other):
     return out
 
 
+def missing_data(stderr):
+    """``(pack, error)`` of the first retry of a data pack that is not in the repository, or None."""
+    for line in stderr.splitlines():
+        match = MISSING_DATA.search(line.strip())
+        if match:
+            return match['pack'], match['error'].strip()
+    return None
+
+
 class Runner:
-    """Runs restic with the repository's environment; ``run`` returns (rc, stdout, stderr)."""
+    """Runs restic with the repository's environment; ``run`` returns (rc, stdout, stderr).
+
+    restic is stopped at its first retry of a missing data pack (see ``MISSING_DATA``)."""
 
     def __init__(self, binary, env):
         self.binary = binary
         self.env = env
 
     def run(self, args, timeout=None):
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [self.binary, *args],
             env=self.env,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
+            errors='replace',
         )
-        return proc.returncode, proc.stdout, proc.stderr
+        out, err, stopped = [], [], []
+
+        def read_out():
+            out.append(proc.stdout.read())
+
+        def read_err():
+            for line in proc.stderr:
+                err.append(line)
+                if not stopped and missing_data(line):
+                    stopped.append(threading.Timer(STOP_GRACE, proc.kill))
+                    proc.send_signal(signal.SIGINT)
+                    stopped[0].start()
+
+        readers = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
+        for reader in readers:
+            reader.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            for reader in readers:
+                reader.join()
+            for timer in stopped:
+                timer.cancel()
+            proc.stdout.close()
+            proc.stderr.close()
+        return proc.returncode, ''.join(out), ''.join(err)
 
 
 def restic_env(params, ssh_config):
@@ -314,7 +367,14 @@ class Repository:
 
     def explain(self, step, rc, stderr):
         why = last_error(stderr)
-        if rc == RC_WRONG_PASSWORD or 'wrong password' in stderr:
+        missing = missing_data(stderr)
+        if missing:
+            why = (
+                f'data pack {missing[0]} is missing from the repository ({missing[1]}): the repository is damaged, '
+                'restic was stopped rather than retrying a file that does not come back (restic check lists what '
+                'is lost)'
+            )
+        elif rc == RC_WRONG_PASSWORD or 'wrong password' in stderr:
             why = 'wrong password (backup_repository_password is not the key of this repository)'
         elif rc == RC_LOCKED:
             why = 'the repository is locked by another restic (restic unlock removes a stale lock): ' + why
@@ -332,13 +392,16 @@ class Repository:
     def init(self):
         self._run('init', ['init'])
 
-    def latest(self, host):
-        """The id of the newest snapshot of ``host`` made by this collection, or ''."""
-        _rc, out, _err = self._run('snapshots', ['snapshots', '--json', '--host', host, '--tag', TAG_PREFIX])
+    def parent(self, host):
+        """``(whether the repository is there, the id of the newest snapshot of host made by this collection or '')``
+        in one restic run (``snapshots``); an unreachable repository raises."""
+        rc, out, err = self.runner.run([*self.options, 'snapshots', '--json', '--host', host, '--tag', TAG_PREFIX])
+        if rc == RC_NO_REPOSITORY or (rc == 1 and any(t in err for t in NO_REPOSITORY_TEXT)):
+            return False, ''
+        if rc != 0:
+            raise ResticError(self.explain('snapshots', rc, err))
         snaps = json.loads(out or '[]') or []
-        if not snaps:
-            return ''
-        return max(snaps, key=lambda s: s.get('time', ''))['id']
+        return True, max(snaps, key=lambda s: s.get('time', ''))['id'] if snaps else ''
 
     def snapshots(self, host=None, tag=None):
         args = ['snapshots', '--json']
@@ -464,10 +527,11 @@ def offsite(params, runner=None, check_mode=False, clock=time.monotonic):
         finally:
             timings[name] = round(clock() - t, 3)
 
-    if not step('open', repo.exists):
+    # Whether the repository is there and the parent snapshot, in one restic run (one SSH connection).
+    found, parent = step('parent', repo.parent, params['environment'])
+    if not found:
         step('init', repo.init)
         result['initialized'] = True
-    parent = step('parent', repo.latest, params['environment'])
     summary = step(
         'backup', repo.backup, paths, params['environment'], snapshot_tags, params.get('excludes') or [], parent
     )

@@ -21,9 +21,17 @@ description:
     folder on the host, its size and sha256 computed on the way; pg_dump's own exit status is checked. The same
     session then counts the rows of every table in that snapshot. Nothing is written inside the db container.
   - B(Archives) - each of O(archives) is a C(tar -czf -) of paths under O(project_dir), streamed the same way.
+    An archive whose files did not change since a complete backup in O(backup_dir) took it is that backup's file,
+    hard-linked (no bytes written, no space taken). The manifest's C(sources) records a fingerprint of each
+    archive's files (path, type, mode, owner, size, modification and change time, inode, link target of every
+    entry), and the newest backup with the same fingerprint and its file still of the recorded size lends it; its
+    recorded size and sha256 are this backup's. An archive whose files changed while tar read them records no
+    fingerprint (the next backup writes its own).
   - B(Verification) (O(verify=true)) - the files are read back and compared with their sha256 and size, the
-    archives listed, and the dump restored into a throwaway PostgreSQL container of the running server's image
-    (no network, unique name), whose row counts must equal the dump's. The container is removed on every path.
+    archives listed (a reused archive whose sha256 matches is not listed again when the backup it comes from was
+    verified, which listed the same bytes), and the dump restored into a throwaway PostgreSQL container of the running server's image
+    (no network, unique name, the dump bind-mounted read-only, C(pg_restore --jobs) with the host's CPUs, 2 to
+    4), whose row counts must equal the dump's. The container is removed on every path.
   - B(Publishing) - files are mode C(0600), folders C(0700), owned by O(owner) and its group; the manifest is
     written last and the temporary folder C(.tmp-<id>) renamed to C(<id>). Any failure removes the temporary folder.
   - B(Release) - without O(release), the manifest names the running release of the release ledger in O(ledger_dir)
@@ -58,7 +66,7 @@ options:
     type: str
     required: true
   backup_dir:
-    description: Absolute path of the folder of the backups; created (mode C(0700)) when missing.
+    description: Absolute path of the folder of the backups (no colon in it); created (mode C(0700)) when missing.
     type: path
     required: true
   owner:
@@ -186,6 +194,13 @@ manifest:
     postgres_version: '15.7'
     row_counts: {public.avatars: 3}
     verification: {result: ok, checked: '2026-11-28T02:00:09Z', problems: [], restored_row_counts: {public.avatars: 3}}
+    sources: {directus.tar.gz: 5b1e0c3f9a7d2e4c6b8a0f1e3d5c7b9a1f2e4d6c8b0a9f7e5d3c1b2a4f6e8d0c}
+    reused: {directus.tar.gz: 20261127T020004Z}
+reused:
+  description: Archive name to the id of the backup whose archive it is (hard-linked, its files unchanged since).
+  returned: always
+  type: dict
+  sample: {directus.tar.gz: 20261127T020004Z}
 files:
   description: File name to C(size) (bytes) and C(sha256) of each file but the manifest.
   returned: always
@@ -226,7 +241,7 @@ space:
 timings:
   description:
     - Seconds spent in each step (C(free_space), C(ledger), C(find_db), C(dump), C(archives), C(verify) and its parts,
-      C(publish), C(retention), C(total)).
+      C(publish), C(retention), C(total)); C(archives) includes the fingerprints of their files.
   returned: always
   type: dict
   sample: {free_space: 0.001, find_db: 0.21, dump: 0.62, archives: 0.18, verify: 2.4, publish: 0.0, total: 3.5}

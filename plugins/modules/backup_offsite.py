@@ -335,10 +335,12 @@ command:
   type: str
   sample: restic -r sftp:avatar-production@backup-1:/repo restore 5e8f3d2a --target <folder>
 timings:
-  description: Seconds per step (C(open), C(init), C(parent), C(backup), C(forget), C(prune), C(total); C(check)).
+  description:
+    - Seconds per step (C(parent) - whether the repository is there and its newest snapshot of the environment, in one
+      restic run; C(init), C(backup), C(forget), C(prune), C(total); C(check)).
   returned: always
   type: dict
-  sample: {open: 0.3, parent: 0.2, backup: 2.1, forget: 0.6, total: 3.2}
+  sample: {parent: 0.3, backup: 2.1, forget: 0.6, total: 3.0}
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -5,7 +5,7 @@
 """Secrets reach a container byte for byte through the env file that compose_deploy writes.
 
 ``roles/compose_deploy/templates/env.j2`` is rendered by ``ansible.builtin.template`` (as the role
-does, values read from a vars file with ``!unsafe`` as the vault files hold them), then a real
+does, values read from a vars file with ``!unsafe`` as a vault value is written before it is encrypted), then a real
 ``docker compose up`` starts a container with that ``env_file``, and the environment the engine
 gave the container (``docker inspect``, and ``env -0`` inside it) is compared byte for byte.
 """
@@ -40,7 +40,7 @@ VALUES = {
 
 
 def _unsafe_vars(values):
-    """A vars file as the vault files are written: each value tagged !unsafe (JSON strings are YAML)."""
+    """A vars file as vault values are written before encryption: each tagged !unsafe (JSON strings are YAML)."""
     lines = ['---', 'env_under_test:']
     lines += [f'  {key}: !unsafe {json.dumps(value)}' for key, value in values.items()]
     return '\n'.join(lines) + '\n'

@@ -57,9 +57,10 @@ cmd_images() {
 
 # --- secrets of the sandbox ------------------------------------------------
 registry_password() {
-  # The sandbox's registry token lives in the sandbox vault like a real one would.
-  "$venv/bin/ansible-vault" view --vault-password-file "$vault_pass" "$vault_file" \
-    | "$venv/bin/python" -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["vault_ghcr_token"])'
+  # The sandbox's registry token lives in the sandbox vault like a real one would (an inline !vault
+  # value; hack/vault_inline.py is the one reader, molecule/shared/avatar_testlib.py uses it too).
+  "$venv/bin/python" "$root/hack/vault_inline.py" view --name vault_ghcr_token \
+    --vault-id "sandbox@$vault_pass" "$vault_file"
 }
 
 ensure_ca() {

@@ -7,6 +7,8 @@
 import os
 import sys
 
+import pytest
+
 # Make `ansible_collections.avatar_mgmt.ops` importable: .collections holds
 # ansible_collections/avatar_mgmt/ops -> the repository root.
 COLLECTIONS_PATH = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".collections"))
@@ -16,3 +18,15 @@ if COLLECTIONS_PATH not in sys.path:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "docker: needs a docker engine (skipped when none answers)")
+
+
+@pytest.fixture(scope="session")
+def restic_template(tmp_path_factory):
+    """A restic repository ``restic init`` made once for the session, its key cheap to derive
+    (tests/unit/utils/restic_repo.py); tests copy it."""
+    from ansible_collections.avatar_mgmt.ops.tests.unit.utils import restic_repo  # pylint: disable=import-outside-toplevel
+
+    repo = restic_repo.make_template(str(tmp_path_factory.mktemp("restic-template")))
+    if repo is None:
+        pytest.skip("restic is not installed (make unit installs it)")
+    return repo

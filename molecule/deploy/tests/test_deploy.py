@@ -220,7 +220,8 @@ def test_concurrent_deploy_is_refused(host):
 
 # $, #, quotes, spaces, a backslash and a Jinja expression: Compose must not interpolate the
 # first, the env file must not cut at the second, and Ansible must not template the last
-# (the vars file tags it !unsafe, as the vault files do).
+# (the vars file tags it !unsafe, as a vault value is written before it is encrypted; a !vault value
+# is never templated either).
 TRICKY = 'Kx$Abc123#tail \'q\' "dq" sp \\ {{ not_a_var }} ${HOME}'
 
 

@@ -92,6 +92,7 @@ class FakeDocker(bc.Runner):
         self.containers = set()
         self.removed = []
         self.db_files = []  # what was written inside the db container (must stay empty)
+        self.mounts = {}  # throwaway container: the host path of its dump
 
     def session(self, argv):
         assert argv[:4] == ['docker', 'exec', '-i', DB]
@@ -128,6 +129,10 @@ class FakeDocker(bc.Runner):
             assert 'sha256:postgres157' in argv
             self.containers.add(name)
             self.polls = 0
+            # The dump is bind-mounted read-only where pg_restore reads it.
+            host, inside, mode = argv[argv.index('-v') + 1].split(':')
+            assert (inside, mode) == (bc.SCRATCH_DUMP, 'ro')
+            self.mounts[name] = host
             return bc.Result(0, 'f00\n')
         if argv[1] == 'rm':
             self.removed.append(argv[-1])
@@ -141,7 +146,11 @@ class FakeDocker(bc.Runner):
                 self.polls += 1
                 return bc.Result(0 if self.polls > self.ready_after else 2)
             if tool == 'pg_restore':
-                data = stdin.read()
+                assert stdin is None
+                assert argv[-1] == bc.SCRATCH_DUMP
+                assert int(argv[argv.index('--jobs') + 1]) >= 2
+                with open(self.mounts[name], 'rb') as dump:
+                    data = dump.read()
                 if self.restore_rc or not data.startswith(b'PGDMP'):
                     return bc.Result(1, '', 'pg_restore: error: input file does not appear to be a valid archive')
                 return bc.Result(0)
@@ -215,7 +224,10 @@ def test_a_backup_has_the_old_layout_and_manifest(tmp_path, project):
     folder = backups / '20261128T020005Z'
     assert listing(folder) == ['db.dump', 'directus.tar.gz', 'manifest.json', 'proxy.tar.gz']
     manifest = json.loads((folder / 'manifest.json').read_text())
-    assert set(manifest) == OLD_KEYS
+    # Two keys added since: the fingerprint of each archive's files, and the archives shared with older backups.
+    assert set(manifest) == OLD_KEYS | {'sources', 'reused'}
+    assert set(manifest['sources']) == {'directus.tar.gz', 'proxy.tar.gz'}
+    assert manifest['reused'] == {}
     assert manifest == result['manifest']
     assert manifest['time'] == '2026-11-28T02:00:05Z'
     assert manifest['release'] == {'id': '20261127T100000Z-v1.2.0', 'version': 'v1.2.0'}
@@ -390,6 +402,7 @@ def test_a_missing_db_container_is_refused_before_anything(tmp_path, project):
         ({'id': '../../etc'}, 'is not a backup id'),
         ({'owner': 'no-such-user-here'}, 'is not a user on this host'),
         ({'backup_dir': 'relative/backups'}, 'must be an absolute path'),
+        ({'backup_dir': '/var/backups/a:b'}, 'must not contain a colon'),
         ({'archives': [{'name': '../x.tar.gz', 'paths': ['a']}]}, 'unique file name'),
         ({'archives': [{'name': 'x.tar.gz', 'paths': ['/etc']}]}, 'relative to the project folder'),
         ({'archives': [{'name': 'x.tar.gz', 'paths': ['a/../../b']}]}, 'relative to the project folder'),
@@ -527,6 +540,7 @@ class LocalDocker(bc.Runner):
     def __init__(self, env):
         self.env = env
         self.scratch = {}
+        self.mounts = {}
         self.removed = []
 
     def _local(self, argv):
@@ -534,6 +548,7 @@ class LocalDocker(bc.Runner):
         cmd = argv[argv.index(name) + 1 :]
         if name in self.scratch:
             cmd = [self.scratch[name] if a == 'directus' and cmd[i - 1] == '-d' else a for i, a in enumerate(cmd)]
+            cmd = [self.mounts[name] if a == bc.SCRATCH_DUMP else a for a in cmd]
         if cmd[0] == 'pg_isready':  # this server listens on its socket only
             cmd = [a for i, a in enumerate(cmd) if a != '-h' and cmd[i - 1] != '-h']
         return self.env + cmd
@@ -551,6 +566,7 @@ class LocalDocker(bc.Runner):
         if argv[1] == 'run':
             name = argv[argv.index('--name') + 1]
             self.scratch[name] = 'scratch_' + name.rsplit('-', 1)[1]
+            self.mounts[name] = argv[argv.index('-v') + 1].split(':')[0]
             return super().run(self.env + ['createdb', '-U', 'directus', self.scratch[name]])
         if argv[1] == 'rm':
             self.removed.append(argv[-1])
@@ -815,3 +831,192 @@ def test_a_removal_left_half_done_is_finished_by_the_next(tmp_path):
     (backups / '.del-20261125T020000Z' / 'rest').mkdir(parents=True)  # an earlier removal of the same id stopped
     bc.remove_backup(str(backups), '20261125T020000Z')
     assert listing(backups) == []
+
+
+# ---------------------------------------------------------------------------
+# Archives of unchanged files are not written again (hard links to the previous backup's)
+# ---------------------------------------------------------------------------
+
+FIRST, SECOND, THIRD = '20261128T020005Z', '20261129T020005Z', '20261130T020005Z'
+
+
+def archive_names(path):
+    return sorted(bc.Runner().run(['tar', '-tzf', str(path)]).stdout.split())
+
+
+def archive_bytes(path, member):
+    return subprocess.run(['tar', '-xzOf', str(path), member], capture_output=True, check=True).stdout
+
+
+def tar_calls(docker):
+    return [c for c in docker.calls if c[0] == 'tar' and '-czf' in c]
+
+
+@pytest.mark.parametrize('verify', [True, False])
+def test_unchanged_files_reuse_the_previous_archive(tmp_path, project, verify):
+    bc.create(params(tmp_path, project, id=FIRST, verify=verify), FakeDocker())
+    docker = FakeDocker()
+    result = bc.create(params(tmp_path, project, id=SECOND, verify=verify), docker)
+    first, second = tmp_path / 'backups' / FIRST, tmp_path / 'backups' / SECOND
+    assert result['reused'] == {'directus.tar.gz': FIRST, 'proxy.tar.gz': FIRST}
+    assert result['manifest']['reused'] == result['reused']
+    assert not tar_calls(docker)
+    for name in ('directus.tar.gz', 'proxy.tar.gz'):
+        assert os.stat(first / name).st_ino == os.stat(second / name).st_ino
+        data = (second / name).read_bytes()
+        assert result['files'][name] == {'size': len(data), 'sha256': hashlib.sha256(data).hexdigest()}
+        assert stat.S_IMODE(os.stat(second / name).st_mode) == 0o600
+    # The dump is always new.
+    assert os.stat(first / 'db.dump').st_ino != os.stat(second / 'db.dump').st_ino
+    # The first backup removed (retention), the second's archives stay whole.
+    shutil.rmtree(first)
+    assert archive_bytes(second / 'directus.tar.gz', 'directus/uploads/model.glb') == b'\x00glb' * 50
+
+
+@pytest.mark.parametrize(
+    'change',
+    [
+        'content, same size and time',
+        'mode',
+        'new file',
+        'removed file',
+        'renamed file',
+        'new folder',
+    ],
+)
+def test_a_changed_file_writes_a_new_archive(tmp_path, project, change):
+    bc.create(params(tmp_path, project, id=FIRST, verify=False), FakeDocker())
+    upload = project / 'directus/uploads/model.glb'
+    if change == 'content, same size and time':
+        st = os.stat(upload)
+        upload.write_bytes(b'\x01GLB' * 50)
+        os.utime(upload, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif change == 'mode':
+        os.chmod(upload, 0o600)
+    elif change == 'new file':
+        (project / 'directus/uploads/new.png').write_bytes(b'png')
+    elif change == 'removed file':
+        upload.unlink()
+    elif change == 'renamed file':
+        upload.rename(project / 'directus/uploads/renamed.glb')
+    else:
+        (project / 'directus/uploads/2026').mkdir()
+    docker = FakeDocker()
+    result = bc.create(params(tmp_path, project, id=SECOND), docker)
+    assert result['reused'] == {'proxy.tar.gz': FIRST}
+    assert [c[-3:] for c in tar_calls(docker)] == [['directus/uploads', 'directus/extensions', 'directus/schemas']]
+    second = tmp_path / 'backups' / SECOND / 'directus.tar.gz'
+    assert os.stat(second).st_ino != os.stat(tmp_path / 'backups' / FIRST / 'directus.tar.gz').st_ino
+    names = archive_names(second)
+    if change == 'content, same size and time':
+        assert archive_bytes(second, 'directus/uploads/model.glb') == b'\x01GLB' * 50
+    elif change == 'new file':
+        assert 'directus/uploads/new.png' in names
+    elif change in ('removed file', 'renamed file'):
+        assert 'directus/uploads/model.glb' not in names
+    # The third backup reuses the second's archive (the newest with that fingerprint).
+    third = bc.create(params(tmp_path, project, id=THIRD, verify=False), FakeDocker())
+    assert third['reused'] == {'directus.tar.gz': SECOND, 'proxy.tar.gz': SECOND}
+
+
+def test_excluded_proxy_logs_do_not_make_a_new_archive(tmp_path, project):
+    bc.create(params(tmp_path, project, id=FIRST, verify=False), FakeDocker())
+    # nginx appends to its logs (a new log file would change the folder's time, which tar records).
+    with open(project / 'jc21/data/logs/proxy-host-1_access.log', 'a') as log:
+        log.write('GET /again\n')
+    result = bc.create(params(tmp_path, project, id=SECOND, verify=False), FakeDocker())
+    assert result['reused'] == {'directus.tar.gz': FIRST, 'proxy.tar.gz': FIRST}
+
+
+@pytest.mark.parametrize('damage', ['gone', 'shorter', 'no sources', 'other spec'])
+def test_an_archive_that_cannot_be_reused_is_written(tmp_path, project, damage):
+    bc.create(params(tmp_path, project, id=FIRST, verify=False), FakeDocker())
+    first = tmp_path / 'backups' / FIRST
+    archives = ROLE_VARS['_backup_archives']
+    if damage == 'gone':
+        (first / 'directus.tar.gz').unlink()
+    elif damage == 'shorter':
+        with open(first / 'directus.tar.gz', 'r+b') as f:
+            f.truncate(10)
+    elif damage == 'no sources':
+        manifest = json.loads((first / 'manifest.json').read_text())
+        del manifest['sources']
+        (first / 'manifest.json').write_text(json.dumps(manifest))
+    else:
+        archives = [dict(a, exclude=['directus/schemas']) if a['name'] == 'directus.tar.gz' else a for a in archives]
+    docker = FakeDocker()
+    result = bc.create(params(tmp_path, project, id=SECOND, archives=archives), docker)
+    assert 'directus.tar.gz' not in result['reused']
+    assert len(tar_calls(docker)) == (2 if damage == 'no sources' else 1)
+    assert 'directus/uploads/model.glb' in archive_names(tmp_path / 'backups' / SECOND / 'directus.tar.gz')
+    assert result['verification']['result'] == 'ok'
+
+
+def test_a_reused_archive_from_a_verified_backup_is_not_listed_again(tmp_path, project):
+    bc.create(params(tmp_path, project, id=FIRST), FakeDocker())
+    docker = FakeDocker()
+    result = bc.create(params(tmp_path, project, id=SECOND), docker)
+    assert result['verification']['result'] == 'ok'
+    assert not [c for c in docker.calls if c[:2] == ['tar', '-tzf']]
+    # From a backup that was not verified (both archives come from 20261202) they are listed.
+    bc.create(params(tmp_path, project, id='20261201T020005Z', verify=False), FakeDocker())
+    (project / 'directus/uploads/new.png').write_bytes(b'png')
+    bc.create(params(tmp_path, project, id='20261202T020005Z', verify=False), FakeDocker())
+    docker = FakeDocker()
+    bc.create(params(tmp_path, project, id='20261203T020005Z'), docker)
+    listed = [os.path.basename(c[-1]) for c in docker.calls if c[:2] == ['tar', '-tzf']]
+    assert listed == ['directus.tar.gz', 'proxy.tar.gz']
+
+
+def test_a_damaged_reused_archive_fails_verification(tmp_path, project):
+    """The shared file changed since its backup recorded it: the sha256 check catches it, nothing is published."""
+    bc.create(params(tmp_path, project, id=FIRST), FakeDocker())
+    first = tmp_path / 'backups' / FIRST / 'directus.tar.gz'
+    data = bytearray(first.read_bytes())
+    data[-20] ^= 0xFF
+    first.write_bytes(bytes(data))
+    with pytest.raises(bc.BackupError, match=r'directus\.tar\.gz: sha256 differs from the manifest'):
+        bc.create(params(tmp_path, project, id=SECOND), FakeDocker())
+    assert listing(tmp_path / 'backups') == [FIRST]
+
+
+def test_files_changed_while_tar_reads_them_record_no_fingerprint(tmp_path, project, monkeypatch):
+    real = bc.source_fingerprint
+    calls = []
+
+    def moving(project_dir, item):
+        calls.append(item['name'])
+        return real(project_dir, item) + ('-moved' if calls.count(item['name']) == 2 else '')
+
+    monkeypatch.setattr(bc, 'source_fingerprint', moving)
+    result = bc.create(params(tmp_path, project, id=FIRST, verify=False), FakeDocker())
+    assert result['manifest']['sources'] == {}
+    monkeypatch.setattr(bc, 'source_fingerprint', real)
+    result = bc.create(params(tmp_path, project, id=SECOND, verify=False), FakeDocker())
+    assert result['reused'] == {}
+
+
+def test_the_fingerprint_follows_what_tar_reads(tmp_path, project):
+    item = {'name': 'directus.tar.gz', 'paths': ['directus/uploads', 'directus/extensions']}
+    before = bc.source_fingerprint(str(project), item)
+    assert bc.source_fingerprint(str(project), item) == before
+    assert bc.source_fingerprint(str(project), dict(item, paths=['directus/uploads'])) != before
+    (project / 'directus/extensions/ext.js').write_text('x')
+    assert bc.source_fingerprint(str(project), item) != before
+    missing = dict(item, paths=['directus/nothing'])
+    assert bc.source_fingerprint(str(project), missing) != bc.source_fingerprint(str(project), dict(item, paths=[]))
+
+
+def test_the_flusher_stops_with_its_file_and_never_raises(tmp_path):
+    """It runs beside the writer and ends with it; a flush that fails is left to the final fsync to report."""
+    fd = os.open(tmp_path / 'f', os.O_WRONLY | os.O_CREAT, 0o600)
+    with bc.Flusher(fd, interval=0.01) as flusher:
+        os.write(fd, b'x' * 4096)
+        flusher.stopped.wait(0.05)
+        assert flusher.thread.is_alive()
+    assert not flusher.thread.is_alive()
+    os.close(fd)
+    with bc.Flusher(fd, interval=0.01) as flusher:  # a closed descriptor: fdatasync fails, nothing raises
+        flusher.stopped.wait(0.05)
+        assert not flusher.thread.is_alive()
+    assert (tmp_path / 'f').read_bytes() == b'x' * 4096

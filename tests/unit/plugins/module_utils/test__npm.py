@@ -329,7 +329,8 @@ def npm():
 
 
 def _client(server):
-    return _npm.NPMClient(server.url, ADMIN, PASSWORD, timeout=5)
+    # The client's own pauses between tries of a read are real time, not the tests' clock: none here.
+    return _npm.NPMClient(server.url, ADMIN, PASSWORD, timeout=5, sleep=lambda _seconds: None)
 
 
 def _full_spec(**kw):

@@ -35,11 +35,17 @@ def test_api_suffix_is_optional(npm, suffix):
 
 def test_url_user_info_never_shown():
     url = f'http://user:{PASSWORD}@127.0.0.1:{ports.closed_port()}'
-    client = _npm_client.NPMClient(url, ADMIN, PASSWORD, timeout=2)
+    pauses = []
+    client = _npm_client.NPMClient(url, ADMIN, PASSWORD, timeout=2, sleep=pauses.append)
     with pytest.raises(_npm_client.NPMConnectionError) as excinfo:
         client.status()
     assert PASSWORD not in str(excinfo.value)
     assert 'connection refused' in str(excinfo.value)
+    # A read is tried three times, 0.5 s then 1 s apart; a write once (it may have been applied).
+    assert pauses == [0.5, 1.0]
+    with pytest.raises(_npm_client.NPMConnectionError):
+        client.request('POST', '/tokens', {'identity': ADMIN}, auth=False)
+    assert pauses == [0.5, 1.0]
 
 
 def test_token_fetched_once_and_calls_logged(npm):

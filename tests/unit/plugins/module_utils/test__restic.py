@@ -13,13 +13,15 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _restic
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import restic_repo
 
 RESTIC = shutil.which("restic")
 needs_restic = pytest.mark.skipif(RESTIC is None, reason="restic is not installed (make unit installs it)")
-PASSWORD = "correct horse battery staple 42"
+PASSWORD = restic_repo.PASSWORD
 ROW = "grace-hopper-row-value-7f3a9c"
 
 
@@ -143,6 +145,40 @@ def test_last_error_names_what_ssh_said():
     assert "(ssh: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!)" in _restic.last_error(cut)
 
 
+@pytest.mark.parametrize(
+    "line, want",
+    [
+        (
+            (
+                "Load(<data/9304b97502>, 3145886, 0) returned error, retrying after 1.582392691s: open "
+                "/r/data/93/9304b97502e4: no such file or directory"
+            ),
+            ("9304b97502", "open /r/data/93/9304b97502e4: no such file or directory"),
+        ),
+        (
+            (
+                "Load(<data/3d91522b15>, 1863, 3980974) returned error, retrying after 22.26s: <data/3d91522b15> "
+                "does not exist"
+            ),
+            ("3d91522b15", "<data/3d91522b15> does not exist"),
+        ),
+        (
+            (
+                "Load(<data/ab12cd34ef>, 0, 0) returned error, retrying after 498ms: open /srv/repo/data/ab/ab12: "
+                "file does not exist"
+            ),
+            ("ab12cd34ef", "open /srv/repo/data/ab/ab12: file does not exist"),
+        ),
+        # A lock that another restic removed, a connection that broke: worth restic's retries.
+        ("Load(<lock/e623a33abd>, 0, 0) returned error, retrying after 552ms: open /r/locks/e6: no such file", None),
+        ("Load(<data/9304b97502>, 0, 0) returned error, retrying after 552ms: connection reset by peer", None),
+        ("ignoring error for /src/a: StreamPack: open /r/data/93/9304: no such file or directory", None),
+    ],
+)
+def test_missing_data_is_a_data_pack_that_is_not_there(line, want):
+    assert _restic.missing_data("restoring <Snapshot 2e7e1045>\n" + line + "\n") == want
+
+
 def test_last_error_prefers_fatal():
     err = "some noise\nFatal: unable to open config file: stat /r/config: no such file\nIs there a repository?\n"
     assert _restic.last_error(err).startswith("Fatal: unable to open config file")
@@ -205,6 +241,17 @@ def world(tmp_path):
     }
 
 
+@pytest.fixture
+def new_repository(world, restic_template):
+    """Puts a copy of the repository ``restic init`` made once (conftest ``restic_template``) at the world's
+    repository path; the tests of the first copy let the code under test run ``restic init`` itself."""
+
+    def make():
+        shutil.copytree(restic_template, world["params"]["repository"], symlinks=True)
+
+    return make
+
+
 def run_restic(world, *args):
     env = {
         "PATH": os.environ["PATH"],
@@ -251,7 +298,8 @@ def test_first_copy_makes_the_repository_and_a_tagged_snapshot(world):
 
 
 @needs_restic
-def test_second_copy_of_unchanged_files_adds_almost_nothing(world):
+def test_second_copy_of_unchanged_files_adds_almost_nothing(world, new_repository):
+    new_repository()
     first = _restic.offsite(world["params"])
     backup2 = world["tmp"] / "backups" / "20261129T020005Z"
     shutil.copytree(world["backup"], backup2)
@@ -270,7 +318,8 @@ def test_second_copy_of_unchanged_files_adds_almost_nothing(world):
 
 
 @needs_restic
-def test_retention_by_kind(world):
+def test_retention_by_kind(world, new_repository):
+    new_repository()
     params = world["params"]
     ids = ["20261128T020005Z", "20261128T030005Z", "20261128T040005Z"]
     for backup_id in ids:
@@ -287,7 +336,8 @@ def test_retention_by_kind(world):
 
 
 @needs_restic
-def test_check_reads_a_subset(world):
+def test_check_reads_a_subset(world, new_repository):
+    new_repository()
     _restic.offsite(world["params"])
     res = _restic.check(dict(world["params"], action="check"))
     assert res["snapshots"] == 1
@@ -303,7 +353,8 @@ def test_check_of_a_missing_repository_says_so(world):
 
 
 @needs_restic
-def test_wrong_password_fails_without_showing_secrets(world):
+def test_wrong_password_fails_without_showing_secrets(world, new_repository):
+    new_repository()
     _restic.offsite(world["params"])
     bad = world["tmp"] / "bad"
     bad.write_text("not the password")
@@ -414,7 +465,8 @@ def restore_params(world, **extra):
 
 
 @needs_restic
-def test_restore_brings_back_the_newest_scheduled_snapshot_into_a_private_folder(world):
+def test_restore_brings_back_the_newest_scheduled_snapshot_into_a_private_folder(world, new_repository):
+    new_repository()
     _restic.offsite(world["params"])
     # A later safety snapshot is not "latest".
     backup2 = world["tmp"] / "backups" / "20261129T020005Z"
@@ -447,7 +499,8 @@ def test_restore_brings_back_the_newest_scheduled_snapshot_into_a_private_folder
 
 
 @needs_restic
-def test_restore_refuses_without_room_and_leaves_nothing(world):
+def test_restore_refuses_without_room_and_leaves_nothing(world, new_repository):
+    new_repository()
     _restic.offsite(world["params"])
     params = restore_params(world)
     with pytest.raises(ValueError, match=r"needs \d+ MB .* but only 1 MB are free under .*backup_restore_dir"):
@@ -456,9 +509,10 @@ def test_restore_refuses_without_room_and_leaves_nothing(world):
 
 
 @needs_restic
-def test_restore_refusals_before_anything_is_written(world):
+def test_restore_refusals_before_anything_is_written(world, new_repository):
     with pytest.raises(ValueError, match=r"there is no repository at .*\(backup_repository\)"):
         _restic.restore_snapshot(restore_params(world))
+    new_repository()
     _restic.offsite(world["params"])
     with pytest.raises(ValueError, match=r"no snapshot of backup 20261130T000000Z of production"):
         _restic.restore_snapshot(restore_params(world, id="20261130T000000Z"))
@@ -471,9 +525,10 @@ def test_restore_refusals_before_anything_is_written(world):
 
 
 @needs_restic
-def test_a_failed_restic_restore_removes_its_folder(world):
+def test_a_failed_restic_restore_removes_its_folder(world, new_repository):
     """The repository loses its data packs (a damaged backup host): the snapshot is found, its size read
     (the trees are in restic's cache), the restore fails, and the folder made for it is gone."""
+    new_repository()
     _restic.offsite(world["params"])
     params = restore_params(world)
     big = [
@@ -485,6 +540,13 @@ def test_a_failed_restic_restore_removes_its_folder(world):
     assert big
     for path in big:
         os.remove(path)
-    with pytest.raises(_restic.ResticError, match=r"restic restore on .* failed"):
+    started = time.monotonic()
+    with pytest.raises(_restic.ResticError, match=r"restic restore on .* failed") as err:
         _restic.restore_snapshot(params)
     assert os.listdir(params["restore_dir"]) == []
+    # restic 0.14 would retry the missing pack for about 45 s: it is stopped at its first retry, the message
+    # names the pack, and restic's lock is gone.
+    lost = os.path.basename(big[0])
+    assert f"data pack {lost[:10]} is missing from the repository" in str(err.value)
+    assert time.monotonic() - started < 30
+    assert os.listdir(os.path.join(world["params"]["repository"], "locks")) == []

@@ -51,8 +51,8 @@ def test_documentation_matches_argument_spec(monkeypatch):
     suboptions = doc['options']['archives']['suboptions']
     assert set(suboptions) == set(spec['archives']['options'])
     returns = module_harness.assert_documented_returns(backup_create)
-    assert {'id', 'path', 'manifest', 'files', 'verification', 'space', 'timings'} <= set(returns)
-    assert set(returns['manifest']['sample']) == OLD_KEYS
+    assert {'id', 'path', 'manifest', 'files', 'verification', 'reused', 'space', 'timings'} <= set(returns)
+    assert set(returns['manifest']['sample']) == OLD_KEYS | {'sources', 'reused'}
     assert kwargs['supports_check_mode'] is True
 
 

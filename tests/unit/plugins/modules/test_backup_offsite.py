@@ -10,7 +10,10 @@ import shutil
 
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.modules import backup_offsite
-from ansible_collections.avatar_mgmt.ops.tests.unit.plugins.module_utils.test__restic import world  # noqa: F401  # pylint: disable=unused-import
+from ansible_collections.avatar_mgmt.ops.tests.unit.plugins.module_utils.test__restic import (  # noqa: F401  # pylint: disable=unused-import
+    new_repository,
+    world,
+)
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import FailJson
 
@@ -59,7 +62,8 @@ def test_bad_input_is_refused_and_names_the_option(world):  # noqa: F811
 
 
 @needs_restic
-def test_a_restic_error_is_the_message_without_secrets(world, tmp_path):  # noqa: F811
+def test_a_restic_error_is_the_message_without_secrets(world, new_repository, tmp_path):  # noqa: F811
+    new_repository()
     module_harness.run_module(backup_offsite, world["params"])
     bad = tmp_path / "wrong"
     bad.write_text("wrong password")
