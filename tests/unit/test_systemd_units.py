@@ -113,20 +113,33 @@ def test_the_service_command_is_a_valid_backup_run(credentials):
     assert 'sandbox-stage-1' in proc.stdout
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(BIN, 'ansible-inventory')), reason='no ansible-inventory')
+PROBE = '''
+- name: Open one vaulted value on the control node
+  hosts: sandbox-prod-1
+  gather_facts: false
+  tasks:
+    - name: Template it (debug connects to nothing)
+      ansible.builtin.debug:
+        msg: "length {{ vault_db_password | length }}"
+'''
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(BIN, 'ansible-playbook')), reason='no ansible-playbook')
 @pytest.mark.parametrize('good', [True, False])
-def test_the_vault_opens_with_the_credential_file_only(credentials, good):
-    """The inventory the command names, with its --vault-id and nothing else (the checkout's ansible.cfg also lists
-    the sandbox's own password file: left out here, so only the credential can open the vault)."""
+def test_the_vault_opens_with_the_credential_file_only(credentials, tmp_path, good):
+    """A vaulted variable of the inventory the command names, templated on the control node (debug connects to
+    nothing) with the command's -i and --vault-id and no other (the checkout's ansible.cfg also lists the sandbox's own
+    password file: replaced here, so only the credential can open the vault)."""
     if not good:
         os.chmod(credentials / 'vault-pass', 0o600)
         (credentials / 'vault-pass').write_text('not the password\n')
     argv, env = _exec_start('sandbox', credentials)
-    env['ANSIBLE_VAULT_IDENTITY_LIST'] = ''
-    inventory = argv[argv.index('-i') + 1]
     vault_id = argv[argv.index('--vault-id') + 1]
+    env['ANSIBLE_VAULT_IDENTITY_LIST'] = vault_id
+    probe = tmp_path / 'probe.yml'
+    probe.write_text(PROBE)
     proc = subprocess.run(
-        [os.path.join(BIN, 'ansible-inventory'), '-i', inventory, '--vault-id', vault_id, '--host', 'sandbox-prod-1'],
+        [os.path.join(BIN, 'ansible-playbook'), str(probe), '-i', argv[argv.index('-i') + 1], '--vault-id', vault_id],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -135,8 +148,8 @@ def test_the_vault_opens_with_the_credential_file_only(credentials, good):
         check=False,
     )
     if good:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert '"vault_' in proc.stdout  # the vault file's variables were read
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert 'length ' in proc.stdout
     else:
         assert proc.returncode != 0
-        assert 'Decryption failed' in proc.stderr, proc.stderr[-3000:]
+        assert 'Decryption failed' in proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
