@@ -18,7 +18,7 @@
 # it and --fix rewrites it to "contributors".
 #
 # Comment syntax, by file:
-#   `# ` lines     .py .sh .bash .yml .yaml .cfg .toml .conf .service .txt .example
+#   `# ` lines     .py .sh .bash .yml .yaml .cfg .toml .conf .service .timer .txt .example
 #                  .gitignore .ansible-lint .yamllint Makefile Dockerfile known_hosts, and any
 #                  file with a #! line. It goes after a #! line, a Python coding
 #                  line and Dockerfile parser directives (# syntax=, # escape=),
@@ -67,7 +67,7 @@ STYLES = {
     'jinja': '{#\n' + ''.join(f'{line}\n' for line in LINES) + '-#}\n',
     'html': '<!--\n' + ''.join(f'{line}\n' for line in LINES) + '-->\n',
 }
-HASH_SUFFIXES = ('.py', '.sh', '.bash', '.yml', '.yaml', '.cfg', '.toml', '.conf', '.service', '.txt', '.example')
+HASH_SUFFIXES = ('.py', '.sh', '.bash', '.yml', '.yaml', '.cfg', '.toml', '.conf', '.service', '.timer', '.txt', '.example')
 HASH_NAMES = ('.gitignore', '.ansible-lint', '.yamllint', 'Makefile', 'Dockerfile', 'known_hosts')
 VARIANT = re.compile(r'Copyright \(c\) avatar_mgmt\.ops developers')
 

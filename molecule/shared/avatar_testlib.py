@@ -11,6 +11,8 @@ import os
 import re
 import ssl
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -102,6 +104,22 @@ def playbook(name, *extra):
     """Run a playbook as an operator types it at the repository root (deploy.yml imports playbooks/deploy.yml)."""
     cmd = [os.path.join(ROOT, ".venv/bin/ansible-playbook"), name, "-i", INVENTORY, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=ROOT)
+
+
+def playbook_notified(name, *extra):
+    """``playbook()`` with the notify role sending every outcome to a webhook receiver on this machine (the control
+    node, where the role sends from). Returns the run and the events received: what set_stats reported too."""
+    sys.path.insert(0, os.path.join(ROOT, ".collections"))
+    from ansible_collections.avatar_mgmt.ops.tests.support.webhook_receiver import WebhookReceiver
+
+    with WebhookReceiver() as receiver, tempfile.NamedTemporaryFile("w", suffix=".json") as settings:
+        json.dump(
+            {"notify_on": ["success", "failure"], "notify_targets": [{"type": "webhook", "url": receiver.url}]},
+            settings,
+        )
+        settings.flush()
+        res = playbook(name, "-e", "@" + settings.name, *extra)
+        return res, [json.loads(r["body"]) for r in receiver.received]
 
 
 def running(host):

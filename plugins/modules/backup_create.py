@@ -187,7 +187,7 @@ manifest:
     environment: production
     host: prod-1
     kind: scheduled
-    operator: awx:nightly
+    operator: schedule:nightly
     job_id: '412'
     release: {id: 20261127T100000Z-v1.2.0, version: v1.2.0}
     files: {db.dump: {size: 53211, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}}

@@ -23,6 +23,7 @@ from avatar_testlib import (
     leaked,
     ledger,
     playbook,
+    playbook_notified,
     registry_digest,
     running,
     server,
@@ -43,7 +44,7 @@ def test_first_release_runs_registry_digests(host):
 
 def test_upgrade_recreates_only_release_services(host):
     before = running(host)
-    res = playbook("deploy.yml", "-e", "image_tag=v1.2.0")
+    res, events = playbook_notified("deploy.yml", "-e", "image_tag=v1.2.0")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     after = running(host)
     assert after["api"][1] == registry_digest("api", "v1.2.0")
@@ -56,6 +57,11 @@ def test_upgrade_recreates_only_release_services(host):
     assert cur["version"] == "v1.2.0"
     assert cur["result"] == "success"
     assert cur["images"]["api"]["digest"] == after["api"][1]
+    # What set_stats reports (avatar_deploy), as the notification carries it.
+    (event,) = events
+    assert (event["action"], event["result"], event["version"]) == ("deploy", "success", "v1.2.0")
+    assert event["running"] == {"version": "v1.2.0", "release": book["current"]}
+    assert event["digests"]["api"] == after["api"][1]
 
 
 def test_same_deploy_reports_no_change(host):
@@ -139,7 +145,7 @@ def test_release_that_cannot_start_is_rolled_back(host):
     """v1.2.2's api has no entrypoint: its new container, started beside the running one, never becomes
     healthy; it is removed, the running api keeps its container and the run says so."""
     good = running(host)
-    res = playbook("deploy.yml", "-e", "image_tag=v1.2.2")
+    res, events = playbook_notified("deploy.yml", "-e", "image_tag=v1.2.2")
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert "failed at the switch stage" in out, out[-3000:]
@@ -156,6 +162,16 @@ def test_release_that_cannot_start_is_rolled_back(host):
     last = book["releases"][-1]
     assert (last["version"], last["result"], last["stage"]) == ("v1.2.2", "rolled_back", "switch")
     assert next(r for r in book["releases"] if r["id"] == book["current"])["version"] == "v1.2.0"
+    # The failure is reported (set_stats avatar_deploy, and the notification) before the run fails.
+    (event,) = events
+    assert (event["action"], event["result"], event["stage"], event["version"]) == (
+        "deploy",
+        "rolled_back",
+        "switch",
+        "v1.2.2",
+    )
+    assert event["running"] == {"version": "v1.2.0", "release": book["current"]}
+    assert "api" in event["reason"], event["reason"]
     assert not host.file(DIR + "/.deploy.lock").exists
 
 
