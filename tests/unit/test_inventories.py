@@ -290,3 +290,42 @@ def test_encrypted_placeholders_are_still_refused(tmp_path, no_vault_config):
     out = proc.stdout + proc.stderr
     assert 'These secrets are empty or still a placeholder: api DIRECTUS_TOKEN' in out, out[-3000:]
     assert proc.returncode != 0
+
+
+def _names(path):
+    """The variable names a vars file (or every .yml file of a vars folder) sets."""
+    files = sorted(path.glob('*.yml')) if path.is_dir() else [path]
+    names = set()
+    for f in files:
+        text = f.read_text()
+        names.update(re.findall(r'(?m)^([A-Za-z_][A-Za-z0-9_]*):', text))
+    return names
+
+
+def _inventory_names(inventory):
+    """Every variable an inventory sets: its group_vars and host_vars, and the vars of hosts.yml."""
+    names = set()
+    for folder in ('group_vars', 'host_vars'):
+        for path in sorted((inventory / folder).glob('*')):
+            names |= _names(path)
+    hosts = (inventory / 'hosts.yml').read_text()
+    # hosts.yml: a key under `vars:`/a host, i.e. any mapping key that is not a group's structure.
+    structure = {'all', 'children', 'hosts', 'vars'}
+    names |= {n for n in re.findall(r'(?m)^\s+([A-Za-z_][A-Za-z0-9_]*):', hosts) if n not in structure}
+    return names
+
+
+def test_no_inventory_setting_is_also_set_by_the_playbooks_group_vars():
+    """AWX imports an inventory as an inventory script: its variables then rank below the project's
+    playbooks/group_vars (even group_vars/all), so a variable set in both would silently take the playbooks'
+    value in AWX and the inventory's on the command line."""
+    playbook_names = set()
+    for path in sorted((ROOT / 'playbooks' / 'group_vars').glob('*')):
+        playbook_names |= _names(path)
+    assert 'compose_deploy_api_env' in playbook_names  # the parse finds what the files set
+    for env in ENVIRONMENTS:
+        inventory = _inventory_names(ROOT / 'inventories' / env)
+        assert 'ansible_port' in inventory or 'ansible_host' in inventory or env != 'sandbox'
+        assert not inventory & playbook_names, (
+            f'{env} sets what playbooks/group_vars sets: {inventory & playbook_names}'
+        )
