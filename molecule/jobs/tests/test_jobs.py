@@ -9,6 +9,7 @@ last. Each checks what the host runs and records, the job's rc and status, and t
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -157,6 +158,40 @@ def test_restore_job_without_confirmation_is_refused(host, awx):
     res = launch(awx, "restore.yml", {"backup_id": "latest", "confirm_restore": ""}, job_id=110)
     assert (res.rc != 0, res.status) == (True, "failed"), res.why()
     assert running(host) == before
+
+
+def test_unlock_job_removes_a_lock_left_behind_and_nothing_else(host, awx):
+    """A lock whose run is gone (taken by an ansible run that has ended): the unlock job removes it, leaves the
+    stack as it was, and says whose lock it was; a second unlock job finds none."""
+    before = running(host)
+    taken = subprocess.run(
+        [
+            os.path.join(ROOT, ".venv/bin/ansible"),
+            "-i",
+            INVENTORY,
+            "sandbox-prod-1",
+            "-m",
+            "avatar_mgmt.ops.deploy_lock",
+            "-a",
+            f"path={LOCK} state=present holder=killed-run action=deploy version=v9.9.9",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert host.file(LOCK).exists
+    res = launch(awx, "unlock.yml", job_id=111)
+    assert (res.rc, res.status) == (0, "successful"), res.why()
+    assert not host.file(LOCK).exists
+    assert "held by killed-run" in res.stdout, res.why()
+    assert res.stats["avatar_unlock"]["sandbox-prod-1"]["removed"] is True, res.stats
+    assert running(host) == before
+    again = launch(awx, "unlock.yml", job_id=112)
+    assert (again.rc, again.status) == (0, "successful"), again.why()
+    assert "nothing to remove" in again.stdout, again.why()
 
 
 def test_no_secret_in_any_job_event():
