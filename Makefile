@@ -15,7 +15,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export AVATAR_PLATFORM_STATE := $(CURDIR)/.cache/platform
 # Only this checkout is avatar_mgmt.ops: a stale copy under ~/.ansible must not shadow it.
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
-MOLECULE_SCENARIOS ?= default deploy faults backup
+MOLECULE_SCENARIOS ?= default deploy faults backup jobs
 # The execution environment's image: the name controller/ gives AWX, tagged with the collection's version.
 EE_IMAGE ?= ghcr.io/rayhu/avatar-mgmt-ee:$(shell sed -n 's/^version: *//p' galaxy.yml)
 EE_RUNTIME ?= docker

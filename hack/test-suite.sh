@@ -32,7 +32,7 @@ make=${MAKE:-make}
 # The scenarios get it as an absolute path: their scripts (tests/platform/platform.sh) run in other folders.
 venv=${VENV:-.venv}
 case $venv in /*) ;; *) venv=$root/$venv ;; esac
-scenarios=" ${MOLECULE_SCENARIOS-default deploy faults backup} "
+scenarios=" ${MOLECULE_SCENARIOS-default deploy faults backup jobs} "
 logs=$root/.cache/test-logs
 mkdir -p "$logs"
 rm -f "$logs"/*.log "$logs/.failed"

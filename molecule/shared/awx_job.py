@@ -88,8 +88,9 @@ def install_collection(root, dest):
 class Job:
     """One AWX-like job template: a project copy, an exported inventory, credentials; ``run`` launches a job."""
 
-    def __init__(self, root, base, *, inventory, ssh_key, vault_id, vault_password, collections):
+    def __init__(self, root, base, *, inventory, ssh_key, vault_id, vault_password, collections, platform_state=""):
         self.root, self.base = root, base
+        self.platform_state = platform_state
         self.inventory, self.ssh_key = inventory, ssh_key
         self.vault_id, self.vault_password = vault_id, vault_password
         self.collections = collections
@@ -155,6 +156,9 @@ class Job:
                 "ANSIBLE_COLLECTIONS_PATH": os.path.join(pdd, "requirements_collections") + ":" + self.collections,
                 "ANSIBLE_FORCE_COLOR": "False",
                 "JOB_ID": str(job_id),
+                # The sandbox inventory finds the test platform's CA and keys here (AWX: the job template's
+                # environment, e.g. from a custom credential).
+                "AVATAR_PLATFORM_STATE": self.platform_state,
                 "AWX_PRIVATE_DATA_DIR": pdd,
             },
         )

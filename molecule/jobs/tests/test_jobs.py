@@ -47,6 +47,7 @@ def awx(tmp_path_factory):
         vault_id="sandbox",
         vault_password=password,
         collections=awx_job.install_collection(ROOT, str(base / "collections")),
+        platform_state=STATE,
     )
 
 
