@@ -44,10 +44,11 @@ PLAYBOOK = f"""
 """
 
 
-def _run(tmp_path, validate):
+def _playbook(tmp_path, text, *args):
+    """Run ``text`` as a playbook on the sandbox inventory's production host (no host is contacted)."""
     # Beside the playbook: the collection's playbooks/group_vars, as for the collection's own playbooks.
     (tmp_path / 'group_vars').symlink_to(os.path.join(ROOT, 'playbooks', 'group_vars'))
-    (tmp_path / 'checks.yml').write_text(PLAYBOOK)
+    (tmp_path / 'play.yml').write_text(text)
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
@@ -55,10 +56,13 @@ def _run(tmp_path, validate):
         ANSIBLE_VAULT_PASSWORD_FILE=os.path.join(ROOT, 'inventories', 'sandbox', 'vault-password.txt'),
         ANSIBLE_NOCOLOR='1',
     )
-    bindir = os.path.dirname(sys.executable)
-    argv = [os.path.join(bindir, 'ansible-playbook'), str(tmp_path / 'checks.yml')]
-    argv += ['-i', os.path.join(ROOT, 'inventories', 'sandbox'), '--limit', 'production', '-e', f'validate={validate}']
+    argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), str(tmp_path / 'play.yml')]
+    argv += ['-i', os.path.join(ROOT, 'inventories', 'sandbox'), '--limit', 'production', *args]
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _run(tmp_path, validate):
+    return _playbook(tmp_path, PLAYBOOK, '-e', f'validate={validate}')
 
 
 @pytest.mark.skipif(
@@ -103,18 +107,7 @@ SKIPPED_LOCK = f"""
 @pytest.mark.parametrize('tag', ['compose_deploy_preflight', 'compose_deploy_lock'])
 def test_skipping_the_lock_by_tags_switches_nothing(tmp_path, tag):
     """`--skip-tags` of the lock's tags must not let the role switch without the lock: it refuses, naming them."""
-    (tmp_path / 'group_vars').symlink_to(os.path.join(ROOT, 'playbooks', 'group_vars'))
-    (tmp_path / 'role.yml').write_text(SKIPPED_LOCK)
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
-        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.collections'),
-        ANSIBLE_VAULT_PASSWORD_FILE=os.path.join(ROOT, 'inventories', 'sandbox', 'vault-password.txt'),
-        ANSIBLE_NOCOLOR='1',
-    )
-    argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), str(tmp_path / 'role.yml')]
-    argv += ['-i', os.path.join(ROOT, 'inventories', 'sandbox'), '--limit', 'production', '--skip-tags', tag]
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = _playbook(tmp_path, SKIPPED_LOCK, '--skip-tags', tag)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
     assert 'Deploy refused, nothing was changed: the environment' in out, out[-3000:]
