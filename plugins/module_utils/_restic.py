@@ -539,10 +539,14 @@ def offsite(params, runner=None, check_mode=False, clock=time.monotonic):
     result['parent'] = parent
     forgotten = []
     t = clock()
+    # Only the policy of the kind this copy added: restic's keep rules count the snapshots of a kind, never the
+    # clock, so the other kinds' snapshots stand as their own last copy left them (a changed keep setting of
+    # another kind applies at that kind's next copy). One restic run instead of one per kind.
     for tag, keep in policies(
         params['keep_daily'], params['keep_weekly'], params['keep_monthly'], params['keep_last_other']
     ):
-        forgotten += repo.forget(params['environment'], tag, keep)
+        if tag == f"kind:{params.get('kind', 'scheduled')}":
+            forgotten += repo.forget(params['environment'], tag, keep)
     timings['forget'] = round(clock() - t, 3)
     result['forgotten'] = forgotten
     if forgotten:

@@ -19,8 +19,10 @@ description:
     deduplication) with the snapshot's host set to O(environment), so a new server finds the snapshots by the
     environment's name, and tags C(avatar-mgmt), C(env:<environment>), C(id:<id>), C(kind:<kind>) and
     C(release:<version>). The newest snapshot of the environment is the parent, so unchanged files are not read again.
-  - Then C(restic forget) per kind, grouped by host - grandfather-father-son for scheduled snapshots, the last
-    O(keep_last_other) for pre-deploy and for safety snapshots - and C(restic prune) when something was forgotten.
+  - Then C(restic forget) of the kind just copied, grouped by host - grandfather-father-son for scheduled snapshots,
+    the last O(keep_last_other) for pre-deploy and for safety snapshots - and C(restic prune) when something was
+    forgotten. The other kinds' snapshots are as their own last copy left them (restic's keep rules count snapshots,
+    not days since), so a changed keep setting of another kind applies at that kind's next copy.
   - The snapshot is recorded in the backup's C(manifest.json) (key C(offsite)).
   - B(action=check) - C(restic check --read-data-subset=<check_subset>).
   - B(action=restore) - on a server that may be brand new (no backup folder, no project) - finds the snapshot of

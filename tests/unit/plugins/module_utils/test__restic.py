@@ -336,6 +336,28 @@ def test_retention_by_kind(world, new_repository):
 
 
 @needs_restic
+def test_a_copy_applies_only_its_own_kinds_retention(world, new_repository):
+    """Retention runs once per copy, for the kind it added (the real restic, its commands recorded)."""
+    new_repository()
+    params = world["params"]
+
+    commands = []
+
+    class Recording(_restic.Runner):
+        def run(self, args, timeout=None):
+            commands.append(list(args))
+            return super().run(args, timeout)
+
+    runner = Recording("restic", _restic.restic_env(params, ""))
+    for hour, kind in (("09", "scheduled"), ("10", "pre-deploy"), ("11", "safety")):
+        commands.clear()
+        _restic.offsite(dict(params, id=f"20261128T{hour}0005Z", kind=kind, manifest=""), runner)
+        forgets = [c for c in commands if "forget" in c]
+        assert len(forgets) == 1, commands
+        assert forgets[0][forgets[0].index("--tag") + 1] == "kind:" + kind
+
+
+@needs_restic
 def test_check_reads_a_subset(world, new_repository):
     new_repository()
     _restic.offsite(world["params"])
