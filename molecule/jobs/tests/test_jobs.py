@@ -7,8 +7,10 @@ AWX imports from inventories/sandbox without a vault password, the vault passwor
 collection installed from its artifact), against the sandbox production server. Ordered: each test builds on the
 last. Each checks what the host runs and records, the job's rc and status, and the set_stats a workflow reads."""
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -135,6 +137,31 @@ def test_scheduled_backup_waits_for_a_deploy_then_runs(host, awx):
     assert str(manifest["job_id"]) == "107", manifest
     assert manifest["release"]["version"] == "v1.1.0", "the backup ran before the deploy ended"
     assert res.stats["avatar_backup"]["result"] == "success", res.stats
+
+
+def test_the_nightly_timer_service_command_backs_up(host, tmp_path):
+    """Without AWX: the command of contrib/systemd's avatar-backup@sandbox.service, read from the unit and run as
+    systemd would run it here (its environment, the vault password from the credential folder), restricted to this
+    scenario's one server (-e target=production: the sandbox's staging server is not up here)."""
+    spec = importlib.util.spec_from_file_location(
+        "systemd_units", os.path.join(ROOT, "tests/unit/test_systemd_units.py")
+    )
+    units = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(units)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    shutil.copy(os.path.join(ROOT, "inventories/sandbox/vault-password.txt"), credentials / "vault-pass")
+    argv, env = units._exec_start("sandbox", credentials)
+    env["AVATAR_PLATFORM_STATE"] = STATE
+    before = set(host.check_output(f"sudo ls {BACKUPS}").split())
+    proc = subprocess.run(
+        [*argv, "-e", "target=production"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (new,) = set(host.check_output(f"sudo ls {BACKUPS}").split()) - before
+    manifest = json.loads(host.check_output(f"sudo cat {BACKUPS}/{new}/manifest.json"))
+    assert manifest["operator"] == "schedule:avatar-backup@sandbox", manifest
+    assert manifest["verification"]["result"] == "ok", manifest
 
 
 def test_rollback_job(host, awx):
