@@ -79,14 +79,19 @@ def _api_runs(host, digest):
 
 
 def test_crash_looping_release_fails_the_hold_and_is_rolled_back(host):
-    """v1.2.3's api passes every check, then exits 4 s after each start (Docker restarts it):
-    each check passes once, so only the hold catches it."""
+    """v1.2.3's api passes every check, then exits 4 s after each start (Docker restarts it): each check passes
+    once, so the hold catches it. On a loaded machine the switch's own checks of the new container can outlast
+    those 4 s: the gate then catches it at the switch, before the hold (the hold itself is proven by
+    tests/unit/plugins/module_utils/test__health.py). Either way the release is refused and rolled back."""
     good = running(host)
     assert good["api"][1] == registry_digest("api", "v1.2.0")
     res = playbook("deploy.yml", "-e", "image_tag=v1.2.3")
     out = res.stdout + res.stderr
     assert res.returncode != 0, out[-3000:]
-    assert "in the hold that followed" in out, out[-3000:]
+    stage = ledger(host)["releases"][-1]["stage"]
+    assert stage in ("verify", "switch"), out[-3000:]
+    if stage == "verify":
+        assert "in the hold that followed" in out, out[-3000:]
     assert "Rolled back automatically: v1.2.0" in out, out[-3000:]
     now = running(host)
     assert now["api"][1] == registry_digest("api", "v1.2.0")
@@ -94,7 +99,7 @@ def test_crash_looping_release_fails_the_hold_and_is_rolled_back(host):
     assert now["db"][0] == good["db"][0]
     book = ledger(host)
     last = book["releases"][-1]
-    assert (last["version"], last["result"], last["stage"]) == ("v1.2.3", "rolled_back", "verify")
+    assert (last["version"], last["result"]) == ("v1.2.3", "rolled_back")
     assert _current(book)["version"] == "v1.2.0"
     assert not host.file(DIR + "/.deploy.lock").exists
 
