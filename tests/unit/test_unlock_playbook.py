@@ -1,0 +1,76 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""playbooks/unlock.yml on this machine (connection local, the lock in a temporary project folder): a lock left by a
+run that has ended is removed and named; a second run finds none. Real ansible and ansible-playbook runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+BIN = os.path.dirname(sys.executable)
+
+pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(BIN, 'ansible-playbook')), reason='no ansible')
+
+
+def _run(tool, tmp_path, *args):
+    inventory = tmp_path / 'inventory.yml'
+    inventory.write_text(
+        f'all:\n  hosts:\n    localhost:\n      ansible_connection: local\n'
+        f'      ansible_python_interpreter: {sys.executable}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ANSIBLE_')}
+    env.update(
+        ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.collections'),
+        ANSIBLE_NOCOLOR='1',
+    )
+    argv = [os.path.join(BIN, tool), '-i', str(inventory), *args]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_lock_left_by_an_ended_run_is_removed_and_named(tmp_path):
+    project = tmp_path / 'project'
+    project.mkdir()
+    lock = project / '.deploy.lock'
+    taken = _run(
+        'ansible',
+        tmp_path,
+        'localhost',
+        '-m',
+        'avatar_mgmt.ops.deploy_lock',
+        '-a',
+        f'path={lock} state=present holder=killed-run action=deploy version=v9.9.9',
+    )
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert lock.exists()
+    unlock = ['playbooks/unlock.yml', '-e', f'compose_deploy_project_dir={project}']
+    res = _run('ansible-playbook', tmp_path, *unlock)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert not lock.exists()
+    assert f'Removed the lock {lock} held by killed-run (deploy v9.9.9' in ' '.join(out.split()), out[-3000:]
+    again = _run('ansible-playbook', tmp_path, *unlock)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert 'nothing to remove' in again.stdout, again.stdout[-3000:]
+
+
+def test_a_bad_unlock_force_is_refused_before_anything(tmp_path):
+    project = tmp_path / 'project'
+    project.mkdir()
+    res = _run(
+        'ansible-playbook',
+        tmp_path,
+        'playbooks/unlock.yml',
+        '-e',
+        f'compose_deploy_project_dir={project}',
+        '-e',
+        'unlock_force=maybe',
+    )
+    assert res.returncode != 0
+    assert "unlock_force must be true or false; got 'maybe'" in ' '.join(res.stdout.split()), res.stdout[-3000:]
