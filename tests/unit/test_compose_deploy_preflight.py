@@ -17,18 +17,20 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 DIGEST = 'sha256:' + '0' * 64
-PLAYBOOK = f"""
-- name: The role's checks as deploy.yml and rollback.yml run them
-  hosts: production
-  gather_facts: false
-  vars:
-    compose_deploy_release:
+# The release both playbooks give the role (play vars, indented under `vars:`).
+RELEASE_VARS = f"""    compose_deploy_release:
       version: v1.2.0
       images:
         api: {{reference: "example/api@{DIGEST}", digest: "{DIGEST}"}}
         frontend: {{reference: "example/frontend@{DIGEST}", digest: "{DIGEST}"}}
     compose_deploy_action: deploy
-  tasks:
+"""
+PLAYBOOK = f"""
+- name: The role's checks as deploy.yml and rollback.yml run them
+  hosts: production
+  gather_facts: false
+  vars:
+{RELEASE_VARS}  tasks:
     - name: Check settings and secrets before connecting anywhere
       ansible.builtin.include_role:
         name: avatar_mgmt.ops.compose_deploy
@@ -90,13 +92,7 @@ SKIPPED_LOCK = f"""
   gather_facts: false
   vars:
     ansible_connection: local
-    compose_deploy_release:
-      version: v1.2.0
-      images:
-        api: {{reference: "example/api@{DIGEST}", digest: "{DIGEST}"}}
-        frontend: {{reference: "example/frontend@{DIGEST}", digest: "{DIGEST}"}}
-    compose_deploy_action: deploy
-  roles:
+{RELEASE_VARS}  roles:
     - avatar_mgmt.ops.compose_deploy
 """
 
