@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -153,10 +154,15 @@ def test_the_nightly_timer_service_command_backs_up(host, tmp_path):
     shutil.copy(os.path.join(ROOT, "inventories/sandbox/vault-password.txt"), credentials / "vault-pass")
     argv, env = units._exec_start("sandbox", credentials)
     env["AVATAR_PLATFORM_STATE"] = STATE
+    # systemd gives the run its user's home (/home/avatar-ops): a short one here too, since ssh's ControlPath
+    # (~/.ansible/cp/...) must fit a Unix socket path (108 bytes), which pytest's tmp_path does not.
+    home = tempfile.mkdtemp(prefix="h", dir="/tmp")
+    env["HOME"] = home
     before = set(host.check_output(f"sudo ls {BACKUPS}").split())
     proc = subprocess.run(
         [*argv, "-e", "target=production"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
     )
+    shutil.rmtree(home, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     (new,) = set(host.check_output(f"sudo ls {BACKUPS}").split()) - before
     manifest = json.loads(host.check_output(f"sudo cat {BACKUPS}/{new}/manifest.json"))
