@@ -497,6 +497,8 @@ def take_options():
         'force': {'type': 'bool', 'default': False},
         'break_hint': {'type': 'str', 'default': DEFAULT_BREAK_HINT},
         'force_hint': {'type': 'str', 'default': ''},
+        # Read by the action plugin only (plugin_utils/_lock_action.py): break no lock but the one with this fingerprint.
+        'break_only': {'type': 'str', 'default': ''},
         '_controller': {'type': 'dict', 'default': {}},
         '_inventory_host': {'type': 'str', 'default': ''},
         '_break_fingerprint': {'type': 'str', 'default': ''},

@@ -116,6 +116,14 @@ options:
       - When empty, messages say V(force=true).
     type: str
     default: ''
+  break_only:
+    description:
+      - With O(break_lock) or O(force), remove no lock but the one with this RV(lock.fingerprint) (as O(state=query)
+        returned it when the lock was judged). A lock that changed since is left alone and the task fails, saying who
+        holds it now.
+      - Empty (the default) breaks the lock found when the task runs.
+    type: str
+    default: ''
   _controller:
     description:
       - Internal, set by the action plugin; do not set. The controller run's C(host), C(pid), C(pid_start), C(boot_id).

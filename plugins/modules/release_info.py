@@ -171,6 +171,12 @@ options:
         description: How the operator adds force, quoted in messages about a lock of a live run.
         type: str
         default: ''
+      break_only:
+        description:
+          - With O(lock.break_lock) or O(lock.force), remove no lock but the one with this fingerprint; a lock that
+            changed since it was read is left alone.
+        type: str
+        default: ''
       _controller:
         description: Internal, set by the action plugin; do not set.
         type: dict

@@ -127,10 +127,17 @@ def run_lock(run_module, args, task_vars, here, state='present'):
     first = dict(args, timeout=0) if breaking else args
     outcome = run_module(first)
 
+    only = str(args.get('break_only') or '')
     if breaking and held_by_other(outcome):
         stale, reason = assess_owner(outcome['lock'].get('controller'), here)
         waited = float(outcome.get('waited') or 0.0)
-        if force or stale is not False:
+        if only and outcome['lock']['fingerprint'] != only:
+            # Not the lock the caller judged (state=query): another run's lock, whatever force says.
+            second = None
+            outcome['stale'], outcome['stale_reason'] = stale, reason
+            prefix = 'The lock changed since it was read, so it was left alone. '
+            outcome['msg'] = held_message(args.get('path', ''), outcome['lock'], stale=stale, reason=reason, **hints)
+        elif force or stale is not False:
             second = dict(args, _break_fingerprint=outcome['lock']['fingerprint'])
         elif timeout > 0:
             second = dict(args)  # a live run: wait for it as asked

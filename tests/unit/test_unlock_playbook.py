@@ -74,3 +74,32 @@ def test_a_bad_unlock_force_is_refused_before_anything(tmp_path):
     )
     assert res.returncode != 0
     assert "unlock_force must be true or false; got 'maybe'" in ' '.join(res.stdout.split()), res.stdout[-3000:]
+
+
+def test_a_lock_it_cannot_judge_is_kept_until_forced(tmp_path):
+    """A lock taken on another control node (another AWX execution node, another laptop): whether its run ended
+    cannot be told from here, so unlock.yml keeps it, byte for byte, and says who holds it; unlock_force removes it."""
+    from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
+
+    project = tmp_path / 'project'
+    project.mkdir()
+    lock = project / '.deploy.lock'
+    elsewhere = _lock.controller_identity(os.getpid(), 'awx-ee-elsewhere')
+    record = _lock.new_record(
+        holder='awx:deploy-prod', host='localhost', version='v1.2.0', job_id='4711', controller=elsewhere
+    )
+    lock.write_bytes(_lock.encode_record(record))
+    before = lock.read_bytes()
+    unlock = ['playbooks/unlock.yml', '-e', f'compose_deploy_project_dir={project}']
+    res = _run('ansible-playbook', tmp_path, *unlock)
+    out = ' '.join((res.stdout + res.stderr).split())
+    assert res.returncode != 0, out[-3000:]
+    assert lock.read_bytes() == before
+    assert f'Unlock refused, nothing was changed: the lock {lock} is held by awx:deploy-prod' in out, out[-3000:]
+    assert 'AWX job 4711' in out, out[-3000:]
+    assert '-e unlock_force=true' in out, out[-3000:]
+    forced = _run('ansible-playbook', tmp_path, *unlock, '-e', 'unlock_force=true')
+    assert forced.returncode == 0, forced.stdout[-3000:]
+    assert not lock.exists()
+    assert 'Removed the lock' in forced.stdout, forced.stdout[-3000:]
+    assert 'awx:deploy-prod' in forced.stdout, forced.stdout[-3000:]

@@ -306,3 +306,33 @@ def test_holder_without_user_in_the_environment_is_the_login_name(tmp_path, monk
     holder = json.loads(Path(path).read_text())['holder']
     assert holder == expected
     assert 'unknown' not in holder
+
+
+@pytest.mark.parametrize('options', [{'break_lock': True}, {'force': True}])
+def test_break_only_leaves_a_lock_other_than_the_judged_one(path, options):
+    """unlock.yml judges the lock with state=query, then takes it over: a lock another run took in between (the
+    judged one released) is not the one the operator asked to remove, even with force."""
+    write_lock(path, controller=dead_controller())
+    query = Plugin({'path': path, 'state': 'query'}).run()
+    fingerprint = query['lock']['fingerprint']
+    write_lock(path, holder='carol', controller=dead_controller())  # the judged run ended; carol's took the lock
+    plugin = Plugin({'path': path, 'holder': 'alice', 'break_only': fingerprint, **options})
+    result = plugin.run()
+    assert len(plugin.calls) == 1
+    assert result['failed'] is True
+    assert result['acquired'] is False
+    assert result['broken'] == {}
+    assert result['lock']['holder'] == 'carol'
+    assert result['msg'].startswith('The lock changed since it was read, so it was left alone. ')
+    assert result['msg'].endswith('Nothing was changed.')
+    assert json.loads(Path(path).read_text())['holder'] == 'carol'
+
+
+def test_break_only_removes_the_judged_lock(path):
+    write_lock(path, controller=dead_controller())
+    query = Plugin({'path': path, 'state': 'query'}).run()
+    plugin = Plugin({'path': path, 'holder': 'alice', 'break_lock': True, 'break_only': query['lock']['fingerprint']})
+    result = plugin.run()
+    assert result['acquired'] is True
+    assert result['broken']['holder'] == 'bob'
+    assert json.loads(Path(path).read_text())['holder'] == 'alice'
