@@ -33,6 +33,11 @@ RC_WRONG_PASSWORD = 12
 # The backup finished, but some source files could not be read: the snapshot is incomplete.
 RC_INCOMPLETE = 3
 NO_REPOSITORY_TEXT = ('Is there a repository at the following location?', 'repository does not exist')
+# restic backup --parent <id> with an id the repository does not hold (0.14: "invalid id"; later: "unable to load").
+PARENT_MISSING_TEXT = ('no matching ID found', 'invalid id', 'unable to load parent snapshot')
+# How many earlier backups' manifests are read for the parent snapshot their off-host copy made.
+LOCAL_PARENT_SCAN = 10
+SNAPSHOT_ID_RE = re.compile(r'^[0-9a-f]{8,64}$')
 TAG_PREFIX = 'avatar-mgmt'
 # What ssh says when an SFTP connection fails, in the words that name the cause.
 SSH_TELLING = (
@@ -69,9 +74,13 @@ STOP_GRACE = 10
 class ResticError(Exception):
     """A restic command that failed; the message names the step and restic's own words (no secrets)."""
 
-    def __init__(self, msg, timings=None):
+    def __init__(self, msg, timings=None, rc=None, unusable_parent=False):
         super().__init__(msg)
         self.timings = timings or {}
+        self.rc = rc
+        # restic backup stopped before writing anything because its --parent is not in the repository (forgotten,
+        # or another repository at the same address).
+        self.unusable_parent = unusable_parent
 
 
 def parse_repository(repo):
@@ -362,7 +371,10 @@ class Repository:
     def _run(self, step, args, ok=(0,), timeout=None):
         rc, out, err = self.runner.run([*self.options, *args], timeout=timeout)
         if rc not in ok:
-            raise ResticError(self.explain(step, rc, err))
+            unusable = rc in (1, RC_NO_REPOSITORY) and (
+                any(t in err for t in PARENT_MISSING_TEXT) or any(t in err for t in NO_REPOSITORY_TEXT)
+            )
+            raise ResticError(self.explain(step, rc, err), rc=rc, unusable_parent=unusable)
         return rc, out, err
 
     def explain(self, step, rc, stderr):
@@ -494,6 +506,36 @@ def write_manifest_note(manifest, note):
     return True
 
 
+def recorded_parent(manifest, repository, host):
+    """The snapshot id that the newest earlier backup's off-host copy made in ``repository`` for ``host``, as its
+    manifest.json records it (``offsite``; the backups are the id-named folders beside this backup's), or ''.
+
+    It saves the nightly ``restic snapshots`` run that would otherwise find the parent; restic refuses a parent it
+    does not hold before writing anything, and the caller then finds it the long way."""
+    if not manifest:
+        return ''
+    here = os.path.dirname(os.path.abspath(manifest))
+    root, current = os.path.dirname(here), os.path.basename(here)
+    try:
+        earlier = sorted((n for n in os.listdir(root) if ID_RE.match(n) and n < current), reverse=True)
+    except OSError:
+        return ''
+    for name in earlier[:LOCAL_PARENT_SCAN]:
+        try:
+            with open(os.path.join(root, name, 'manifest.json'), encoding='utf-8') as handle:
+                note = json.load(handle).get('offsite')
+        except (OSError, ValueError, AttributeError):
+            continue
+        if (
+            isinstance(note, dict)
+            and note.get('repository') == repository
+            and note.get('host') == host
+            and SNAPSHOT_ID_RE.match(str(note.get('snapshot_id') or ''))
+        ):
+            return str(note['snapshot_id'])
+    return ''
+
+
 def offsite(params, runner=None, check_mode=False, clock=time.monotonic):
     """Copy one backup into the repository and apply retention there; returns the module's result."""
     validate(params, check_mode)
@@ -527,14 +569,25 @@ def offsite(params, runner=None, check_mode=False, clock=time.monotonic):
         finally:
             timings[name] = round(clock() - t, 3)
 
-    # Whether the repository is there and the parent snapshot, in one restic run (one SSH connection).
-    found, parent = step('parent', repo.parent, params['environment'])
-    if not found:
-        step('init', repo.init)
-        result['initialized'] = True
-    summary = step(
-        'backup', repo.backup, paths, params['environment'], snapshot_tags, params.get('excludes') or [], parent
-    )
+    backup_args = (paths, params['environment'], snapshot_tags, params.get('excludes') or [])
+    summary = None
+    # The parent the last copy from this host recorded: no restic run to find it. A parent the repository does
+    # not hold (forgotten, or a new repository at the same address) stops restic before it writes anything.
+    parent = recorded_parent(params.get('manifest') or '', repo.name, params['environment'])
+    if parent:
+        try:
+            summary = step('backup', repo.backup, *backup_args, parent)
+        except ResticError as exc:
+            if not exc.unusable_parent:
+                raise
+            timings['backup_recorded_parent'] = timings.pop('backup')
+    if summary is None:
+        # Whether the repository is there and the parent snapshot, in one restic run (one SSH connection).
+        found, parent = step('parent', repo.parent, params['environment'])
+        if not found:
+            step('init', repo.init)
+            result['initialized'] = True
+        summary = step('backup', repo.backup, *backup_args, parent)
     result.update(summary)
     result['parent'] = parent
     forgotten = []

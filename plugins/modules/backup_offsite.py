@@ -18,7 +18,10 @@ description:
     C(manifest.json) and the live Directus and proxy folders; not the C(.tar.gz) archives, whose compression defeats
     deduplication) with the snapshot's host set to O(environment), so a new server finds the snapshots by the
     environment's name, and tags C(avatar-mgmt), C(env:<environment>), C(id:<id>), C(kind:<kind>) and
-    C(release:<version>). The newest snapshot of the environment is the parent, so unchanged files are not read again.
+    C(release:<version>). The parent snapshot, so unchanged files are not read again, is the one the last copy
+    from this host recorded in its backup's C(manifest.json) (no restic run to find it); when the repository no longer
+    holds it (forgotten, or a new repository at that address: restic refuses it before writing anything) or no
+    earlier backup recorded one, the newest snapshot of the environment (one C(restic snapshots) run).
   - Then C(restic forget) of the kind just copied, grouped by host - grandfather-father-son for scheduled snapshots,
     the last O(keep_last_other) for pre-deploy and for safety snapshots - and C(restic prune) when something was
     forgotten. The other kinds' snapshots are as their own last copy left them (restic's keep rules count snapshots,
@@ -339,7 +342,9 @@ command:
 timings:
   description:
     - Seconds per step (C(parent) - whether the repository is there and its newest snapshot of the environment, in one
-      restic run; C(init), C(backup), C(forget), C(prune), C(total); C(check)).
+      restic run, only when no usable parent was recorded; C(backup_recorded_parent) - a backup that restic refused
+      because the repository lacks the recorded parent; C(init), C(backup), C(forget), C(prune), C(total);
+      C(check)).
   returned: always
   type: dict
   sample: {parent: 0.3, backup: 2.1, forget: 0.6, total: 3.0}

@@ -317,6 +317,90 @@ def test_second_copy_of_unchanged_files_adds_almost_nothing(world, new_repositor
     assert [f["tags"][2] for f in second["forgotten"]] == ["id:20261128T020005Z"]
 
 
+def _next_backup(world, backup_id, dump=b"again"):
+    """Another published backup beside the world's one (a later id), its manifest without an off-host note."""
+    folder = world["tmp"] / "backups" / backup_id
+    folder.mkdir()
+    (folder / "db.dump").write_bytes(b"PGDMP" + f"INSERT {ROW} ".encode() + dump)
+    (folder / "manifest.json").write_text(json.dumps({"id": backup_id, "kind": "scheduled"}))
+    params = dict(world["params"], id=backup_id, manifest=str(folder / "manifest.json"))
+    params["paths"] = [str(folder / "db.dump"), str(folder / "manifest.json"), *world["params"]["paths"][2:]]
+    return params
+
+
+def _recording(params):
+    commands = []
+
+    class Recording(_restic.Runner):
+        def run(self, args, timeout=None):
+            commands.append([a for a in args if a in ("snapshots", "backup", "forget", "init", "prune", "--parent")])
+            return super().run(args, timeout)
+
+    return Recording("restic", _restic.restic_env(params, "")), commands
+
+
+@needs_restic
+def test_the_next_copy_takes_its_parent_from_the_last_manifest_without_asking_the_repository(world, new_repository):
+    """The parent snapshot is the one the last copy recorded in its backup's manifest.json: the second night runs
+    restic backup and its retention only (no snapshots run), and unchanged uploads are still not read again."""
+    new_repository()
+    first = _restic.offsite(world["params"])
+    assert json.loads((world["backup"] / "manifest.json").read_text())["offsite"]["snapshot_id"] == first["snapshot_id"]
+    params = _next_backup(world, "20261129T020005Z")
+    runner, commands = _recording(params)
+    second = _restic.offsite(params, runner)
+    # (and prune: restic dates both snapshots today, so daily retention forgets the first)
+    assert [c[0] for c in commands] == ["backup", "forget", "prune"], commands
+    assert "--parent" in commands[0]
+    assert second["parent"] == first["snapshot_id"]
+    assert second["files_unmodified"] >= 1
+    assert "parent" not in second["timings"]
+
+
+@needs_restic
+@pytest.mark.parametrize("gone", ["forgotten", "another repository"])
+def test_a_recorded_parent_the_repository_lacks_falls_back_to_asking_it(world, new_repository, gone):
+    """The recorded snapshot was forgotten and pruned, or the repository at that address is a new one: restic
+    refuses the parent before writing anything, and the copy finds the parent (or makes the repository) the long
+    way - one snapshot made, none lost."""
+    new_repository()
+    first = _restic.offsite(world["params"])
+    if gone == "forgotten":
+        run_restic(world, "forget", "--prune", first["snapshot_id"])
+    else:
+        shutil.rmtree(world["params"]["repository"])
+    params = _next_backup(world, "20261129T020005Z")
+    runner, commands = _recording(params)
+    second = _restic.offsite(params, runner)
+    assert [c[0] for c in commands][:2] == ["backup", "snapshots"], commands
+    assert "backup_recorded_parent" in second["timings"]
+    assert second["initialized"] is (gone == "another repository")
+    (snap,) = snapshots(world)
+    assert "id:20261129T020005Z" in snap["tags"]
+    assert snap["id"].startswith(second["snapshot_id"])
+
+
+def test_recorded_parent_reads_only_earlier_manifests_of_this_repository_and_host(tmp_path):
+    root = tmp_path / "backups"
+    for backup_id, note in (
+        ("20261127T020005Z", {"repository": "sftp:r", "host": "production", "snapshot_id": "aaaaaaaa"}),
+        ("20261128T020005Z", {"repository": "sftp:other", "host": "production", "snapshot_id": "bbbbbbbb"}),
+        ("20261128T030005Z", {"repository": "sftp:r", "host": "staging", "snapshot_id": "cccccccc"}),
+        ("20261128T040005Z", {"repository": "sftp:r", "host": "production", "snapshot_id": "not an id; rm"}),
+        ("20261130T020005Z", {"repository": "sftp:r", "host": "production", "snapshot_id": "dddddddd"}),
+    ):
+        (root / backup_id).mkdir(parents=True)
+        (root / backup_id / "manifest.json").write_text(json.dumps({"offsite": note}))
+    (root / "20261128T050005Z").mkdir()
+    (root / "20261128T050005Z" / "manifest.json").write_text("{not json")
+    manifest = str(root / "20261129T020005Z" / "manifest.json")
+    assert _restic.recorded_parent(manifest, "sftp:r", "production") == "aaaaaaaa"
+    assert _restic.recorded_parent(manifest, "sftp:r", "staging") == "cccccccc"
+    assert _restic.recorded_parent(manifest, "sftp:none", "production") == ""
+    assert _restic.recorded_parent("", "sftp:r", "production") == ""
+    assert _restic.recorded_parent(str(tmp_path / "gone" / "x" / "manifest.json"), "sftp:r", "production") == ""
+
+
 @needs_restic
 def test_retention_by_kind(world, new_repository):
     new_repository()
