@@ -35,7 +35,9 @@ RC_INCOMPLETE = 3
 NO_REPOSITORY_TEXT = ('Is there a repository at the following location?', 'repository does not exist')
 # restic backup --parent <id> with an id the repository does not hold (0.14: "invalid id"; later: "unable to load").
 PARENT_MISSING_TEXT = ('no matching ID found', 'invalid id', 'unable to load parent snapshot')
-# How many earlier backups' manifests are read for the parent snapshot their off-host copy made.
+# Beside the backups: the snapshot each copy made, per repository and host (the next copy's parent).
+PARENTS_FILE = '.offsite-parents.json'
+# Without it, how many earlier backups' manifests are read for the snapshot their off-host copy made.
 LOCAL_PARENT_SCAN = 10
 SNAPSHOT_ID_RE = re.compile(r'^[0-9a-f]{8,64}$')
 TAG_PREFIX = 'avatar-mgmt'
@@ -506,14 +508,32 @@ def write_manifest_note(manifest, note):
     return True
 
 
-def recorded_parent(manifest, repository, host):
-    """The snapshot id that the newest earlier backup's off-host copy made in ``repository`` for ``host``, as its
-    manifest.json records it (``offsite``; the backups are the id-named folders beside this backup's), or ''.
+def _parents_file(manifest):
+    """The file beside the backups (the folder that holds this backup's folder) where each copy records its snapshot."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(manifest))), PARENTS_FILE)
 
-    It saves the nightly ``restic snapshots`` run that would otherwise find the parent; restic refuses a parent it
-    does not hold before writing anything, and the caller then finds it the long way."""
+
+def _parent_key(repository, host):
+    return f'{host} {repository}'
+
+
+def recorded_parent(manifest, repository, host):
+    """The snapshot id that the last off-host copy from this host made in ``repository`` for ``host``, or ''.
+
+    Read from PARENTS_FILE beside the backups (each copy records its snapshot there, whatever the local retention
+    has removed since); without it (a copy of an older version of this collection), from the newest earlier
+    backup's manifest.json (``offsite``). It saves the nightly ``restic snapshots`` run that would otherwise find
+    the parent; restic refuses a parent it does not hold before writing anything, and the caller then finds it
+    the long way."""
     if not manifest:
         return ''
+    try:
+        with open(_parents_file(manifest), encoding='utf-8') as handle:
+            recorded = json.load(handle).get(_parent_key(repository, host), '')
+        if SNAPSHOT_ID_RE.match(str(recorded or '')):
+            return str(recorded)
+    except (OSError, ValueError, AttributeError):
+        pass
     here = os.path.dirname(os.path.abspath(manifest))
     root, current = os.path.dirname(here), os.path.basename(here)
     try:
@@ -534,6 +554,38 @@ def recorded_parent(manifest, repository, host):
         ):
             return str(note['snapshot_id'])
     return ''
+
+
+def record_parent(manifest, repository, host, snapshot_id):
+    """Record ``snapshot_id`` as the next copy's parent (PARENTS_FILE, 0600, replaced atomically); False when
+    there is no backup folder to record it beside. Never fails the copy: the next one then asks the repository."""
+    if not manifest or not SNAPSHOT_ID_RE.match(snapshot_id or ''):
+        return False
+    path = _parents_file(manifest)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        return False
+    try:
+        with open(path, encoding='utf-8') as handle:
+            data = json.load(handle)
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data[_parent_key(repository, host)] = snapshot_id
+    tmp = ''
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.offsite-parents-', dir=folder)
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.write('\n')
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+        return False
+    return True
 
 
 def offsite(params, runner=None, check_mode=False, clock=time.monotonic):
@@ -612,6 +664,7 @@ def offsite(params, runner=None, check_mode=False, clock=time.monotonic):
         'data_added': summary['data_added'],
     }
     result['manifest_updated'] = write_manifest_note(params.get('manifest') or '', note)
+    record_parent(params.get('manifest') or '', repo.name, params['environment'], summary['snapshot_id'])
     timings['total'] = round(clock() - start, 3)
     return result
 

@@ -19,7 +19,8 @@ description:
     deduplication) with the snapshot's host set to O(environment), so a new server finds the snapshots by the
     environment's name, and tags C(avatar-mgmt), C(env:<environment>), C(id:<id>), C(kind:<kind>) and
     C(release:<version>). The parent snapshot, so unchanged files are not read again, is the one the last copy
-    from this host recorded in its backup's C(manifest.json) (no restic run to find it); when the repository no longer
+    from this host recorded beside the backups (C(.offsite-parents.json) in the folder of O(manifest)'s backup
+    folder, 0600; no restic run to find it); when the repository no longer
     holds it (forgotten, or a new repository at that address: restic refuses it before writing anything) or no
     earlier backup recorded one, the newest snapshot of the environment (one C(restic snapshots) run).
   - Then C(restic forget) of the kind just copied, grouped by host - grandfather-father-son for scheduled snapshots,

@@ -379,8 +379,12 @@ def test_deploy_survey_offers_the_registry_versions(name, request):
     for job in ('deploy', 'deploy preview'):
         assert survey_choices(templates[f'avatar-mgmt {job} (staging)']) == ['staging', 'latest'] + VERSIONS
         assert survey_choices(templates[f'avatar-mgmt {job} (production)']) == ['latest', 'v1.2.0', 'v1.1.0']
+    # The workflow deploys one version to both environments: no channel, which each deploy would resolve anew.
     workflow = by_action(recorded, 'awx.awx.workflow_job_template')['avatar-mgmt release']
-    assert survey_choices(workflow) == ['latest', 'v1.2.0', 'v1.1.0']
+    assert survey_choices(workflow) == ['v1.2.0', 'v1.1.0']
+    (question,) = workflow['survey_spec']['spec']
+    assert question['default'] == 'v1.2.0'
+    assert question['required'] is True
 
 
 def test_refresh_touches_only_the_release_surveys(refreshed, configured):

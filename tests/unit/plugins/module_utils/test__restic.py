@@ -355,6 +355,24 @@ def test_the_next_copy_takes_its_parent_from_the_last_manifest_without_asking_th
     assert second["parent"] == first["snapshot_id"]
     assert second["files_unmodified"] >= 1
     assert "parent" not in second["timings"]
+    parents = world["tmp"] / "backups" / ".offsite-parents.json"
+    assert parents.stat().st_mode & 0o777 == 0o600
+    assert json.loads(parents.read_text()) == {f"production {world['params']['repository']}": second["snapshot_id"]}
+
+
+@needs_restic
+def test_the_recorded_parent_outlives_the_local_retention(world, new_repository):
+    """The local retention removed the previous backup's folder (one backup kept on the host, or two of one day):
+    the parent still comes from the file beside the backups, not from a restic snapshots run."""
+    new_repository()
+    first = _restic.offsite(world["params"])
+    shutil.rmtree(world["backup"])
+    params = _next_backup(world, "20261129T020005Z")
+    runner, commands = _recording(params)
+    second = _restic.offsite(params, runner)
+    assert "snapshots" not in [c[0] for c in commands], commands
+    assert second["parent"] == first["snapshot_id"]
+    assert second["files_unmodified"] >= 1
 
 
 @needs_restic
@@ -394,6 +412,13 @@ def test_recorded_parent_reads_only_earlier_manifests_of_this_repository_and_hos
     (root / "20261128T050005Z").mkdir()
     (root / "20261128T050005Z" / "manifest.json").write_text("{not json")
     manifest = str(root / "20261129T020005Z" / "manifest.json")
+    assert _restic.recorded_parent(manifest, "sftp:r", "production") == "aaaaaaaa"
+    # The file beside the backups comes first; a broken one is passed over.
+    assert _restic.record_parent(manifest, "sftp:r", "production", "eeeeeeee") is True
+    assert _restic.recorded_parent(manifest, "sftp:r", "production") == "eeeeeeee"
+    assert _restic.recorded_parent(manifest, "sftp:r", "staging") == "cccccccc"
+    assert _restic.record_parent(manifest, "sftp:r", "production", "not an id") is False
+    (root / ".offsite-parents.json").write_text("[1, 2")
     assert _restic.recorded_parent(manifest, "sftp:r", "production") == "aaaaaaaa"
     assert _restic.recorded_parent(manifest, "sftp:r", "staging") == "cccccccc"
     assert _restic.recorded_parent(manifest, "sftp:none", "production") == ""
