@@ -21,7 +21,7 @@ description:
     C(release:<version>). The parent snapshot, so unchanged files are not read again, is the one the last copy
     from this host recorded beside the backups (C(.offsite-parents.json) in the folder of O(manifest)'s backup
     folder, 0600; no restic run to find it); when the repository no longer
-    holds it (forgotten, or a new repository at that address: restic refuses it before writing anything) or no
+    holds it (forgotten, or a new repository at that address; restic refuses it before writing anything) or no
     earlier backup recorded one, the newest snapshot of the environment (one C(restic snapshots) run).
   - Then C(restic forget) of the kind just copied, grouped by host - grandfather-father-son for scheduled snapshots,
     the last O(keep_last_other) for pre-deploy and for safety snapshots - and C(restic prune) when something was
