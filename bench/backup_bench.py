@@ -12,6 +12,7 @@ least --db-gb GB and --uploads-gb GB of Directus upload files (random bytes), me
                    copy of the uploads (the backup_offsite module's own time)
   plain pg_dump    docker exec <db> pg_dump -Fc streamed to a file on the host's disk (the yardstick)
   backup           backup.yml -e backup_verify=false                 target <= 1.2x the plain pg_dump
+                   (the two alternate --pairs times, default 2: the fastest of each side is its figure)
   backup verified  backup.yml (restore into a throwaway PostgreSQL)   target <= 2.5x the plain pg_dump
   night 2          backup.yml with the repository, uploads unchanged  target: its off-host copy < 10% of night 1's
 
@@ -324,7 +325,8 @@ def table(result):
         ),
         '',
         f'{"measurement":<44} {"seconds":>8}  where the time goes (the modules\' own timings, s)',
-        f'{"plain pg_dump -Fc to the host disk":<44} {result["plain"]["seconds"]:>8.1f}',
+        f'{"plain pg_dump -Fc to the host disk":<44} {result["plain"]["seconds"]:>8.1f}'
+        + (f'  fastest of {result["plain"]["samples"]}' if len(result['plain'].get('samples', [])) > 1 else ''),
     ]
     for key, label in (
         ('night1', 'night 1: backup + first off-host copy'),
@@ -337,6 +339,8 @@ def table(result):
         parts = [f'{k} {v}' for k, v in sample['create_timings'].items()]
         reused = ', '.join(sorted(sample.get('reused') or {})) or 'none'
         lines.append(f'{label:<44} {sample["seconds"]:>8.1f}  backup_create: {", ".join(parts)}; reused: {reused}')
+        if len(sample.get('samples', [])) > 1:
+            lines.append(f'{"":<44} {"":>8}  fastest of {sample["samples"]} (alternating with the plain dump)')
         if sample['offsite_timings']:
             off = sample['offsite']
             parts = [f'{k} {v}' for k, v in sample['offsite_timings'].items()]
@@ -387,6 +391,9 @@ def main(argv=None):
         action='store_true',
         help='the registry and the production server run, bootstrapped and deployed, already',
     )
+    parser.add_argument(
+        '--pairs', type=int, default=2, help='plain pg_dump / backup pairs, alternating; the fastest of each counts'
+    )
     parser.add_argument('--keep', action='store_true', help='leave the table, uploads, backups and backup host')
     parser.add_argument('--out', default=os.path.join(ROOT, '.cache', 'bench'), help='folder for the results')
     args = parser.parse_args(argv)
@@ -415,10 +422,17 @@ def main(argv=None):
         taken.append(result['night2']['backup_id'])
         log(f'filling the database to {args.db_gb} GB (not timed)')
         result['database'] = fill_database(args.db_gb)
-        result['plain'] = plain_dump()
-        log(f'plain pg_dump: {result["plain"]["seconds"]}s, {result["plain"]["dump_bytes"]} bytes')
-        result['backup'] = timed_backup('backup', workdir, extra=('-e', 'backup_verify=false'))
-        taken.append(result['backup']['backup_id'])
+        # The 1.2x target is the tightest and pg_dump's time moves with the machine's load: the plain dump and
+        # the backup alternate --pairs times and each side's fastest run is the figure (every sample reported).
+        plains, backups = [], []
+        for pair in range(args.pairs):
+            plains.append(plain_dump())
+            log(f'plain pg_dump: {plains[-1]["seconds"]}s, {plains[-1]["dump_bytes"]} bytes')
+            label = 'backup' if pair == 0 else f'backup-{pair + 1}'
+            backups.append(timed_backup(label, workdir, extra=('-e', 'backup_verify=false')))
+            taken.append(backups[-1]['backup_id'])
+        result['plain'] = dict(min(plains, key=lambda r: r['seconds']), samples=[r['seconds'] for r in plains])
+        result['backup'] = dict(min(backups, key=lambda r: r['seconds']), samples=[r['seconds'] for r in backups])
         result['verified'] = timed_backup('verified', workdir)
         taken.append(result['verified']['backup_id'])
         # Night 3 (not a target): the unchanged uploads and the large database's new dump.
