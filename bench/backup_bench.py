@@ -197,6 +197,8 @@ def cleanup(backup_ids):
     ssh(f'sudo rm -f {UPLOADS}/{UPLOAD_PREFIX}*.bin {PLAIN_DUMP}', check=False)
     # The repository's settings (the sandbox vault's password and key) and restic's cache of it.
     ssh(f'sudo rm -rf {REPOSITORY_SETTINGS} /root/.cache/restic', check=False)
+    # The snapshot the bench's copies recorded as the next parent: the next bench's backup host is a new one.
+    ssh(f'sudo rm -f {BACKUP_DIR}/.offsite-parents.json', check=False)
     for backup_id in backup_ids:
         if backup_id:
             ssh(f'sudo rm -rf {BACKUP_DIR}/{backup_id}', check=False)

@@ -103,3 +103,16 @@ def test_a_lock_it_cannot_judge_is_kept_until_forced(tmp_path):
     assert not lock.exists()
     assert 'Removed the lock' in forced.stdout, forced.stdout[-3000:]
     assert 'awx:deploy-prod' in forced.stdout, forced.stdout[-3000:]
+
+
+def test_the_take_over_breaks_only_the_lock_it_read():
+    """Between the read (state=query) and the take-over another run may take a free lock, or replace the one that was
+    read: the take-over runs only when a lock was read, and breaks only that one (deploy_lock break_only; its
+    refusal of another lock is tested in tests/unit/plugins/action/test_deploy_lock.py)."""
+    import yaml
+
+    with open(os.path.join(ROOT, 'playbooks', 'unlock.yml'), encoding='utf-8') as handle:
+        (play,) = yaml.safe_load(handle)
+    (take,) = [t for t in play['tasks'] if t.get('avatar_mgmt.ops.deploy_lock', {}).get('state') == 'present']
+    assert take['avatar_mgmt.ops.deploy_lock']['break_only'] == '{{ __unlock_found.lock.fingerprint }}'
+    assert take['when'] == '(__unlock_found.lock | default({})) | length > 0'

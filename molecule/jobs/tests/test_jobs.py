@@ -159,10 +159,18 @@ def test_the_nightly_timer_service_command_backs_up(host, tmp_path):
     home = tempfile.mkdtemp(prefix="h", dir="/tmp")
     env["HOME"] = home
     before = set(host.check_output(f"sudo ls {BACKUPS}").split())
-    proc = subprocess.run(
-        [*argv, "-e", "target=production"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
-    )
-    shutil.rmtree(home, ignore_errors=True)
+    try:
+        proc = subprocess.run(
+            [*argv, "-e", "target=production"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     (new,) = set(host.check_output(f"sudo ls {BACKUPS}").split()) - before
     manifest = json.loads(host.check_output(f"sudo cat {BACKUPS}/{new}/manifest.json"))

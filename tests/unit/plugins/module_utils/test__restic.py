@@ -398,6 +398,50 @@ def test_a_recorded_parent_the_repository_lacks_falls_back_to_asking_it(world, n
     assert snap["id"].startswith(second["snapshot_id"])
 
 
+@needs_restic
+@pytest.mark.parametrize(
+    "rc, stderr, falls_back",
+    [
+        # restic 0.16 and later load a full id directly: another wording than 0.14's "invalid id".
+        (1, "Fatal: failed to load snapshot {id}: load <snapshot/{id}>: file does not exist\n", True),
+        (10, "Fatal: repository does not exist: unable to open config file\n", True),
+        (12, "Fatal: wrong password or no key found\n", False),
+        (1, "Fatal: wrong password or no key found\n", False),
+        (11, "Fatal: unable to create lock in backend: repository is already locked by PID 7\n", False),
+    ],
+)
+def test_a_refused_recorded_parent_falls_back_whatever_restic_calls_it(world, new_repository, rc, stderr, falls_back):
+    """The recorded parent's backup attempt as later restic versions refuse it (the real restic runs everything
+    else): a fatal error writes no snapshot, so the copy asks the repository and copies; a wrong password or a lock
+    is the answer, reported as it is."""
+    new_repository()
+    _restic.offsite(world["params"])
+    params = _next_backup(world, "20261129T020005Z")
+    recorded = _restic.recorded_parent(params["manifest"], str(world["params"]["repository"]), "production")
+    assert recorded
+    runner, commands = _recording(params)
+    real = runner.run
+
+    def run(args, timeout=None):
+        if "--parent" in args and recorded in args:
+            commands.append(["backup", "--parent"])
+            return rc, "", stderr.format(id=recorded)
+        return real(args, timeout)
+
+    runner.run = run
+    if falls_back:
+        second = _restic.offsite(params, runner)
+        assert [c[0] for c in commands][:2] == ["backup", "snapshots"], commands
+        assert "backup_recorded_parent" in second["timings"]
+        assert any("id:20261129T020005Z" in s["tags"] for s in snapshots(world))
+    else:
+        with pytest.raises(_restic.ResticError) as err:
+            _restic.offsite(params, runner)
+        assert [c[0] for c in commands] == ["backup"], commands
+        assert f"(exit {rc})" in str(err.value)
+        assert not any("id:20261129T020005Z" in s["tags"] for s in snapshots(world))
+
+
 def test_recorded_parent_reads_only_earlier_manifests_of_this_repository_and_host(tmp_path):
     root = tmp_path / "backups"
     for backup_id, note in (
