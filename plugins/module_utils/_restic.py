@@ -33,8 +33,8 @@ RC_WRONG_PASSWORD = 12
 # The backup finished, but some source files could not be read: the snapshot is incomplete.
 RC_INCOMPLETE = 3
 NO_REPOSITORY_TEXT = ('Is there a repository at the following location?', 'repository does not exist')
-# What restic says of a repository another restic holds (it waits and gives up, exit 1 before 0.17, 11 since).
-LOCKED_TEXT = ('repository is already locked', 'unable to create lock')
+# restic backup --parent <id> with an id the repository does not hold, as restic versions word it.
+PARENT_MISSING_TEXT = ('no matching ID found', 'invalid id', 'failed to load snapshot', 'unable to load parent')
 # Beside the backups: the snapshot each copy made, per repository and host (the next copy's parent).
 PARENTS_FILE = '.offsite-parents.json'
 # Without it, how many earlier backups' manifests are read for the snapshot their off-host copy made.
@@ -80,8 +80,8 @@ class ResticError(Exception):
         super().__init__(msg)
         self.timings = timings or {}
         self.rc = rc
-        # restic stopped before writing a snapshot (a fatal error, not a wrong password or a lock): a backup
-        # with a recorded --parent that the repository may no longer hold is tried again without it.
+        # restic refused a --parent the repository does not hold (or found no repository) before writing
+        # anything: a backup with a recorded parent is tried again without it.
         self.unusable_parent = unusable_parent
 
 
@@ -373,14 +373,11 @@ class Repository:
     def _run(self, step, args, ok=(0,), timeout=None):
         rc, out, err = self.runner.run([*self.options, *args], timeout=timeout)
         if rc not in ok:
-            # A fatal error (exit 1; 10: no repository) writes no snapshot. Its words differ between restic
-            # versions (0.14 "invalid id ... no matching ID found"; 0.16 and later, a full id, "failed to load
-            # snapshot"), so every one but a wrong password or a lock lets the caller try again without the parent.
-            unusable = (
-                rc in (1, RC_NO_REPOSITORY)
-                and 'wrong password' not in err
-                and not any(t in err for t in LOCKED_TEXT)
-                and not missing_data(err)
+            # restic refused the --parent (0.14 "invalid id ... no matching ID found"; later versions load a full id
+            # directly, "failed to load snapshot") or found no repository: it wrote no snapshot, and the caller may
+            # try again without the parent. Any other failure (ssh, a wrong password, a lock) is the answer itself.
+            unusable = rc == RC_NO_REPOSITORY or (
+                rc == 1 and any(t in err for t in PARENT_MISSING_TEXT + NO_REPOSITORY_TEXT)
             )
             raise ResticError(self.explain(step, rc, err), rc=rc, unusable_parent=unusable)
         return rc, out, err

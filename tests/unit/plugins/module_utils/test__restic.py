@@ -408,12 +408,21 @@ def test_a_recorded_parent_the_repository_lacks_falls_back_to_asking_it(world, n
         (12, "Fatal: wrong password or no key found\n", False),
         (1, "Fatal: wrong password or no key found\n", False),
         (11, "Fatal: unable to create lock in backend: repository is already locked by PID 7\n", False),
+        # The backup host's key changed: ssh's words are the answer, not a reason to ask the repository again.
+        (
+            1,
+            (
+                "@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.\n"
+                "Fatal: unable to open repository at sftp:u@h:/repo: unable to start the sftp session, error: EOF\n"
+            ),
+            False,
+        ),
     ],
 )
 def test_a_refused_recorded_parent_falls_back_whatever_restic_calls_it(world, new_repository, rc, stderr, falls_back):
-    """The recorded parent's backup attempt as later restic versions refuse it (the real restic runs everything
-    else): a fatal error writes no snapshot, so the copy asks the repository and copies; a wrong password or a lock
-    is the answer, reported as it is."""
+    """The recorded parent's backup attempt refused as restic versions word it (the real restic runs everything
+    else): a parent the repository lacks, or no repository, makes the copy ask the repository and copy; a wrong
+    password, a lock or an SSH failure is the answer, reported as it is (restic 0.14 here: its words are faked)."""
     new_repository()
     _restic.offsite(world["params"])
     params = _next_backup(world, "20261129T020005Z")
