@@ -67,11 +67,13 @@ def test_latest_is_the_newest_scheduled_backup(tmp_path):
     _manifest(backups / '20261129T020005Z', kind='scheduled', verification={'result': 'ok'})
     _manifest(backups / '20261130T020005Z', kind='pre-deploy')
     _manifest(backups / '20261130T030005Z', kind='safety')
+    _manifest(backups / '20261130T035005Z', kind='manual')  # any other kind is not a scheduled one either
+    _manifest(backups / '20261130T036005Z', offsite={'kind': 'safety'})  # a nested kind is not the backup's
     (backups / '20261130T040005Z').mkdir()  # no manifest: not a backup
     _manifest(backups / '.del-20261130T050005Z', kind='scheduled')  # being removed
     res = _choose(tmp_path, backups)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert 'chosen=20261129T020005Z' in res.stdout, res.stdout[-3000:]
+    assert 'chosen=20261130T036005Z' in res.stdout, res.stdout[-3000:]
 
 
 def test_latest_without_a_scheduled_backup_is_refused(tmp_path):
@@ -82,3 +84,13 @@ def test_latest_without_a_scheduled_backup_is_refused(tmp_path):
     assert res.returncode != 0
     assert 'backup_check_id=latest names the newest scheduled backup, and there is none in' in out, out[-3000:]
     assert 'chosen=' not in out
+
+
+def test_latest_passes_over_a_kind_of_its_own(tmp_path):
+    """backup_create takes any kind: only an empty one or scheduled is a scheduled backup, as for a restore."""
+    backups = tmp_path / 'backups'
+    _manifest(backups / '20261129T020005Z', kind='scheduled')
+    _manifest(backups / '20261130T020005Z', kind='manual')
+    res = _choose(tmp_path, backups)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert 'chosen=20261129T020005Z' in res.stdout, res.stdout[-3000:]
