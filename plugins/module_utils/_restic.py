@@ -34,7 +34,7 @@ RC_WRONG_PASSWORD = 12
 RC_INCOMPLETE = 3
 NO_REPOSITORY_TEXT = ('Is there a repository at the following location?', 'repository does not exist')
 # restic backup --parent <id> with an id the repository does not hold, as restic versions word it.
-PARENT_MISSING_TEXT = ('no matching ID found', 'invalid id', 'failed to load snapshot', 'unable to load parent')
+PARENT_MISSING_TEXT = ('no matching ID found', 'invalid id', 'failed to load snapshot')
 # Beside the backups: the snapshot each copy made, per repository and host (the next copy's parent).
 PARENTS_FILE = '.offsite-parents.json'
 # Without it, how many earlier backups' manifests are read for the snapshot their off-host copy made.
@@ -76,10 +76,9 @@ STOP_GRACE = 10
 class ResticError(Exception):
     """A restic command that failed; the message names the step and restic's own words (no secrets)."""
 
-    def __init__(self, msg, timings=None, rc=None, unusable_parent=False):
+    def __init__(self, msg, timings=None, unusable_parent=False):
         super().__init__(msg)
         self.timings = timings or {}
-        self.rc = rc
         # restic refused a --parent the repository does not hold (or found no repository) before writing
         # anything: a backup with a recorded parent is tried again without it.
         self.unusable_parent = unusable_parent
@@ -379,7 +378,7 @@ class Repository:
             unusable = rc == RC_NO_REPOSITORY or (
                 rc == 1 and any(t in err for t in PARENT_MISSING_TEXT + NO_REPOSITORY_TEXT)
             )
-            raise ResticError(self.explain(step, rc, err), rc=rc, unusable_parent=unusable)
+            raise ResticError(self.explain(step, rc, err), unusable_parent=unusable)
         return rc, out, err
 
     def explain(self, step, rc, stderr):
