@@ -388,7 +388,8 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
     ``username``/``password`` through the unauthenticated ``POST /api/users`` (never once NPM
     is set up); otherwise the login is tried again and its error stands. Returns
     ``(client, created_admin)``; in check mode a client that would need setup is returned not
-    logged in with ``created_admin`` true.
+    logged in with ``created_admin`` true. With ``token_cache`` among ``params``, a session an earlier
+    run kept there (:meth:`NPMClient.resume`) replaces the login, and a login keeps its session there.
     """
     client = NPMClient(
         params['url'],
@@ -398,8 +399,13 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
         ca_path=params.get('ca_path'),
         timeout=params['timeout'],
     )
+    cache = params.get('token_cache')
+    if cache and client.resume(cache):
+        return client, False  # the session an earlier run kept: no login
     try:
         client.login()
+        if cache and not check_mode:
+            client.keep(cache)
         return client, False
     except NPMError:
         pass  # whatever the reason, the careful way below says it (the same messages as without this try)
@@ -421,6 +427,8 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
         client.login()
         return client, True
     client.login()
+    if cache and not check_mode:
+        client.keep(cache)
     return client, False
 
 
@@ -1170,6 +1178,7 @@ def connection_argument_spec():
         'validate_certs': {'type': 'bool', 'default': True},
         'ca_path': {'type': 'path'},
         'timeout': {'type': 'int', 'default': 30},
+        'token_cache': {'type': 'path'},
     }
 
 

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import ssl
+import stat
+import tempfile
 import time
 import urllib.parse
 
@@ -85,11 +88,56 @@ def _npm_message(data):
     return ''
 
 
+# How long a session kept between module runs (NPMClient.keep) stays valid: one deploy's calls, or a run
+# repeated soon after. Every use refreshes it for as long again.
+SESSION_EXPIRY = '15m'
+
+
+def _read_session(path):
+    """The session kept at ``path``, or None: missing, unreadable, not a regular file owned by this user alone
+    (mode 0600), or not what :func:`_write_session` writes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return None
+        with os.fdopen(fd, 'r', encoding='utf-8') as handle:
+            fd = None
+            data = json.loads(handle.read(65536))
+    except (OSError, ValueError):
+        return None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return data if isinstance(data, dict) else None
+
+
+def _write_session(path, session):
+    """Write ``session`` to ``path`` with mode 0600 (a temporary file beside it, then renamed)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.npm-session.', dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            json.dump(session, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 class NPMClient:
     """One NPM instance's API under ``url`` (``http://127.0.0.1:81``; ``/api`` is added).
 
     ``username`` is the admin e-mail, ``password`` its secret. The token is
-    fetched on the first authenticated call and kept in memory only.
+    fetched on the first authenticated call and kept in memory, unless a module asks to keep a short-lived
+    session between its runs (:meth:`keep`, :meth:`resume`: the ``token_cache`` option).
     """
 
     def __init__(
@@ -284,6 +332,43 @@ class NPMClient:
                 )
             raise NPMAuthError(f'NPM at {self.url} answered the login of {self.username} without a token.')
         self._token = str(token)
+
+    # -- a session kept between module runs ---------------------------------
+
+    def refresh(self, expiry=SESSION_EXPIRY):
+        """``GET /api/tokens?expiry=...``: trade the token in use for a new one that lives ``expiry`` (NPM's
+        period syntax, such as ``15m``), and use that one. Raises NPMError (NPMAuthError: the token is refused)."""
+        data = self.request('GET', f'/tokens?expiry={urllib.parse.quote(expiry)}')
+        token = data.get('token') if isinstance(data, dict) else None
+        if not token:
+            raise NPMAuthError(f'NPM at {self.url} answered GET /api/tokens without a token.')
+        self._token = str(token)
+
+    def resume(self, path):
+        """Use the session that :meth:`keep` wrote at ``path`` for this NPM and user, refreshed: no login (whose
+        bcrypt check costs NPM about half a second). False, and no token in use, when there is no such session
+        (no file, a file this user does not own alone, another NPM or user) or NPM refuses it (expired)."""
+        session = _read_session(path)
+        if not session or session.get('url') != self.url or session.get('username') != self.username:
+            return False
+        self._token = str(session.get('token') or '') or None
+        if self._token is None:
+            return False
+        try:
+            self.refresh()
+        except NPMError:
+            self._token = None
+            return False
+        return True
+
+    def keep(self, path):
+        """Write the token in use, traded for one that lives :data:`SESSION_EXPIRY`, to ``path`` (0600, written
+        whole or not at all) for the next module run's :meth:`resume`. A cache: a failure is ignored."""
+        try:
+            self.refresh()
+            _write_session(path, {'url': self.url, 'username': self.username, 'token': self._token})
+        except (NPMError, OSError, ValueError):
+            pass
 
     # -- proxy hosts -------------------------------------------------------
 

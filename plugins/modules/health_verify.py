@@ -188,6 +188,27 @@ options:
       - When V(false), the task only reports; read RV(healthy) and RV(summary).
     type: bool
     default: true
+  release_lock:
+    description:
+      - Give back the deploy lock that this run took (M(avatar_mgmt.ops.deploy_lock), or the lock option of
+        M(avatar_mgmt.ops.release_info)) in the same call, once every check passed. For a caller whose last step on
+        the host is this check (a deploy that found nothing to change): one remote call less.
+      - A check that fails leaves the lock in place: the caller still holds it for what it does next (a rollback).
+        The lock is removed only when it still carries O(release_lock.token), as
+        M(avatar_mgmt.ops.deploy_lock) with O(avatar_mgmt.ops.deploy_lock#module:state=absent) removes it; a lock
+        that carries another token is left in place and is no failure; a lock that cannot be removed is a warning.
+        RV(lock_released) says whether the caller still has to release it.
+      - In check mode the lock is not released.
+    type: dict
+    suboptions:
+      path:
+        description: The lock file, such as V(/opt/deploy-avatar-prod/.deploy.lock).
+        type: path
+        required: true
+      token:
+        description: The RV(avatar_mgmt.ops.deploy_lock#module:token) that taking the lock returned.
+        type: str
+        required: true
 notes:
   - Without the library a check type needs (see requirements), the module fails before any check, naming the
     missing Debian package; C(playbooks/bootstrap.yml) installs them.
@@ -436,6 +457,25 @@ checks:
           type: str
           returned: always
           sample: "unhealthy (last healthcheck output: 'connection refused')"
+lock_released:
+  description:
+    - Whether this task released the deploy lock of O(release_lock) (every check passed). V(false) without
+      O(release_lock), when a check failed, in check mode, or when the lock was not there or carried another token.
+  returned: always
+  type: bool
+  sample: true
+released_lock:
+  description:
+    - The lock that O(release_lock) removed (as M(avatar_mgmt.ops.deploy_lock) returns it, without its token), or
+      V({}). Its C(fingerprint) tells which lock it was.
+  returned: always
+  type: dict
+  sample: {holder: alice, host: prod-1, action: deploy, version: v1.2.0, fingerprint: 0b5d6f7c1f0e8d8f}
+lock_msg:
+  description: What happened to the lock of O(release_lock), or V('').
+  returned: always
+  type: str
+  sample: Released the lock /opt/deploy-avatar-prod/.deploy.lock held by alice (host prod-1, deploy v1.2.0).
 msg:
   description: The failure message naming each failed check and why, or a success sentence.
   returned: always
@@ -446,6 +486,7 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
     DOCKER_SDK_IMPORT_ERROR,
     HAS_DOCKER_SDK,
@@ -500,6 +541,13 @@ def argument_spec():
         "interval": {"type": "float", "default": 2},
         "hold": {"type": "float", "default": 0},
         "fail_on_error": {"type": "bool", "default": True},
+        "release_lock": {
+            "type": "dict",
+            "options": {
+                "path": {"type": "path", "required": True},
+                "token": {"type": "str", "required": True, "no_log": True},
+            },
+        },
     }
 
 
@@ -549,6 +597,17 @@ def main():
 
     result = dict(changed=False, **report)
     result["msg"] = failure_message(report, deadline=params["deadline"])
+    result.update(lock_released=False, released_lock={}, lock_msg="")
+    # Last, and only when healthy: a failed check leaves the lock to the caller, which acts on the failure under it.
+    if params["release_lock"] is not None and report["healthy"]:
+        given_back = _lock.give_back(params["release_lock"]["path"], params["release_lock"]["token"], module.check_mode)
+        result.update(
+            lock_released=given_back["released"],
+            released_lock=given_back["lock"] if given_back["released"] else {},
+            lock_msg=given_back["msg"],
+        )
+        if given_back["error"]:
+            module.warn(given_back["msg"])
     if not report["healthy"] and params["fail_on_error"]:
         module.fail_json(**result)
     module.exit_json(**result)

@@ -601,6 +601,7 @@ releases:
 import os
 import platform
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import (
@@ -622,7 +623,7 @@ def _host_checks(module, host):
         docker_bin = module.get_bin_path('docker')
         rc, out, err = (None, '', '')
         if docker_bin:
-            rc, out, err = module.run_command([docker_bin, 'compose', 'version', '--short'])
+            rc, out, err = _run(module, [docker_bin, 'compose', 'version', '--short'])
         answers['compose_version'] = _release_info.compose_version(rc, out, err, host)
     if params['free_space_path']:
         try:
@@ -636,20 +637,44 @@ def _host_checks(module, host):
     return answers
 
 
-def _read(module, host, lock_path, taken):
-    """Everything the module answers; raises HostCheckError, LockError, DockerQueryError or ValueError."""
-    params = module.params
-    extra = _host_checks(module, host)
-    loaded = _ledger.load(os.path.join(params['project_dir'], 'releases'))
-    # The lock this call took is the lock on the host: the same view as reading it back.
-    lock = taken['lock'] if taken and taken['acquired'] else _lock.query(lock_path)['lock']
-    look_for = params['images'] or params['current_images']
+def _run(module, argv, cwd=None):
+    """run_command that never ends the module from a thread: a command that cannot be run is exit 127."""
+    try:
+        return module.run_command(argv, cwd=cwd, handle_exceptions=False)
+    except OSError as exc:
+        return 127, '', str(exc)
+
+
+def _query_docker(look_for, project_name):
+    """The project's containers and, when images are looked for, the host's images (Docker's API)."""
     client = _release_info.connect()
     try:
-        found = _release_info.query_project(client, params['project_name'])
+        found = _release_info.query_project(client, project_name)
         images = _release_info.list_images(client) if look_for else []
     finally:
         client.close()
+    return found, images
+
+
+def _read(module, host, lock_path, taken):
+    """Everything the module answers; raises HostCheckError, LockError, DockerQueryError or ValueError.
+
+    The reads that wait on Docker (compose version, the project's containers and images, compose's dry run)
+    run together in threads: the call costs about its slowest read, not their sum.
+    """
+    params = module.params
+    look_for = params['images'] or params['current_images']
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        checks = pool.submit(_host_checks, module, host)
+        docker = pool.submit(_query_docker, look_for, params['project_name'])
+        compared = pool.submit(_compare, module) if params['compare'] is not None else None
+        loaded = _ledger.load(os.path.join(params['project_dir'], 'releases'))
+        # The lock this call took is the lock on the host: the same view as reading it back.
+        lock = taken['lock'] if taken and taken['acquired'] else _lock.query(lock_path)['lock']
+        # result() raises what the thread raised, in this order: a host check first, as before.
+        extra = checks.result()
+        found, images = docker.result()
+        compare_answer = compared.result() if compared is not None else None
     result = _release_info.release_info(loaded, found, params['services'], params['last'], lock)
     if look_for:
         wanted = _release_info.wanted_images(params['images'], result['current'] if params['current_images'] else None)
@@ -659,8 +684,8 @@ def _read(module, host, lock_path, taken):
         if loaded.problem:
             module.warn(loaded.problem)
     result.update(extra)
-    if params['compare'] is not None:
-        result.update(_compare(module))
+    if compare_answer is not None:
+        result.update(compare_answer)
     return result
 
 
@@ -685,20 +710,20 @@ def _drift(module, files):
     params = module.params
     compose = ['docker', 'compose', '--project-directory', params['project_dir'], '-p', params['project_name']]
     compose += [a for name in files for a in ('-f', name)]
-    try:
-        rc, out, err = module.run_command(
-            compose + ['config', '--services'], cwd=params['project_dir'], handle_exceptions=False
+    # The service list and the dry run read together (neither waits for the other).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        config = pool.submit(_run, module, compose + ['config', '--services'], params['project_dir'])
+        dry_run = pool.submit(
+            _run, module, compose + ['up', '-d', '--dry-run', '--remove-orphans'], params['project_dir']
         )
-    except (
-        OSError
-    ) as exc:  # no docker CLI, or the folder cannot be entered: the switch says why, with the lock given back
-        return None, f'docker compose could not be run: {exc}'
+        config, dry_run = config.result(), dry_run.result()
+    rc, out, err = config
+    if rc == 127:  # no docker CLI, or the folder cannot be entered: the switch says why, with the lock given back
+        return None, f'docker compose could not be run: {err}'
     if rc != 0:
         return None, f'docker compose config failed (exit {rc}): {(err or out).strip()[-300:]}'
     services = out.split()
-    rc, out, err = module.run_command(
-        compose + ['up', '-d', '--dry-run', '--remove-orphans'], cwd=params['project_dir'], handle_exceptions=False
-    )
+    rc, out, err = dry_run
     if rc != 0:
         return None, f'docker compose up --dry-run failed (exit {rc}): {(err or out).strip()[-300:]}'
     parsed = _switch.parse_dry_run(out + '\n' + err, params['project_name'], services)

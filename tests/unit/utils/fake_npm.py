@@ -244,6 +244,17 @@ class FakeNPM(LocalHTTPService):
             self.tokens.add(token)
             self.last_token = token
             return 200, {'token': token, 'expires': '2026-12-01T00:00:00.000Z'}
+        if path == '/api/tokens' and method == 'GET':
+            # A token for a valid one (NPM 2.15 answers 500 to a token it cannot verify).
+            if not authorized:
+                raise APIError(500, 'Internal Error')
+            expiry = urllib.parse.parse_qs(query).get('expiry', ['1d'])[0]
+            if not re.fullmatch(r'[0-9]+(y|Q|M|w|d|h|m|s|ms)', expiry):
+                raise APIError(400, f'Invalid expiry time: {expiry}')
+            token = f'tok-{len(self.tokens) + 1}-{expiry}-eyJhbGciOiJSUzI1NiJ9'
+            self.tokens.add(token)
+            self.last_token = token
+            return 200, {'token': token, 'expires': '2026-12-01T00:15:00.000Z'}
         if path == '/api/users' and method == 'POST':
             if self.setup and not authorized:
                 raise APIError(403, 'Permission Denied')

@@ -772,3 +772,29 @@ def test_locations_order_does_not_count_and_a_bad_location_is_put_back(npm):
     assert [loc['path'] for loc in npm.hosts[1]['locations']] == ['/api', '/cms']
     assert npm.hosts[1]['meta']['nginx_online'] is True
     assert [loc['path'] for loc in npm.served[1]['locations']] == ['/api', '/cms']
+
+
+def test_connect_keeps_a_session_for_the_next_run_with_token_cache(npm, tmp_path):
+    cache = tmp_path / '.npm-session'
+    params = {
+        'url': npm.url,
+        'username': ADMIN,
+        'password': PASSWORD,
+        'validate_certs': True,
+        'timeout': 5,
+        'token_cache': str(cache),
+    }
+    client, _ = _npm.connect(params, check_mode=True)
+    assert client.calls == [('POST', '/api/tokens')]
+    assert not cache.exists(), 'check mode writes nothing'
+    client, _ = _npm.connect(params)
+    assert client.calls == [('POST', '/api/tokens'), ('GET', '/api/tokens')]
+    assert cache.stat().st_mode & 0o777 == 0o600
+    client, created = _npm.connect(params)
+    assert created is False
+    assert client.calls == [('GET', '/api/tokens')], 'the next run resumes the session: no login'
+    client.list_proxy_hosts()
+    npm.tokens.clear()  # NPM no longer knows it (expired, or NPM's keys changed)
+    client, _ = _npm.connect(params)
+    assert client.calls == [('GET', '/api/tokens'), ('POST', '/api/tokens'), ('GET', '/api/tokens')]
+    assert client.list_proxy_hosts() == []

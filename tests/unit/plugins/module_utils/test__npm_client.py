@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
+
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm_client
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import ports
@@ -75,3 +79,59 @@ def test_api_error_quotes_npm(npm):
 def test_missing_credentials(npm):
     with pytest.raises(_npm_client.NPMAuthError, match='needs username'):
         _npm_client.NPMClient(npm.url, ADMIN, '').login()
+
+
+# A session kept between module runs (token_cache): the next run skips the login (NPM's bcrypt check).
+
+
+def test_a_kept_session_replaces_the_next_login(npm, tmp_path):
+    path = str(tmp_path / '.npm-session')
+    first = _npm_client.NPMClient(npm.url, ADMIN, PASSWORD, timeout=5)
+    first.login()
+    first.keep(path)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    kept = json.loads(pathlib.Path(path).read_text())
+    assert kept['token'].endswith('-15m-eyJhbGciOiJSUzI1NiJ9'), 'a short-lived token is kept, not the login one'
+    assert PASSWORD not in pathlib.Path(path).read_text()
+
+    second = _npm_client.NPMClient(npm.url, ADMIN, PASSWORD, timeout=5)
+    assert second.resume(path) is True
+    second.list_proxy_hosts()
+    assert second.calls == [('GET', '/api/tokens'), ('GET', '/api/nginx/proxy-hosts')], 'no login'
+    assert second._token != kept['token'], 'the session is traded for a fresh one'
+
+
+@pytest.mark.parametrize('spoil', ['expired', 'other user', 'other npm', 'group readable', 'not json', 'missing'])
+def test_a_session_that_cannot_be_used_is_not(npm, tmp_path, spoil):
+    path = str(tmp_path / '.npm-session')
+    first = _npm_client.NPMClient(npm.url, ADMIN, PASSWORD, timeout=5)
+    first.login()
+    first.keep(path)
+    kept = json.loads(pathlib.Path(path).read_text())
+    if spoil == 'expired':
+        npm.tokens.clear()
+    elif spoil == 'other user':
+        kept['username'] = 'someone@example.com'
+    elif spoil == 'other npm':
+        kept['url'] = 'http://127.0.0.1:1'
+    if spoil in ('other user', 'other npm'):
+        pathlib.Path(path).write_text(json.dumps(kept))
+    elif spoil == 'group readable':
+        os.chmod(path, 0o640)
+    elif spoil == 'not json':
+        pathlib.Path(path).write_text('{')
+    elif spoil == 'missing':
+        os.unlink(path)
+    second = _npm_client.NPMClient(npm.url, ADMIN, PASSWORD, timeout=5)
+    assert second.resume(path) is False
+    assert second._token is None
+    second.list_proxy_hosts()
+    assert second.calls[-2:] == [('POST', '/api/tokens'), ('GET', '/api/nginx/proxy-hosts')], 'it logs in'
+
+
+def test_keeping_a_session_never_fails(npm, tmp_path):
+    client = _npm_client.NPMClient(npm.url, ADMIN, PASSWORD, timeout=5)
+    client.login()
+    client.keep(str(tmp_path / 'no-such-folder' / '.npm-session'))
+    client.list_proxy_hosts()
+    assert not (tmp_path / 'no-such-folder').exists()

@@ -9,9 +9,10 @@ exit_json / fail_json are patched to raise, as community.general's tests do.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health, _lock
 from ansible_collections.avatar_mgmt.ops.plugins.modules import health_verify
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, ports
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_docker import FakeDockerClient
@@ -244,3 +245,72 @@ def test_tcp_checks_need_neither_library(monkeypatch, open_port):
     monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
     result = _run({"checks": [_tcp("db", open_port)], "deadline": 0}, ExitJson)
     assert result["healthy"] is True
+
+
+# release_lock: a deploy that changed nothing gives its lock back in the health round, only when healthy.
+
+
+def _take_lock(tmp_path, holder="alice"):
+    path = str(tmp_path / ".deploy.lock")
+    taken = _lock.acquire(path, _lock.new_record(holder=holder, action="deploy", version="v1.1.0"))
+    assert taken["acquired"]
+    return path, taken["token"], _lock.query(path)["lock"]["fingerprint"]
+
+
+@pytest.mark.usefixtures("patched")
+def test_a_healthy_round_gives_the_lock_back(tmp_path, open_port):
+    path, token, fingerprint = _take_lock(tmp_path)
+    result = _run(
+        {"checks": [_tcp("db", open_port)], "deadline": 0, "release_lock": {"path": path, "token": token}}, ExitJson
+    )
+    assert result["healthy"] is True
+    assert result["lock_released"] is True
+    assert result["released_lock"]["fingerprint"] == fingerprint, "names the very lock it removed"
+    assert not os.path.lexists(path)
+    assert result["lock_msg"].startswith(f"Released the lock {path} held by alice")
+    assert token not in json.dumps(result), "the owner token is never returned"
+
+
+@pytest.mark.usefixtures("patched")
+@pytest.mark.parametrize("fail_on_error, expect", [(True, FailJson), (False, ExitJson)])
+def test_a_failed_round_keeps_the_lock(tmp_path, closed_port, fail_on_error, expect):
+    """The caller rolls back under the lock: a check that fails does not give it back."""
+    path, token, fingerprint = _take_lock(tmp_path)
+    args = {
+        "checks": [_tcp("db", closed_port)],
+        "deadline": 0,
+        "fail_on_error": fail_on_error,
+        "release_lock": {"path": path, "token": token},
+    }
+    result = _run(args, expect)
+    assert result["healthy"] is False
+    assert result["lock_released"] is False
+    assert result["released_lock"] == {}
+    assert _lock.query(path)["lock"]["fingerprint"] == fingerprint
+
+
+@pytest.mark.usefixtures("patched")
+def test_another_runs_lock_is_left_alone(tmp_path, open_port):
+    path, _token, fingerprint = _take_lock(tmp_path, holder="bob")
+    result = _run(
+        {"checks": [_tcp("db", open_port)], "deadline": 0, "release_lock": {"path": path, "token": "not-bobs"}},
+        ExitJson,
+    )
+    assert result["healthy"] is True
+    assert result["lock_released"] is False
+    assert _lock.query(path)["lock"]["fingerprint"] == fingerprint, "bob's lock is still there"
+    assert "bob" in result["lock_msg"]
+
+
+@pytest.mark.usefixtures("patched")
+def test_check_mode_keeps_the_lock(tmp_path, open_port):
+    path, token, fingerprint = _take_lock(tmp_path)
+    args = {
+        "checks": [_tcp("db", open_port)],
+        "deadline": 0,
+        "release_lock": {"path": path, "token": token},
+        "_ansible_check_mode": True,
+    }
+    result = _run(args, ExitJson)
+    assert result["lock_released"] is False
+    assert _lock.query(path)["lock"]["fingerprint"] == fingerprint
