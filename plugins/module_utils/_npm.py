@@ -377,7 +377,7 @@ def wait_for_api(client, timeout=0, interval=API_WAIT_INTERVAL, clock=time.monot
         sleep(interval)
 
 
-def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic, sleep=time.sleep):
+def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic, sleep=time.sleep, save_session=True):
     """A logged-in :class:`NPMClient` for the module options, and whether setup created the admin.
 
     The login is tried first: an NPM that runs and has the user answers it, and that one
@@ -389,7 +389,9 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
     is set up); otherwise the login is tried again and its error stands. Returns
     ``(client, created_admin)``; in check mode a client that would need setup is returned not
     logged in with ``created_admin`` true. With ``token_cache`` among ``params``, a session an earlier
-    run kept there (:meth:`NPMClient.resume`) replaces the login, and a login keeps its session there.
+    run kept there (:meth:`NPMClient.resume`) replaces the login, and the session in use (a token that lives
+    15 minutes) is written there, unless ``save_session`` is false (the caller saves it, :meth:`NPMClient.save`)
+    or in check mode.
     """
     client = NPMClient(
         params['url'],
@@ -401,11 +403,13 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
     )
     cache = params.get('token_cache')
     if cache and client.resume(cache):
-        return client, False  # the session an earlier run kept: no login
+        # The session an earlier run kept, refreshed: no login.
+        if save_session and not check_mode:
+            client.save(cache)
+        return client, False
     try:
         client.login()
-        if cache and not check_mode:
-            client.keep(cache)
+        _short_session(client, cache, save_session and not check_mode)
         return client, False
     except NPMError:
         pass  # whatever the reason, the careful way below says it (the same messages as without this try)
@@ -427,9 +431,20 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
         client.login()
         return client, True
     client.login()
-    if cache and not check_mode:
-        client.keep(cache)
+    _short_session(client, cache, save_session and not check_mode)
     return client, False
+
+
+def _short_session(client, cache, save):
+    """With a token cache, the login's token (a day) traded for one of 15 minutes, saved when ``save``."""
+    if cache:
+        if save:
+            client.keep(cache)
+        else:
+            try:
+                client.refresh()
+            except NPMError:
+                pass
 
 
 # ---------------------------------------------------------------------------

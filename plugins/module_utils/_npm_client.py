@@ -23,6 +23,8 @@ is quoted (redacted) in :class:`NPMAPIError`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -91,6 +93,11 @@ def _npm_message(data):
 # How long a session kept between module runs (NPMClient.keep) stays valid: one deploy's calls, or a run
 # repeated soon after. Every use refreshes it for as long again.
 SESSION_EXPIRY = '15m'
+
+
+def _password_check(password, salt):
+    """What a kept session holds to know the password it was made with: PBKDF2-SHA256, salted."""
+    return hashlib.pbkdf2_hmac('sha256', password.encode('utf-8'), bytes.fromhex(salt), 50000).hex()
 
 
 def _read_session(path):
@@ -345,12 +352,16 @@ class NPMClient:
         self._token = str(token)
 
     def resume(self, path):
-        """Use the session that :meth:`keep` wrote at ``path`` for this NPM and user, refreshed: no login (whose
-        bcrypt check costs NPM about half a second). False, and no token in use, when there is no such session
-        (no file, a file this user does not own alone, another NPM or user) or NPM refuses it (expired)."""
+        """Use the session that :meth:`save` wrote at ``path`` for this NPM, user and password, refreshed: no
+        login (whose bcrypt check costs NPM about half a second). False, and no token in use, when there is no
+        such session (no file, a file this user does not own alone, another NPM, user or password) or NPM
+        refuses it (expired)."""
         session = _read_session(path)
         if not session or session.get('url') != self.url or session.get('username') != self.username:
             return False
+        salt, check = str(session.get('salt') or ''), str(session.get('check') or '')
+        if not salt or not hmac.compare_digest(check, _password_check(self._password, salt)):
+            return False  # the password changed (or is wrong): the login says which
         self._token = str(session.get('token') or '') or None
         if self._token is None:
             return False
@@ -361,14 +372,33 @@ class NPMClient:
             return False
         return True
 
+    def save(self, path):
+        """Write the token in use to ``path`` (0600, written whole or not at all) for the next module run's
+        :meth:`resume`, with a salted check of the password (PBKDF2), never the password. A cache: a failure
+        is ignored."""
+        if not self._token:
+            return
+        salt = os.urandom(16).hex()
+        session = {
+            'url': self.url,
+            'username': self.username,
+            'salt': salt,
+            'check': _password_check(self._password, salt),
+            'token': self._token,
+        }
+        try:
+            _write_session(path, session)
+        except (OSError, ValueError):
+            pass
+
     def keep(self, path):
-        """Write the token in use, traded for one that lives :data:`SESSION_EXPIRY`, to ``path`` (0600, written
-        whole or not at all) for the next module run's :meth:`resume`. A cache: a failure is ignored."""
+        """:meth:`refresh` for a token that lives :data:`SESSION_EXPIRY`, then :meth:`save` it. A cache: a
+        failure is ignored."""
         try:
             self.refresh()
-            _write_session(path, {'url': self.url, 'username': self.username, 'token': self._token})
-        except (NPMError, OSError, ValueError):
-            pass
+        except NPMError:
+            return
+        self.save(path)
 
     # -- proxy hosts -------------------------------------------------------
 

@@ -222,6 +222,23 @@ def main():
         except OSError as exc:
             return 127, '', f'{argv[0]} could not be run: {exc}'
 
+    # The login runs in a thread that is not waited for when nothing is handed over: the session
+    # (token_cache) is written here, by this thread, once the switch is over and only when the login ended.
+    clients = []
+
+    def connect():
+        client = _npm.connect(params, save_session=False)[0]
+        clients.append(client)
+        return client
+
+    try:
+        _run_switch(module, params, run, connect)
+    finally:
+        if params['token_cache'] and clients and not module.check_mode:
+            clients[0].save(params['token_cache'])
+
+
+def _run_switch(module, params, run, connect):
     try:
         services = _switch.service_specs(params['services'])
         # The first reads run in threads: a missing docker fails here, once, not in each of them.
@@ -241,7 +258,7 @@ def main():
             'validate_certs': params['validate_certs'],
             'ca_path': params['ca_path'],
         }
-        result = _switch.switch(run, spec, lambda: _npm.connect(params)[0], check_mode=module.check_mode)
+        result = _switch.switch(run, spec, connect, check_mode=module.check_mode)
     except ValueError as exc:
         module.fail_json(msg=f'{exc}. Nothing was changed.')
     except _switch.SwitchError as exc:

@@ -29,7 +29,9 @@ description:
     passes on exit code 0 and, with O(checks[].output_regex), standard output matching it.
   - The Docker Engine is found as the C(docker) CLI finds it (C(DOCKER_HOST), C(DOCKER_TLS_VERIFY),
     C(DOCKER_CERT_PATH), else the local socket); the API version is negotiated with the engine.
-  - The module only reads; it never changes the host and always returns RV(ignore:changed=false).
+  - The checks only read. The one thing the module may remove is the deploy lock of O(release_lock), once every check
+    passed; RV(ignore:changed) stays V(false) then too (a run's lock lives only as long as the run: taking and giving it
+    back is no change of the host, as M(avatar_mgmt.ops.release_info) takes it).
   - Header values are never returned or written into messages.
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
@@ -41,13 +43,13 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: The checks only read, so they run in check mode too and report real results.
+    description: The checks only read, so they run in check mode too and report real results; O(release_lock) is not released.
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to compare.
   idempotent:
     support: full
-    description: Never changes anything; RV(ignore:changed) is always V(false).
+    description: The checks change nothing; RV(ignore:changed) is always V(false) (O(release_lock) gives back only this run's lock).
 options:
   checks:
     description:

@@ -671,7 +671,8 @@ def _read(module, host, lock_path, taken):
         loaded = _ledger.load(os.path.join(params['project_dir'], 'releases'))
         # The lock this call took is the lock on the host: the same view as reading it back.
         lock = taken['lock'] if taken and taken['acquired'] else _lock.query(lock_path)['lock']
-        # result() raises what the thread raised, in this order: a host check first, as before.
+        # result() raises what its thread raised: a host check's error before Docker's (a failed read of the lock,
+        # above, comes first of all).
         extra = checks.result()
         found, images = docker.result()
         compare_answer = compared.result() if compared is not None else None

@@ -785,7 +785,7 @@ def test_connect_keeps_a_session_for_the_next_run_with_token_cache(npm, tmp_path
         'token_cache': str(cache),
     }
     client, _ = _npm.connect(params, check_mode=True)
-    assert client.calls == [('POST', '/api/tokens')]
+    assert client.calls == [('POST', '/api/tokens'), ('GET', '/api/tokens')]
     assert not cache.exists(), 'check mode writes nothing'
     client, _ = _npm.connect(params)
     assert client.calls == [('POST', '/api/tokens'), ('GET', '/api/tokens')]
@@ -794,6 +794,11 @@ def test_connect_keeps_a_session_for_the_next_run_with_token_cache(npm, tmp_path
     assert created is False
     assert client.calls == [('GET', '/api/tokens')], 'the next run resumes the session: no login'
     client.list_proxy_hosts()
+    kept = cache.read_text()
+    client, _ = _npm.connect(params)
+    assert cache.read_text() != kept, 'each use writes the refreshed session'
+    with pytest.raises(_npm.NPMAuthError, match='refused the login'):
+        _npm.connect(dict(params, password='a-wrong-password-7'))  # a kept session does not hide a wrong password
     npm.tokens.clear()  # NPM no longer knows it (expired, or NPM's keys changed)
     client, _ = _npm.connect(params)
     assert client.calls == [('GET', '/api/tokens'), ('POST', '/api/tokens'), ('GET', '/api/tokens')]

@@ -135,3 +135,29 @@ def test_keeping_a_session_never_fails(npm, tmp_path):
     client.keep(str(tmp_path / 'no-such-folder' / '.npm-session'))
     client.list_proxy_hosts()
     assert not (tmp_path / 'no-such-folder').exists()
+
+
+@pytest.mark.parametrize('spoil', ['a link', 'another owner', 'another password'])
+def test_a_session_of_someone_else_is_not_used(npm, tmp_path, spoil):
+    path = tmp_path / '.npm-session'
+    first = _npm_client.NPMClient(npm.url, ADMIN, PASSWORD, timeout=5)
+    first.login()
+    first.keep(str(path))
+    kept = json.loads(path.read_text())
+    assert PASSWORD not in path.read_text()
+    assert set(kept) == {'url', 'username', 'salt', 'check', 'token'}
+    password = PASSWORD
+    if spoil == 'a link':
+        target = tmp_path / 'elsewhere'
+        path.rename(target)
+        path.symlink_to(target)
+    elif spoil == 'another owner':
+        if os.getuid() != 0:
+            pytest.skip('only root can give the file to another user')
+        os.chown(path, os.getuid() + 4242, -1)
+    else:
+        password = 'the-password-changed-9'
+        npm.users[ADMIN]['password'] = password
+    second = _npm_client.NPMClient(npm.url, ADMIN, password, timeout=5)
+    assert second.resume(str(path)) is False
+    assert second.calls == [], 'not even sent to NPM'
