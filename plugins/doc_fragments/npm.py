@@ -44,7 +44,7 @@ options:
       - A file where the module keeps its NPM session for the next run (such as the deploy directory's
         C(.npm-session)). A run that finds a session NPM still accepts skips the login, whose password check
         costs NPM about half a second.
-      - The session is a token that lives 15 minutes, refreshed at each use; the file is written with mode
+      - The session is a token that lives 15 minutes; each run that uses it keeps a new one. The file is written with mode
         C(0600) and holds a salted check of O(password) (PBKDF2), never the password. It is used only when it is a
         regular file (not a link) that the module's user owns alone and that names the same O(url), O(username)
         and O(password); otherwise, or when NPM refuses the session (expired), the module logs in. Never written

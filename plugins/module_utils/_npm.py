@@ -389,9 +389,9 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
     is set up); otherwise the login is tried again and its error stands. Returns
     ``(client, created_admin)``; in check mode a client that would need setup is returned not
     logged in with ``created_admin`` true. With ``token_cache`` among ``params``, a session an earlier
-    run kept there (:meth:`NPMClient.resume`) replaces the login, and the session in use (a token that lives
-    15 minutes) is written there, unless ``save_session`` is false (the caller saves it, :meth:`NPMClient.save`)
-    or in check mode.
+    run kept there (:meth:`NPMClient.resume`) replaces the login, and a new session (a token that lives 15
+    minutes) is kept there for the next run (:meth:`NPMClient.keep`), unless ``save_session`` is false (the
+    caller keeps it) or in check mode.
     """
     client = NPMClient(
         params['url'],
@@ -402,14 +402,16 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
         timeout=params['timeout'],
     )
     cache = params.get('token_cache')
+    save = bool(cache) and save_session and not check_mode
     if cache and client.resume(cache):
-        # The session an earlier run kept, refreshed: no login.
-        if save_session and not check_mode:
-            client.save(cache)
+        # The session an earlier run kept: no login. A new one is kept for the next run.
+        if save:
+            client.keep(cache)
         return client, False
     try:
         client.login()
-        _short_session(client, cache, save_session and not check_mode)
+        if save:
+            client.keep(cache)
         return client, False
     except NPMError:
         pass  # whatever the reason, the careful way below says it (the same messages as without this try)
@@ -429,22 +431,13 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
             return client, True
         client.create_first_user()
         client.login()
-        return client, True
-    client.login()
-    _short_session(client, cache, save_session and not check_mode)
-    return client, False
-
-
-def _short_session(client, cache, save):
-    """With a token cache, the login's token (a day) traded for one of 15 minutes, saved when ``save``."""
-    if cache:
         if save:
             client.keep(cache)
-        else:
-            try:
-                client.refresh()
-            except NPMError:
-                pass
+        return client, True
+    client.login()
+    if save:
+        client.keep(cache)
+    return client, False
 
 
 # ---------------------------------------------------------------------------

@@ -91,13 +91,25 @@ def _npm_message(data):
 
 
 # How long a session kept between module runs (NPMClient.keep) stays valid: one deploy's calls, or a run
-# repeated soon after. Every use refreshes it for as long again.
+# repeated soon after. Every run that uses it keeps a new one for as long again.
 SESSION_EXPIRY = '15m'
+# How long the token of a resumed session lives in the run that resumed it (longer than any module run).
+IN_USE_EXPIRY = '1d'
 
 
 def _password_check(password, salt):
     """What a kept session holds to know the password it was made with: PBKDF2-SHA256, salted."""
     return hashlib.pbkdf2_hmac('sha256', password.encode('utf-8'), bytes.fromhex(salt), 50000).hex()
+
+
+def _password_matches(password, salt, check):
+    """Whether a kept session's ``salt`` and ``check`` were made with ``password``; False for anything damaged."""
+    try:
+        if not (isinstance(salt, str) and isinstance(check, str) and salt and check):
+            return False
+        return hmac.compare_digest(check.encode('ascii'), _password_check(password, salt).encode('ascii'))
+    except (ValueError, TypeError, UnicodeError):
+        return False
 
 
 def _read_session(path):
@@ -342,63 +354,55 @@ class NPMClient:
 
     # -- a session kept between module runs ---------------------------------
 
-    def refresh(self, expiry=SESSION_EXPIRY):
-        """``GET /api/tokens?expiry=...``: trade the token in use for a new one that lives ``expiry`` (NPM's
-        period syntax, such as ``15m``), and use that one. Raises NPMError (NPMAuthError: the token is refused)."""
-        data = self.request('GET', f'/tokens?expiry={urllib.parse.quote(expiry)}')
+    def fresh_token(self, expiry, timeout=None):
+        """``GET /api/tokens?expiry=...``: a new token of the logged-in user that lives ``expiry`` (NPM's period
+        syntax, such as ``15m``); the token in use stays. Raises NPMError (a token NPM cannot verify: 500)."""
+        data = self.request('GET', f'/tokens?expiry={urllib.parse.quote(expiry)}', timeout=timeout)
         token = data.get('token') if isinstance(data, dict) else None
         if not token:
             raise NPMAuthError(f'NPM at {self.url} answered GET /api/tokens without a token.')
-        self._token = str(token)
+        return str(token)
 
     def resume(self, path):
-        """Use the session that :meth:`save` wrote at ``path`` for this NPM, user and password, refreshed: no
-        login (whose bcrypt check costs NPM about half a second). False, and no token in use, when there is no
-        such session (no file, a file this user does not own alone, another NPM, user or password) or NPM
-        refuses it (expired)."""
+        """Use the session that :meth:`keep` wrote at ``path`` for this NPM, user and password: no login (whose
+        bcrypt check costs NPM about half a second). The kept token is traded at once for one that lives
+        :data:`IN_USE_EXPIRY` (a module run never outlives it). False, and no token in use, when there is no
+        such session (no file, a file this user does not own alone, a damaged file, another NPM, user or
+        password) or NPM refuses it (expired)."""
         session = _read_session(path)
         if not session or session.get('url') != self.url or session.get('username') != self.username:
             return False
-        salt, check = str(session.get('salt') or ''), str(session.get('check') or '')
-        if not salt or not hmac.compare_digest(check, _password_check(self._password, salt)):
+        if not _password_matches(self._password, session.get('salt'), session.get('check')):
             return False  # the password changed (or is wrong): the login says which
-        self._token = str(session.get('token') or '') or None
-        if self._token is None:
+        kept = session.get('token')
+        if not isinstance(kept, str) or not kept:
             return False
+        self._token = kept
         try:
-            self.refresh()
+            self._token = self.fresh_token(IN_USE_EXPIRY)
         except NPMError:
             self._token = None
             return False
         return True
 
-    def save(self, path):
-        """Write the token in use to ``path`` (0600, written whole or not at all) for the next module run's
-        :meth:`resume`, with a salted check of the password (PBKDF2), never the password. A cache: a failure
-        is ignored."""
-        if not self._token:
-            return
-        salt = os.urandom(16).hex()
-        session = {
-            'url': self.url,
-            'username': self.username,
-            'salt': salt,
-            'check': _password_check(self._password, salt),
-            'token': self._token,
-        }
+    def keep(self, path, timeout=None):
+        """Write a token that lives :data:`SESSION_EXPIRY` (:meth:`fresh_token`) to ``path`` (0600, written whole
+        or not at all) for the next module run's :meth:`resume`, with a salted check of the password (PBKDF2),
+        never the password. A cache: it never raises, and writes nothing when anything fails."""
         try:
+            if not self._token:
+                return
+            salt = os.urandom(16).hex()
+            session = {
+                'url': self.url,
+                'username': self.username,
+                'salt': salt,
+                'check': _password_check(self._password, salt),
+                'token': self.fresh_token(SESSION_EXPIRY, timeout=timeout),
+            }
             _write_session(path, session)
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - a cache: whatever went wrong, the next run logs in
             pass
-
-    def keep(self, path):
-        """:meth:`refresh` for a token that lives :data:`SESSION_EXPIRY`, then :meth:`save` it. A cache: a
-        failure is ignored."""
-        try:
-            self.refresh()
-        except NPMError:
-            return
-        self.save(path)
 
     # -- proxy hosts -------------------------------------------------------
 

@@ -234,8 +234,9 @@ def main():
     try:
         _run_switch(module, params, run, connect)
     finally:
+        # After the result is out: NPM's answer (a few milliseconds) is given 5 s at most; it never raises.
         if params['token_cache'] and clients and not module.check_mode:
-            clients[0].save(params['token_cache'])
+            clients[0].keep(params['token_cache'], timeout=5)
 
 
 def _run_switch(module, params, run, connect):

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import ThreadingHTTPServer
 
@@ -785,18 +786,24 @@ def test_connect_keeps_a_session_for_the_next_run_with_token_cache(npm, tmp_path
         'token_cache': str(cache),
     }
     client, _ = _npm.connect(params, check_mode=True)
-    assert client.calls == [('POST', '/api/tokens'), ('GET', '/api/tokens')]
+    assert client.calls == [('POST', '/api/tokens')]
     assert not cache.exists(), 'check mode writes nothing'
     client, _ = _npm.connect(params)
-    assert client.calls == [('POST', '/api/tokens'), ('GET', '/api/tokens')]
+    assert client.calls == [('POST', '/api/tokens'), ('GET', '/api/tokens')], 'the login, then a 15-minute token kept'
     assert cache.stat().st_mode & 0o777 == 0o600
+    kept = json.loads(cache.read_text())['token']
+    assert '-15m-' in kept
     client, created = _npm.connect(params)
     assert created is False
-    assert client.calls == [('GET', '/api/tokens')], 'the next run resumes the session: no login'
+    # The next run resumes the session (no login): its token traded for one of a day, a new 15-minute one kept.
+    assert client.calls == [('GET', '/api/tokens'), ('GET', '/api/tokens')]
+    assert '-1d-' in client._token
     client.list_proxy_hosts()
-    kept = cache.read_text()
-    client, _ = _npm.connect(params)
-    assert cache.read_text() != kept, 'each use writes the refreshed session'
+    assert json.loads(cache.read_text())['token'] not in (kept, client._token), 'each run keeps a new session'
+    kept_text = cache.read_text()
+    client, _ = _npm.connect(params, check_mode=True)
+    assert client.calls == [('GET', '/api/tokens')], 'check mode resumes too'
+    assert cache.read_text() == kept_text, 'and writes nothing'
     with pytest.raises(_npm.NPMAuthError, match='refused the login'):
         _npm.connect(dict(params, password='a-wrong-password-7'))  # a kept session does not hide a wrong password
     npm.tokens.clear()  # NPM no longer knows it (expired, or NPM's keys changed)

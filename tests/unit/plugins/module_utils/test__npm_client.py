@@ -98,7 +98,7 @@ def test_a_kept_session_replaces_the_next_login(npm, tmp_path):
     assert second.resume(path) is True
     second.list_proxy_hosts()
     assert second.calls == [('GET', '/api/tokens'), ('GET', '/api/nginx/proxy-hosts')], 'no login'
-    assert second._token != kept['token'], 'the session is traded for a fresh one'
+    assert '-1d-' in second._token, 'the kept token is traded for one that outlives the run'
 
 
 @pytest.mark.parametrize('spoil', ['expired', 'other user', 'other npm', 'group readable', 'not json', 'missing'])
@@ -135,9 +135,17 @@ def test_keeping_a_session_never_fails(npm, tmp_path):
     client.keep(str(tmp_path / 'no-such-folder' / '.npm-session'))
     client.list_proxy_hosts()
     assert not (tmp_path / 'no-such-folder').exists()
+    # A password the hash cannot encode (a lone surrogate): nothing kept, no exception.
+    odd = _npm_client.NPMClient(npm.url, ADMIN, 'pa\udc80ss', timeout=5)
+    odd._token = client._token
+    odd.keep(str(tmp_path / '.npm-session'))
+    assert not (tmp_path / '.npm-session').exists()
+    assert list(tmp_path.iterdir()) == [], 'no temporary file left behind'
 
 
-@pytest.mark.parametrize('spoil', ['a link', 'another owner', 'another password'])
+@pytest.mark.parametrize(
+    'spoil', ['a link', 'another owner', 'another password', 'a salt not hex', 'a check not ascii', 'no token']
+)
 def test_a_session_of_someone_else_is_not_used(npm, tmp_path, spoil):
     path = tmp_path / '.npm-session'
     first = _npm_client.NPMClient(npm.url, ADMIN, PASSWORD, timeout=5)
@@ -155,9 +163,16 @@ def test_a_session_of_someone_else_is_not_used(npm, tmp_path, spoil):
         if os.getuid() != 0:
             pytest.skip('only root can give the file to another user')
         os.chown(path, os.getuid() + 4242, -1)
-    else:
+    elif spoil == 'another password':
         password = 'the-password-changed-9'
         npm.users[ADMIN]['password'] = password
+    else:
+        damaged = {
+            'a salt not hex': {'salt': 'zz1'},
+            'a check not ascii': {'check': 'é' * 64},
+            'no token': {'token': 7},
+        }
+        path.write_text(json.dumps(dict(kept, **damaged[spoil])))
     second = _npm_client.NPMClient(npm.url, ADMIN, password, timeout=5)
     assert second.resume(str(path)) is False
     assert second.calls == [], 'not even sent to NPM'

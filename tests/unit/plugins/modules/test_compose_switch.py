@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 from ansible.module_utils import basic
 from ansible_collections.avatar_mgmt.ops.plugins.modules import compose_switch
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, npm_module
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_compose import PROJECT, FakeDocker
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.module_harness import FailJson
 
 ARGS = {
@@ -111,3 +115,54 @@ def test_a_read_in_a_thread_that_cannot_run_docker_fails_the_module_once(docker,
     assert 'could not be run' in result['msg']
     assert result['changed'] is False
     assert not [c for c in docker.calls if 'up' in c and '--dry-run' not in c]
+
+
+# token_cache: the module keeps NPM's session from its main thread once the switch is over.
+
+
+@pytest.fixture
+def npm_server():
+    with FakeNPM({ARGS['username']: ARGS['password']}) as server:
+        yield server
+
+
+def _switch_that_logs_in(fail=False):
+    """Stands for _switch.switch: a handover uses the NPM client (connect()), then ends or fails."""
+
+    def fake(run, spec, connect, check_mode=False):
+        if not check_mode:
+            connect().list_proxy_hosts()
+        if fail:
+            raise compose_switch._switch.SwitchError('the new api container never became healthy', switched=False)
+        return {'changed': not check_mode, 'differs': ['api'], 'handover': ['api'], 'recreate': [], 'steps': []}
+
+    return fake
+
+
+@pytest.mark.parametrize('fail', [False, True])
+def test_the_session_is_kept_once_the_switch_is_over(docker, monkeypatch, npm_server, tmp_path, fail):
+    cache = tmp_path / '.npm-session'
+    monkeypatch.setattr(compose_switch._switch, 'switch', _switch_that_logs_in(fail))
+    args = dict(ARGS, url=npm_server.url, token_cache=str(cache))
+    result = module_harness.run_module(compose_switch, args, FailJson if fail else module_harness.ExitJson)
+    assert os.stat(cache).st_mode & 0o777 == 0o600, 'kept after a failed switch too'
+    kept = json.loads(cache.read_text())
+    assert '-15m-' in kept['token']
+    assert ARGS['password'] not in cache.read_text()
+    assert kept['token'] not in json.dumps(result)
+    # The next run resumes it: no login.
+    npm_server.requests.clear()
+    module_harness.run_module(compose_switch, args, FailJson if fail else module_harness.ExitJson)
+    assert ('POST', '/api/tokens') not in [r[:2] for r in npm_server.requests]
+
+
+def test_no_session_is_kept_in_check_mode_or_after_a_refused_login(docker, monkeypatch, npm_server, tmp_path):
+    cache = tmp_path / '.npm-session'
+    monkeypatch.setattr(compose_switch._switch, 'switch', _switch_that_logs_in())
+    args = dict(ARGS, url=npm_server.url, token_cache=str(cache))
+    module_harness.run_module(compose_switch, dict(args, _ansible_check_mode=True))
+    assert not cache.exists()
+    with pytest.raises(compose_switch._npm.NPMAuthError):  # the fake switch lets the refused login through
+        module_harness.run_module(compose_switch, dict(args, password='not-the-password-1'), FailJson)
+    assert not cache.exists()
+    assert list(tmp_path.iterdir()) == []
