@@ -30,8 +30,8 @@ description:
   - The Docker Engine is found as the C(docker) CLI finds it (C(DOCKER_HOST), C(DOCKER_TLS_VERIFY),
     C(DOCKER_CERT_PATH), else the local socket); the API version is negotiated with the engine.
   - The checks only read. The one thing the module may remove is the deploy lock of O(release_lock), once every check
-    passed; RV(ignore:changed) stays V(false) then too (a run's lock lives only as long as the run: taking and giving it
-    back is no change of the host, as M(avatar_mgmt.ops.release_info) takes it).
+    passed. RV(ignore:changed) stays V(false) then too. A run's lock lives only as long as the run, so taking it and
+    giving it back is no change of the host (M(avatar_mgmt.ops.release_info) takes it the same way).
   - Header values are never returned or written into messages.
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
@@ -193,11 +193,11 @@ options:
   release_lock:
     description:
       - Give back the deploy lock that this run took (M(avatar_mgmt.ops.deploy_lock), or the lock option of
-        M(avatar_mgmt.ops.release_info)) in the same call, once every check passed. For a caller whose last step on
-        the host is this check (a deploy that found nothing to change): one remote call less.
-      - A check that fails leaves the lock in place: the caller still holds it for what it does next (a rollback).
-        The lock is removed only when it still carries O(release_lock.token), as
-        M(avatar_mgmt.ops.deploy_lock) with O(avatar_mgmt.ops.deploy_lock#module:state=absent) removes it; a lock
+        M(avatar_mgmt.ops.release_info)) in the same call, once every check passed. A caller whose last step on
+        the host is this check (a deploy that found nothing to change) saves one remote call.
+      - A check that fails leaves the lock in place, because the caller still holds it for what it does next (a
+        rollback). The lock is removed only when it still carries O(release_lock.token), as
+        M(avatar_mgmt.ops.deploy_lock) with O(avatar_mgmt.ops.deploy_lock#module:state=absent) removes it. A lock
         that carries another token is left in place and is no failure; a lock that cannot be removed is a warning.
         RV(lock_released) says whether the caller still has to release it.
       - In check mode the lock is not released.
