@@ -619,6 +619,36 @@ def release(path, token='', force=False, expected_fingerprint='', check_mode=Fal
     }
 
 
+def release_lock_option():
+    """The argument spec of a module's ``release_lock`` option: the lock (``path``) and ``token`` this run took,
+    given back by the module once its own work succeeded (:func:`release_after`)."""
+    return {
+        'type': 'dict',
+        'options': {
+            'path': {'type': 'path', 'required': True},
+            'token': {'type': 'str', 'required': True, 'no_log': True},
+        },
+    }
+
+
+def release_after(option, check_mode=False):
+    """Give back the lock of a ``release_lock`` option (:func:`give_back`); never raises.
+
+    Returns ``(fields, warning)``: the result fields ``lock_released``, ``released_lock`` (the lock removed, without
+    its token, or ``{}``) and ``lock_msg``, and the message to warn with when the lock could not be removed (or '').
+    ``option`` None gives the fields of no release.
+    """
+    if option is None:
+        return {'lock_released': False, 'released_lock': {}, 'lock_msg': ''}, ''
+    given_back = give_back(option['path'], option['token'], check_mode)
+    fields = {
+        'lock_released': given_back['released'],
+        'released_lock': given_back['lock'] if given_back['released'] else {},
+        'lock_msg': given_back['msg'],
+    }
+    return fields, given_back['msg'] if given_back['error'] else ''
+
+
 def give_back(path, token, check_mode=False):
     """Release the lock a task took, once that task's own work is done (``release`` by ``token``); never raises.
 

@@ -543,13 +543,7 @@ def argument_spec():
         "interval": {"type": "float", "default": 2},
         "hold": {"type": "float", "default": 0},
         "fail_on_error": {"type": "bool", "default": True},
-        "release_lock": {
-            "type": "dict",
-            "options": {
-                "path": {"type": "path", "required": True},
-                "token": {"type": "str", "required": True, "no_log": True},
-            },
-        },
+        "release_lock": _lock.release_lock_option(),
     }
 
 
@@ -599,17 +593,11 @@ def main():
 
     result = dict(changed=False, **report)
     result["msg"] = failure_message(report, deadline=params["deadline"])
-    result.update(lock_released=False, released_lock={}, lock_msg="")
     # Last, and only when healthy: a failed check leaves the lock to the caller, which acts on the failure under it.
-    if params["release_lock"] is not None and report["healthy"]:
-        given_back = _lock.give_back(params["release_lock"]["path"], params["release_lock"]["token"], module.check_mode)
-        result.update(
-            lock_released=given_back["released"],
-            released_lock=given_back["lock"] if given_back["released"] else {},
-            lock_msg=given_back["msg"],
-        )
-        if given_back["error"]:
-            module.warn(given_back["msg"])
+    fields, warning = _lock.release_after(params["release_lock"] if report["healthy"] else None, module.check_mode)
+    result.update(fields)
+    if warning:
+        module.warn(warning)
     if not report["healthy"] and params["fail_on_error"]:
         module.fail_json(**result)
     module.exit_json(**result)

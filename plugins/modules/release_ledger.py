@@ -394,13 +394,7 @@ def main():
             'owner': {'type': 'str', 'default': ''},
             'group': {'type': 'str', 'default': ''},
             'prune_images': {'type': 'bool', 'default': False},
-            'release_lock': {
-                'type': 'dict',
-                'options': {
-                    'path': {'type': 'path', 'required': True},
-                    'token': {'type': 'str', 'required': True, 'no_log': True},
-                },
-            },
+            'release_lock': _lock.release_lock_option(),
         },
         required_if=[('state', 'record', ['release'])],
         supports_check_mode=True,
@@ -440,16 +434,10 @@ def main():
         result['images_removed'], pruning = _prune_images(module, result['kept_references'])
         warnings += pruning
     # Last: the lock goes back only once the record (and the pruning, which must not race another run) is done.
-    result.update(lock_released=False, released_lock={}, lock_msg='')
-    if params['release_lock'] is not None:
-        given_back = _lock.give_back(params['release_lock']['path'], params['release_lock']['token'], module.check_mode)
-        result.update(
-            lock_released=given_back['released'],
-            released_lock=given_back['lock'] if given_back['released'] else {},
-            lock_msg=given_back['msg'],
-        )
-        if given_back['error']:
-            warnings.append(given_back['msg'])
+    fields, warning = _lock.release_after(params['release_lock'], module.check_mode)
+    result.update(fields)
+    if warning:
+        warnings.append(warning)
     for warning in warnings:
         module.warn(warning)
     before, after = result.pop('before'), result.pop('after')
