@@ -785,10 +785,10 @@ def test_connect_keeps_a_session_for_the_next_run_with_token_cache(npm, tmp_path
         'timeout': 5,
         'token_cache': str(cache),
     }
-    client, _ = _npm.connect(params, check_mode=True)
+    client = _npm.connect(params, check_mode=True)[0]
     assert client.calls == [('POST', '/api/tokens')]
     assert not cache.exists(), 'check mode writes nothing'
-    client, _ = _npm.connect(params)
+    client = _npm.connect(params)[0]
     assert client.calls == [('POST', '/api/tokens'), ('GET', '/api/tokens')], 'the login, then a 15-minute token kept'
     assert cache.stat().st_mode & 0o777 == 0o600
     kept = json.loads(cache.read_text())['token']
@@ -801,12 +801,12 @@ def test_connect_keeps_a_session_for_the_next_run_with_token_cache(npm, tmp_path
     client.list_proxy_hosts()
     assert json.loads(cache.read_text())['token'] not in (kept, client._token), 'each run keeps a new session'
     kept_text = cache.read_text()
-    client, _ = _npm.connect(params, check_mode=True)
+    client = _npm.connect(params, check_mode=True)[0]
     assert client.calls == [('GET', '/api/tokens')], 'check mode resumes too'
     assert cache.read_text() == kept_text, 'and writes nothing'
     with pytest.raises(_npm.NPMAuthError, match='refused the login'):
         _npm.connect(dict(params, password='a-wrong-password-7'))  # a kept session does not hide a wrong password
     npm.tokens.clear()  # NPM no longer knows it (expired, or NPM's keys changed)
-    client, _ = _npm.connect(params)
+    client = _npm.connect(params)[0]
     assert client.calls == [('GET', '/api/tokens'), ('POST', '/api/tokens'), ('GET', '/api/tokens')]
     assert client.list_proxy_hosts() == []
