@@ -402,17 +402,20 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
         timeout=params['timeout'],
     )
     cache = params.get('token_cache')
-    save = bool(cache) and save_session and not check_mode
-    if cache and client.resume(cache):
-        # The session an earlier run kept: no login. A new one is kept for the next run.
-        if save:
-            client.keep(cache)
-        return client, False
+    # The session an earlier run kept replaces the login; either way a new one is kept for the next run.
+    created = (
+        False if cache and client.resume(cache) else _log_in(client, params, initial_setup, check_mode, clock, sleep)
+    )
+    if cache and save_session and not check_mode:
+        client.keep(cache)  # nothing when not logged in (check mode's pending setup); never raises
+    return client, created
+
+
+def _log_in(client, params, initial_setup, check_mode, clock, sleep):
+    """:func:`connect`'s login: ``created_admin``; the client is logged in unless check mode found setup pending."""
     try:
         client.login()
-        if save:
-            client.keep(cache)
-        return client, False
+        return False
     except NPMError:
         pass  # whatever the reason, the careful way below says it (the same messages as without this try)
     try:
@@ -428,16 +431,12 @@ def connect(params, initial_setup=False, check_mode=False, clock=time.monotonic,
                 'INITIAL_ADMIN_PASSWORD. Nothing was changed.'
             )
         if check_mode:
-            return client, True
+            return True
         client.create_first_user()
         client.login()
-        if save:
-            client.keep(cache)
-        return client, True
+        return True
     client.login()
-    if save:
-        client.keep(cache)
-    return client, False
+    return False
 
 
 # ---------------------------------------------------------------------------
