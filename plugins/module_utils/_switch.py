@@ -15,7 +15,10 @@
      new container is about to join);
   2. ``docker compose up -d --no-deps --no-recreate --scale SVC=2 SVC`` starts the new
      container beside the old one (same compose definition, new image and env);
-  3. the new container must be healthy for Docker and answer HTTP on its own address;
+  3. the new container must run without restarts, not be unhealthy for Docker, and
+     answer HTTP on its own address (the health path): Docker's own healthcheck may
+     still be "starting" (its first run comes only after its interval); the deploy's
+     health gate, which follows, waits for it to say healthy;
   4. the proxy hosts are switched to the new containers' names, one PUT after the
      other (NPM is never written to twice at once), then the public side of the proxy
      must serve the expected text (the release's version) for each;
@@ -347,10 +350,13 @@ class _Switch:
                     f'(state {current["state"]}, {current["restarts"]} restarts)',
                     switched=False,
                 )
-            if current['health'] in ('healthy', '') and current['state'] == 'running' and current['ip']:
+            # Docker's healthcheck first runs one interval after the start: "starting" is not waited for
+            # (unhealthy failed above); the answer on the container's own address is the readiness.
+            if current['state'] == 'running' and current['ip']:
                 ok, reason = self.http_ok(f'http://{current["ip"]}:{svc["port"]}{svc.get("health_path", "/")}')
                 if ok:
-                    self.log(f'{service}: {current["name"]} healthy and answers on its own address')
+                    health = f'Docker health {current["health"]}' if current['health'] else 'no Docker healthcheck'
+                    self.log(f'{service}: {current["name"]} answers on its own address ({health})')
                     return current
             else:
                 reason = f'Docker health {current["health"] or "none"}, state {current["state"]}'

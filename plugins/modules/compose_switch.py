@@ -16,8 +16,9 @@ description:
     containers with the file and its env files), not the file against an older copy.
   - Each changed service listed in O(services) (the stateless ones) is handed over when O(strategy=handover) and exactly
     one of its containers runs. The proxy host is pinned to the old container's name, the new container is started
-    beside it (C(docker compose up --no-deps --scale SVC=2 --no-recreate SVC)), it must be healthy for Docker and answer
-    HTTP on its own address, the proxy host is switched to it through NPM's API (graceful reload), the public side must
+    beside it (C(docker compose up --no-deps --scale SVC=2 --no-recreate SVC)), it must run without restarts, not be unhealthy
+    for Docker and answer HTTP on its own address (a Docker healthcheck that has not run yet is not waited for, the
+    deploy's health gate waits for it), the proxy host is switched to it through NPM's API (graceful reload), the public side must
     serve O(expect), the old container is removed once the proxy's nginx workers that ran before the switch have
     finished their requests and exited (at most O(drain) seconds), and the proxy host is put back on the service's
     name (which then resolves to the new container only).
@@ -112,7 +113,7 @@ options:
     type: str
     default: proxy
   health_timeout:
-    description: Seconds the new container has to become healthy.
+    description: Seconds the new container has to answer on its own address.
     type: int
     default: 60
   verify_timeout:

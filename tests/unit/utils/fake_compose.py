@@ -8,7 +8,8 @@
 also the image and version label); ``up --dry-run`` prints ``Recreated`` for a container
 whose config differs, ``Created`` for a missing service; ``--scale S=2 --no-recreate``
 adds a container numbered after the highest; a config in ``broken`` restarts forever,
-one in ``unhealthy`` runs unhealthy.
+one in ``unhealthy`` runs unhealthy, one in ``starting`` runs and answers while Docker's healthcheck has
+not run yet.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ PROJECT = 'avatar-production'
 class FakeDocker:
     """Containers of one compose project; ``desired`` is what the compose file on disk says per service."""
 
-    def __init__(self, desired, broken=(), unhealthy=()):
+    def __init__(self, desired, broken=(), unhealthy=(), starting=()):
         self.desired = dict(desired)
         self.broken = set(broken)
         self.unhealthy = set(unhealthy)
+        self.starting = set(starting)
         self.containers = {}
         self.calls = []
         # What `docker top` shows of the proxy's nginx workers, call after call (the last one repeats);
@@ -77,7 +79,7 @@ class FakeDocker:
         }
 
     def _health(self, c):
-        if c['state'] != 'running':
+        if c['state'] != 'running' or c['config'] in self.starting:
             return 'starting'
         return 'unhealthy' if c['config'] in self.unhealthy else 'healthy'
 

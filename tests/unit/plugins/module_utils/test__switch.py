@@ -395,6 +395,38 @@ def test_a_container_that_cannot_be_removed_is_an_error_even_beside_one_already_
     docker_gone.remove_all(['aaa'])  # already gone: nothing to report
 
 
+def test_a_new_container_whose_docker_healthcheck_has_not_run_yet_is_handed_over_once_it_answers(npm):
+    # Docker's first healthcheck comes one interval after the start: the handover does not wait for it
+    # (the deploy's health gate does); the answer on the container's own address is what counts.
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, starting={'v2'})
+    docker.desired.update(api='v2')
+    result = _switch_run(docker, npm)
+    assert result['services']['api']['action'] == 'handover'
+    assert [docker.containers[c]['config'] for c in docker.of('api')] == ['v2']
+    ready = f'api: {PROJECT}-api-2 answers on its own address (Docker health starting)'
+    assert any(step.endswith(ready) for step in result['steps'])
+
+
+def test_a_new_container_that_does_not_answer_is_not_handed_over_whatever_docker_says(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, starting={'v2'})
+    old = docker.of('api')
+    docker.desired.update(api='v2')
+    ticks = iter(range(10_000))
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch.switch(
+            docker,
+            _spec(npm),
+            _connect(npm),
+            clock=lambda: float(next(ticks)),
+            sleep=lambda s: None,
+            http_ok=lambda url: (False, 'connection refused'),
+        )
+    assert err.value.switched is False
+    assert 'did not become ready' in str(err.value)
+    assert 'connection refused' in str(err.value)
+    assert docker.of('api') == old
+
+
 def test_both_proxy_hosts_are_switched_before_either_is_verified(npm):
     docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
     docker.desired.update(api='v2', frontend='v2')
@@ -411,8 +443,8 @@ def test_both_proxy_hosts_are_switched_before_either_is_verified(npm):
     assert order == [
         f'api: started {PROJECT}-api-2 beside {PROJECT}-api-1',
         f'frontend: started {PROJECT}-frontend-2 beside {PROJECT}-frontend-1',
-        f'api: {PROJECT}-api-2 healthy and answers on its own address',
-        f'frontend: {PROJECT}-frontend-2 healthy and answers on its own address',
+        f'api: {PROJECT}-api-2 answers on its own address (Docker health healthy)',
+        f'frontend: {PROJECT}-frontend-2 answers on its own address (Docker health healthy)',
         f'api: proxy forwards to {PROJECT}-api-2',
         f'frontend: proxy forwards to {PROJECT}-frontend-2',
         "api: the proxy serves '-2:3000'",
