@@ -249,82 +249,22 @@ versions:
   sample: [v1.2.0, v1.2.0-rc.1, v1.1.0]
 '''
 
-import sys
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._http import (
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
-)
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._oci import (
-    RegistryClient,
-    RegistryError,
-)
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils._release import (
-    PrereleaseRefused,
-    ResolutionError,
-    resolve_release,
-    validate_inputs,
-)
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_tag
 
 
 def main():
+    # The action plugin of the same name runs _release_tag.resolve on the controller without this module;
+    # the module is what runs when the task is sent elsewhere.
     module = AnsibleModule(
-        argument_spec={
-            'registry': {'type': 'str', 'default': 'ghcr.io'},
-            'endpoint': {'type': 'str'},
-            'repository': {'type': 'str', 'default': 'rayhu/avatar-mgmt'},
-            'images': {'type': 'list', 'elements': 'str', 'default': ['api', 'frontend']},
-            'tag': {'type': 'str', 'required': True},
-            'username': {'type': 'str'},
-            'password': {'type': 'str', 'no_log': True},
-            'ca_path': {'type': 'path'},
-            'validate_certs': {'type': 'bool', 'default': True},
-            'timeout': {'type': 'int', 'default': 30},
-            'allow_prerelease': {'type': 'bool', 'default': True},
-        },
-        required_together=[['username', 'password']],
+        argument_spec=_release_tag.ARGUMENT_SPEC,
+        required_together=_release_tag.REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
-    params = module.params
-    if not HAS_REQUESTS:
-        module.fail_json(
-            msg=f'The Python library requests is missing from {sys.executable}, where release_tag runs (usually the '
-            'controller): install the collection\'s requirements.txt (pip install -r requirements.txt) or the '
-            'python3-requests package. Nothing was requested from the registry.',
-            exception=REQUESTS_IMPORT_ERROR,
-            changed=False,
-        )
-
-    # Validate everything before any network request.
-    try:
-        validate_inputs(params['repository'], params['images'], params['tag'])
-        if params['timeout'] < 1:
-            raise ValueError(f"timeout must be at least 1 second, got {params['timeout']}")
-        client = RegistryClient(
-            registry=params['registry'],
-            endpoint=params['endpoint'] or None,
-            username=params['username'],
-            password=params['password'],
-            ca_path=params['ca_path'],
-            validate_certs=params['validate_certs'],
-            timeout=params['timeout'],
-        )
-    except (ValueError, RegistryError) as exc:
-        module.fail_json(msg=str(exc), changed=False)
-
-    try:
-        result = resolve_release(
-            client, params['repository'], params['images'], params['tag'], allow_prerelease=params['allow_prerelease']
-        )
-    except PrereleaseRefused as exc:
-        module.fail_json(msg=str(exc), changed=False, refused_prerelease=exc.version)
-    except (ValueError, ResolutionError, RegistryError) as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    finally:
-        client.close()
-
-    module.exit_json(changed=False, **result)
+    result = _release_tag.resolve(module.params)
+    if result.pop('failed', False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':
