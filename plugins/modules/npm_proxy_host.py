@@ -89,6 +89,29 @@ options:
       - V(0) asks once.
     type: int
     default: 0
+  declared_marker:
+    description:
+      - After a declaration that succeeded (not in check mode), record O(declared_marker.key) with the state of NPM's
+        database file then (size, modification time, inode) in O(declared_marker.path), mode C(0600), whole or not at all.
+      - NPM rewrites its database on every change of a host, certificate, access list, user or setting, whoever
+        makes it. M(avatar_mgmt.ops.release_info) (its O(avatar_mgmt.ops.release_info#module:proxy_marker) option)
+        tells a later run whether the database is still exactly in that state, so that the caller can leave out a
+        declaration with the same key; avatar_mgmt.ops.compose_deploy does on a deploy that changes nothing.
+      - The record holds no secret. A record that cannot be written is a warning, never a failure.
+    type: dict
+    suboptions:
+      path:
+        description: The record, such as the deploy directory's C(.npm-declared).
+        type: path
+        required: true
+      key:
+        description: What identifies the declaration (the caller's hash of every setting of it).
+        type: str
+        required: true
+      database:
+        description: NPM's SQLite database as this host sees it (C(<data volume>/database.sqlite)).
+        type: path
+        required: true
   hosts:
     description:
       - Several proxy hosts, converged in one call over one login, in order; see B(Several hosts in one call) above.
@@ -529,6 +552,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+declared_marker:
+  description: Whether the declaration was recorded in O(declared_marker.path) (false when NPM's database is not there).
+  returned: when O(declared_marker) is set, not in check mode
+  type: bool
+  sample: true
 id:
   description: NPM's id of the host (V(null) when it does not exist, or would be created in check mode).
   returned: without O(hosts)
@@ -615,7 +643,7 @@ restored:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _proxy_marker
 
 
 def host_options():
@@ -703,6 +731,14 @@ def argument_spec():
         {
             'initial_setup': {'type': 'bool', 'default': False},
             'api_timeout': {'type': 'int', 'default': 0},
+            'declared_marker': {
+                'type': 'dict',
+                'options': {
+                    'path': {'type': 'path', 'required': True},
+                    'key': {'type': 'str', 'required': True},
+                    'database': {'type': 'path', 'required': True},
+                },
+            },
             'hosts': {
                 'type': 'list',
                 'elements': 'dict',
@@ -756,7 +792,17 @@ def main():
             'diff': diffs,
         }
 
-    module.exit_json(**_npm.run_module(module, work))
+    result = _npm.run_module(module, work)
+    marker = module.params['declared_marker']
+    if marker and not module.check_mode:
+        # After the last write NPM answered (it commits before answering). A failed run writes nothing here: what
+        # it changed in NPM changed the database, so an older record no longer counts as current.
+        try:
+            result['declared_marker'] = _proxy_marker.write(marker['path'], marker['key'], marker['database'])
+        except OSError as exc:
+            result['declared_marker'] = False
+            module.warn(f"The declaration could not be recorded in {marker['path']}: {exc.strerror or exc}.")
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

@@ -97,6 +97,21 @@ options:
       - Return in RV(free_space_mb) the free space of the filesystem that holds this folder, as C(df -Pm) shows it.
       - The module fails when the folder cannot be measured (it does not exist, for example).
     type: path
+  proxy_marker:
+    description:
+      - Read the record of the last declaration of the proxy hosts (written by M(avatar_mgmt.ops.npm_proxy_host), its
+        O(avatar_mgmt.ops.npm_proxy_host#module:declared_marker) option) and answer in RV(proxy_marker) whether NPM's
+        database is still exactly as that declaration left it.
+    type: dict
+    suboptions:
+      path:
+        description: The record.
+        type: path
+        required: true
+      database:
+        description: NPM's SQLite database, as named when the record was written.
+        type: path
+        required: true
   images:
     description:
       - Image references to look for on the host (C(repo@sha256:...) or C(repo:tag)), answered in
@@ -488,6 +503,15 @@ free_space_mb:
   returned: when O(free_space_path) is set
   type: int
   sample: 18432
+proxy_marker:
+  description:
+    - The key of the last recorded declaration of the proxy hosts (V('') when there is none) and whether NPM is unchanged
+      since (C(current)), with the reason.
+    - C(current) is true only when the record is a regular file of this user that no one else may write, names
+      O(proxy_marker.database), and that file has exactly the recorded size, modification time and inode.
+  returned: when O(proxy_marker) is set
+  type: dict
+  sample: {key: 3f1c0e..., current: true, reason: "NPM's database is unchanged since the declaration"}
 images_present:
   description: The references of O(images) (and, with O(current_images), of the current release) that are on the host.
   returned: when O(images) is not empty or O(current_images=true)
@@ -607,6 +631,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import (
     _ledger,
     _lock,
+    _proxy_marker,
     _release_files,
     _release_info,
     _switch,
@@ -685,6 +710,8 @@ def _read(module, host, lock_path, taken):
         if loaded.problem:
             module.warn(loaded.problem)
     result.update(extra)
+    if params['proxy_marker'] is not None:
+        result['proxy_marker'] = _proxy_marker.read(params['proxy_marker']['path'], params['proxy_marker']['database'])
     if compare_answer is not None:
         result.update(compare_answer)
     return result
@@ -776,6 +803,10 @@ def main():
             'current_images': {'type': 'bool', 'default': False},
             'keep': {'type': 'int'},
             'lock': {'type': 'dict', 'options': LOCK_OPTIONS},
+            'proxy_marker': {
+                'type': 'dict',
+                'options': {'path': {'type': 'path', 'required': True}, 'database': {'type': 'path', 'required': True}},
+            },
             'compare': {
                 'type': 'dict',
                 'options': dict(

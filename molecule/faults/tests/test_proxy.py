@@ -6,6 +6,7 @@
 
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -137,3 +138,39 @@ def _forward(domain, forward_host, expect):
         f"expect={expect}",
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+def _api_server(host):
+    """The upstream that NPM's nginx file of the api's proxy host names (``set $server "...";``)."""
+    conf = host.check_output(
+        f"sudo sh -c 'cd {DIR}/jc21/data/nginx/proxy_host && cat $(grep -l \"server_name {DOMAINS['api']};\" *.conf)'"
+    )
+    found = re.search(r'set \$server\s+"([^"]+)";', conf)
+    assert found, conf
+    return found.group(1)
+
+
+def test_a_deploy_that_changes_nothing_leaves_out_a_declaration_npm_holds_and_redeclares_after_any_change(host):
+    version = json.loads(host.check_output(f"curl -s -H 'Host: {DOMAINS['api']}' http://127.0.0.1/api/version"))[
+        "backend"
+    ]["version"]
+    held = "The proxy hosts were not declared again"
+    first = playbook("deploy.yml", "-e", f"image_tag={version}")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    second = playbook("deploy.yml", "-e", f"image_tag={version}")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
+    assert held in second.stdout, "nothing changed NPM since the first run's declaration"
+    # NPM changed outside the collection, as from its web UI: the api's proxy host names the api container itself.
+    container = host.check_output(
+        f"docker ps --filter label=com.docker.compose.project={PROJECT} "
+        "--filter label=com.docker.compose.service=api --format '{{.Names}}'"
+    )
+    _forward(DOMAINS["api"], container, version)
+    assert _api_server(host) == container
+    third = playbook("deploy.yml", "-e", f"image_tag={version}")
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-2000:]
+    assert held not in third.stdout
+    assert _api_server(host) == "api", "the declaration put the proxy host back on the service name"
+    fourth = playbook("deploy.yml", "-e", f"image_tag={version}")
+    assert fourth.returncode == 0, fourth.stdout[-3000:] + fourth.stderr[-2000:]
+    assert held in fourth.stdout

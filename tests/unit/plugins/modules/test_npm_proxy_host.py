@@ -713,3 +713,34 @@ def test_api_timeout_waits_while_npm_starts(npm, monkeypatch):
     assert result['changed'] is True
     assert [r[:2] for r in npm.requests].count(('GET', '/api/')) == 3, 'one without api_timeout, two with it'
     assert starting['left'] == 0
+
+
+@pytest.mark.usefixtures('patched')
+def test_a_declaration_that_succeeds_is_recorded_and_check_mode_or_a_failure_records_nothing(npm, tmp_path):
+    from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _proxy_marker
+
+    database = tmp_path / 'database.sqlite'
+    database.write_bytes(b'SQLite format 3\x00')
+    marker = tmp_path / '.npm-declared'
+    declared = {'path': str(marker), 'key': 'k1', 'database': str(database)}
+    preview = _run(_args(npm, declared_marker=declared, _ansible_check_mode=True))
+    assert 'declared_marker' not in preview
+    assert not marker.exists()
+    _run(_args(npm, domain_names=['taken.example.com']))
+    _run(_args(npm))
+    both = ['avatar.example.com', 'taken.example.com']
+    refused = _run(_args(npm, declared_marker=declared, domain_names=both), FailJson)
+    assert 'already serves taken.example.com' in refused['msg']
+    assert not marker.exists()
+    result = _run(_args(npm, declared_marker=declared))
+    assert result['declared_marker'] is True
+    assert _proxy_marker.read(str(marker), str(database)) == {
+        'key': 'k1',
+        'current': True,
+        'reason': "NPM's database is unchanged since the declaration",
+    }
+    assert PASSWORD not in marker.read_text()
+    database.unlink()
+    gone = _run(_args(npm, declared_marker=dict(declared, key='k2')))
+    assert gone['declared_marker'] is False
+    assert not marker.exists()

@@ -84,6 +84,7 @@ def test_documentation_parses(monkeypatch):
         'keep',
         'lock',
         'compare',
+        'proxy_marker',
     }
 
 
@@ -294,8 +295,8 @@ def test_everything_a_deploy_asks_in_one_call(tmp_path, monkeypatch):
     assert result['kept_references'] == [f'r/api@{DIGEST}', f'r/api@{OLD}']
     assert result['agrees'] is True
     assert result['releases'] == []
-    documented = set(yaml.safe_load(release_info.RETURN)) - LOCK_KEYS - COMPARE_KEYS
-    assert set(result) - {'changed'} == documented, 'every documented key but those of the lock and compare options'
+    documented = set(yaml.safe_load(release_info.RETURN)) - LOCK_KEYS - COMPARE_KEYS - {'proxy_marker'}
+    assert set(result) - {'changed'} == documented, 'every documented key but those of the lock, compare, proxy_marker'
     assert not (tmp_path / 'releases' / 'index.json.last-good').exists(), 'read only'
 
 
@@ -611,3 +612,29 @@ def test_no_docker_cli_leaves_drift_unknown_instead_of_failing(tmp_path, monkeyp
     result = run(compare_args(tmp_path))
     assert result['drift'] is None
     assert 'could not be run' in result['drift_error']
+
+
+def test_the_proxy_marker_says_whether_npm_is_unchanged_since_the_recorded_declaration(tmp_path, monkeypatch):
+    from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _proxy_marker
+
+    deploy_ledger(tmp_path)
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api()]})
+    database = tmp_path / 'jc21' / 'data' / 'database.sqlite'
+    database.parent.mkdir(parents=True)
+    database.write_bytes(b'SQLite format 3\x00')
+    marker = tmp_path / '.npm-declared'
+    args = {
+        'project_dir': str(tmp_path),
+        'project_name': 'p',
+        'proxy_marker': {'path': str(marker), 'database': str(database)},
+    }
+    assert run(args)['proxy_marker'] == {'key': '', 'current': False, 'reason': 'no declaration recorded'}
+    _proxy_marker.write(str(marker), 'k1', str(database))
+    held = run(args)['proxy_marker']
+    assert held['key'] == 'k1'
+    assert held['current'] is True
+    database.write_bytes(b'SQLite format 3\x00 a row')
+    changed = run(dict(args, _ansible_check_mode=True))['proxy_marker']
+    assert changed['current'] is False
+    assert changed['key'] == 'k1'
+    assert 'proxy_marker' not in run({'project_dir': str(tmp_path), 'project_name': 'p'})

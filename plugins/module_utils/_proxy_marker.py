@@ -1,0 +1,113 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The record of the last declaration of the proxy hosts, and whether NPM changed since.
+
+avatar_mgmt.ops.npm_proxy_host (option ``declared_marker``) writes, after a declaration that
+succeeded, a small JSON file: the declaration's ``key`` (a hash the caller computes from every
+setting of the declaration, no secret in it) and the state of NPM's database file then (size,
+modification and change times in ns, inode, device). NPM (better-sqlite3, rollback journal) rewrites that file on every
+change of a proxy host, certificate, access list, user or setting, whoever makes it: the
+collection, the web UI or NPM itself (a renewal).
+
+avatar_mgmt.ops.release_info (option ``proxy_marker``) reads the file back: ``current`` is true only
+when the file is a regular file of this user, writable by it alone, names the same database, and
+that database has exactly the recorded state. The caller then knows that NPM holds what the
+declaration with ``key`` left, without asking NPM. Anything else (no file, a damaged one, another
+database, any change) is not current, and the caller declares again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+MAX_BYTES = 4096
+
+
+def database_state(path):
+    """``{size, mtime_ns, ctime_ns, inode, device}`` of the regular file ``path`` (links followed), or None.
+
+    The change time cannot be set back: a file put back from a copy (a restore) differs in it.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return {
+        'size': st.st_size,
+        'mtime_ns': st.st_mtime_ns,
+        'ctime_ns': st.st_ctime_ns,
+        'inode': st.st_ino,
+        'device': st.st_dev,
+    }
+
+
+def remove(path):
+    """Remove the marker (a declaration is under way or failed); True when there was one."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def write(path, key, database):
+    """Record ``key`` with the database's state now, whole or not at all (mode 0600); False without a database."""
+    state = database_state(database)
+    if state is None:
+        remove(path)
+        return False
+    text = json.dumps({'key': key, 'database': database, 'state': state}, sort_keys=True)
+    tmp = f'{path}.tmp-{os.getpid()}'
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove(tmp)
+        raise
+    return True
+
+
+def read(path, database):
+    """``{key, current, reason}``: the recorded key ('' when none) and whether NPM is unchanged since."""
+
+    def answer(reason, key=''):
+        return {'key': key, 'current': False, 'reason': reason}
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return answer('no declaration recorded')
+    except OSError as exc:
+        return answer(f'the record cannot be read ({exc.strerror or exc})')
+    if not stat.S_ISREG(st.st_mode):
+        return answer('the record is not a regular file')
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return answer('the record is not this user\'s alone')
+    if st.st_size > MAX_BYTES:
+        return answer('the record is too large')
+    try:
+        with open(path, encoding='utf-8') as handle:
+            data = json.load(handle)
+        key, recorded, state = data['key'], data['database'], data['state']
+        if not isinstance(key, str) or not isinstance(state, dict):
+            raise TypeError('bad types')
+    except (OSError, ValueError, KeyError, TypeError):
+        return answer('the record is damaged')
+    if recorded != database:
+        return answer(f'the record names another database ({recorded})', key)
+    now = database_state(database)
+    if now is None:
+        return answer(f'NPM\'s database {database} is not there', key)
+    if now != state:
+        return answer('NPM\'s database changed since the declaration', key)
+    return {'key': key, 'current': True, 'reason': 'NPM\'s database is unchanged since the declaration'}
