@@ -51,9 +51,9 @@ def resolve(params):
     password = params.get('password')
     if not HAS_REQUESTS:
         return _failed(
-            f'The Python library requests is missing from {sys.executable}, where release_tag runs (usually the '
-            'controller): install the collection\'s requirements.txt (pip install -r requirements.txt) or the '
-            'python3-requests package. Nothing was requested from the registry.',
+            f'The Python library requests is missing from {sys.executable}, where release_tag runs (the Python that '
+            'runs Ansible on the control node): install the collection\'s requirements.txt into it (pip install -r '
+            'requirements.txt, or pipx inject ansible-core requests). Nothing was requested from the registry.',
             password,
             exception=REQUESTS_IMPORT_ERROR,
         )

@@ -17,17 +17,18 @@
      container beside the old one (same compose definition, new image and env);
   3. the new container must run without restarts, not be unhealthy for Docker, and
      answer HTTP on its own address (the health path): Docker's own healthcheck may
-     still be "starting" (its first run comes only after its interval); the deploy's
-     health gate, which follows, waits for it to say healthy;
+     still be "starting" (its first run comes only after its interval);
   4. the proxy hosts are switched to the new containers' names, one PUT after the
      other (NPM is never written to twice at once), then the public side of the proxy
      must serve the expected text (the release's version) for each;
-  5. once the proxy's nginx workers from before the last reload have exited (at most
-     the drain period) the old containers are stopped and removed;
+  5. the new containers must have run ``settle`` seconds since their start (the time of
+     steps 3 and 4 counts) without a restart, never unhealthy, and still answer on their
+     own address; then, once the proxy's nginx workers from before the last reload have
+     exited (at most the drain period), the old containers are stopped and removed;
   6. the proxy host is put back on the service alias, which now resolves to the new
      container only (so the declared proxy hosts never change between runs).
 
-  A failure up to step 4 puts each proxy host back on its old container, removes the
+  A failure up to the settling of step 5 puts each proxy host back on its old container, removes the
   new containers and puts the proxy hosts back on the alias; the message says "Nothing
   was switched" only when it checked that each old container still runs with the same
   id, alone, and each proxy host forwards to the alias again.
@@ -368,6 +369,47 @@ class _Switch:
                 )
             self.sleep(self.spec.get('interval', 1.0))
 
+    def settle(self, news, started):
+        """Wait until the new containers have run ``settle`` seconds since their start, checking them as they do.
+
+        Each must keep running without a restart, never be unhealthy for Docker, and at the end still answer
+        on its own address; otherwise SwitchError (the caller undoes the switch: the old containers still run).
+        The time since the start already includes the proxy's switch and the checks of the public side.
+        """
+        limit = float(self.spec.get('settle', 0) or 0)
+        while True:
+            for service, container in news.items():
+                current = self.docker.inspect(container['id'])
+                problem = None
+                if current is None:
+                    problem = 'disappeared'
+                elif current['state'] != 'running' or current['restarts'] > 0:
+                    problem = f'stopped (state {current["state"]}, {current["restarts"]} restarts)'
+                elif current['health'] == 'unhealthy':
+                    problem = 'turned unhealthy for Docker (its compose healthcheck)'
+                if problem:
+                    raise SwitchError(
+                        f'the new {service} container {container["name"]} {problem} '
+                        f'{self.clock() - started:.1f}s after its start, within the {limit:g}s it must settle',
+                        switched=False,
+                    )
+            left = limit - (self.clock() - started)
+            if left <= 0:
+                break
+            self.sleep(min(0.5, left))
+        if limit > 0:
+            for service, container in news.items():
+                current = self.docker.inspect(container['id']) or container
+                svc = self.spec['services'][service]
+                ok, reason = self.http_ok(f'http://{current["ip"]}:{svc["port"]}{svc.get("health_path", "/")}')
+                if not ok:
+                    raise SwitchError(
+                        f'the new {service} container {container["name"]} stopped answering on its own address '
+                        f'within the {limit:g}s it must settle ({reason})',
+                        switched=False,
+                    )
+            self.log(f'{", ".join(news)}: the new containers ran {self.clock() - started:.1f}s without a restart')
+
     def handover(self, olds, expect):
         """Hand every service of ``olds`` (``{service: old container}``) over together; ``{service: new container}``."""
         services = list(olds)
@@ -377,6 +419,7 @@ class _Switch:
                 self.forward(service, olds[service]['name'])
             scale = [a for service in services for a in ('--scale', f'{service}=2')]
             self.docker.up(services, extra=('--no-deps', '--no-recreate', *scale))
+            started = self.clock()
             now = self.docker.containers()
             for service in services:
                 found = [c for c in now.get(service, []) if c['id'] != olds[service]['id']]
@@ -402,6 +445,9 @@ class _Switch:
                 self.forward(service, news[service]['name'])
             for service in services:
                 self.verify(service, expect)
+            # The old containers still run: a new one that stops, restarts or turns unhealthy within its first
+            # `settle` seconds is caught here, where the switch can still be undone without a lost request.
+            self.settle(news, started)
             if serving is not None:
                 # A reload of an earlier PUT may have started its workers after the snapshot: once the last
                 # reload serves, every worker from before it is shutting down, those included.

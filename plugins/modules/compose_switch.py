@@ -17,10 +17,11 @@ description:
   - Each changed service listed in O(services) (the stateless ones) is handed over when O(strategy=handover) and exactly
     one of its containers runs. The proxy host is pinned to the old container's name, the new container is started
     beside it (C(docker compose up --no-deps --scale SVC=2 --no-recreate SVC)), it must run without restarts, not be unhealthy
-    for Docker and answer HTTP on its own address (a Docker healthcheck that has not run yet is not waited for, the
-    deploy's health gate waits for it), the proxy host is switched to it through NPM's API (graceful reload), the public side must
-    serve O(expect), the old container is removed once the proxy's nginx workers that ran before the switch have
-    finished their requests and exited (at most O(drain) seconds), and the proxy host is put back on the service's
+    for Docker and answer HTTP on its own address (a Docker healthcheck that has not run yet is not waited for), the proxy
+    host is switched to it through NPM's API (graceful reload), the public side must serve O(expect), the new container
+    must have run O(settle) seconds without a restart and still answer, the old container is removed once the proxy's
+    nginx workers that ran before the switch have finished their requests and exited (at most O(drain) seconds), and
+    the proxy host is put back on the service's
     name (which then resolves to the new container only).
   - With several services handed over, each step is taken for all of them together; the proxy hosts are switched
     one PUT after the other (never two writes to NPM at once), then the public side is checked for each.
@@ -108,6 +109,16 @@ options:
         Without such a container the wait is always O(drain) seconds.
     type: float
     default: 3
+  settle:
+    description:
+      - Seconds the new containers must have run since their start, without a restart, never unhealthy for Docker,
+        and still answering on their own address, before the old containers are removed. The time the proxy's
+        switch and the check of its public side take counts.
+      - A new container that fails within it is removed and the proxy hosts go back to the old containers, which
+        never stopped serving (RV(switched) false).
+      - V(0) removes the old containers as soon as the proxy's workers have drained.
+    type: float
+    default: 2
   proxy_service:
     description: The compose service of the project that runs nginx-proxy-manager (its workers tell when the drain is over).
     type: str
@@ -208,6 +219,7 @@ def main():
             'expect': {'type': 'str', 'required': True},
             'proxy_url': {'type': 'str', 'default': 'http://127.0.0.1:80'},
             'drain': {'type': 'float', 'default': 3},
+            'settle': {'type': 'float', 'default': 2},
             'proxy_service': {'type': 'str', 'default': 'proxy'},
             'health_timeout': {'type': 'int', 'default': 60},
             'verify_timeout': {'type': 'int', 'default': 30},
@@ -254,6 +266,7 @@ def _run_switch(module, params, run, connect):
             'expect': params['expect'],
             'proxy_url': params['proxy_url'],
             'drain': params['drain'],
+            'settle': params['settle'],
             'proxy_service': params['proxy_service'],
             'health_timeout': params['health_timeout'],
             'verify_timeout': params['verify_timeout'],

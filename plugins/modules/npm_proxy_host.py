@@ -92,12 +92,14 @@ options:
   declared_marker:
     description:
       - After a declaration that succeeded (not in check mode), record O(declared_marker.key) with the state of NPM's
-        database file then (size, modification time, inode) in O(declared_marker.path), mode C(0600), whole or not at all.
+        database file then (size, modification and change times, inode, device) in O(declared_marker.path), mode
+        C(0600), whole or not at all.
       - NPM rewrites its database on every change of a host, certificate, access list, user or setting, whoever
         makes it. M(avatar_mgmt.ops.release_info) (its O(avatar_mgmt.ops.release_info#module:proxy_marker) option)
         tells a later run whether the database is still exactly in that state, so that the caller can leave out a
         declaration with the same key; avatar_mgmt.ops.compose_deploy does on a deploy that changes nothing.
-      - The record holds no secret. A record that cannot be written is a warning, never a failure.
+      - The record holds the key and the file state only. A record that cannot be written is a warning, never a
+        failure.
     type: dict
     suboptions:
       path:
@@ -105,7 +107,9 @@ options:
         type: path
         required: true
       key:
-        description: What identifies the declaration (the caller's hash of every setting of it).
+        description:
+          - What identifies the declaration (the caller's hash of every setting of it, secrets included, so that it
+            tells nothing about any one of them).
         type: str
         required: true
       database:
@@ -553,7 +557,10 @@ EXAMPLES = r'''
 
 RETURN = r'''
 declared_marker:
-  description: Whether the declaration was recorded in O(declared_marker.path) (false when NPM's database is not there).
+  description:
+    - Whether the declaration was recorded in O(declared_marker.path).
+    - False when NPM's database is not there (the record is then removed) or the record could not be written (a
+      warning says why).
   returned: when O(declared_marker) is set, not in check mode
   type: bool
   sample: true
@@ -735,7 +742,8 @@ def argument_spec():
                 'type': 'dict',
                 'options': {
                     'path': {'type': 'path', 'required': True},
-                    'key': {'type': 'str', 'required': True},
+                    # A hash of every setting, secrets included: it tells nothing about any one of them.
+                    'key': {'type': 'str', 'required': True, 'no_log': False},
                     'database': {'type': 'path', 'required': True},
                 },
             },

@@ -508,7 +508,8 @@ proxy_marker:
     - The key of the last recorded declaration of the proxy hosts (V('') when there is none) and whether NPM is unchanged
       since (C(current)), with the reason.
     - C(current) is true only when the record is a regular file of this user that no one else may write, names
-      O(proxy_marker.database), and that file has exactly the recorded size, modification time and inode.
+      O(proxy_marker.database), and that file has exactly the recorded size, modification and change times, inode
+      and device.
   returned: when O(proxy_marker) is set
   type: dict
   sample: {key: 3f1c0e..., current: true, reason: "NPM's database is unchanged since the declaration"}

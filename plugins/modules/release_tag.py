@@ -38,8 +38,9 @@ description:
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
 requirements:
-  - the Python library C(requests) 2.25 or later where the module runs, usually the controller (it is in the
-    collection's C(requirements.txt)); without it the module fails with a message saying so and requests nothing
+  - the Python library C(requests) 2.25 or later in the Python that runs Ansible on the control node (it is in the
+    collection's C(requirements.txt) and the execution environment); without it the task fails with a message saying
+    so and requests nothing
 attributes:
   check_mode:
     support: full
@@ -114,7 +115,9 @@ options:
     default: true
     version_added: 0.2.0
 notes:
-  - The module runs where the task runs; it is usually delegated to the controller with C(delegate_to=localhost).
+  - The resolution always runs on the control node, in the Python that runs Ansible (an action plugin of the same name);
+    C(delegate_to), C(become) and the interpreter of the task's host do not move it. The task's C(environment)
+    (C(HTTPS_PROXY), C(NO_PROXY), C(REQUESTS_CA_BUNDLE)) applies to its requests.
   - Transient errors (HTTP 429, 5xx, connection errors) are retried a few times with exponential backoff,
     honouring C(Retry-After).
 seealso:
@@ -254,8 +257,8 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_ta
 
 
 def main():
-    # The action plugin of the same name runs _release_tag.resolve on the controller without this module;
-    # the module is what runs when the task is sent elsewhere.
+    # The action plugin of the same name runs _release_tag.resolve in the controller's worker: a playbook never runs
+    # this module; it stays for ansible-doc, the argument spec and a direct run (python -m, tests).
     module = AnsibleModule(
         argument_spec=_release_tag.ARGUMENT_SPEC,
         required_together=_release_tag.REQUIRED_TOGETHER,

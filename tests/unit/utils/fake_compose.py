@@ -9,7 +9,7 @@ also the image and version label); ``up --dry-run`` prints ``Recreated`` for a c
 whose config differs, ``Created`` for a missing service; ``--scale S=2 --no-recreate``
 adds a container numbered after the highest; a config in ``broken`` restarts forever,
 one in ``unhealthy`` runs unhealthy, one in ``starting`` runs and answers while Docker's healthcheck has
-not run yet.
+not run yet, one in ``crashing`` (config -> n) exits after ``n`` inspections of it and Docker restarts it.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ PROJECT = 'avatar-production'
 class FakeDocker:
     """Containers of one compose project; ``desired`` is what the compose file on disk says per service."""
 
-    def __init__(self, desired, broken=(), unhealthy=(), starting=()):
+    def __init__(self, desired, broken=(), unhealthy=(), starting=(), crashing=None):
         self.desired = dict(desired)
+        self.crashing = dict(crashing or {})
         self.broken = set(broken)
         self.unhealthy = set(unhealthy)
         self.starting = set(starting)
@@ -47,6 +48,7 @@ class FakeDocker:
             'config': config,
             'state': 'restarting' if broken else 'running',
             'restarts': 2 if broken else 0,
+            'inspected': 0,
         }
         return cid
 
@@ -62,6 +64,9 @@ class FakeDocker:
 
     def _inspect(self, cid):
         c = self.containers[cid]
+        c['inspected'] += 1
+        if c['config'] in self.crashing and c['inspected'] > self.crashing[c['config']]:
+            c['state'], c['restarts'] = 'restarting', 1
         return {
             'Id': cid,
             'Name': '/' + self.name(cid),

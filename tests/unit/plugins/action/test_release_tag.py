@@ -10,10 +10,12 @@ The registry is a real HTTP server in the test (FakeRegistry, Bearer auth); no m
 
 from __future__ import annotations
 
+import os
 from unittest.mock import MagicMock
 
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.action.release_tag import ActionModule
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_tag
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import FakeRegistry, Manifest
@@ -32,19 +34,33 @@ def repos():
     return result
 
 
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch):
+    original_init = _oci.RegistryClient.__init__
+
+    def init(self, *args, **kwargs):
+        kwargs.setdefault('sleep', lambda _s: None)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(_oci.RegistryClient, '__init__', init)
+
+
 @pytest.fixture(scope='module')
 def registry():
     with FakeRegistry(repos(), auth='bearer', username='me', password=PASSWORD) as reg:
         yield reg
 
 
-def plugin_run(args, check_mode=False):
+def plugin_run(args, check_mode=False, environment=None):
     task = MagicMock()
     task.args = args
     task.async_val = 0
     task.check_mode = check_mode
     task.action = 'avatar_mgmt.ops.release_tag'
-    action = ActionModule(task, MagicMock(), MagicMock(), MagicMock(), MagicMock())
+    task.environment = environment
+    templar = MagicMock()
+    templar.template = lambda value: value
+    action = ActionModule(task, MagicMock(), MagicMock(), MagicMock(), templar, MagicMock())
 
     def no_module(*_args, **_kwargs):
         raise AssertionError('release_tag resolves in the worker: no module run')
@@ -96,3 +112,19 @@ def test_a_refused_pre_release_names_it_and_a_wrong_password_never_shows(registr
     denied = plugin_run({'registry': registry.url, 'tag': 'latest', 'username': 'me', 'password': wrong})
     assert denied['failed'] is True
     assert wrong not in repr(denied)
+
+
+def test_the_task_environment_reaches_the_requests_and_is_gone_afterwards(registry, monkeypatch):
+    for name in ('HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'):
+        monkeypatch.delenv(name, raising=False)
+    args = {'registry': registry.url, 'tag': 'latest'}
+    # A proxy that refuses connections: the request goes to it, so the resolution fails.
+    refused = plugin_run(dict(args), environment=[{'HTTP_PROXY': 'http://127.0.0.1:9'}])
+    assert refused['failed'] is True
+    assert 'HTTP_PROXY' not in os.environ
+    # The task's NO_PROXY names the registry: the same proxy is bypassed.
+    direct = plugin_run(
+        dict(args), environment=[{'HTTP_PROXY': 'http://127.0.0.1:9'}, {'NO_PROXY': '127.0.0.1,localhost'}]
+    )
+    assert direct['version'] == 'v1.1.0'
+    assert 'NO_PROXY' not in os.environ

@@ -427,6 +427,44 @@ def test_a_new_container_that_does_not_answer_is_not_handed_over_whatever_docker
     assert docker.of('api') == old
 
 
+def _timed_switch(docker, npm, **kw):
+    """The switch on a clock that advances 0.5 s per reading (settle waits in its own time)."""
+    ticks = iter(range(100_000))
+    return _switch.switch(
+        docker,
+        _spec(npm, **kw),
+        _connect(npm),
+        clock=lambda: next(ticks) * 0.5,
+        sleep=lambda s: None,
+        http_ok=lambda url: (True, 'ok'),
+    )
+
+
+def test_a_new_container_that_crashes_while_it_settles_is_undone_and_the_old_keeps_serving(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, crashing={'v2': 2})
+    old = docker.of('api')
+    docker.desired.update(api='v2')
+    with pytest.raises(_switch.SwitchError) as err:
+        _timed_switch(docker, npm, settle=3)
+    assert err.value.switched is False
+    assert 'stopped (state restarting, 1 restarts)' in str(err.value)
+    assert 'within the 3s it must settle' in str(err.value)
+    assert str(err.value).startswith('Nothing was switched for api')
+    assert docker.of('api') == old
+    assert _forward_hosts(npm)['api.example.com'] == 'api'
+
+
+def test_new_containers_that_settle_replace_the_old_ones_after_the_settle_time(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2')
+    result = _timed_switch(docker, npm, settle=3)
+    assert [docker.containers[c]['config'] for c in docker.of('api')] == ['v2']
+    settled = [s for s in result['steps'] if 'without a restart' in s]
+    assert len(settled) == 1
+    ran = float(settled[0].split('ran ', 1)[1].split('s ', 1)[0])
+    assert ran >= 3
+
+
 def test_both_proxy_hosts_are_switched_before_either_is_verified(npm):
     docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
     docker.desired.update(api='v2', frontend='v2')
