@@ -14,7 +14,9 @@ under a load of 40 requests/s through the proxy, measures N times each (median):
   no-op            playbooks/deploy.yml with the release that runs
   rollback         playbooks/rollback.yml with the registry stopped
 
-and reports wall time, ratios to the thin deploy of the same run, failed requests
+in rounds (each round: the thin switch and no-op, then the collection's switch and no-op, so that a slow
+period of the machine weighs on both sides of a ratio alike; the CPU time the hypervisor took during each
+sample is recorded), and reports wall time, ratios to the thin deploy of the same run, failed requests
 and the longest outage of each operation, and where the time goes: tasks run and
 skipped, SSH round trips (every ssh/sftp process Ansible starts, counted by
 bench/bin/ssh) and the slowest tasks. Results: .cache/bench/deploy-<time>.json and
@@ -193,6 +195,24 @@ def task_profile(tasks_file, ssh_log, wall):
 # --- one timed operation ---------------------------------------------------------
 
 
+def cpu_times():
+    """(steal, total) jiffies of all CPUs (/proc/stat), or None where there is no /proc/stat."""
+    try:
+        with open('/proc/stat', encoding='ascii') as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is already in user and nice)
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before, after):
+    """The share of CPU time the hypervisor took from this machine between two cpu_times() readings."""
+    if not before or not after or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
+
 def timed(kind, argv, expect_version, rate, workdir, index, expect_rc=0):
     """Run one operation under load; return its sample. ``expect_rc``: 0, or 'nonzero' for a run that must fail."""
     before = wait_serving()
@@ -211,9 +231,11 @@ def timed(kind, argv, expect_version, rate, workdir, index, expect_rc=0):
         }
     )
     load = Load(HTTP_PORT, rate).start()
+    cpu_before = cpu_times()
     start = time.monotonic()
     proc = run(argv, check=False, env=env)
     wall = time.monotonic() - start
+    stolen = steal_share(cpu_before, cpu_times())
     traffic = load.stop()
     after = api_version()
     sample = {
@@ -227,6 +249,8 @@ def timed(kind, argv, expect_version, rate, workdir, index, expect_rc=0):
         'expected_version': expect_version,
         'expected_rc': expect_rc,
         'load': traffic,
+        # CPU time taken by the hypervisor from this VM meanwhile (a noisy neighbour slows every sample of a round).
+        'steal': stolen,
         'profile': task_profile(tasks_file, ssh_log, wall),
     }
     with open(os.path.join(workdir, f'{kind}-{index}.out'), 'w', encoding='utf-8') as handle:
@@ -236,6 +260,7 @@ def timed(kind, argv, expect_version, rate, workdir, index, expect_rc=0):
         f'{kind} #{index}: {wall:.1f}s {status} ({before} -> {after}, expected {expect_version}); '
         f'{traffic["failed"]}/{traffic["sent"]} requests failed, longest outage {traffic["longest_outage_s"]}s; '
         f'{sample["profile"]["tasks_ran"]} tasks, {sample["profile"]["ssh_round_trips"]} ssh'
+        + (f', {stolen:.0%} CPU stolen' if stolen is not None else '')
     )
     if status != 'ok':
         sample['error'] = (proc.stdout + proc.stderr)[-4000:]
@@ -331,6 +356,7 @@ def summarize(samples):
             'tasks_ran': statistics.median(s['profile']['tasks_ran'] for s in mine),
             'tasks_skipped': statistics.median(s['profile']['tasks_skipped'] for s in mine),
             'ssh_round_trips': statistics.median(s['profile']['ssh_round_trips'] for s in mine),
+            'steal': [s.get('steal') for s in mine],
         }
     ratios = {}
     verdict = {}
@@ -377,7 +403,7 @@ def table(result):
         '',
         (
             f'{"operation":<42} {"median":>7} {"samples (s)":<20} {"x thin":>6} {"tasks":>9} {"ssh":>5} '
-            f'{"failed / sent":<22} {"longest outage (s)":<18}'
+            f'{"failed / sent":<22} {"longest outage (s)":<18} {"CPU stolen":<14}'
         ),
     ]
     for kind, op in ops.items():
@@ -388,11 +414,18 @@ def table(result):
         outage = ' '.join(f'{o:.2f}' for o in op['longest_outage_s'])
         tasks = f'{op["tasks_ran"]:g}/{op["tasks_skipped"]:g}'
         flag = '' if op['all_succeeded'] else '  (a sample FAILED)'
+        stolen = ' '.join('-' if x is None else f'{x:.0%}' for x in op.get('steal', []))
         lines.append(
             f'{op["label"]:<42} {op["median_s"]:>6.1f}s {samples:<20} {ratio:>6} {tasks:>9} '
-            f'{op["ssh_round_trips"]:>5g} {failed:<22} {outage:<18}{flag}'
+            f'{op["ssh_round_trips"]:>5g} {failed:<22} {outage:<18} {stolen:<14}{flag}'
         )
-    lines += ['', 'tasks: run/skipped (median); ssh: ssh/sftp processes started by Ansible (median)', '']
+    lines += [
+        '',
+        'tasks: run/skipped (median); ssh: ssh/sftp processes started by Ansible (median); CPU stolen: share of the',
+        "machine's CPU time the hypervisor took during each sample. The thin and the collection deploys are measured",
+        'in rounds (thin switch and no-op, then the collection switch(es) and no-op), so that a slow period hits both.',
+        '',
+    ]
     lines += [f'{name:<40} {value}' for name, value in ratios.items()]
     lines += ['']
     lines += [f'target {name:<50} {"met" if ok else "NOT MET"}' for name, ok in verdict.items()]
@@ -471,33 +504,30 @@ def main(argv=None):
     compose_path = thin_compose(workdir)
     current = args.release_a
 
-    log('thin deploy of the first release (not timed, brings the thin compose file and tag images)')
-    run(thin_argv(current, compose_path, args.thin_pull))
+    # Rounds: the thin deploy's switch and no-op, then the collection's, close in time, so that a slow period of
+    # the machine (CPU taken by the hypervisor, other tenants) weighs on both sides of each ratio alike.
     for i in range(1, args.runs + 1):
+        log(f'round {i}: thin deploy of {current} (not timed: hands the stack to the thin deploy)')
+        run(thin_argv(current, compose_path, args.thin_pull))
         current = other(current, args)
         samples.append(
             timed('thin_switch', thin_argv(current, compose_path, args.thin_pull), current, args.rate, workdir, i)
         )
-    for i in range(1, args.runs + 1):
         samples.append(
             timed('thin_noop', thin_argv(current, compose_path, args.thin_pull), current, args.rate, workdir, i)
         )
-
-    log(f'collection deploy of {current} (not timed: hands the stack back to the collection)')
-    run(playbook_argv('deploy.yml', '-e', f'image_tag={current}'))
-    for i in range(1, args.runs + 1):
+        log(f'round {i}: collection deploy of {current} (not timed: hands the stack back to the collection)')
+        run(playbook_argv('deploy.yml', '-e', f'image_tag={current}'))
         current = other(current, args)
         samples.append(
             timed('switch', playbook_argv('deploy.yml', '-e', f'image_tag={current}'), current, args.rate, workdir, i)
         )
-    if 'no-backup' in args.variants:
-        for i in range(1, args.runs + 1):
+        if 'no-backup' in args.variants:
             current = other(current, args)
             argv = playbook_argv(
                 'deploy.yml', '-e', f'image_tag={current}', '-e', 'compose_deploy_backup_before_deploy=false'
             )
             samples.append(timed('switch_no_backup', argv, current, args.rate, workdir, i))
-    for i in range(1, args.runs + 1):
         samples.append(
             timed('noop', playbook_argv('deploy.yml', '-e', f'image_tag={current}'), current, args.rate, workdir, i)
         )
