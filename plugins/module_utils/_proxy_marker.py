@@ -24,6 +24,8 @@ import json
 import os
 import stat
 
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _files
+
 MAX_BYTES = 4096
 
 
@@ -63,16 +65,11 @@ def write(path, key, database):
         remove(path)
         return False
     text = json.dumps({'key': key, 'database': database, 'state': state}, sort_keys=True)
-    tmp = f'{path}.tmp-{os.getpid()}'
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = _files.write_synced_temp(path, text.encode('utf-8'), 0o600)
     try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        remove(tmp)
+        _files.unlink_quietly(tmp)
         raise
     return True
 

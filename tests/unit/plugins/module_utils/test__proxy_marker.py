@@ -31,7 +31,7 @@ def test_a_record_of_an_unchanged_database_is_current_and_private(files):
         'current': True,
         'reason': "NPM's database is unchanged since the declaration",
     }
-    assert not [p for p in marker.parent.iterdir() if '.tmp-' in p.name]
+    assert [p.name for p in marker.parent.iterdir() if p.is_file()] == ['.npm-declared']
 
 
 def _restored(db):
