@@ -516,9 +516,11 @@ def main(argv=None):
         samples.append(
             timed('thin_noop', thin_argv(current, compose_path, args.thin_pull), current, args.rate, workdir, i)
         )
-        log(f'round {i}: collection deploy of {current} (not timed: hands the stack back to the collection)')
-        run(playbook_argv('deploy.yml', '-e', f'image_tag={current}'))
-        current = other(current, args)
+        # Handed back on the release the thin switch started from, so that both switches of a round go the same way.
+        start = other(current, args)
+        log(f'round {i}: collection deploy of {start} (not timed: hands the stack back to the collection)')
+        run(playbook_argv('deploy.yml', '-e', f'image_tag={start}'))
+        current = other(start, args)
         samples.append(
             timed('switch', playbook_argv('deploy.yml', '-e', f'image_tag={current}'), current, args.rate, workdir, i)
         )

@@ -6,8 +6,8 @@
 
 release_tag asks a registry and changes nothing; it always runs on the control node, in the Python
 that runs Ansible (a ``delegate_to`` or ``become`` of the task does not move it). Running it in the
-worker saves building and starting a module (about 0.5 s of a deploy's 1 s for this task on the
-sandbox, where the registry answers in 0.04 s). The options are validated with the module's argument
+worker saves building and starting a module: on the sandbox the task went from 1.0-1.6 s to
+0.16-0.22 s (the registry answers in 0.04 s). The options are validated with the module's argument
 spec; the result is the module's. The task's ``environment:`` (HTTPS_PROXY, NO_PROXY, a CA bundle)
 applies to the requests, as it would to the module.
 """

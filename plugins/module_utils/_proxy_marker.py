@@ -6,7 +6,8 @@
 
 avatar_mgmt.ops.npm_proxy_host (option ``declared_marker``) writes, after a declaration that
 succeeded, a small JSON file: the declaration's ``key`` (a hash the caller computes from every
-setting of the declaration, secrets included, so that it tells nothing about any one of them) and the state of NPM's database file then (size,
+setting of the declaration, secrets included: a slow, salted digest, so that no secret can cheaply be
+guessed from it) and the state of NPM's database file then (size,
 modification and change times in ns, inode, device). NPM (better-sqlite3, rollback journal) rewrites that file on every
 change of a proxy host, certificate, access list, user or setting, whoever makes it: the
 collection, the web UI or NPM itself (a renewal).

@@ -22,7 +22,7 @@
      other (NPM is never written to twice at once), then the public side of the proxy
      must serve the expected text (the release's version) for each;
   5. the new containers must have run ``settle`` seconds since their start (the time of
-     steps 3 and 4 counts) without a restart, never unhealthy, and still answer on their
+     steps 3 and 4 counts) without a restart, not unhealthy (when the healthcheck has run), and answer on their
      own address; then, once the proxy's nginx workers from before the last reload have
      exited (at most the drain period), the old containers are stopped and removed;
   6. the proxy host is put back on the service alias, which now resolves to the new
@@ -372,43 +372,57 @@ class _Switch:
     def settle(self, news, started):
         """Wait until the new containers have run ``settle`` seconds since their start, checking them as they do.
 
-        Each must keep running without a restart, never be unhealthy for Docker, and at the end still answer
-        on its own address; otherwise SwitchError (the caller undoes the switch: the old containers still run).
-        The time since the start already includes the proxy's switch and the checks of the public side.
+        Each must keep running without a restart and not turn unhealthy for Docker (when its healthcheck has run by
+        then), and at the end answer on its own address again (retried for up to ``verify_timeout`` seconds: a busy
+        machine may answer slowly); otherwise SwitchError, and the caller puts the proxy back on the old containers,
+        which still run. The time since the start already includes the proxy's switch and the public check.
         """
         limit = float(self.spec.get('settle', 0) or 0)
+        if limit <= 0:
+            return
         while True:
-            for service, container in news.items():
-                current = self.docker.inspect(container['id'])
-                problem = None
-                if current is None:
-                    problem = 'disappeared'
-                elif current['state'] != 'running' or current['restarts'] > 0:
-                    problem = f'stopped (state {current["state"]}, {current["restarts"]} restarts)'
-                elif current['health'] == 'unhealthy':
-                    problem = 'turned unhealthy for Docker (its compose healthcheck)'
-                if problem:
-                    raise SwitchError(
-                        f'the new {service} container {container["name"]} {problem} '
-                        f'{self.clock() - started:.1f}s after its start, within the {limit:g}s it must settle',
-                        switched=False,
-                    )
+            self._still_running(news, started, limit)
             left = limit - (self.clock() - started)
             if left <= 0:
                 break
             self.sleep(min(0.5, left))
-        if limit > 0:
-            for service, container in news.items():
-                current = self.docker.inspect(container['id']) or container
-                svc = self.spec['services'][service]
+        deadline = self.clock() + self.spec.get('verify_timeout', 30)
+        for service, container in news.items():
+            svc = self.spec['services'][service]
+            while True:
+                current = self._still_running({service: container}, started, limit)[service]
                 ok, reason = self.http_ok(f'http://{current["ip"]}:{svc["port"]}{svc.get("health_path", "/")}')
-                if not ok:
+                if ok:
+                    break
+                if self.clock() >= deadline:
                     raise SwitchError(
                         f'the new {service} container {container["name"]} stopped answering on its own address '
-                        f'within the {limit:g}s it must settle ({reason})',
+                        f'after the {limit:g}s it must settle ({reason})',
                         switched=False,
                     )
-            self.log(f'{", ".join(news)}: the new containers ran {self.clock() - started:.1f}s without a restart')
+                self.sleep(0.5)
+        self.log(f'{", ".join(news)}: the new containers ran {self.clock() - started:.1f}s without a restart')
+
+    def _still_running(self, news, started, limit):
+        """``{service: current}`` of ``news``; SwitchError for one that is gone, stopped, restarted or unhealthy."""
+        found = {}
+        for service, container in news.items():
+            current = self.docker.inspect(container['id'])
+            problem = None
+            if current is None:
+                problem = 'disappeared'
+            elif current['state'] != 'running' or current['restarts'] > 0:
+                problem = f'stopped (state {current["state"]}, {current["restarts"]} restarts)'
+            elif current['health'] == 'unhealthy':
+                problem = 'turned unhealthy for Docker (its compose healthcheck)'
+            if problem:
+                raise SwitchError(
+                    f'the new {service} container {container["name"]} {problem} '
+                    f'{self.clock() - started:.1f}s after its start, within the {limit:g}s it must settle',
+                    switched=False,
+                )
+            found[service] = current
+        return found
 
     def handover(self, olds, expect):
         """Hand every service of ``olds`` (``{service: old container}``) over together; ``{service: new container}``."""
@@ -446,7 +460,7 @@ class _Switch:
             for service in services:
                 self.verify(service, expect)
             # The old containers still run: a new one that stops, restarts or turns unhealthy within its first
-            # `settle` seconds is caught here, where the switch can still be undone without a lost request.
+            # `settle` seconds is caught here, where the proxy can still go back to them.
             self.settle(news, started)
             if serving is not None:
                 # A reload of an earlier PUT may have started its workers after the snapshot: once the last
@@ -584,6 +598,10 @@ def _settle_interrupted(docker, client, spec, before, services, steps, clock=tim
         if forward_host != keep['name'] and keep['state'] == 'running':
             sw.forward(service, keep['name'])
             sleep(spec.get('drain', 3))
+        if others and keep['state'] == 'running':
+            # The kept one may be a new container the killed run had just moved the proxy to: it must settle (run
+            # without a restart and answer) before the others go.
+            sw.settle({service: keep}, clock())
         for container in others:
             docker.remove(container['id'], spec.get('stop_timeout', 2))
             sw.log(f'{service}: removed {container["name"]}')
@@ -648,7 +666,7 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
     ``spec``: project, project_dir, files, services (``{name: {domain, port, health_path,
     verify_path}}`` of the stateless services), all_services (compose order; read with
     ``docker compose config --services`` when not given), strategy (handover or recreate),
-    expect (text the new release serves), proxy_url, drain, health_timeout, verify_timeout.
+    expect (text the new release serves), proxy_url, drain, settle, health_timeout, verify_timeout.
     ``connect()`` returns a logged-in NPM client.
     """
     docker = _Docker(run, spec['project'], spec['project_dir'], spec['files'])

@@ -111,11 +111,11 @@ options:
     default: 3
   settle:
     description:
-      - Seconds the new containers must have run since their start, without a restart, never unhealthy for Docker,
+      - Seconds the new containers must have run since their start, without a restart, not unhealthy for Docker (when its healthcheck has run),
         and still answering on their own address, before the old containers are removed. The time the proxy's
         switch and the check of its public side take counts.
       - A new container that fails within it is removed and the proxy hosts go back to the old containers, which
-        never stopped serving (RV(switched) false).
+        still run (RV(switched) false); requests the failed container took after it failed are lost.
       - V(0) removes the old containers as soon as the proxy's workers have drained.
     type: float
     default: 2
@@ -254,6 +254,10 @@ def main():
 
 def _run_switch(module, params, run, connect):
     try:
+        if params['settle'] < 0 or params['drain'] < 0:
+            raise ValueError(
+                f"settle and drain must be 0 or more seconds, got {params['settle']:g} and {params['drain']:g}"
+            )
         services = _switch.service_specs(params['services'])
         # The first reads run in threads: a missing docker fails here, once, not in each of them.
         module.get_bin_path('docker', required=True)

@@ -108,8 +108,8 @@ options:
         required: true
       key:
         description:
-          - What identifies the declaration (the caller's hash of every setting of it, secrets included, so that it
-            tells nothing about any one of them).
+          - What identifies the declaration, the caller's slow, salted digest of every setting of it, secrets included
+            (avatar_mgmt.ops.declaration_key), so that a secret cannot cheaply be guessed from it.
         type: str
         required: true
       database:
@@ -742,7 +742,7 @@ def argument_spec():
                 'type': 'dict',
                 'options': {
                     'path': {'type': 'path', 'required': True},
-                    # A hash of every setting, secrets included: it tells nothing about any one of them.
+                    # A slow, salted digest of every setting (declaration_key): no secret can cheaply be guessed from it.
                     'key': {'type': 'str', 'required': True, 'no_log': False},
                     'database': {'type': 'path', 'required': True},
                 },

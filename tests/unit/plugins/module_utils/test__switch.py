@@ -309,6 +309,72 @@ def test_an_interrupted_handover_pinned_to_a_unhealthy_container_keeps_the_healt
     assert _forward_hosts(npm)['api.example.com'] == 'api'
 
 
+def test_an_interrupted_handover_pinned_to_a_new_container_that_crashes_keeps_both_and_says_so(npm):
+    # A run killed right after moving the proxy to the new container: the next run settles that container
+    # before it removes the old one; this one crashes while it settles.
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, crashing={'v2': 1})
+    docker.desired.update(api='v2')
+    docker._create('api', 'v2')
+    old, new = docker.of('api')
+    client = _connect(npm)()
+    host = next(h for h in client.list_proxy_hosts() if h['domain_names'] == ['api.example.com'])
+    client.update_proxy_host(host['id'], {'forward_host': f'{PROJECT}-api-2'})
+    with pytest.raises(_switch.SwitchError) as err:
+        _timed_switch(docker, npm, settle=2)
+    assert 'settling the interrupted handover of api failed' in str(err.value)
+    assert 'must settle' in str(err.value)
+    assert err.value.switched is True
+    assert docker.of('api') == [old, new], 'nothing removed: the old container is still there'
+
+
+def test_a_settled_container_that_answers_late_is_kept_and_one_that_never_answers_is_undone(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2')
+    answers = iter([True] + [False, False, True] * 3)
+    ticks = iter(range(100_000))
+    result = _switch.switch(
+        docker,
+        _spec(npm, settle=2),
+        _connect(npm),
+        clock=lambda: next(ticks) * 0.5,
+        sleep=lambda s: None,
+        http_ok=lambda url: (next(answers), 'slow'),
+    )
+    assert [docker.containers[c]['config'] for c in docker.of('api')] == ['v2']
+    assert any('without a restart' in step for step in result['steps'])
+    docker.desired.update(api='v3')
+    before = docker.of('api')
+    calls = []
+
+    def first_only(url):
+        calls.append(url)
+        return (len(calls) == 1, 'connection refused')
+
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch.switch(
+            docker,
+            _spec(npm, settle=2, verify_timeout=3, expect='-3:3000'),
+            _connect(npm),
+            clock=lambda: next(ticks) * 0.5,
+            sleep=lambda s: None,
+            http_ok=first_only,
+        )
+    assert err.value.switched is False
+    assert 'stopped answering on its own address after the 2s it must settle (connection refused)' in str(err.value)
+    assert docker.of('api') == before
+    assert _forward_hosts(npm)['api.example.com'] == 'api'
+
+
+def test_settle_zero_adds_no_docker_call(npm):
+    counts = []
+    for settle in (0, 2):
+        docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+        docker.desired.update(api='v2')
+        _timed_switch(docker, npm, settle=settle)
+        counts.append(sum(1 for call in docker.calls if call[:2] == ['docker', 'inspect']))
+    assert counts[0] < counts[1]
+
+
 class _Clock:
     """A clock that moves only when the code under test sleeps."""
 

@@ -82,6 +82,14 @@ def test_a_relative_path_is_refused_before_anything(docker, path):
     assert docker.calls == []
 
 
+@pytest.mark.parametrize('option', ['settle', 'drain'])
+def test_a_negative_wait_is_refused_before_anything(docker, option):
+    result = module_harness.run_module(compose_switch, dict(ARGS, **{option: -1}), FailJson)
+    assert 'settle and drain must be 0 or more seconds' in result['msg']
+    assert 'Nothing was changed' in result['msg']
+    assert docker.calls == []
+
+
 def test_a_compose_file_compose_cannot_read_fails_before_anything(docker, monkeypatch):
     def run(self, argv, **kw):
         if 'config' in argv:
