@@ -51,9 +51,10 @@ def resolve(params):
     password = params.get('password')
     if not HAS_REQUESTS:
         return _failed(
-            f'The Python library requests is missing from {sys.executable}, where release_tag runs (the Python that '
-            'runs Ansible on the control node): install the collection\'s requirements.txt into it (pip install -r '
-            'requirements.txt, or pipx inject ansible-core requests). Nothing was requested from the registry.',
+            f'The Python library requests is missing from {sys.executable}, where release_tag runs (on the control '
+            'node, the Python that runs Ansible): install the collection\'s requirements.txt into it (pip install -r '
+            'requirements.txt, or pipx inject ansible-core requests), or python3-requests on a managed host. Nothing '
+            'was requested from the registry.',
             password,
             exception=REQUESTS_IMPORT_ERROR,
         )

@@ -38,9 +38,9 @@ description:
 author:
   - avatar_mgmt.ops contributors (!UNKNOWN)
 requirements:
-  - the Python library C(requests) 2.25 or later in the Python that runs Ansible on the control node (it is in the
-    collection's C(requirements.txt) and the execution environment); without it the task fails with a message saying
-    so and requests nothing
+  - the Python library C(requests) 2.25 or later where it resolves, the Python that runs Ansible on the control node
+    (it is in the collection's C(requirements.txt) and the execution environment) or the host the task runs on;
+    without it the task fails with a message saying so and requests nothing
 attributes:
   check_mode:
     support: full
@@ -115,9 +115,9 @@ options:
     default: true
     version_added: 0.2.0
 notes:
-  - The resolution always runs on the control node, in the Python that runs Ansible (an action plugin of the same name);
-    C(delegate_to), C(become) and the interpreter of the task's host do not move it. The task's C(environment)
-    (C(HTTPS_PROXY), C(NO_PROXY), C(REQUESTS_CA_BUNDLE)) applies to its requests.
+  - On the control node (C(delegate_to=localhost), or any local connection) an action plugin of the same name resolves
+    in the Python that runs Ansible, without starting a module; the task's C(environment) (C(HTTPS_PROXY), C(NO_PROXY),
+    C(REQUESTS_CA_BUNDLE)) applies to its requests. A task that runs on another host runs this module there.
   - Transient errors (HTTP 429, 5xx, connection errors) are retried a few times with exponential backoff,
     honouring C(Retry-After).
 seealso:
@@ -257,8 +257,8 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_ta
 
 
 def main():
-    # The action plugin of the same name runs _release_tag.resolve in the controller's worker: a playbook never runs
-    # this module; it stays for ansible-doc, the argument spec and a direct run (python -m, tests).
+    # On the control node the action plugin of the same name runs _release_tag.resolve in the worker; this module
+    # runs when the task runs on another host.
     module = AnsibleModule(
         argument_spec=_release_tag.ARGUMENT_SPEC,
         required_together=_release_tag.REQUIRED_TOGETHER,

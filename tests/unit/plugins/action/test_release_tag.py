@@ -51,7 +51,7 @@ def registry():
         yield reg
 
 
-def plugin_run(args, check_mode=False, environment=None):
+def plugin_run(args, check_mode=False, environment=None, transport='local', module=None):
     task = MagicMock()
     task.args = args
     task.async_val = 0
@@ -60,12 +60,14 @@ def plugin_run(args, check_mode=False, environment=None):
     task.environment = environment
     templar = MagicMock()
     templar.template = lambda value: value
-    action = ActionModule(task, MagicMock(), MagicMock(), MagicMock(), templar, MagicMock())
+    connection = MagicMock()
+    connection.transport = transport
+    action = ActionModule(task, connection, MagicMock(), MagicMock(), templar, MagicMock())
 
     def no_module(*_args, **_kwargs):
         raise AssertionError('release_tag resolves in the worker: no module run')
 
-    action._execute_module = no_module
+    action._execute_module = module or no_module
     return action.run(task_vars={})
 
 
@@ -128,3 +130,15 @@ def test_the_task_environment_reaches_the_requests_and_is_gone_afterwards(regist
     )
     assert direct['version'] == 'v1.1.0'
     assert 'NO_PROXY' not in os.environ
+
+
+def test_a_task_on_another_host_runs_the_module_there():
+    calls = []
+
+    def module(module_name=None, task_vars=None, **_kwargs):
+        calls.append(module_name)
+        return {'changed': False, 'version': 'v1.1.0'}
+
+    result = plugin_run({'registry': 'ghcr.avatar.test', 'tag': 'latest'}, transport='ssh', module=module)
+    assert calls == ['avatar_mgmt.ops.release_tag']
+    assert result['version'] == 'v1.1.0'
