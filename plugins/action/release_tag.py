@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_tag
 
@@ -45,18 +45,9 @@ class ActionModule(ActionBase):
         return getattr(self._connection, 'transport', None) in ('local', 'ansible.builtin.local')
 
     def _task_environment(self):
-        """The task's (and its blocks') ``environment:``, merged and templated as Ansible does for a module."""
+        """The task's (and its blocks') ``environment:``, merged and templated by Ansible as for a module."""
         merged = {}
-        environments = self._task.environment
-        if environments is None:
-            return merged
-        for environment in environments if isinstance(environments, list) else [environments]:
-            if not environment:
-                continue
-            values = self._templar.template(environment)
-            if not isinstance(values, dict):
-                raise AnsibleError(f'environment must be a dictionary, received {values!r}')
-            merged.update(values)
+        self._compute_environment_string(raw_environment_out=merged)
         return {str(k): str(v) for k, v in merged.items()}
 
     def run(self, tmp=None, task_vars=None):

@@ -17,21 +17,11 @@ import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.action.release_tag import ActionModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _oci
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_tag
+from ansible_collections.avatar_mgmt.ops.tests.unit.plugins.modules.test_release_tag import repos
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import FakeRegistry, Manifest
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_registry import FakeRegistry
 
-REPO = 'rayhu/avatar-mgmt'
 PASSWORD = 'ghp_actionSecretToken'
-
-
-def repos():
-    result = {}
-    for image in ('api', 'frontend'):
-        tags = {v: Manifest(image + v) for v in ('v1.0.0', 'v1.1.0', 'v1.2.0-rc.1')}
-        tags['latest'] = tags['v1.1.0']
-        tags['staging'] = tags['v1.2.0-rc.1']
-        result[f'{REPO}/{image}'] = tags
-    return result
 
 
 @pytest.fixture(autouse=True)

@@ -64,6 +64,13 @@ def _connect(npm):
     )[0]
 
 
+def _pin_api(npm, container):
+    """Point the api's proxy host at ``container``, as a handover killed after its switch leaves it."""
+    client = _connect(npm)()
+    host = next(h for h in client.list_proxy_hosts() if h['domain_names'] == ['api.example.com'])
+    client.update_proxy_host(host['id'], {'forward_host': container})
+
+
 def _switch_run(docker, npm, **kw):
     return _switch.switch(
         docker, _spec(npm, **kw), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok')
@@ -300,9 +307,7 @@ def test_an_interrupted_handover_pinned_to_a_unhealthy_container_keeps_the_healt
     docker.desired.update(api='v2-sick')
     docker._create('api', 'v2-sick')
     old, _sick = docker.of('api')
-    client = _connect(npm)()
-    host = next(h for h in client.list_proxy_hosts() if h['domain_names'] == ['api.example.com'])
-    client.update_proxy_host(host['id'], {'forward_host': f'{PROJECT}-api-2'})
+    _pin_api(npm, f'{PROJECT}-api-2')
     with pytest.raises(_switch.SwitchError):
         _switch_run(docker, npm)  # the handover to the unhealthy release fails and is undone
     assert docker.of('api') == [old]
@@ -316,9 +321,7 @@ def test_an_interrupted_handover_pinned_to_a_new_container_that_crashes_keeps_bo
     docker.desired.update(api='v2')
     docker._create('api', 'v2')
     old, new = docker.of('api')
-    client = _connect(npm)()
-    host = next(h for h in client.list_proxy_hosts() if h['domain_names'] == ['api.example.com'])
-    client.update_proxy_host(host['id'], {'forward_host': f'{PROJECT}-api-2'})
+    _pin_api(npm, f'{PROJECT}-api-2')
     with pytest.raises(_switch.SwitchError) as err:
         _timed_switch(docker, npm, settle=2)
     assert 'settling the interrupted handover of api failed' in str(err.value)
