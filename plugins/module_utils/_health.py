@@ -886,7 +886,17 @@ def _public_result(check, attempts, elapsed, outcome):
     return result
 
 
-def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.monotonic, sleep=time.sleep, hold=0):
+def run_checks(
+    specs,
+    deadline=120,
+    interval=2,
+    docker_client=None,
+    clock=time.monotonic,
+    sleep=time.sleep,
+    hold=0,
+    on_pass=None,
+    hold_interval=None,
+):
     """Poll every check until it passes or ``deadline`` seconds have passed.
 
     Each round probes the checks that have not passed yet, then sleeps
@@ -904,6 +914,9 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
 
     ``docker_client`` is the Docker SDK client of compose checks; None makes one
     from the environment (``docker.from_env()``) at the first compose attempt.
+    ``on_pass`` (no arguments) is called once, when every check has passed and
+    before the hold starts. ``hold_interval``: seconds between the rounds of the
+    hold (default ``interval``).
 
     Returns ``{"checks": [...], "summary": {...}, "healthy": bool}``.
     Raises HealthSpecError (a ValueError) on invalid definitions.
@@ -948,8 +961,10 @@ def run_checks(specs, deadline=120, interval=2, docker_client=None, clock=time.m
                 break
             sleep(min(interval, end - now))
         held = None
+        if not pending and on_pass is not None:
+            on_pass()
         if not pending and hold > 0:
-            held = _hold(checks, state, hold, interval, start, access, sessions, clock, sleep)
+            held = _hold(checks, state, hold, hold_interval or interval, start, access, sessions, clock, sleep)
     finally:
         access.close()
         sessions.close()

@@ -424,8 +424,12 @@ class _Switch:
             found[service] = current
         return found
 
-    def handover(self, olds, expect):
-        """Hand every service of ``olds`` (``{service: old container}``) over together; ``{service: new container}``."""
+    def handover(self, olds, expect, gate=None):
+        """Hand every service of ``olds`` (``{service: old container}``) over together; ``{service: new container}``.
+
+        With ``gate`` (a :class:`_gate.Gate`), the health gate starts once the proxy serves the new containers and
+        the old ones are removed only after every check has passed once; its hold goes on beside the rest.
+        """
         services = list(olds)
         news, moved = {}, []
         try:
@@ -459,9 +463,21 @@ class _Switch:
                 self.forward(service, news[service]['name'])
             for service in services:
                 self.verify(service, expect)
+            if gate is not None:
+                # Checked through the proxy, which serves the new containers now; the old ones are left out.
+                gate.start(retired=[olds[s]['id'] for s in services])
+                self.log('health gate started (the old containers still run and are left out of it)')
             # The old containers still run: a new one that stops, restarts or turns unhealthy within its first
             # `settle` seconds is caught here, where the proxy can still go back to them.
             self.settle(news, started)
+            if gate is not None:
+                problem = gate.wait_passed()
+                if problem is not None:
+                    raise SwitchError(f'the health gate failed while the old containers still ran: {problem}')
+                self.log(
+                    f'health gate: every check passed {gate.passed_at - gate.started:.1f}s after its start; '
+                    f'its {gate.hold:g}s hold goes on while the old containers are removed'
+                )
             if serving is not None:
                 # A reload of an earlier PUT may have started its workers after the snapshot: once the last
                 # reload serves, every worker from before it is shutting down, those included.
@@ -660,21 +676,22 @@ def _stamp(clock, t0, text):
     return f'{clock() - t0:6.1f}s {text}'
 
 
-def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok):
+def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok, gate=None):
     """Bring the project to its compose file; return the module result.
 
     ``spec``: project, project_dir, files, services (``{name: {domain, port, health_path,
     verify_path}}`` of the stateless services), all_services (compose order; read with
     ``docker compose config --services`` when not given), strategy (handover or recreate),
     expect (text the new release serves), proxy_url, drain, settle, health_timeout, verify_timeout.
-    ``connect()`` returns a logged-in NPM client.
+    ``connect()`` returns a logged-in NPM client. ``gate`` (a :class:`_gate.Gate`, or None): the health gate
+    of a switch that changes anything, run beside its last steps (``result['gate']``).
     """
     docker = _Docker(run, spec['project'], spec['project_dir'], spec['files'])
     # The NPM client (closed on every path), its login running beside the first reads, and the steps
     # of settling an interrupted handover (once any was taken, no later error may say that nothing changed).
     state = {'client': None, 'login': None, 'settled': []}
     try:
-        return _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok)
+        return _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gate)
     except SwitchError as exc:
         if state['settled']:
             exc.switched = True
@@ -689,7 +706,7 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
             state['login'].discard(lambda client: client.close())
 
 
-def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
+def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gate):
     t0 = clock()
     stateless = list(spec['services']) if spec.get('strategy', 'handover') == 'handover' else []
     # The first reads run together (each is mostly a wait): the project's containers, the services of
@@ -764,7 +781,7 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
             if recreate:
                 sw.log(f'recreated in place: {", ".join(recreate)}')
             olds = {service: before[service][0] for service in handover}
-            news = sw.handover(olds, spec.get('expect'))
+            news = sw.handover(olds, spec.get('expect'), gate)
             for service in handover:
                 result['services'][service] = {
                     'action': 'handover',
@@ -773,18 +790,43 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok):
                 }
         for service in recreate:
             result['services'][service] = {'action': 'recreate'}
+        if gate is not None:
+            if sw is None:
+                gate.start()
+            problem = gate.finish(clock())
+            result['gate'] = gate.result()
+            if problem is not None:
+                raise SwitchError(f'the health gate failed after the switch: {problem}', switched=True)
     except SwitchError as exc:
         exc.result = dict(result, steps=result['steps'] + (sw.steps if sw else []))
+        if gate is not None:
+            gate.cancel()
+            exc.result['gate'] = gate.result()
         if recreate:
             exc.switched = True
         if result['services']:
             exc.switched = True
         raise
     except _npm.NPMError as exc:
+        if gate is not None:
+            gate.cancel()
         raise SwitchError(
             f'the proxy could not be switched: {exc}', dict(result, steps=result['steps'] + (sw.steps if sw else []))
         ) from exc
+    except BaseException:
+        if gate is not None:
+            gate.cancel()
+        raise
     after = docker.containers()
     result['steps'] += sw.steps if sw else [_stamp(clock, t0, f'recreated in place: {", ".join(recreate)}')]
+    if gate is not None:
+        result['steps'].append(
+            _stamp(
+                clock,
+                t0,
+                f'health gate: {result["gate"]["msg"]}'
+                + (' One more round after the switch was over passed too.' if result['gate']['final_round'] else ''),
+            )
+        )
     result['serving'] = {s: [_public(c) for c in after.get(s, [])] for s in all_services}
     return result

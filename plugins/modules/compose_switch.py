@@ -131,6 +131,112 @@ options:
     description: Seconds the proxy has to serve O(expect) after the switch.
     type: int
     default: 30
+  gate:
+    description:
+      - The deploy's health gate, run in this call beside the switch's last steps (as
+        M(avatar_mgmt.ops.health_verify) runs it, which it replaces after a switch). Only when the switch changes
+        anything (RV(gate)).
+      - A handover starts it once the proxy serves the new containers, the old ones still running and left out of
+        its compose checks; the old containers are removed only after every check has passed once, so a release
+        that does not pass within O(gate.deadline) goes back by switching the proxy back to the old containers
+        (RV(switched) false). Its hold goes on while the old containers are removed and the proxy hosts go back to
+        the service names; one more round is taken when the hold ended before the switch's last step.
+      - Until every check has passed once, the checks are polled every 0.5 s (or every O(gate.interval) when that
+        is shorter), since the old containers wait for it. The hold's rounds come every O(gate.interval).
+      - A switch with nothing to hand over (recreated in place only) runs it after the recreate.
+      - A failure after the old containers were removed fails the call with RV(switched) true and RV(gate).
+    type: dict
+    suboptions:
+      checks:
+        description:
+          - The checks, each as in O(avatar_mgmt.ops.health_verify#module:checks), validated as there before
+            anything is switched. Values of C(secret_headers) are hidden in every output.
+        type: list
+        elements: dict
+        required: true
+      hold:
+        description: Seconds all checks must keep passing together once each has passed (O(avatar_mgmt.ops.health_verify#module:hold)).
+        type: float
+        default: 3
+      interval:
+        description: Seconds between rounds of checks.
+        type: float
+        default: 2
+      deadline:
+        description: Seconds every check has to pass once.
+        type: int
+        default: 180
+  write:
+    description:
+      - Write the release's files first, in the same call, as M(avatar_mgmt.ops.release_files) with
+        O(avatar_mgmt.ops.release_files#module:state=present) does (the suboptions are that module's options).
+        The files are planned before anything is written (a file that cannot be written stops the call before any
+        is), then written atomically, then the stack is switched to them. RV(written) names the files written;
+        env file values are never returned or printed.
+      - A failure while writing switches nothing (RV(switched) false); the files written before it stay.
+      - Not in check mode (nothing is written).
+    type: dict
+    suboptions:
+      env_files:
+        description: The env files, as O(avatar_mgmt.ops.release_files#module:env_files).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: Absolute path of the file.
+            type: path
+            required: true
+          content:
+            description: The wanted text (never returned or printed).
+            type: str
+          source:
+            description: A file on the host whose bytes are wanted instead of O(write.env_files[].content) when it exists.
+            type: path
+          source_required:
+            description: Refuse when O(write.env_files[].source) does not exist.
+            type: bool
+            default: false
+          mode:
+            description: The wanted mode.
+            type: raw
+            default: '0600'
+      files:
+        description: The other files, as O(avatar_mgmt.ops.release_files#module:files).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: Absolute path of the file.
+            type: path
+            required: true
+          content:
+            description: The wanted text.
+            type: str
+          source:
+            description: A file on the host whose bytes are wanted instead of O(write.files[].content) when it exists.
+            type: path
+          source_required:
+            description: Refuse when O(write.files[].source) does not exist.
+            type: bool
+            default: false
+          mode:
+            description: The wanted mode.
+            type: raw
+            default: '0640'
+          return_content:
+            description: Unused here (accepted as M(avatar_mgmt.ops.release_files) accepts it).
+            type: bool
+            default: false
+      owner:
+        description: The owner of every file; empty keeps the file's owner.
+        type: str
+        default: ''
+      group:
+        description: The group of every file; empty keeps the file's group.
+        type: str
+        default: ''
 '''
 
 EXAMPLES = r'''
@@ -185,6 +291,26 @@ steps:
   sample:
     - '   0.7s planned: hand over api, frontend; recreate nothing (read together: containers 0.2s, compose config 0.4s, dry run 0.6s, NPM login 0.3s)'
     - '   0.9s api: proxy forwards to avatar-production-api-1'
+gate:
+  description:
+    - With O(gate), its outcome once the switch changed anything. C(healthy), C(msg) (every check passed and held, or
+      what failed), C(checks) and C(summary) as M(avatar_mgmt.ops.health_verify) returns them, C(passed_after)
+      (seconds from its start until every check had passed once) and C(final_round) (whether one more round
+      followed the hold).
+  returned: when O(gate) is set and the switch changed anything
+  type: dict
+  sample: {healthy: true, msg: All 6 health checks passed, and all passed together for 3s., final_round: false, passed_after: 1.2}
+written:
+  description: With O(write), the files written (or whose mode or owner was fixed), in order; empty when all were as wanted.
+  returned: when O(write) is set
+  type: list
+  elements: str
+  sample: [/opt/deploy-avatar-prod/.env.api, /opt/deploy-avatar-prod/docker-compose.prod.yml]
+switch_changed:
+  description: Whether the switch itself changed what runs (RV(changed) also counts the files written).
+  returned: success
+  type: bool
+  sample: true
 switched:
   description: On failure, whether anything may have changed (false only when checked that nothing did).
   returned: failure
@@ -193,7 +319,7 @@ switched:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _switch
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _gate, _health, _npm, _release_files, _switch
 
 
 def main():
@@ -223,6 +349,16 @@ def main():
             'proxy_service': {'type': 'str', 'default': 'proxy'},
             'health_timeout': {'type': 'int', 'default': 60},
             'verify_timeout': {'type': 'int', 'default': 30},
+            'write': {'type': 'dict', 'options': _release_files.argument_options()},
+            'gate': {
+                'type': 'dict',
+                'options': {
+                    'checks': {'type': 'list', 'elements': 'dict', 'required': True},
+                    'hold': {'type': 'float', 'default': 3},
+                    'interval': {'type': 'float', 'default': 2},
+                    'deadline': {'type': 'int', 'default': 180},
+                },
+            },
         }
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -253,6 +389,7 @@ def main():
 
 
 def _run_switch(module, params, run, connect):
+    written = None
     try:
         if params['settle'] < 0 or params['drain'] < 0:
             raise ValueError(
@@ -277,17 +414,65 @@ def _run_switch(module, params, run, connect):
             'validate_certs': params['validate_certs'],
             'ca_path': params['ca_path'],
         }
-        result = _switch.switch(run, spec, connect, check_mode=module.check_mode)
+        gate = _gate_of(module, params['gate'])
+        written = _write(module, params['write'])
+        result = _switch.switch(run, spec, connect, check_mode=module.check_mode, gate=gate)
     except ValueError as exc:
-        module.fail_json(msg=f'{exc}. Nothing was changed.')
+        module.fail_json(msg=f"{str(exc).rstrip('.')}. Nothing was changed.")
     except _switch.SwitchError as exc:
         module.fail_json(
             msg=_npm.redact(str(exc), params),
             switched=exc.switched,
-            changed=exc.switched,
+            changed=exc.switched or bool(written),
             **{k: v for k, v in exc.result.items() if k != 'changed'},
+            **({} if written is None else {'written': written}),
         )
+    result['switch_changed'] = result['changed']
+    if written is not None:
+        result['written'] = written
+        result['changed'] = result['changed'] or bool(written)
     module.exit_json(**result)
+
+
+def _gate_of(module, options):
+    """The health gate of ``gate``, validated (ValueError: nothing changed), or None."""
+    if options is None:
+        return None
+    checks = options['checks']
+    for check in checks:
+        # As the no_log option of health_verify: hidden wherever the module's output goes.
+        for value in (check.get('secret_headers') or {}).values():
+            module.no_log_values.add(str(value))
+    types = {c.get('type') or 'http' for c in checks if isinstance(c, dict)}
+    if 'http' in types and not _health.HAS_REQUESTS:
+        raise ValueError(f'the health gate has HTTP checks, which need requests, and {_health.MISSING_REQUESTS}')
+    if types & {'compose', 'exec'} and not _health.HAS_DOCKER_SDK:
+        raise ValueError(
+            f'the health gate has compose checks, which need the Docker SDK, and {_health.MISSING_DOCKER_SDK}'
+        )
+    try:
+        return _gate.Gate(checks, hold=options['hold'], interval=options['interval'], deadline=options['deadline'])
+    except _health.HealthSpecError as exc:
+        raise ValueError(f'invalid health gate: {exc}') from None
+
+
+def _write(module, options):
+    """Write the release's files (``write``) before the switch; the paths written, None without ``write``.
+
+    Every file is planned before any is written (ValueError: nothing written); a write that fails half-way
+    fails the module here, before the switch, naming the files already written.
+    """
+    if options is None:
+        return None
+    plans = _release_files.plan(options['env_files'], options['files'], options['owner'], options['group'])
+    if module.check_mode:
+        return []
+    try:
+        return _release_files.apply(plans)
+    except _release_files.ReleaseFilesError as exc:
+        module.fail_json(
+            msg=f'{exc} Nothing was switched.', switched=False, changed=bool(exc.written), written=exc.written
+        )
 
 
 if __name__ == '__main__':

@@ -595,3 +595,105 @@ def test_the_drain_waits_for_workers_of_an_earlier_reload_that_started_after_the
     assert _tops_before_rm(docker) == 4
     assert clock.now >= 0.2
     assert any("the proxy's old workers finished" in s for s in result['steps'])
+
+
+# The health gate run beside the switch's last steps (the Gate itself: test__gate.py).
+
+
+class _GateDouble:
+    """Stands for _gate.Gate: records what the switch asked and when, answers as told."""
+
+    def __init__(self, docker, fails_first=None, fails_after=None):
+        self.docker = docker
+        self.fails_first, self.fails_after = fails_first, fails_after
+        self.hold, self.started, self.passed_at = 3.0, 0.0, 1.0
+        self.events = []
+
+    def start(self, retired=()):
+        # What ran when the gate started: the old containers are still there.
+        self.events.append(('start', sorted(retired), {s: len(self.docker.of(s)) for s in ('api', 'frontend')}))
+
+    def wait_passed(self):
+        self.events.append(('wait_passed', {s: len(self.docker.of(s)) for s in ('api', 'frontend')}))
+        return self.fails_first
+
+    def finish(self, since):
+        self.events.append(('finish', {s: len(self.docker.of(s)) for s in ('api', 'frontend')}))
+        return self.fails_after
+
+    def cancel(self):
+        self.events.append(('cancel',))
+
+    def result(self):
+        return {
+            'healthy': not (self.fails_first or self.fails_after),
+            'msg': self.fails_first or self.fails_after or 'ok',
+            'final_round': False,
+        }
+
+
+def _gated_run(docker, npm, gate):
+    return _switch.switch(
+        docker, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'), gate=gate
+    )
+
+
+def test_the_old_containers_are_removed_only_once_the_gate_passed(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    olds = sorted(docker.of('api') + docker.of('frontend'))
+    docker.desired.update(api='v2', frontend='v2')
+    gate = _GateDouble(docker)
+    result = _gated_run(docker, npm, gate)
+    assert [e[0] for e in gate.events] == ['start', 'wait_passed', 'finish']
+    # Started and passed with old and new running side by side, the old ones left out; finished once they were gone.
+    assert gate.events[0][1] == olds
+    assert gate.events[0][2] == {'api': 2, 'frontend': 2}
+    assert gate.events[1][1] == {'api': 2, 'frontend': 2}
+    assert gate.events[2][1] == {'api': 1, 'frontend': 1}
+    assert result['gate']['healthy'] is True
+    assert any('health gate: ok' in s for s in result['steps'])
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+
+
+def test_a_gate_that_fails_before_the_old_containers_go_switches_the_proxy_back(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    old = {s: docker.of(s) for s in ('api', 'frontend')}
+    docker.desired.update(api='v2', frontend='v2')
+    gate = _GateDouble(docker, fails_first='api version (http check: expected v2)')
+    with pytest.raises(_switch.SwitchError) as err:
+        _gated_run(docker, npm, gate)
+    assert err.value.switched is False
+    assert (
+        'Nothing was switched for api and frontend: the health gate failed while the old containers still ran'
+        in str(err.value)
+    )
+    assert 'expected v2' in str(err.value)
+    assert {s: docker.of(s) for s in ('api', 'frontend')} == old
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+    assert err.value.result['gate']['healthy'] is False
+    assert ('cancel',) in gate.events
+
+
+def test_a_gate_that_fails_after_the_old_containers_went_says_the_stack_was_switched(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2')
+    gate = _GateDouble(docker, fails_after='api health (passed, then failed 2s into the 3s hold)')
+    with pytest.raises(_switch.SwitchError) as err:
+        _gated_run(docker, npm, gate)
+    assert err.value.switched is True
+    assert str(err.value).startswith('the health gate failed after the switch: api health')
+    assert err.value.result['gate']['healthy'] is False
+    assert docker.containers[docker.of('api')[0]]['config'] == 'v2'
+
+
+def test_a_recreate_only_switch_runs_the_gate_after_it_and_nothing_runs_it_when_nothing_differs(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    gate = _GateDouble(docker)
+    assert 'gate' not in _gated_run(docker, npm, gate)
+    assert gate.events == []
+    docker.desired.update(db='pg16')
+    result = _gated_run(docker, npm, gate)
+    assert [e[0] for e in gate.events] == ['start', 'finish']
+    assert gate.events[0][1] == []
+    assert result['recreate'] == ['db']
+    assert result['gate']['healthy'] is True

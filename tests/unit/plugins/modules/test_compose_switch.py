@@ -137,7 +137,7 @@ def npm_server():
 def _switch_that_logs_in(fail=False):
     """Stands for _switch.switch: a handover uses the NPM client (connect()), then ends or fails."""
 
-    def fake(run, spec, connect, check_mode=False):
+    def fake(run, spec, connect, check_mode=False, gate=None):
         if not check_mode:
             connect().list_proxy_hosts()
         if fail:
@@ -174,3 +174,115 @@ def test_no_session_is_kept_in_check_mode_or_after_a_refused_login(docker, monke
         module_harness.run_module(compose_switch, dict(args, password='not-the-password-1'), FailJson)
     assert not cache.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+# write: the release's files are written in the switch's own call, before anything is switched.
+
+SECRET_LINE = 'JWT_SECRET="Kx$Abc123#tail-write"\n'
+
+
+def _write_args(tmp_path, **extra):
+    return dict(
+        ARGS,
+        project_dir=str(tmp_path),
+        write={
+            'env_files': [{'path': str(tmp_path / '.env.api'), 'content': SECRET_LINE}],
+            'files': [{'path': str(tmp_path / 'docker-compose.prod.yml'), 'content': 'services: {}\n'}],
+        },
+        **extra,
+    )
+
+
+def test_write_writes_the_files_before_the_switch_and_names_them(docker, tmp_path):
+    result = module_harness.run_module(compose_switch, _write_args(tmp_path))
+    env, compose = tmp_path / '.env.api', tmp_path / 'docker-compose.prod.yml'
+    assert env.read_bytes() == SECRET_LINE.encode()
+    assert oct(env.stat().st_mode & 0o777) == '0o600'
+    assert compose.read_text() == 'services: {}\n'
+    assert oct(compose.stat().st_mode & 0o777) == '0o640'
+    assert result['written'] == [str(env), str(compose)]
+    # Files written, nothing that runs differs: a change, not a switch.
+    assert result['changed'] is True
+    assert result['switch_changed'] is False
+    assert 'Abc123' not in json.dumps(result)
+    # The same files again: nothing written, nothing changed.
+    again = module_harness.run_module(compose_switch, _write_args(tmp_path))
+    assert again['written'] == []
+    assert again['changed'] is False
+
+
+def test_write_then_switch_reports_both(docker, tmp_path):
+    docker.desired.update(db='pg16')
+    result = module_harness.run_module(compose_switch, _write_args(tmp_path))
+    assert result['written'] == [str(tmp_path / '.env.api'), str(tmp_path / 'docker-compose.prod.yml')]
+    assert result['switch_changed'] is True
+    assert result['recreate'] == ['db']
+
+
+def test_a_file_that_cannot_be_planned_stops_the_call_before_any_write_or_switch(docker, tmp_path):
+    args = _write_args(tmp_path)
+    args['write']['files'][0]['path'] = str(tmp_path / 'missing' / 'docker-compose.prod.yml')
+    docker.desired.update(db='pg16')
+    result = module_harness.run_module(compose_switch, args, FailJson)
+    assert 'does not exist' in result['msg']
+    assert result['msg'].endswith('Nothing was changed.')
+    assert not (tmp_path / '.env.api').exists()
+    assert docker.calls == []
+
+
+def test_a_write_that_fails_half_way_switches_nothing_and_names_what_was_written(docker, tmp_path, monkeypatch):
+    from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_files
+
+    real = _release_files._write
+
+    def write(item):
+        if item['path'].endswith('.yml'):
+            raise OSError(28, 'No space left on device')
+        real(item)
+
+    monkeypatch.setattr(_release_files, '_write', write)
+    docker.desired.update(db='pg16')
+    result = module_harness.run_module(compose_switch, _write_args(tmp_path), FailJson)
+    assert result['switched'] is False
+    assert result['changed'] is True
+    assert result['written'] == [str(tmp_path / '.env.api')]
+    assert 'No space left on device' in result['msg']
+    assert result['msg'].endswith('Nothing was switched.')
+    assert not [c for c in docker.calls if 'up' in c]
+
+
+def test_write_in_check_mode_writes_nothing(docker, tmp_path):
+    result = module_harness.run_module(compose_switch, _write_args(tmp_path, _ansible_check_mode=True))
+    assert result['written'] == []
+    assert not (tmp_path / '.env.api').exists()
+    assert not (tmp_path / 'docker-compose.prod.yml').exists()
+
+
+def test_a_gate_that_cannot_run_is_refused_before_anything(docker, tmp_path):
+    gate = {'checks': [{'name': 'api', 'url': 'http://127.0.0.1:9/', 'project': 'p'}]}
+    docker.desired.update(api='v2')
+    result = module_harness.run_module(compose_switch, _write_args(tmp_path, gate=gate), FailJson)
+    assert result['msg'].startswith("invalid health gate: check 'api': option 'project' does not apply")
+    assert result['msg'].endswith('Nothing was changed.')
+    assert docker.calls == []
+    assert not (tmp_path / '.env.api').exists()
+
+
+def test_secret_headers_of_the_gate_are_hidden_in_every_output(docker, monkeypatch):
+    gate = {
+        'checks': [
+            {'name': 'api', 'url': 'http://127.0.0.1:9/', 'secret_headers': {'Authorization': 'Bearer Gate-S3cret'}}
+        ]
+    }
+    masked = []
+    exit_json = basic.AnsibleModule.exit_json
+
+    def seen(self, **kwargs):
+        masked.extend(self.no_log_values)
+        exit_json(self, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', seen)
+    result = module_harness.run_module(compose_switch, dict(ARGS, gate=gate))
+    # Ansible masks these values in the result, the invocation and -vvv output (as health_verify's no_log option).
+    assert 'Bearer Gate-S3cret' in masked
+    assert 'Gate-S3cret' not in json.dumps(result)
