@@ -7,13 +7,13 @@
 The gate is ``health_verify``'s: every check polled until all have passed (``deadline``), then
 all probed together for ``hold`` seconds. Here it runs in a thread of the switch's own call:
 
-* a handover starts it once the proxy serves the new containers, while the old ones still run;
-  the old containers are removed only after every check has passed once (:meth:`Gate.wait_passed`),
-  so a release that never passes goes back by a proxy switch, with its old containers serving;
-* its hold goes on while the old containers are removed and the proxy hosts go back to the service
-  names: the compose checks leave the containers the handover retires out (:class:`_Without`);
-* :meth:`Gate.finish` waits for the hold, and takes one more round of every check when the hold
-  ended before the switch's last step, so the state the switch leaves is what was checked last.
+* a handover starts it once the proxy serves the new containers, while the old ones still run (the
+  compose checks leave them out, :class:`_Without`); the old containers are removed only once every
+  check has passed and held (:meth:`Gate.wait_done`), so a release that fails it, one that crash-loops
+  in the hold included, goes back by a proxy switch, with its old containers serving;
+* :meth:`Gate.finish` takes one more round of every check when the hold ended before the switch's last
+  step (the old containers removed, the proxy hosts back on the service names), so the state the switch
+  leaves is what was checked last.
 """
 
 from __future__ import annotations
@@ -76,7 +76,14 @@ class Gate:
                 raise _health.HealthSpecError(
                     f'gate {name} must be {"more than" if name == "interval" else "0 or more"} seconds'
                 )
-        self.checks = checks
+        # One connection per request: the hold goes on while the proxy reloads, and an old nginx worker closes its
+        # idle keep-alive connections then; a request sent on one as it closes would fail a healthy release.
+        self.checks = [
+            dict(c, headers=dict(c.get('headers') or {}, Connection='close'))
+            if (c.get('type') or 'http') == 'http'
+            else c
+            for c in checks
+        ]
         self.hold = float(hold)
         self.interval = float(interval)
         # Until every check has passed once the checks are polled faster: the old containers wait for it.
@@ -86,7 +93,6 @@ class Gate:
         self._factory = docker_factory or _docker_from_env
         self._retired = set()
         self._cancel = threading.Event()
-        self._passed = threading.Event()
         self._done = threading.Event()
         self._thread = None
         self.started = None
@@ -110,7 +116,6 @@ class Gate:
 
     def _on_pass(self):
         self.passed_at = self.clock()
-        self._passed.set()
 
     def _run(self):
         client = _Without(self._retired, self._factory)
@@ -150,11 +155,9 @@ class Gate:
             return _health.failure_message(self.report, deadline=self.deadline)
         return None
 
-    def wait_passed(self):
-        """Block until every check has passed once (None) or the gate has failed (why)."""
-        while not self._passed.wait(0.1):
-            if self._done.is_set():
-                return self.problem() or 'the health checks ended without passing'
+    def wait_done(self):
+        """Block until the gate has ended: None when every check passed and held, else why not."""
+        self._done.wait()
         return self.problem()
 
     def finish(self, since):
@@ -188,12 +191,13 @@ class Gate:
         """What the role sees: healthy, the message, each check, and whether a last round followed the hold."""
         if self._thread is None:
             return {}
+        done = self._done.is_set()
         problem = self.problem()
-        report = self.report or {'checks': [], 'summary': {}}
-        healthy = self._done.is_set() and problem is None
+        report = (self.report if done else None) or {'checks': [], 'summary': {}}
+        healthy = done and problem is None
         return {
             'healthy': healthy,
-            'msg': problem or (_health.failure_message(self.report) if self.report else 'not over'),
+            'msg': problem or (_health.failure_message(self.report) if done else 'stopped before it ended'),
             'checks': report['checks'],
             'summary': report['summary'],
             'final_round': bool(self.final_round),

@@ -68,10 +68,12 @@ _LINE = re.compile(r'Container\s+(?:[0-9a-f]{12}_)?(?P<name>\S+)\s+(?P<status>[A
 class SwitchError(Exception):
     """The switch failed; ``result`` holds what was done before, ``switched`` whether anything moved."""
 
-    def __init__(self, message, result=None, switched=True):
+    def __init__(self, message, result=None, switched=True, gate_failed=False):
         super().__init__(message)
         self.result = result or {}
         self.switched = switched
+        # The health gate itself failed (not another step while it ran): the failure is the verify stage's.
+        self.gate_failed = gate_failed
 
 
 # ---------------------------------------------------------------------------
@@ -428,7 +430,7 @@ class _Switch:
         """Hand every service of ``olds`` (``{service: old container}``) over together; ``{service: new container}``.
 
         With ``gate`` (a :class:`_gate.Gate`), the health gate starts once the proxy serves the new containers and
-        the old ones are removed only after every check has passed once; its hold goes on beside the rest.
+        the old ones are removed only once it passed and held; a last round follows the switch's last step.
         """
         services = list(olds)
         news, moved = {}, []
@@ -471,19 +473,25 @@ class _Switch:
             # `settle` seconds is caught here, where the proxy can still go back to them.
             self.settle(news, started)
             if gate is not None:
-                problem = gate.wait_passed()
+                # The old containers wait for the whole gate (every check passed, then held): a release that
+                # fails it, a crash-loop in the hold included, goes back by a proxy switch.
+                problem = gate.wait_done()
                 if problem is not None:
-                    raise SwitchError(f'the health gate failed while the old containers still ran: {problem}')
+                    raise SwitchError(
+                        f'the health gate failed while the old containers still ran: {problem}', gate_failed=True
+                    )
                 self.log(
-                    f'health gate: every check passed {gate.passed_at - gate.started:.1f}s after its start; '
-                    f'its {gate.hold:g}s hold goes on while the old containers are removed'
+                    f'health gate: every check passed {gate.passed_at - gate.started:.1f}s after its start and '
+                    f'held {gate.hold:g}s; removing the old containers'
                 )
             if serving is not None:
                 # A reload of an earlier PUT may have started its workers after the snapshot: once the last
                 # reload serves, every worker from before it is shutting down, those included.
                 serving |= self.docker.workers(proxy['id'], shutting_down=True) or set()
         except Exception as exc:
-            raise self._undo(olds, news, moved, exc) from exc
+            undone = self._undo(olds, news, moved, exc)
+            undone.gate_failed = getattr(exc, 'gate_failed', False)
+            raise undone from exc
         drained = self.drain(proxy, serving)
         self.docker.remove_all([olds[s]['id'] for s in services], self.spec.get('stop_timeout', 2))
         for service in services:
@@ -796,12 +804,15 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
             problem = gate.finish(clock())
             result['gate'] = gate.result()
             if problem is not None:
-                raise SwitchError(f'the health gate failed after the switch: {problem}', switched=True)
+                raise SwitchError(
+                    f'the health gate failed after the switch: {problem}', switched=True, gate_failed=True
+                )
     except SwitchError as exc:
         exc.result = dict(result, steps=result['steps'] + (sw.steps if sw else []))
         if gate is not None:
             gate.cancel()
-            exc.result['gate'] = gate.result()
+            if exc.gate_failed:
+                exc.result['gate'] = gate.result()
         if recreate:
             exc.switched = True
         if result['services']:

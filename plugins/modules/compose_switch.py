@@ -137,14 +137,15 @@ options:
         M(avatar_mgmt.ops.health_verify) runs it, which it replaces after a switch). Only when the switch changes
         anything (RV(gate)).
       - A handover starts it once the proxy serves the new containers, the old ones still running and left out of
-        its compose checks; the old containers are removed only after every check has passed once, so a release
-        that does not pass within O(gate.deadline) goes back by switching the proxy back to the old containers
-        (RV(switched) false). Its hold goes on while the old containers are removed and the proxy hosts go back to
-        the service names; one more round is taken when the hold ended before the switch's last step.
+        its compose checks; the old containers are removed only once every check has passed and then held for
+        O(gate.hold) seconds, so a release that fails it within O(gate.deadline), or in its hold (a crash-loop),
+        goes back by switching the proxy back to the old containers, which kept serving (RV(switched) false, unless
+        other services were recreated in place in the same call). Once the old containers are removed and the proxy
+        hosts are back on the service names, one more round of every check is taken.
       - Until every check has passed once, the checks are polled every 0.5 s (or every O(gate.interval) when that
         is shorter), since the old containers wait for it. The hold's rounds come every O(gate.interval).
       - A switch with nothing to hand over (recreated in place only) runs it after the recreate.
-      - A failure after the old containers were removed fails the call with RV(switched) true and RV(gate).
+      - A failure of that last round (the old containers gone) fails the call with RV(switched) true and RV(gate).
     type: dict
     suboptions:
       checks:
@@ -297,12 +298,12 @@ gate:
       what failed), C(checks) and C(summary) as M(avatar_mgmt.ops.health_verify) returns them, C(passed_after)
       (seconds from its start until every check had passed once) and C(final_round) (whether one more round
       followed the hold).
-  returned: when O(gate) is set and the switch changed anything
+  returned: when O(gate) is set and the switch changed what runs (also on failure, when the gate itself failed)
   type: dict
   sample: {healthy: true, msg: All 6 health checks passed, and all passed together for 3s., final_round: false, passed_after: 1.2}
 written:
   description: With O(write), the files written (or whose mode or owner was fixed), in order; empty when all were as wanted.
-  returned: when O(write) is set
+  returned: when O(write) is set, also on failure
   type: list
   elements: str
   sample: [/opt/deploy-avatar-prod/.env.api, /opt/deploy-avatar-prod/docker-compose.prod.yml]
@@ -318,8 +319,8 @@ switched:
   sample: false
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _gate, _health, _npm, _release_files, _switch
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
 
 
 def main():
@@ -361,7 +362,7 @@ def main():
             },
         }
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = SecretSafeModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
 
     def run(argv):
@@ -389,7 +390,8 @@ def main():
 
 
 def _run_switch(module, params, run, connect):
-    written = None
+    # With write: the files written so far (none until the write ran), always in a failure's result.
+    written = None if params['write'] is None else []
     try:
         if params['settle'] < 0 or params['drain'] < 0:
             raise ValueError(
@@ -418,7 +420,17 @@ def _run_switch(module, params, run, connect):
         written = _write(module, params['write'])
         result = _switch.switch(run, spec, connect, check_mode=module.check_mode, gate=gate)
     except ValueError as exc:
-        module.fail_json(msg=f"{str(exc).rstrip('.')}. Nothing was changed.")
+        said = str(exc).rstrip('.')
+        if written:
+            module.fail_json(
+                msg=f"{said}. Written before it: {', '.join(written)}; nothing was switched.",
+                switched=False,
+                changed=True,
+                written=written,
+            )
+        module.fail_json(
+            msg=f'{said}. Nothing was changed.', switched=False, **({} if written is None else {'written': written})
+        )
     except _switch.SwitchError as exc:
         module.fail_json(
             msg=_npm.redact(str(exc), params),
@@ -438,11 +450,8 @@ def _gate_of(module, options):
     """The health gate of ``gate``, validated (ValueError: nothing changed), or None."""
     if options is None:
         return None
+    # Values of the checks' secret_headers are hidden like no_log options (SecretSafeModule), before anything is logged.
     checks = options['checks']
-    for check in checks:
-        # As the no_log option of health_verify: hidden wherever the module's output goes.
-        for value in (check.get('secret_headers') or {}).values():
-            module.no_log_values.add(str(value))
     types = {c.get('type') or 'http' for c in checks if isinstance(c, dict)}
     if 'http' in types and not _health.HAS_REQUESTS:
         raise ValueError(f'the health gate has HTTP checks, which need requests, and {_health.MISSING_REQUESTS}')

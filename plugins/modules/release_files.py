@@ -208,12 +208,12 @@ changed_files:
   sample: [/opt/deploy-avatar-prod/.env.prod.api]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_files
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
 
 
 def main():
-    module = AnsibleModule(
+    module = SecretSafeModule(
         argument_spec=dict(
             _release_files.argument_options(),
             state={'type': 'str', 'choices': ['compared', 'present'], 'default': 'present'},

@@ -628,7 +628,6 @@ import platform
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import (
     _ledger,
     _lock,
@@ -637,6 +636,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils import (
     _release_info,
     _switch,
 )
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
 
 LOCK_OPTIONS = {'path': {'type': 'path'}, **_lock.take_options()}
 
@@ -791,7 +791,7 @@ def _give_back(lock_path, taken):
 
 
 def main():
-    module = AnsibleModule(
+    module = SecretSafeModule(
         argument_spec={
             'project_dir': {'type': 'path', 'required': True},
             'project_name': {'type': 'str', 'required': True},

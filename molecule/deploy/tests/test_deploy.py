@@ -424,6 +424,8 @@ def test_every_playbook_keeps_secrets_out_of_its_output(host):
     ping_token = "ping-token-5d1f0c3e9a7b"
     ping = ["-e", f"backup_ping_url=http://127.0.0.1:9/{ping_token}"]
     current = ledger(host)["current"]
+    # The host's journal from here on: every module logs its invocation there ("Invoked with ...").
+    since = host.run("date +%s").stdout.strip()
     runs = [
         ("bootstrap.yml",),
         ("deploy.yml", "-e", "image_tag=v1.2.0"),
@@ -444,3 +446,9 @@ def test_every_playbook_keeps_secrets_out_of_its_output(host):
             assert not leaked(out, value), f"{key} leaked into the -vvv output of {' '.join(args)}"
         assert ping_token not in out, "the backup ping URL was printed by " + " ".join(args)
     assert running(host)["api"][1] == registry_digest("api", "v1.2.0")
+    journal = host.run(f"sudo journalctl --no-pager -o cat --since @{since}")
+    assert journal.rc == 0, journal.stderr
+    # Not a vacuous check: the modules of these runs logged their invocations.
+    assert journal.stdout.count("Invoked with") > 20, journal.stdout[-2000:]
+    for key, value in secrets.items():
+        assert not leaked(journal.stdout, value), f"{key} leaked into the host's journal (a module's invocation log)"

@@ -90,7 +90,9 @@ def module_kwargs(monkeypatch, module):
         captured.update(kwargs)
         raise Capture()
 
-    monkeypatch.setattr(module, 'AnsibleModule', fake_module)
+    # The modules whose options nest secrets build a SecretSafeModule (an AnsibleModule that logs no secret).
+    name = 'SecretSafeModule' if hasattr(module, 'SecretSafeModule') else 'AnsibleModule'
+    monkeypatch.setattr(module, name, fake_module)
     with pytest.raises(Capture):
         module.main()
     return captured

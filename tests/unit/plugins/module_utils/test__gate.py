@@ -64,7 +64,7 @@ def test_the_containers_a_handover_retires_are_left_out_of_the_compose_checks(ap
     # The old container is stopped while the gate holds: left out, it does not fail the gate.
     gate = _gate_with(FakeDockerClient([OLD, NEW]), [COMPOSE, api.check])
     gate.start(retired=[OLD['Id']])
-    assert gate.wait_passed() is None
+    assert gate.wait_done() is None
     assert gate.finish(time.monotonic()) is None
     result = gate.result()
     assert result['healthy'] is True
@@ -72,7 +72,7 @@ def test_the_containers_a_handover_retires_are_left_out_of_the_compose_checks(ap
     # Not left out, the same stopped container fails it.
     gate = _gate_with(FakeDockerClient([OLD, NEW]), [COMPOSE, api.check])
     gate.start()
-    problem = gate.wait_passed()
+    problem = gate.wait_done()
     assert 'exited (exit code 137) in avatar-api-1 of 2 containers' in problem
     assert gate.result()['healthy'] is False
 
@@ -81,8 +81,7 @@ def test_a_check_that_fails_in_the_hold_fails_the_gate_after_it_passed(api):
     api.answers = [200, 200, 503]
     gate = _gate_with(FakeDockerClient([NEW]), [api.check], hold=1)
     gate.start()
-    assert gate.wait_passed() is None
-    problem = gate.finish(time.monotonic())
+    problem = gate.wait_done()
     assert 'passed, then failed' in problem
     assert 'into the 1s hold' in problem
     assert gate.result()['healthy'] is False
@@ -92,7 +91,7 @@ def test_a_check_that_never_passes_ends_the_wait_with_why(api):
     api.answers = [503]
     gate = _gate_with(FakeDockerClient([NEW]), [api.check], deadline=0.5)
     gate.start()
-    problem = gate.wait_passed()
+    problem = gate.wait_done()
     assert problem.startswith('1 of 1 health checks did not pass within the 0.5s deadline: api health')
     assert gate.passed_at is None
 
@@ -100,8 +99,7 @@ def test_a_check_that_never_passes_ends_the_wait_with_why(api):
 def test_one_more_round_when_the_hold_ended_before_the_switch_did(api):
     gate = _gate_with(FakeDockerClient([NEW]), [api.check], hold=0.2)
     gate.start()
-    assert gate.wait_passed() is None
-    gate._thread.join(5)
+    assert gate.wait_done() is None
     # The switch's last step ended after the hold: its state gets a round of its own, which fails here.
     api.answers = [503]
     problem = gate.finish(time.monotonic() + 5)
@@ -113,7 +111,7 @@ def test_one_more_round_when_the_hold_ended_before_the_switch_did(api):
 def test_no_extra_round_when_the_hold_outlasted_the_switch(api):
     gate = _gate_with(FakeDockerClient([NEW]), [api.check], hold=0.5)
     gate.start()
-    assert gate.wait_passed() is None
+    assert gate.wait_done() is None
     assert gate.finish(gate.passed_at) is None
     assert gate.result()['final_round'] is False
     # Rounds every 0.1s for 0.5s, no more: the hold's last round came after the switch's last step.
@@ -137,7 +135,7 @@ def test_the_docker_client_is_closed_and_an_engine_that_cannot_be_reached_is_a_f
     client = FakeDockerClient([NEW])
     gate = _gate_with(client, [COMPOSE], hold=0)
     gate.start()
-    assert gate.wait_passed() is None
+    assert gate.wait_done() is None
     assert gate.finish(time.monotonic()) is None
     assert client.closed
 
@@ -146,7 +144,7 @@ def test_the_docker_client_is_closed_and_an_engine_that_cannot_be_reached_is_a_f
 
     gate = _gate.Gate([COMPOSE], hold=0, interval=0.1, deadline=0.3, docker_factory=unreachable)
     gate.start()
-    assert 'the Docker daemon does not answer' in gate.wait_passed()
+    assert 'the Docker daemon does not answer' in gate.wait_done()
 
 
 @pytest.mark.parametrize(

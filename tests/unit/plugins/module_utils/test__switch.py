@@ -613,8 +613,8 @@ class _GateDouble:
         # What ran when the gate started: the old containers are still there.
         self.events.append(('start', sorted(retired), {s: len(self.docker.of(s)) for s in ('api', 'frontend')}))
 
-    def wait_passed(self):
-        self.events.append(('wait_passed', {s: len(self.docker.of(s)) for s in ('api', 'frontend')}))
+    def wait_done(self):
+        self.events.append(('wait_done', {s: len(self.docker.of(s)) for s in ('api', 'frontend')}))
         return self.fails_first
 
     def finish(self, since):
@@ -644,8 +644,8 @@ def test_the_old_containers_are_removed_only_once_the_gate_passed(npm):
     docker.desired.update(api='v2', frontend='v2')
     gate = _GateDouble(docker)
     result = _gated_run(docker, npm, gate)
-    assert [e[0] for e in gate.events] == ['start', 'wait_passed', 'finish']
-    # Started and passed with old and new running side by side, the old ones left out; finished once they were gone.
+    assert [e[0] for e in gate.events] == ['start', 'wait_done', 'finish']
+    # Started and held with old and new running side by side, the old ones left out; finished once they were gone.
     assert gate.events[0][1] == olds
     assert gate.events[0][2] == {'api': 2, 'frontend': 2}
     assert gate.events[1][1] == {'api': 2, 'frontend': 2}
