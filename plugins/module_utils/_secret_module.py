@@ -38,8 +38,13 @@ def secret_header_values(data):
 class SecretSafeModule(AnsibleModule):
     """AnsibleModule that masks nested secrets before its invocation is logged on the host."""
 
-    def _log_invocation(self):
+    def _load_params(self):
+        super()._load_params()
+        # As soon as the options are read: masked in every result from here on (a validation failure's included),
+        # whether the invocation is logged or not.
         self.no_log_values.update(secret_header_values(self.params))
+
+    def _log_invocation(self):
         params = self.params
         self.params = remove_values(params, self.no_log_values)
         try:

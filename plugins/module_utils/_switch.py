@@ -780,10 +780,15 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
     if check_mode or not (changed or orphans):
         result['serving'] = {s: [_public(c) for c in before.get(s, [])] for s in all_services}
         return result
-    if recreate or orphans:
-        docker.up(recreate)
     sw = None
     try:
+        if recreate or orphans:
+            try:
+                docker.up(recreate)
+            except SwitchError as exc:
+                # compose may have recreated some of them before it failed.
+                exc.switched = True
+                raise
         if handover:
             sw = _Switch(docker, state['client'], spec, clock=clock, sleep=sleep, http_ok=http_ok, t0=t0)
             if recreate:
@@ -824,11 +829,24 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
         raise SwitchError(
             f'the proxy could not be switched: {exc}', dict(result, steps=result['steps'] + (sw.steps if sw else []))
         ) from exc
+    except ValueError as exc:
+        # After the first change (an answer of Docker or NPM that could not be read): what runs may have changed.
+        if gate is not None:
+            gate.cancel()
+        raise SwitchError(
+            f'the switch failed after it began: {exc}', dict(result, steps=result['steps'] + (sw.steps if sw else []))
+        ) from exc
     except BaseException:
         if gate is not None:
             gate.cancel()
         raise
-    after = docker.containers()
+    try:
+        after = docker.containers()
+    except (SwitchError, ValueError) as exc:
+        raise SwitchError(
+            f'the switch ended, but what runs now could not be read: {exc}',
+            dict(result, steps=result['steps'] + (sw.steps if sw else [])),
+        ) from exc
     result['steps'] += sw.steps if sw else [_stamp(clock, t0, f'recreated in place: {", ".join(recreate)}')]
     if gate is not None:
         result['steps'].append(

@@ -487,7 +487,6 @@ msg:
     HTTP 200 but json_path 'backend.version' is "v1.1.0", expected "v1.2.0").
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
     DOCKER_SDK_IMPORT_ERROR,
@@ -500,6 +499,7 @@ from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
     failure_message,
     run_checks,
 )
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
 
 
 def argument_spec():
@@ -566,7 +566,7 @@ def _user_check(check):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = SecretSafeModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
 
     types = {c.get("type") for c in params["checks"]}

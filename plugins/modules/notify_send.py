@@ -163,12 +163,12 @@ text:
   sample: "Deploy of v1.2.1 on production failed and was rolled back.\nStage: verify."
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _notify
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
 
 
 def main():
-    module = AnsibleModule(
+    module = SecretSafeModule(
         argument_spec={
             'event': {'type': 'dict', 'required': True},
             'targets': {

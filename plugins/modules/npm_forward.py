@@ -151,8 +151,8 @@ restored:
   sample: true
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
 
 
 def main():
@@ -169,7 +169,7 @@ def main():
             'verify_interval': {'type': 'float', 'default': 1.0},
         }
     )
-    module = AnsibleModule(
+    module = SecretSafeModule(
         argument_spec=argument_spec,
         required_together=[('verify_url', 'verify_expect')],
         supports_check_mode=True,

@@ -649,8 +649,8 @@ restored:
   sample: true
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _proxy_marker
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
 
 
 def host_options():
@@ -764,7 +764,7 @@ def _entry(spec, result):
 
 
 def main():
-    module = AnsibleModule(
+    module = SecretSafeModule(
         argument_spec=argument_spec(),
         mutually_exclusive=[('certificate_upload', 'certificate_request'), ('hosts', 'domain_names')],
         required_one_of=[('hosts', 'domain_names')],

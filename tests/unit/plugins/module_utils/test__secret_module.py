@@ -77,3 +77,39 @@ def test_compose_switch_logs_no_written_content_and_no_secret_header(logged, tmp
 def test_secret_headers_are_found_wherever_they_are():
     data = {'gate': {'checks': [{'secret_headers': {'A': 'one', 'B': 2, 'C': ''}}, {'headers': {'Host': 'x'}}]}}
     assert sorted(secret_header_values(data)) == ['2', 'one']
+
+
+PEM_KEY = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC-Key-S3cret\n-----END PRIVATE KEY-----\n'
+
+
+def test_npm_proxy_host_logs_no_uploaded_private_key(logged):
+    from ansible_collections.avatar_mgmt.ops.plugins.modules import npm_proxy_host
+
+    args = {
+        'url': 'http://127.0.0.1:9',
+        'username': 'admin@example.com',
+        'password': 'Npm-Log-Pa55',
+        'domain_names': ['api.example.com'],
+        'forward_host': 'api',
+        'forward_port': 3000,
+        'certificate_upload': {'nice_name': 'avatar', 'certificate': 'CERT', 'certificate_key': PEM_KEY},
+    }
+    # NPM is not reachable: the module fails, after logging its invocation.
+    module_harness.run_module(npm_proxy_host, args, FailJson)
+    _assert_clean(logged, PEM_KEY, 'Npm-Log-Pa55')
+    assert 'Key-S3cret' not in json.dumps([str(x) for x in logged])
+
+
+def test_a_secret_header_is_masked_even_when_the_options_are_refused(logged, monkeypatch):
+    masked = []
+    fail_json = basic.AnsibleModule.fail_json
+
+    def seen(self, msg='', **kwargs):
+        # Ansible masks these values in the failure's result and its invocation.
+        masked.extend(self.no_log_values)
+        fail_json(self, msg=msg, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', seen)
+    gate = {'checks': [{'name': 'api', 'url': 'http://127.0.0.1:9/', 'secret_headers': {'X-Token': 'Hdr-S3cret-2'}}]}
+    module_harness.run_module(compose_switch, {'gate': gate, 'not_an_option': 1}, FailJson)
+    assert 'Hdr-S3cret-2' in masked

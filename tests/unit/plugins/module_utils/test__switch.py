@@ -697,3 +697,37 @@ def test_a_recreate_only_switch_runs_the_gate_after_it_and_nothing_runs_it_when_
     assert gate.events[0][1] == []
     assert result['recreate'] == ['db']
     assert result['gate']['healthy'] is True
+
+
+def test_a_compose_up_that_fails_part_way_counts_as_switched(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(db='pg16')
+
+    def run(argv, **kw):
+        if 'up' in argv and '--dry-run' not in argv:
+            return 1, '', 'Error response from daemon: no space left on device'
+        return docker(argv, **kw)
+
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch.switch(run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda u: (True, 'ok'))
+    assert err.value.switched is True
+    assert 'no space left on device' in str(err.value)
+
+
+def test_an_answer_that_cannot_be_read_after_the_switch_began_counts_as_switched(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(db='pg16')
+    began = []
+
+    def run(argv, **kw):
+        if 'up' in argv and '--dry-run' not in argv:
+            began.append(argv)
+        if began and argv[:2] == ['docker', 'inspect']:
+            return 0, 'not json', ''
+        return docker(argv, **kw)
+
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch.switch(run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda u: (True, 'ok'))
+    assert began
+    assert err.value.switched is True
+    assert 'what runs now could not be read' in str(err.value)
