@@ -19,6 +19,7 @@ from avatar_testlib import (
     INVENTORY,
     PLATFORM,
     PROJECT,
+    STATE,
     container_env,
     leaked,
     ledger,
@@ -452,3 +453,8 @@ def test_every_playbook_keeps_secrets_out_of_its_output(host):
     assert journal.stdout.count("Invoked with") > 20, journal.stdout[-2000:]
     for key, value in secrets.items():
         assert not leaked(journal.stdout, value), f"{key} leaked into the host's journal (a module's invocation log)"
+    # The proxy's TLS private key (uploaded to NPM by proxy.yml and deploy.yml) is no vault value: checked by its lines.
+    with open(os.path.join(STATE, "proxy", "tls.key"), encoding="ascii") as handle:
+        body = [line for line in handle.read().splitlines() if line and not line.startswith("-----")]
+    assert body
+    assert not [line for line in body if line in journal.stdout], "the TLS private key leaked into the host's journal"
