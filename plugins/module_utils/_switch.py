@@ -692,7 +692,8 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
     ``docker compose config --services`` when not given), strategy (handover or recreate),
     expect (text the new release serves), proxy_url, drain, settle, health_timeout, verify_timeout.
     ``connect()`` returns a logged-in NPM client. ``gate`` (a :class:`_gate.Gate`, or None): the health gate
-    of a switch that changes anything, run beside its last steps (``result['gate']``).
+    of a handover, run beside its last steps (``result['gate']``); a switch that only recreates in place leaves it
+    to the caller, who checks once the proxy is declared (a new NPM has no proxy hosts before that).
     """
     docker = _Docker(run, spec['project'], spec['project_dir'], spec['files'])
     # The NPM client (closed on every path), its login running beside the first reads, and the steps
@@ -803,9 +804,7 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
                 }
         for service in recreate:
             result['services'][service] = {'action': 'recreate'}
-        if gate is not None:
-            if sw is None:
-                gate.start()
+        if gate is not None and sw is not None:
             problem = gate.finish(clock())
             result['gate'] = gate.result()
             if problem is not None:
@@ -848,7 +847,7 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
             dict(result, steps=result['steps'] + (sw.steps if sw else [])),
         ) from exc
     result['steps'] += sw.steps if sw else [_stamp(clock, t0, f'recreated in place: {", ".join(recreate)}')]
-    if gate is not None:
+    if 'gate' in result:
         result['steps'].append(
             _stamp(
                 clock,

@@ -134,8 +134,9 @@ options:
   gate:
     description:
       - The deploy's health gate, run in this call beside the switch's last steps (as
-        M(avatar_mgmt.ops.health_verify) runs it, which it replaces after a switch). Only when the switch changes
-        anything (RV(gate)).
+        M(avatar_mgmt.ops.health_verify) runs it, which it replaces after a switch). Only when the switch hands
+        over (RV(gate)); a switch that only recreates in place (a first deploy, a change of a stateful service
+        alone) runs none, and the caller checks once the proxy hosts are declared (a new NPM has none before).
       - A handover starts it once the proxy serves the new containers, the old ones still running and left out of
         its compose checks; the old containers are removed only once every check has passed and then held for
         O(gate.hold) seconds, so a release that fails it within O(gate.deadline), or in its hold (a crash-loop),
@@ -144,7 +145,6 @@ options:
         hosts are back on the service names, one more round of every check is taken.
       - Until every check has passed once, the checks are polled every 0.5 s (or every O(gate.interval) when that
         is shorter), since the old containers wait for it. The hold's rounds come every O(gate.interval).
-      - A switch with nothing to hand over (recreated in place only) runs it after the recreate.
       - A failure of that last round (the old containers gone) fails the call with RV(switched) true and RV(gate).
     type: dict
     suboptions:
@@ -294,11 +294,11 @@ steps:
     - '   0.9s api: proxy forwards to avatar-production-api-1'
 gate:
   description:
-    - With O(gate), its outcome once the switch changed anything. C(healthy), C(msg) (every check passed and held, or
+    - With O(gate), its outcome once the switch handed over. C(healthy), C(msg) (every check passed and held, or
       what failed), C(checks) and C(summary) as M(avatar_mgmt.ops.health_verify) returns them, C(passed_after)
       (seconds from its start until every check had passed once) and C(final_round) (whether one more round
       followed the hold).
-  returned: when O(gate) is set and the switch changed what runs (also on failure, when the gate itself failed)
+  returned: when O(gate) is set and the switch handed over (also on failure, when the gate itself failed)
   type: dict
   sample: {healthy: true, msg: All 6 health checks passed, and all passed together for 3s., final_round: false, passed_after: 1.2}
 written:
