@@ -308,7 +308,7 @@ written:
   elements: str
   sample: [/opt/deploy-avatar-prod/.env.api, /opt/deploy-avatar-prod/docker-compose.prod.yml]
 switch_changed:
-  description: Whether the switch itself changed what runs (RV(changed) also counts the files written).
+  description: Whether the switch itself changed what runs (C(changed) also counts the files written).
   returned: success
   type: bool
   sample: true
