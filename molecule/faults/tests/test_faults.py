@@ -81,8 +81,9 @@ def _api_runs(host, digest):
 def test_crash_looping_release_fails_the_hold_and_is_rolled_back(host):
     """v1.2.3's api passes every check, then exits 4 s after each start (Docker restarts it): each check passes
     once, so the hold catches it. On a loaded machine the switch's own checks of the new container can outlast
-    those 4 s: the gate then catches it at the switch, before the hold (the hold itself is proven by
-    tests/unit/plugins/module_utils/test__health.py). Either way the release is refused and rolled back."""
+    those 4 s: the settle then catches it, before the gate (the hold itself is proven by
+    tests/unit/plugins/module_utils/test__health.py and test__gate.py). Either way it is caught while the old
+    containers still run, the proxy goes back to them, and the release is recorded as rolled back."""
     good = running(host)
     assert good["api"][1] == registry_digest("api", "v1.2.0")
     res = playbook("deploy.yml", "-e", "image_tag=v1.2.3")
@@ -97,6 +98,9 @@ def test_crash_looping_release_fails_the_hold_and_is_rolled_back(host):
     assert now["api"][1] == registry_digest("api", "v1.2.0")
     assert now["frontend"][1] == registry_digest("frontend", "v1.2.0")
     assert now["db"][0] == good["db"][0]
+    # Caught while the old containers still ran (the switch's settle, or its gate and hold, both before the old ones
+    # go): the proxy went back to them, the very containers that served before, never replaced.
+    assert (now["api"][0], now["frontend"][0]) == (good["api"][0], good["frontend"][0]), out[-3000:]
     book = ledger(host)
     last = book["releases"][-1]
     assert (last["version"], last["result"]) == ("v1.2.3", "rolled_back")
