@@ -141,10 +141,6 @@ class Gate:
 
     # -- what the switch asks -----------------------------------------------------------------------------------
 
-    @property
-    def running(self):
-        return self._thread is not None and not self._done.is_set()
-
     def problem(self):
         """Why the gate failed, or None while it runs or once it passed."""
         if not self._done.is_set():

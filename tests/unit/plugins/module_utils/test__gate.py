@@ -126,7 +126,7 @@ def test_cancel_stops_the_checks_at_their_next_wait(api):
     began = time.monotonic()
     gate.cancel()
     gate._thread.join(5)
-    assert not gate.running
+    assert gate._done.is_set()
     assert time.monotonic() - began < 2
     assert gate.problem() == 'stopped: the switch ended first'
 
