@@ -59,6 +59,11 @@ class _Without:
     def containers(self):
         return _ContainersWithout(self._get().containers, self._retired)
 
+    @property
+    def api(self):
+        # The low-level client: a compose check runs a container's first healthcheck through it.
+        return self._get().api
+
     def close(self):
         if self._client is not None:
             self._client.close()
@@ -68,7 +73,7 @@ class _Without:
 class Gate:
     """Run the checks in a thread; see the module's docstring."""
 
-    def __init__(self, checks, hold=3, interval=2, deadline=180, docker_factory=None, clock=time.monotonic, poll=0.5):
+    def __init__(self, checks, hold=3, interval=2, deadline=180, docker_factory=None, clock=time.monotonic, poll=0.25):
         # Invalid definitions fail here, before the switch touches anything.
         _health.normalize_checks(checks)
         for name, value in (('hold', hold), ('interval', interval), ('deadline', deadline)):

@@ -326,7 +326,7 @@ class _Switch:
             svc['domain'].strip().lower(),
             expect,
             self.spec.get('verify_timeout', 30),
-            0.5,
+            0.2,
             validate_certs=self.spec.get('validate_certs', True),
             ca_path=self.spec.get('ca_path'),
             clock=self.clock,
@@ -369,7 +369,8 @@ class _Switch:
                     f'{self.spec.get("health_timeout", 60)}s ({reason})',
                     switched=False,
                 )
-            self.sleep(self.spec.get('interval', 1.0))
+            # A new container answers within a second or so: polled often (a docker inspect and one request).
+            self.sleep(self.spec.get('interval', 0.2))
 
     def settle(self, news, started):
         """Wait until the new containers have run ``settle`` seconds since their start, checking them as they do.

@@ -214,3 +214,87 @@ def test_list_compose_containers_through_the_sdk():
         if made is not None:
             made.remove(force=True)
         client.close()
+
+
+# Healthchecks whose first scheduled run is an hour away: only the compose check's own first run can answer.
+UNRUN_FILE = """\
+services:
+  works:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "infinity"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /etc/hostname && echo fine"]
+      interval: 1h
+  warming:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "infinity"]
+    healthcheck:
+      test: ["CMD-SHELL", "echo still warming; exit 3"]
+      interval: 1h
+  hangs:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "infinity"]
+    healthcheck:
+      test: ["CMD", "sleep", "30"]
+      interval: 1h
+      timeout: 1s
+"""
+
+
+@pytest.fixture(scope="module")
+def unrun(tmp_path_factory):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"hvtest-unrun-{uuid.uuid4().hex[:10]}"
+    workdir = tmp_path_factory.mktemp(name)
+    compose_file = workdir / "compose.yml"
+    compose_file.write_text(UNRUN_FILE.format(image=IMAGE))
+    base = ["docker", "compose", "-p", name, "-f", str(compose_file)]
+    try:
+        rc, out, err = _sh(base + ["up", "--detach"])
+        assert rc == 0, f"docker compose up failed: {out}{err}"
+        yield name
+    finally:
+        _sh(base + ["down", "--volumes", "--remove-orphans", "--timeout", "0"])
+
+
+def _docker_health(project, service):
+    fmt = "{{.State.Health.Status}} {{len .State.Health.Log}}"
+    rc, out, _err = _sh(["docker", "inspect", "--format", fmt, f"{project}-{service}-1"])
+    assert rc == 0
+    return out.split()
+
+
+def test_compose_check_runs_a_healthcheck_docker_has_not_run_yet(unrun):
+    """Docker would first run these healthchecks an hour after the start; the check runs each once, now."""
+    report = run_checks(
+        [
+            {"name": "works", "type": "compose", "project": unrun, "services": ["works"]},
+            {"name": "warming", "type": "compose", "project": unrun, "services": ["warming"]},
+            {"name": "hangs", "type": "compose", "project": unrun, "services": ["hangs"]},
+        ],
+        deadline=0,
+    )
+    works, warming, hangs = report["checks"]
+    # Its own test passed when run in it: healthy at once, and said so.
+    assert works["ok"] is True, works["detail"]
+    assert works["services"][0]["health"] == "healthy"
+    assert "its healthcheck passed when this check ran it (Docker had not yet)" in works["detail"]
+    # A failing test leaves the container "starting" (not ready), with the test's answer.
+    assert warming["ok"] is False
+    assert warming["status"] == "starting"
+    assert warming["detail"] == (
+        "warming: starting (its healthcheck, run by this check before Docker ran it, exited 3; "
+        "last healthcheck output: 'still warming')"
+    )
+    # A test that does not end is given the container's own healthcheck timeout (1 s), not more.
+    assert hangs["ok"] is False
+    assert "did not end within its timeout (1s)" in hangs["detail"]
+    assert hangs["elapsed"] < 10
+    # Docker's own status is untouched: it still has not run any of them.
+    assert _docker_health(unrun, "works") == ["starting", "0"]
+    assert _docker_health(unrun, "warming") == ["starting", "0"]
