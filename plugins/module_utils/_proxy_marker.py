@@ -109,3 +109,59 @@ def read(path, database):
     if now != state:
         return answer('NPM\'s database changed since the declaration', key)
     return {'key': key, 'current': True, 'reason': 'NPM\'s database is unchanged since the declaration'}
+
+
+class Chain:
+    """A declaration NPM held when a switch began, kept on record through the switch's own writes.
+
+    A switch (avatar_mgmt.ops.compose_switch) writes to NPM only the forward host of the proxy hosts it hands over,
+    and puts each back where it was. When the record was current as the switch began (NPM held the declaration with
+    that key), every change of the database since was one of the switch's own writes (the state is compared before
+    each of them with the state after the one before: NPM answers a write only once its database writes, audit log
+    and nginx status included, are done) and each proxy host forwards where it did before, NPM holds that declaration
+    still: :meth:`record` writes the key again with the database's state now, and the caller need not declare again.
+    Any other change of the database, a write that failed, or a host left elsewhere, and nothing is recorded.
+    """
+
+    def __init__(self, path, database):
+        self.path, self.database = path, database
+        found = read(path, database)
+        self.key = found['key']
+        self.reason = found['reason']
+        # The state every next look must find; None once the chain is broken (or never held).
+        self._expected = database_state(database) if found['current'] else None
+
+    def _check(self):
+        if self._expected is not None and database_state(self.database) != self._expected:
+            self.broken('NPM\'s database changed during the switch, and not by the switch')
+
+    def broken(self, reason):
+        if self._expected is not None:
+            self._expected = None
+            self.reason = reason
+
+    def before_write(self):
+        self._check()
+
+    def after_write(self):
+        if self._expected is not None:
+            self._expected = database_state(self.database)
+
+    def record(self, moved_back):
+        """``{current, key, reason}``: whether the declaration was recorded again (``moved_back``: hosts put back)."""
+        self._check()
+        if self._expected is not None and not moved_back:
+            self.broken('a proxy host was left forwarding elsewhere than before the switch')
+        if self._expected is None:
+            return {'current': False, 'key': self.key, 'reason': self.reason}
+        try:
+            if not write(self.path, self.key, self.database):
+                return {'current': False, 'key': self.key, 'reason': f'NPM\'s database {self.database} is not there'}
+        except OSError as exc:
+            return {'current': False, 'key': self.key, 'reason': f'the record could not be written ({exc.strerror})'}
+        return {
+            'current': True,
+            'key': self.key,
+            'reason': 'the switch\'s own writes were the only changes of NPM\'s database since the declaration, '
+            'and each proxy host forwards where it did before',
+        }

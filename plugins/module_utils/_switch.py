@@ -286,10 +286,16 @@ def _http_ok(url, timeout=3):
 
 
 class _Switch:
-    def __init__(self, docker, client, spec, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok, t0=None):
+    def __init__(
+        self, docker, client, spec, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok, t0=None, chain=None
+    ):
         self.docker, self.client, self.spec = docker, client, spec
         self.clock, self.sleep, self.http_ok = clock, sleep, http_ok
         self.steps = []
+        # The record of the proxy's declaration kept through this switch's writes (_proxy_marker.Chain), or None;
+        # where each proxy host forwarded before this switch's first write to it, and where it forwards now.
+        self.chain = chain
+        self.forwarded = {}
         # The steps count from the start of the whole switch (its planning included) when given.
         self.t0 = clock() if t0 is None else t0
 
@@ -308,15 +314,34 @@ class _Switch:
         }
         last = None
         for attempt in range(4):
+            if self.chain is not None:
+                self.chain.before_write()
             try:
                 result = _npm.switch_forward(self.client, params, clock=self.clock, sleep=self.sleep)
-                self.log(f'{service}: proxy forwards to {host}')
-                return result
             except NPMConnectionError as exc:
                 last = exc
+                self._chain_broken('a write to NPM failed part way')
                 self.log(f'{service}: NPM connection failed ({exc}), retrying')
                 self.sleep(1 + attempt)
+                continue
+            except BaseException:
+                self._chain_broken('a write to NPM failed')
+                raise
+            if self.chain is not None:
+                self.chain.after_write()
+            before = self.forwarded.get(service, (result['previous']['forward_host'], None))[0]
+            self.forwarded[service] = (before, host)
+            self.log(f'{service}: proxy forwards to {host}')
+            return result
         raise last
+
+    def _chain_broken(self, reason):
+        if self.chain is not None:
+            self.chain.broken(reason)
+
+    def forwards_back(self):
+        """Whether each proxy host this switch wrote to forwards where it did before its first write."""
+        return all(before == now for before, now in self.forwarded.values())
 
     def verify(self, service, expect):
         """Poll the public side of the proxy until the service's verify path serves ``expect``."""
@@ -597,7 +622,9 @@ def _connect_for(connect, services, what, result=None):
         ) from exc
 
 
-def _settle_interrupted(docker, client, spec, before, services, steps, clock=time.monotonic, sleep=time.sleep):
+def _settle_interrupted(
+    docker, client, spec, before, services, steps, clock=time.monotonic, sleep=time.sleep, chain=None
+):
     """Leave one container of each service in ``services`` (more than one runs: a handover cut short).
 
     The container the proxy host forwards to is kept (it is the one serving) if it runs without
@@ -606,8 +633,10 @@ def _settle_interrupted(docker, client, spec, before, services, steps, clock=tim
     container before the others are removed, after the drain; the proxy host goes back to the
     alias (the handover that may follow pins it again). Each step taken is appended to ``steps`` as it is.
     """
-    sw = _Switch(docker, client, spec, clock=clock, sleep=sleep)
+    sw = _Switch(docker, client, spec, clock=clock, sleep=sleep, chain=chain)
     sw.steps = steps
+    # The killed run moved the proxy hosts: NPM no longer holds the declaration as recorded.
+    sw._chain_broken('a handover cut short was settled (its proxy hosts had been moved)')
     for service in services:
         mine = before[service]
         forward_host = client.get_proxy_host(sw._host_id(service)).get('forward_host')
@@ -685,7 +714,17 @@ def _stamp(clock, t0, text):
     return f'{clock() - t0:6.1f}s {text}'
 
 
-def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=time.sleep, http_ok=_http_ok, gate=None):
+def switch(
+    run,
+    spec,
+    connect,
+    check_mode=False,
+    clock=time.monotonic,
+    sleep=time.sleep,
+    http_ok=_http_ok,
+    gate=None,
+    marker=None,
+):
     """Bring the project to its compose file; return the module result.
 
     ``spec``: project, project_dir, files, services (``{name: {domain, port, health_path,
@@ -695,11 +734,14 @@ def switch(run, spec, connect, check_mode=False, clock=time.monotonic, sleep=tim
     ``connect()`` returns a logged-in NPM client. ``gate`` (a :class:`_gate.Gate`, or None): the health gate
     of a handover, run beside its last steps (``result['gate']``); a switch that only recreates in place leaves it
     to the caller, who checks once the proxy is declared (a new NPM has no proxy hosts before that).
+    ``marker`` (a :class:`_proxy_marker.Chain`, or None): the record of the proxy's declaration, written again after a
+    switch that changed nothing of NPM but its own forward writes and put every proxy host back
+    (``result['proxy_marker']``).
     """
     docker = _Docker(run, spec['project'], spec['project_dir'], spec['files'])
     # The NPM client (closed on every path), its login running beside the first reads, and the steps
     # of settling an interrupted handover (once any was taken, no later error may say that nothing changed).
-    state = {'client': None, 'login': None, 'settled': []}
+    state = {'client': None, 'login': None, 'settled': [], 'chain': None if check_mode else marker}
     try:
         return _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gate)
     except SwitchError as exc:
@@ -739,7 +781,9 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
         dry_run.wait()  # what it saw is about to change: run again once settled
         state['client'] = _connect_for(connect, interrupted, 'settle the interrupted handover of')
         try:
-            _settle_interrupted(docker, state['client'], spec, before, interrupted, state['settled'], clock, sleep)
+            _settle_interrupted(
+                docker, state['client'], spec, before, interrupted, state['settled'], clock, sleep, state['chain']
+            )
         except (_npm.NPMError, SwitchError, ValueError) as exc:
             raise SwitchError(
                 f'settling the interrupted handover of {", ".join(interrupted)} failed: {exc}',
@@ -792,7 +836,9 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
                 exc.switched = True
                 raise
         if handover:
-            sw = _Switch(docker, state['client'], spec, clock=clock, sleep=sleep, http_ok=http_ok, t0=t0)
+            sw = _Switch(
+                docker, state['client'], spec, clock=clock, sleep=sleep, http_ok=http_ok, t0=t0, chain=state['chain']
+            )
             if recreate:
                 sw.log(f'recreated in place: {", ".join(recreate)}')
             olds = {service: before[service][0] for service in handover}
@@ -858,4 +904,6 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
             )
         )
     result['serving'] = {s: [_public(c) for c in after.get(s, [])] for s in all_services}
+    if state['chain'] is not None:
+        result['proxy_marker'] = state['chain'].record(sw.forwards_back() if sw else True)
     return result

@@ -167,6 +167,29 @@ options:
         description: Seconds every check has to pass once.
         type: int
         default: 180
+  proxy_marker:
+    description:
+      - The record of the last declaration of the proxy hosts that M(avatar_mgmt.ops.npm_proxy_host) writes (its
+        O(avatar_mgmt.ops.npm_proxy_host#module:declared_marker) option), read before anything is switched.
+      - When it was current then (NPM's database unchanged since that declaration), the database changed since only
+        by this switch's own writes (its state is compared before each write with the state after the one before;
+        NPM answers a write once all its database writes for it are done), and every proxy host this switch wrote to
+        forwards where it did before, the switch records the same declaration again with the database's state now
+        (see RV(proxy_marker)), since NPM provably holds it; the caller need not declare the proxy hosts again.
+      - Anything else (no current record, another change of the database, a failed write, a host left elsewhere, a
+        failed switch, check mode) records nothing; the record then no longer matches and the caller declares.
+      - A write of someone else that lands between that comparison and this switch's own write is not told apart
+        from it, as with the declaration's own record.
+    type: dict
+    suboptions:
+      path:
+        description: The record's path.
+        type: path
+        required: true
+      database:
+        description: NPM's database file (SQLite) on the host.
+        type: path
+        required: true
   write:
     description:
       - Write the release's files first, in the same call, as M(avatar_mgmt.ops.release_files) with
@@ -301,6 +324,13 @@ gate:
   returned: when O(gate) is set and the switch handed over (also on failure, when the gate itself failed)
   type: dict
   sample: {healthy: true, msg: All 6 health checks passed, and all passed together for 3s., final_round: false, passed_after: 1.2}
+proxy_marker:
+  description:
+    - With O(proxy_marker), after a switch that changed something, whether the declaration's record was written again
+      (C(current)), its C(key) and the C(reason).
+  returned: when O(proxy_marker) is set and the switch changed something, not in check mode
+  type: dict
+  sample: {current: true, key: 6a1f0c2e, reason: "the switch's own writes were the only changes of NPM's database since the declaration, and each proxy host forwards where it did before"}
 written:
   description: With O(write), the files written (or whose mode or owner was fixed), in order; empty when all were as wanted.
   returned: when O(write) is set, also on failure
@@ -319,7 +349,14 @@ switched:
   sample: false
 '''
 
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _gate, _health, _npm, _release_files, _switch
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import (
+    _gate,
+    _health,
+    _npm,
+    _proxy_marker,
+    _release_files,
+    _switch,
+)
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
 
 
@@ -351,6 +388,13 @@ def main():
             'health_timeout': {'type': 'int', 'default': 60},
             'verify_timeout': {'type': 'int', 'default': 30},
             'write': {'type': 'dict', 'options': _release_files.argument_options()},
+            'proxy_marker': {
+                'type': 'dict',
+                'options': {
+                    'path': {'type': 'path', 'required': True},
+                    'database': {'type': 'path', 'required': True},
+                },
+            },
             'gate': {
                 'type': 'dict',
                 'options': {
@@ -418,7 +462,10 @@ def _run_switch(module, params, run, connect):
         }
         gate = _gate_of(module, params['gate'])
         written = _write(module, params['write'])
-        result = _switch.switch(run, spec, connect, check_mode=module.check_mode, gate=gate)
+        marker = params['proxy_marker']
+        # Read before the switch writes anything to NPM.
+        chain = _proxy_marker.Chain(marker['path'], marker['database']) if marker and not module.check_mode else None
+        result = _switch.switch(run, spec, connect, check_mode=module.check_mode, gate=gate, marker=chain)
     except ValueError as exc:
         said = str(exc).rstrip('.')
         if written:

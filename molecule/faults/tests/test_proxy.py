@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 import time
 
@@ -174,3 +175,49 @@ def test_a_deploy_that_changes_nothing_leaves_out_a_declaration_npm_holds_and_re
     fourth = playbook("deploy.yml", "-e", f"image_tag={version}")
     assert fourth.returncode == 0, fourth.stdout[-3000:] + fourth.stderr[-2000:]
     assert held in fourth.stdout
+
+
+def test_a_switch_keeps_a_declaration_npm_holds_on_record_unless_npm_changes_beside_it(host):
+    """A switch writes only the forward hosts it hands over and puts them back: when those were NPM's only changes,
+    the declaration stays on record and is left out; any other change of NPM's database during the switch (here
+    its file touched while two api containers run) and the proxy hosts are declared again."""
+    version = json.loads(host.check_output(f"curl -s -H 'Host: {DOMAINS['api']}' http://127.0.0.1/api/version"))[
+        "backend"
+    ]["version"]
+    other = "v1.1.0" if version != "v1.1.0" else "v1.2.0"
+    held = "The proxy hosts were not declared again"
+    # The run before this one declared or held the declaration: it is on record now.
+    first = playbook("deploy.yml", "-e", f"image_tag={version}")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    switch = playbook("deploy.yml", "-e", f"image_tag={other}", "-e", "compose_deploy_backup_before_deploy=false")
+    assert switch.returncode == 0, switch.stdout[-3000:] + switch.stderr[-2000:]
+    assert re.search(r"recreated: (api, frontend|frontend, api)'", switch.stdout), switch.stdout[-3000:]
+    assert held in switch.stdout
+    assert "own writes were the only changes of NPM" in " ".join(switch.stdout.split())
+    assert _api_server(host) == "api", "the switch put the proxy host back on the service name"
+    assert (
+        json.loads(host.check_output(f"curl -s -H 'Host: {DOMAINS['api']}' http://127.0.0.1/api/version"))["backend"][
+            "version"
+        ]
+        == other
+    )
+
+    # On the server itself (no round trip): as soon as the handover's second api container exists, before the
+    # switch moves the proxy to it, NPM's database file is touched, as any write of someone else would change it.
+    api = f"--filter label=com.docker.compose.project={PROJECT} --filter label=com.docker.compose.service=api"
+    script = (
+        f"for i in $(seq 1 2400); do if [ $(docker ps -q {api} | wc -l) -ge 2 ]; then "
+        f"touch {DIR}/jc21/data/database.sqlite; echo touched; exit 0; fi; sleep 0.05; done; exit 1"
+    )
+    beside = subprocess.Popen(
+        ["docker", "exec", server()["name"], "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    back = playbook("deploy.yml", "-e", f"image_tag={version}", "-e", "compose_deploy_backup_before_deploy=false")
+    touched = beside.communicate(timeout=180)[0]
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-2000:]
+    assert touched.strip() == "touched", "the handover ran with two api containers at some point"
+    assert held not in back.stdout, "NPM changed beside the switch: the proxy hosts were declared again"
+    assert "TASK [avatar_mgmt.ops.npm_proxy : Declare the proxy hosts]" in back.stdout
+    assert _api_server(host) == "api"

@@ -93,3 +93,83 @@ def test_a_record_with_wrong_types_is_damaged_and_no_database_means_no_record(fi
     database.unlink()
     assert _proxy_marker.write(str(marker), 'k1', str(database)) is False
     assert not marker.exists()
+
+
+def _npm_writes(db, text=b'row'):
+    """What one NPM write does to its database file: rows appended (the proxy host, its audit log)."""
+    with open(db, 'ab') as handle:
+        handle.write(text)
+    os.utime(db, ns=(db.stat().st_atime_ns, db.stat().st_mtime_ns + 1000))
+
+
+def test_a_switch_whose_own_writes_were_the_only_changes_records_the_declaration_again(files):
+    marker, database = files
+    _proxy_marker.write(str(marker), 'k1', str(database))
+    chain = _proxy_marker.Chain(str(marker), str(database))
+    for _write in range(4):  # pin, switch, back to the service name: one write after the other
+        chain.before_write()
+        _npm_writes(database)
+        chain.after_write()
+    assert _proxy_marker.read(str(marker), str(database))['current'] is False
+    found = chain.record(moved_back=True)
+    assert found['current'] is True
+    assert found['key'] == 'k1'
+    assert found['reason'].startswith("the switch's own writes were the only changes")
+    assert _proxy_marker.read(str(marker), str(database)) == {
+        'key': 'k1',
+        'current': True,
+        'reason': "NPM's database is unchanged since the declaration",
+    }
+
+
+@pytest.mark.parametrize(
+    'foreign, moved_back, reason',
+    [
+        ('between', True, "NPM's database changed during the switch, and not by the switch"),
+        ('after', True, "NPM's database changed during the switch, and not by the switch"),
+        ('none', False, 'a proxy host was left forwarding elsewhere than before the switch'),
+    ],
+)
+def test_any_other_change_during_the_switch_records_nothing(files, foreign, moved_back, reason):
+    marker, database = files
+    _proxy_marker.write(str(marker), 'k1', str(database))
+    before = marker.read_bytes()
+    chain = _proxy_marker.Chain(str(marker), str(database))
+    chain.before_write()
+    _npm_writes(database)
+    chain.after_write()
+    if foreign == 'between':
+        _npm_writes(database, b'web UI')  # someone else's write between two of the switch's
+    chain.before_write()
+    _npm_writes(database)
+    chain.after_write()
+    if foreign == 'after':
+        _npm_writes(database, b'web UI')  # after the switch's last write
+    assert chain.record(moved_back=moved_back) == {'current': False, 'key': 'k1', 'reason': reason}
+    assert marker.read_bytes() == before
+    assert _proxy_marker.read(str(marker), str(database))['current'] is False
+
+
+def test_a_switch_that_began_without_a_current_record_or_whose_write_failed_records_nothing(files):
+    marker, database = files
+    _proxy_marker.write(str(marker), 'k1', str(database))
+    _npm_writes(database, b'web UI')  # before the switch
+    chain = _proxy_marker.Chain(str(marker), str(database))
+    chain.before_write()
+    chain.after_write()
+    assert chain.record(moved_back=True) == {
+        'current': False,
+        'key': 'k1',
+        'reason': "NPM's database changed since the declaration",
+    }
+    _proxy_marker.write(str(marker), 'k1', str(database))
+    chain = _proxy_marker.Chain(str(marker), str(database))
+    chain.before_write()
+    chain.broken('a write to NPM failed')
+    chain.after_write()
+    assert chain.record(moved_back=True)['current'] is False
+    # No record at all: nothing to keep.
+    marker.unlink()
+    chain = _proxy_marker.Chain(str(marker), str(database))
+    assert chain.record(moved_back=True) == {'current': False, 'key': '', 'reason': 'no declaration recorded'}
+    assert not marker.exists()

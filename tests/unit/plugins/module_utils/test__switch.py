@@ -8,7 +8,7 @@ from __future__ import annotations
 import types
 
 import pytest
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _switch
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _proxy_marker, _switch
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_compose import PROJECT, FakeDocker
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM, FakeNPMPublic
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.npm_module import ADMIN
@@ -730,3 +730,85 @@ def test_an_answer_that_cannot_be_read_after_the_switch_began_counts_as_switched
     assert began
     assert err.value.switched is True
     assert 'what runs now could not be read' in str(err.value)
+
+
+@pytest.fixture
+def declared(tmp_path, monkeypatch):
+    """A declaration on record, and NPM's database file that each write through the proxy API changes (as NPM's)."""
+    database = tmp_path / 'database.sqlite'
+    database.write_bytes(b'SQLite format 3\x00')
+    marker = tmp_path / '.npm-declared'
+    _proxy_marker.write(str(marker), 'key-1', str(database))
+    writes = []
+    real = _npm.switch_forward
+
+    def forward(client, params, **kw):
+        result = real(client, params, **kw)
+        with open(database, 'ab') as handle:
+            handle.write(b'row')
+        writes.append(params['forward_host'])
+        return result
+
+    monkeypatch.setattr(_npm, 'switch_forward', forward)
+    return types.SimpleNamespace(marker=marker, database=database, writes=writes)
+
+
+def _chained_run(docker, npm, declared, **kw):
+    chain = _proxy_marker.Chain(str(declared.marker), str(declared.database))
+    return _switch.switch(
+        docker, _spec(npm, **kw), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'), marker=chain
+    )
+
+
+def test_a_handover_whose_writes_were_the_only_changes_of_npm_records_the_declaration_again(npm, declared):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+    result = _chained_run(docker, npm, declared)
+    assert len(declared.writes) == 6  # pinned, switched, back on the alias: two hosts
+    assert result['proxy_marker']['current'] is True
+    assert result['proxy_marker']['key'] == 'key-1'
+    assert _proxy_marker.read(str(declared.marker), str(declared.database))['current'] is True
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+
+
+def test_a_change_of_npm_beside_the_handover_records_nothing(npm, declared):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+
+    def web_ui_while_the_new_containers_start(url):
+        # Between the switch's pins and its switch to the new containers: someone else writes to NPM.
+        if len(declared.writes) == 2:
+            with open(declared.database, 'ab') as handle:
+                handle.write(b'someone else')
+        return True, 'ok'
+
+    chain = _proxy_marker.Chain(str(declared.marker), str(declared.database))
+    result = _switch.switch(
+        docker,
+        _spec(npm),
+        _connect(npm),
+        sleep=lambda s: None,
+        http_ok=web_ui_while_the_new_containers_start,
+        marker=chain,
+    )
+    assert len(declared.writes) == 6
+    assert result['proxy_marker'] == {
+        'current': False,
+        'key': 'key-1',
+        'reason': "NPM's database changed during the switch, and not by the switch",
+    }
+    assert _proxy_marker.read(str(declared.marker), str(declared.database))['current'] is False
+
+
+def test_a_failed_handover_or_a_stale_record_records_nothing(npm, declared):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'}, unhealthy={'v2-sick'})
+    docker.desired.update(api='v2-sick')
+    with pytest.raises(_switch.SwitchError) as err:
+        _chained_run(docker, npm, declared)
+    assert 'proxy_marker' not in err.value.result
+    assert _proxy_marker.read(str(declared.marker), str(declared.database))['current'] is False
+    # The record is stale now: the next switch records nothing either, however it goes.
+    docker.desired.update(api='v2')
+    result = _chained_run(docker, npm, declared)
+    assert result['proxy_marker']['current'] is False
+    assert result['proxy_marker']['reason'] == "NPM's database changed since the declaration"

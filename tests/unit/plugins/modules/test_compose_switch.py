@@ -137,7 +137,7 @@ def npm_server():
 def _switch_that_logs_in(fail=False):
     """Stands for _switch.switch: a handover uses the NPM client (connect()), then ends or fails."""
 
-    def fake(run, spec, connect, check_mode=False, gate=None):
+    def fake(run, spec, connect, check_mode=False, gate=None, marker=None):
         if not check_mode:
             connect().list_proxy_hosts()
         if fail:
