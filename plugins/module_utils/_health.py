@@ -75,6 +75,20 @@ else:
 MISSING_DOCKER_SDK = "the Python Docker SDK (python3-docker) is missing on this host: run playbooks/bootstrap.yml"
 MISSING_REQUESTS = "the Python library requests (python3-requests) is missing on this host: run playbooks/bootstrap.yml"
 
+
+def missing_library(checks):
+    """``(message, import traceback)`` when a library ``checks`` need is missing on this host, else None.
+
+    HTTP checks (a check without ``type`` is one) need requests; compose and exec checks the Docker SDK.
+    """
+    types = {(check.get("type") or "http") for check in checks if isinstance(check, dict)}
+    if "http" in types and not HAS_REQUESTS:
+        return f"HTTP checks need requests, and {MISSING_REQUESTS}", REQUESTS_IMPORT_ERROR
+    if types & {"compose", "exec"} and not HAS_DOCKER_SDK:
+        return f"Compose and exec checks need the Docker SDK, and {MISSING_DOCKER_SDK}", DOCKER_SDK_IMPORT_ERROR
+    return None
+
+
 __all__ = [
     "CHECK_TYPES",
     "DOCKER_SDK_IMPORT_ERROR",
@@ -90,6 +104,7 @@ __all__ = [
     "failure_message",
     "list_compose_containers",
     "lookup_json_path",
+    "missing_library",
     "normalize_check",
     "normalize_checks",
     "parse_json_path",

@@ -330,7 +330,12 @@ proxy_marker:
       (C(current)), its C(key) and the C(reason).
   returned: when O(proxy_marker) is set and the switch changed something, not in check mode
   type: dict
-  sample: {current: true, key: 6a1f0c2e, reason: "the switch's own writes were the only changes of NPM's database since the declaration, and each proxy host forwards where it did before"}
+  sample:
+    current: true
+    key: 6a1f0c2e
+    reason: >-
+      the switch's own writes were the only changes of NPM's database since the declaration, and each proxy host
+      forwards where it did before
 written:
   description: With O(write), the files written (or whose mode or owner was fixed), in order; empty when all were as wanted.
   returned: when O(write) is set, also on failure
@@ -499,13 +504,9 @@ def _gate_of(module, options):
         return None
     # Values of the checks' secret_headers are hidden like no_log options (SecretSafeModule), before anything is logged.
     checks = options['checks']
-    types = {c.get('type') or 'http' for c in checks if isinstance(c, dict)}
-    if 'http' in types and not _health.HAS_REQUESTS:
-        raise ValueError(f'the health gate has HTTP checks, which need requests, and {_health.MISSING_REQUESTS}')
-    if types & {'compose', 'exec'} and not _health.HAS_DOCKER_SDK:
-        raise ValueError(
-            f'the health gate has compose checks, which need the Docker SDK, and {_health.MISSING_DOCKER_SDK}'
-        )
+    missing = _health.missing_library(checks)
+    if missing is not None:
+        raise ValueError(f'the health gate cannot run: {missing[0]}')
     try:
         return _gate.Gate(checks, hold=options['hold'], interval=options['interval'], deadline=options['deadline'])
     except _health.HealthSpecError as exc:

@@ -494,14 +494,9 @@ msg:
 
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import (
-    DOCKER_SDK_IMPORT_ERROR,
-    HAS_DOCKER_SDK,
-    HAS_REQUESTS,
-    MISSING_DOCKER_SDK,
-    MISSING_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
     HealthSpecError,
     failure_message,
+    missing_library,
     run_checks,
 )
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
@@ -574,17 +569,9 @@ def main():
     module = SecretSafeModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
 
-    types = {c.get("type") for c in params["checks"]}
-    if "http" in types and not HAS_REQUESTS:
-        module.fail_json(
-            msg=f"HTTP checks need requests, and {MISSING_REQUESTS}. Nothing was checked.",
-            exception=REQUESTS_IMPORT_ERROR,
-        )
-    if types & {"compose", "exec"} and not HAS_DOCKER_SDK:
-        module.fail_json(
-            msg=f"Compose and exec checks need the Docker SDK, and {MISSING_DOCKER_SDK}. Nothing was checked.",
-            exception=DOCKER_SDK_IMPORT_ERROR,
-        )
+    missing = missing_library(params["checks"])
+    if missing is not None:
+        module.fail_json(msg=f"{missing[0]}. Nothing was checked.", exception=missing[1])
 
     try:
         report = run_checks(

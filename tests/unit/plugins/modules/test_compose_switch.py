@@ -10,6 +10,7 @@ import os
 
 import pytest
 from ansible.module_utils import basic
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health
 from ansible_collections.avatar_mgmt.ops.plugins.modules import compose_switch
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, npm_module
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_compose import PROJECT, FakeDocker
@@ -263,6 +264,27 @@ def test_a_gate_that_cannot_run_is_refused_before_anything(docker, tmp_path):
     docker.desired.update(api='v2')
     result = module_harness.run_module(compose_switch, _write_args(tmp_path, gate=gate), FailJson)
     assert result['msg'].startswith("invalid health gate: check 'api': option 'project' does not apply")
+    assert result['msg'].endswith('Nothing was changed.')
+    assert docker.calls == []
+    assert not (tmp_path / '.env.api').exists()
+
+
+@pytest.mark.parametrize(
+    'library, check, said',
+    [
+        ('HAS_REQUESTS', {'name': 'api', 'url': 'http://127.0.0.1:9/'}, 'HTTP checks need requests'),
+        ('HAS_DOCKER_SDK', {'name': 'stack', 'type': 'compose', 'project': 'p'}, 'Compose and exec checks need'),
+    ],
+)
+def test_a_gate_whose_library_is_missing_is_refused_before_anything(
+    docker, tmp_path, monkeypatch, library, check, said
+):
+    monkeypatch.setattr(_health, library, False)
+    docker.desired.update(api='v2')
+    gate = {'checks': [check]}
+    result = module_harness.run_module(compose_switch, _write_args(tmp_path, gate=gate), FailJson)
+    assert result['msg'].startswith(f'the health gate cannot run: {said}')
+    assert 'run playbooks/bootstrap.yml' in result['msg']
     assert result['msg'].endswith('Nothing was changed.')
     assert docker.calls == []
     assert not (tmp_path / '.env.api').exists()

@@ -212,15 +212,15 @@ def test_exec_check_through_the_argument_spec(monkeypatch):
     # Without its command, the definition is refused by the argument spec.
     failed = _run({"checks": [{k: v for k, v in query.items() if k != "command"}]}, FailJson)
     assert "command" in failed["msg"]
-    monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
+    monkeypatch.setattr(_health, "HAS_DOCKER_SDK", False)
     failed = _run({"checks": [query], "deadline": 0}, FailJson)
     assert "Compose and exec checks need the Docker SDK" in failed["msg"]
 
 
 @pytest.mark.usefixtures("patched")
 def test_compose_check_without_docker_sdk(monkeypatch):
-    monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
-    monkeypatch.setattr(health_verify, "DOCKER_SDK_IMPORT_ERROR", "Traceback: No module named 'docker'")
+    monkeypatch.setattr(_health, "HAS_DOCKER_SDK", False)
+    monkeypatch.setattr(_health, "DOCKER_SDK_IMPORT_ERROR", "Traceback: No module named 'docker'")
     result = _run({"checks": [{"name": "stack", "type": "compose", "project": "avatar"}], "deadline": 0}, FailJson)
     assert (
         "the Python Docker SDK (python3-docker) is missing on this host: run playbooks/bootstrap.yml" in result["msg"]
@@ -231,7 +231,7 @@ def test_compose_check_without_docker_sdk(monkeypatch):
 
 @pytest.mark.usefixtures("patched")
 def test_http_check_without_requests(monkeypatch):
-    monkeypatch.setattr(health_verify, "HAS_REQUESTS", False)
+    monkeypatch.setattr(_health, "HAS_REQUESTS", False)
     result = _run({"checks": [{"name": "api", "url": "http://127.0.0.1:1/"}], "deadline": 0}, FailJson)
     assert (
         "the Python library requests (python3-requests) is missing on this host: run playbooks/bootstrap.yml"
@@ -241,8 +241,8 @@ def test_http_check_without_requests(monkeypatch):
 
 @pytest.mark.usefixtures("patched")
 def test_tcp_checks_need_neither_library(monkeypatch, open_port):
-    monkeypatch.setattr(health_verify, "HAS_REQUESTS", False)
-    monkeypatch.setattr(health_verify, "HAS_DOCKER_SDK", False)
+    monkeypatch.setattr(_health, "HAS_REQUESTS", False)
+    monkeypatch.setattr(_health, "HAS_DOCKER_SDK", False)
     result = _run({"checks": [_tcp("db", open_port)], "deadline": 0}, ExitJson)
     assert result["healthy"] is True
 
