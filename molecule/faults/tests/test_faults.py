@@ -226,6 +226,79 @@ def test_two_deploys_at_the_same_instant_exactly_one_proceeds(host):
     assert not host.file(LOCK).exists
 
 
+def _on_server(script):
+    """``script``'s output, run in the server's shell straight through its container (no SSH round trip)."""
+    done = subprocess.run(["docker", "exec", SERVER, "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    return done.stdout
+
+
+def _api_upstream_and_containers():
+    """The api proxy host's upstream as NPM's nginx file names it, and ``{name: (id, image)}`` of the api
+    containers that run: one look, on the server itself."""
+    out = _on_server(
+        f"docker exec {PROJECT}-proxy-1 sh -c "
+        "'grep -h \"set \\$server\" $(grep -l \"server_name api.daidai.amis.hk;\" /data/nginx/proxy_host/*.conf)';"
+        f" docker ps --filter label=com.docker.compose.project={PROJECT}"
+        " --filter label=com.docker.compose.service=api --no-trunc --format '{{.Names}} {{.ID}} {{.Image}}'"
+    )
+    upstream, containers = "", {}
+    for line in out.splitlines():
+        if "set $server" in line:
+            upstream = line.split('"')[1]
+        elif line.strip():
+            name, cid, image = line.split()
+            containers[name] = (cid, image.split("@", 1)[1] if "@" in image else image)
+    return upstream, containers
+
+
+def test_a_deploy_killed_while_its_gate_holds_is_recovered_keeping_the_container_the_proxy_serves(host):
+    """SIGKILL once the proxy serves the new api container while the old one still runs (the health gate holds;
+    the old containers go only after it): the deploy that recovers keeps the very container the proxy serves,
+    removes the old one, records the release, and no request fails meanwhile."""
+    v110, v120 = registry_digest("api", "v1.1.0"), registry_digest("api", "v1.2.0")
+    assert [d for _id, d in _api_containers(host)] == [v120]
+    proc = _start("-e", "image_tag=v1.1.0", "-e", "compose_deploy_backup_before_deploy=false")
+    serving = None
+    try:
+        end = time.monotonic() + 300
+        while serving is None and time.monotonic() < end and proc.poll() is None:
+            upstream, containers = _api_upstream_and_containers()
+            if len(containers) == 2 and containers.get(upstream, ("", ""))[1] == v110:
+                serving = (upstream, containers[upstream][0])
+            else:
+                time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        subprocess.run(["docker", "exec", SERVER, "pkill", "-9", "-f", "^/usr/bin/python3"], check=False)
+    assert serving is not None, f"the proxy never served the new api container beside the old: {proc.stdout.read()}"
+    _wait_for("compose on the host to finish", lambda: _settled(host), 120)
+    upstream, containers = _api_upstream_and_containers()
+    # Cut short inside the hold: the proxy serves the new container, the old one still runs.
+    assert upstream == serving[0]
+    assert sorted(d for _cid, d in containers.values()) == sorted([v110, v120])
+    assert host.file(LOCK).exists
+    assert _current(ledger(host))["version"] == "v1.2.0"
+
+    with Load("api.daidai.amis.hk", "/health", HTTP_PORT) as load:
+        recover = playbook("deploy.yml", "-e", "image_tag=v1.1.0", "-e", "compose_deploy_break_lock=true")
+    out = recover.stdout + recover.stderr
+    assert recover.returncode == 0, out[-3000:]
+    assert load.failures == [], load.failures[:5]
+    assert load.ok > 0
+    # The container the proxy served is the one kept (not recreated), alone, behind the service name again.
+    assert _api_containers(host) == [(serving[1], v110)]
+    assert _api_upstream_and_containers()[0] == "api"
+    cur = _current(ledger(host))
+    assert (cur["version"], cur["result"]) == ("v1.1.0", "success")
+    assert not host.file(LOCK).exists
+    # v1.2.0 again for the next test.
+    back = playbook("deploy.yml", "-e", "image_tag=v1.2.0", "-e", "compose_deploy_backup_before_deploy=false")
+    assert back.returncode == 0, (back.stdout + back.stderr)[-3000:]
+    assert [d for _id, d in _api_containers(host)] == [v120]
+
+
 SECOND = server()["second_server"]["name"]
 SECOND_SSH = server()["second_server"]["ssh_port"]
 
