@@ -680,14 +680,18 @@ def _container_record(item):
         "state": state.get("Status") or ("running" if state.get("Running") else "unknown"),
         "health": health.get("Status") if health else None,
         "health_output": _last_line(log[-1].get("Output", "")) if log and isinstance(log[-1], dict) else "",
-        # Docker has not run the healthcheck yet (its first run comes one interval after the start): the
-        # compose check may run that same test now (_run_first_healthcheck).
+        # Docker has not run the healthcheck yet (its first run comes one interval after the start) in a container
+        # that never restarted (a restart resets the health to "starting"): the compose check may run that same
+        # test now (_run_first_healthcheck).
         "health_unrun": bool(health)
         and health.get("Status") == "starting"
         and not log
-        and not health.get("FailingStreak"),
+        and not health.get("FailingStreak")
+        and not int(item.get("RestartCount") or 0),
         "healthcheck_test": healthcheck.get("Test") or [],
         "healthcheck_timeout": (healthcheck.get("Timeout") or 0) / 1e9 or _HEALTHCHECK_TIMEOUT,
+        "shell": (item.get("Config") or {}).get("Shell") or [],
+        "started_at": state.get("StartedAt") or "",
         "exit_code": state.get("ExitCode"),
         "image": (item.get("Config") or {}).get("Image", ""),
         "image_id": item.get("Image", ""),
@@ -783,39 +787,66 @@ def _container_status(container):
 _HEALTHCHECK_TIMEOUT = 30.0
 
 
-def _healthcheck_argv(test):
-    """The argv of a container's healthcheck test (``Config.Healthcheck.Test``), or None when it has none."""
+def _healthcheck_argv(test, shell=None):
+    """The argv of a container's healthcheck test (``Config.Healthcheck.Test``), or None when it has none.
+
+    As Docker builds it: ``CMD`` runs its arguments; ``CMD-SHELL`` runs them after the container's shell
+    (``Config.Shell``, else ``/bin/sh -c``), each its own argument.
+    """
     if not test or not isinstance(test, list):
         return None
     kind, args = test[0], [str(a) for a in test[1:]]
     if kind == "CMD" and args:
         return args
     if kind == "CMD-SHELL" and args:
-        # As Docker runs it: the default shell of a Linux container.
-        return ["/bin/sh", "-c", " ".join(args)]
+        return [str(a) for a in (shell or ["/bin/sh", "-c"])] + args
     return None
 
 
-def _exec_once(api, container_id, argv, timeout):
-    """``(exit code, output)`` of ``argv`` run in the container, or ``(None, reason)`` past ``timeout`` seconds."""
-    answer = {}
+# A healthcheck run by a compose check runs at most once at a time per container (a test that hangs is not run
+# again beside itself), and its answer stands for this many seconds: a gate that polls every quarter second does
+# not run a container's healthcheck four times a second.
+_RERUN_AFTER = 1.0
+_FIRST_RUNS = {}
+_FIRST_RUNS_LOCK = threading.Lock()
 
-    def run():
+
+class _FirstRun:
+    """One run of a container's healthcheck test through the Docker API, in a thread of its own."""
+
+    def __init__(self, api, container_id, argv, clock):
+        self.answer = None
+        self.ended = None
+        self.done = threading.Event()
+        self.started = clock()
+        self._clock = clock
+        threading.Thread(target=self._run, args=(api, container_id, argv), daemon=True).start()
+
+    def _run(self, api, container_id, argv):
         try:
             exec_id = api.exec_create(container_id, argv, stdout=True, stderr=True)["Id"]
-            answer["output"] = _text(api.exec_start(exec_id))
-            answer["code"] = api.exec_inspect(exec_id).get("ExitCode")
+            output = _text(api.exec_start(exec_id))
+            self.answer = (api.exec_inspect(exec_id).get("ExitCode"), output)
         except Exception as exc:  # noqa: BLE001 - reported as the reason the test could not run
-            answer["error"] = _docker_reason(exc)
+            self.answer = (None, f"it could not be run: {_docker_reason(exc)}")
+        self.ended = self._clock()
+        self.done.set()
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
+
+def _exec_once(api, container, argv, timeout, clock=time.monotonic):
+    """``(exit code, output)`` of the container's healthcheck ``argv``, or ``(None, reason)``.
+
+    A run still going on from an earlier look is waited for (never a second one beside it); past ``timeout``
+    seconds from its start the answer is that it did not end in time.
+    """
+    key = (container["id"], container.get("started_at", ""))
+    with _FIRST_RUNS_LOCK:
+        run = _FIRST_RUNS.get(key)
+        if run is None or (run.done.is_set() and clock() - run.ended >= _RERUN_AFTER):
+            run = _FIRST_RUNS[key] = _FirstRun(api, container["id"], argv, clock)
+    if not run.done.wait(max(0.0, run.started + timeout - clock())):
         return None, f"it did not end within its timeout ({_http.fmt_seconds(timeout)}s)"
-    if "error" in answer:
-        return None, f"it could not be run: {answer['error']}"
-    return answer.get("code"), answer.get("output", "")
+    return run.answer
 
 
 def _run_first_healthcheck(containers, client):
@@ -825,7 +856,8 @@ def _run_first_healthcheck(containers, client):
     Docker 20.10 has no shorter start interval), so a container that already works is "starting" until then.
     Its own test, run now in it as Docker runs it (exit code 0 passes), answers the same question earlier:
     it counts as healthy when it passes, and stays "starting" (not ready) when it fails or cannot run.
-    Only containers whose healthcheck has never run: once Docker has run it, Docker's status is the answer.
+    Only containers whose healthcheck has never run and that never restarted: once Docker has run it, or the
+    container restarted (a crash loop), Docker's status is the answer.
     """
     api = getattr(client, "api", None)
     if api is None:
@@ -833,10 +865,10 @@ def _run_first_healthcheck(containers, client):
     for container in containers:
         if container["state"] != "running" or not container.pop("health_unrun", False):
             continue
-        argv = _healthcheck_argv(container["healthcheck_test"])
+        argv = _healthcheck_argv(container["healthcheck_test"], container["shell"])
         if argv is None:
             continue
-        code, output = _exec_once(api, container["id"], argv, container["healthcheck_timeout"])
+        code, output = _exec_once(api, container, argv, container["healthcheck_timeout"])
         if code == 0:
             container["health"] = "healthy"
             container["health_note"] = "its healthcheck passed when this check ran it (Docker had not yet)"

@@ -59,9 +59,10 @@ def remove(path):
         return False
 
 
-def write(path, key, database):
-    """Record ``key`` with the database's state now, whole or not at all (mode 0600); False without a database."""
-    state = database_state(database)
+def write(path, key, database, state=None):
+    """Record ``key`` with the database's state (now, or ``state`` as the caller saw it), whole or not at all
+    (mode 0600); False without a database."""
+    state = state or database_state(database)
     if state is None:
         remove(path)
         return False
@@ -77,9 +78,14 @@ def write(path, key, database):
 
 def read(path, database):
     """``{key, current, reason}``: the recorded key ('' when none) and whether NPM is unchanged since."""
+    return _read(path, database)[0]
+
+
+def _read(path, database):
+    """``(read()'s answer, the database's state it was compared with)``: the state is None when not current."""
 
     def answer(reason, key=''):
-        return {'key': key, 'current': False, 'reason': reason}
+        return {'key': key, 'current': False, 'reason': reason}, None
 
     try:
         st = os.lstat(path)
@@ -108,7 +114,7 @@ def read(path, database):
         return answer(f'NPM\'s database {database} is not there', key)
     if now != state:
         return answer('NPM\'s database changed since the declaration', key)
-    return {'key': key, 'current': True, 'reason': 'NPM\'s database is unchanged since the declaration'}
+    return {'key': key, 'current': True, 'reason': 'NPM\'s database is unchanged since the declaration'}, now
 
 
 class Chain:
@@ -125,15 +131,22 @@ class Chain:
 
     def __init__(self, path, database):
         self.path, self.database = path, database
-        found = read(path, database)
+        found, state = _read(path, database)
         self.key = found['key']
         self.reason = found['reason']
-        # The state every next look must find; None once the chain is broken (or never held).
-        self._expected = database_state(database) if found['current'] else None
+        # The state every next look must find (the very state the record was compared with); None once the
+        # chain is broken (or never held).
+        self._expected = state
 
     def _check(self):
-        if self._expected is not None and database_state(self.database) != self._expected:
+        """The database's state now, when it is the expected one; else the chain breaks (None)."""
+        if self._expected is None:
+            return None
+        now = database_state(self.database)
+        if now != self._expected:
             self.broken('NPM\'s database changed during the switch, and not by the switch')
+            return None
+        return now
 
     def broken(self, reason):
         if self._expected is not None:
@@ -149,13 +162,15 @@ class Chain:
 
     def record(self, moved_back):
         """``{current, key, reason}``: whether the declaration was recorded again (``moved_back``: hosts put back)."""
-        self._check()
-        if self._expected is not None and not moved_back:
+        state = self._check()
+        if state is not None and not moved_back:
             self.broken('a proxy host was left forwarding elsewhere than before the switch')
-        if self._expected is None:
+            state = None
+        if state is None:
             return {'current': False, 'key': self.key, 'reason': self.reason}
         try:
-            if not write(self.path, self.key, self.database):
+            # The state just compared, not a new look: a write of someone else since then makes the record stale.
+            if not write(self.path, self.key, self.database, state):
                 return {'current': False, 'key': self.key, 'reason': f'NPM\'s database {self.database} is not there'}
         except OSError as exc:
             return {'current': False, 'key': self.key, 'reason': f'the record could not be written ({exc.strerror})'}

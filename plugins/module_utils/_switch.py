@@ -329,8 +329,12 @@ class _Switch:
                 raise
             if self.chain is not None:
                 self.chain.after_write()
-            before = self.forwarded.get(service, (result['previous']['forward_host'], None))[0]
-            self.forwarded[service] = (before, host)
+            previous = result['previous']
+            target = (params.get('forward_scheme') or previous['forward_scheme'], host, int(params['forward_port']))
+            before = self.forwarded.get(
+                service, ((previous['forward_scheme'], previous['forward_host'], previous['forward_port']), None)
+            )[0]
+            self.forwarded[service] = (before, target)
             self.log(f'{service}: proxy forwards to {host}')
             return result
         raise last
@@ -340,7 +344,8 @@ class _Switch:
             self.chain.broken(reason)
 
     def forwards_back(self):
-        """Whether each proxy host this switch wrote to forwards where it did before its first write."""
+        """Whether each proxy host this switch wrote to forwards where it did before its first write (scheme,
+        host and port)."""
         return all(before == now for before, now in self.forwarded.values())
 
     def verify(self, service, expect):
@@ -827,6 +832,10 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
         result['serving'] = {s: [_public(c) for c in before.get(s, [])] for s in all_services}
         return result
     sw = None
+    if state['chain'] is not None and spec.get('proxy_service', 'proxy') in recreate:
+        # A new NPM container: its start may write its database after this call, and it is not known to serve
+        # what was declared until the declaration has checked it.
+        state['chain'].broken('the proxy container itself was recreated')
     try:
         if recreate or orphans:
             try:

@@ -176,10 +176,12 @@ options:
         NPM answers a write once all its database writes for it are done), and every proxy host this switch wrote to
         forwards where it did before, the switch records the same declaration again with the database's state now
         (see RV(proxy_marker)), since NPM provably holds it; the caller need not declare the proxy hosts again.
-      - Anything else (no current record, another change of the database, a failed write, a host left elsewhere, a
-        failed switch, check mode) records nothing; the record then no longer matches and the caller declares.
-      - A write of someone else that lands between that comparison and this switch's own write is not told apart
-        from it, as with the declaration's own record.
+      - Anything else (no current record, another change of the database, a failed write, a host left elsewhere
+        than its scheme, host and port before, the proxy container itself recreated, a failed switch, check mode)
+        records nothing; the record then no longer matches and the caller declares.
+      - A write of someone else that lands while one of this switch's own writes is under way (between the
+        comparison before it and the look after NPM's answer) is not told apart from it, as with the declaration's
+        own record.
     type: dict
     suboptions:
       path:

@@ -25,10 +25,12 @@ description:
     container whose Docker health state is C(healthy), or that is running when the
     service defines no healthcheck. It also reports each service's image and image ID.
   - Docker first runs a healthcheck one interval after the container starts (5 s by default in compose_deploy's
-    file). A container whose healthcheck Docker has not run yet (health V(starting), no result yet) has that same
-    test run in it by the compose check (as Docker runs it, C(CMD-SHELL) through C(/bin/sh -c), within its own
-    timeout); it counts as C(healthy) when the test exits 0 and the detail says so. Once Docker has run it, only
-    Docker's own state counts. Docker's state is not changed.
+    file). A running container that never restarted and whose healthcheck Docker has not run yet (health
+    V(starting), no result yet) has that same test run in it by the compose check, as Docker builds it (C(CMD-SHELL)
+    after the container's shell, C(/bin/sh -c) by default), within the healthcheck's own timeout; it counts as
+    C(healthy) when the test exits 0, and the detail says so. The test runs at most once at a time per container
+    and its answer stands for a second. Once Docker has run it, or the container restarted, only Docker's own state
+    counts. Docker's state is not changed.
   - An V(exec) check runs a command in a running container of a Compose service through the Docker Engine API, as
     C(docker compose exec -T) does (no TTY, the container's user and environment), for example a database query, and
     passes on exit code 0 and, with O(checks[].output_regex), standard output matching it.

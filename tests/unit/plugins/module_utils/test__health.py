@@ -1181,3 +1181,99 @@ def test_hold_in_real_time(server):
 def test_invalid_hold(hold, message):
     with pytest.raises(HealthSpecError, match=message):
         run_checks([{"name": "a", "type": "tcp", "host": "127.0.0.1", "port": 1}], deadline=0, hold=hold)
+
+
+# A healthcheck Docker has not run yet, run by the compose check (fake engine: what 20.10's inspect prints).
+
+
+class _FakeExecAPI:
+    """The low-level exec calls of the Docker SDK (``client.api``): each run answers ``results`` in turn."""
+
+    def __init__(self, *results, hang=None):
+        self.results = list(results)
+        self.runs = []
+        self.hang = hang
+
+    def exec_create(self, container_id, cmd, stdout=True, stderr=True):
+        self.runs.append((container_id, cmd))
+        return {"Id": f"exec{len(self.runs)}"}
+
+    def exec_start(self, exec_id):
+        if self.hang is not None:
+            self.hang.wait(10)
+        code, output = self.results[min(len(self.runs), len(self.results)) - 1]
+        self._code = code
+        return output.encode()
+
+    def exec_inspect(self, exec_id):
+        return {"ExitCode": self._code}
+
+
+def _unrun(service, restarts=0, shell=None, started="2026-12-02T10:00:00.0Z"):
+    item = container(service, health="starting")
+    item["State"]["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": None}
+    item["State"]["StartedAt"] = started
+    item["RestartCount"] = restarts
+    item["Config"]["Healthcheck"] = {"Test": ["CMD-SHELL", "wget -q -O - http://127.0.0.1:3000/health"], "Timeout": 2e9}
+    if shell:
+        item["Config"]["Shell"] = shell
+    return item
+
+
+@pytest.fixture(autouse=True)
+def _fresh_first_runs():
+    _health._FIRST_RUNS.clear()
+    yield
+    _health._FIRST_RUNS.clear()
+
+
+def test_a_healthcheck_docker_has_not_run_is_run_once_as_docker_would_and_counts_when_it_passes():
+    docker = FakeDockerClient([_unrun("api", shell=["/bin/bash", "-o", "pipefail", "-c"])])
+    docker.api = _FakeExecAPI((0, "ok\n"))
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
+    assert result["ok"] is True
+    assert "its healthcheck passed when this check ran it (Docker had not yet)" in result["detail"]
+    # The container's own shell, then the test's arguments, each its own argument (as Docker builds it).
+    assert docker.api.runs == [
+        (container("api")["Id"], ["/bin/bash", "-o", "pipefail", "-c", "wget -q -O - http://127.0.0.1:3000/health"])
+    ]
+
+
+def test_a_container_that_restarted_is_never_taken_healthy_on_a_healthcheck_run_by_the_check():
+    """A crash loop: Docker resets the health of a restarted container to "starting" with no log when it never
+    lived one interval; the check's own run of its test must not make it healthy."""
+    docker = FakeDockerClient([_unrun("api", restarts=1)])
+    docker.api = _FakeExecAPI((0, "ok\n"))
+    result = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
+    assert result["ok"] is False
+    assert result["status"] == "starting"
+    assert docker.api.runs == []
+
+
+def test_a_failing_first_healthcheck_is_reported_and_not_run_again_within_a_second():
+    docker = FakeDockerClient([_unrun("api")], [_unrun("api")])
+    docker.api = _FakeExecAPI((7, "connection refused\n"))
+    first = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
+    assert first["ok"] is False
+    assert first["detail"] == (
+        "api: starting (its healthcheck, run by this check before Docker ran it, exited 7; "
+        "last healthcheck output: 'connection refused')"
+    )
+    _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
+    assert len(docker.api.runs) == 1, "the answer stands for a second: the gate's quick polls do not rerun it"
+
+
+def test_a_healthcheck_that_hangs_is_not_run_again_beside_itself():
+    import threading
+
+    release = threading.Event()
+    docker = FakeDockerClient([_unrun("api")], [_unrun("api")], [_unrun("api")])
+    docker.api = _FakeExecAPI((0, "ok\n"), hang=release)
+    try:
+        for _round in range(3):
+            result = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
+            assert result["ok"] is False
+            assert "did not end within its timeout (2s)" in result["detail"]
+        assert len(docker.api.runs) == 1
+    finally:
+        release.set()

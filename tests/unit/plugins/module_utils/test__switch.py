@@ -812,3 +812,39 @@ def test_a_failed_handover_or_a_stale_record_records_nothing(npm, declared):
     result = _chained_run(docker, npm, declared)
     assert result['proxy_marker']['current'] is False
     assert result['proxy_marker']['reason'] == "NPM's database changed since the declaration"
+
+
+def test_a_switch_that_recreates_the_proxy_itself_records_nothing(npm, declared):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(proxy='npm-2.15.2', api='v2')
+    result = _chained_run(docker, npm, declared)
+    assert 'proxy' in result['recreate']
+    assert result['proxy_marker'] == {
+        'current': False,
+        'key': 'key-1',
+        'reason': 'the proxy container itself was recreated',
+    }
+    # A switch that recreates only another stateful service in place leaves NPM as it was: recorded again.
+    _proxy_marker.write(str(declared.marker), 'key-1', str(declared.database))
+    docker.desired.update(db='pg16')
+    result = _chained_run(docker, npm, declared)
+    assert result['recreate'] == ['db']
+    assert result['proxy_marker']['current'] is True
+
+
+def test_a_proxy_host_left_on_another_port_than_before_records_nothing(npm, declared):
+    """The declaration named port 8080; the switch forwards to the port its spec names (3000) and puts the
+    host name back: not where it was before, so NPM no longer holds the declaration."""
+    client = _connect(npm)()
+    host = next(h for h in client.list_proxy_hosts() if h['domain_names'] == ['api.example.com'])
+    client.update_proxy_host(host['id'], {'forward_port': 8080})
+    _proxy_marker.write(str(declared.marker), 'key-1', str(declared.database))
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2')
+    result = _chained_run(docker, npm, declared)
+    assert result['handover'] == ['api']
+    assert result['proxy_marker'] == {
+        'current': False,
+        'key': 'key-1',
+        'reason': 'a proxy host was left forwarding elsewhere than before the switch',
+    }
