@@ -77,15 +77,15 @@ def _skip_reason():
     return None
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def _compose_project(tmp_path_factory, prefix, text):
+    """Start the compose project ``text`` under a fresh name; yield its name; take it down again."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    name = f"hvtest-{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     workdir = tmp_path_factory.mktemp(name)
     compose_file = workdir / "compose.yml"
-    compose_file.write_text(COMPOSE_FILE.format(image=IMAGE))
+    compose_file.write_text(text.format(image=IMAGE))
     base = ["docker", "compose", "-p", name, "-f", str(compose_file)]
     try:
         rc, out, err = _sh(base + ["up", "--detach"])
@@ -93,6 +93,11 @@ def project(tmp_path_factory):
         yield name
     finally:
         _sh(base + ["down", "--volumes", "--remove-orphans", "--timeout", "0"])
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    yield from _compose_project(tmp_path_factory, "hvtest", COMPOSE_FILE)
 
 
 def _image_id():
@@ -246,20 +251,7 @@ services:
 
 @pytest.fixture(scope="module")
 def unrun(tmp_path_factory):
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    name = f"hvtest-unrun-{uuid.uuid4().hex[:10]}"
-    workdir = tmp_path_factory.mktemp(name)
-    compose_file = workdir / "compose.yml"
-    compose_file.write_text(UNRUN_FILE.format(image=IMAGE))
-    base = ["docker", "compose", "-p", name, "-f", str(compose_file)]
-    try:
-        rc, out, err = _sh(base + ["up", "--detach"])
-        assert rc == 0, f"docker compose up failed: {out}{err}"
-        yield name
-    finally:
-        _sh(base + ["down", "--volumes", "--remove-orphans", "--timeout", "0"])
+    yield from _compose_project(tmp_path_factory, "hvtest-unrun", UNRUN_FILE)
 
 
 def _docker_health(project, service):
