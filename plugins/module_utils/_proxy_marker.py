@@ -148,6 +148,14 @@ class Chain:
             return None
         return now
 
+    def forget(self, reason):
+        """Break the chain and remove the record on disk: what NPM holds is unknown until it is declared again."""
+        self.broken(reason)
+        try:
+            remove(self.path)
+        except OSError:
+            pass  # a record that cannot be removed is checked against the database's state as ever
+
     def broken(self, reason):
         if self._expected is not None:
             self._expected = None

@@ -834,8 +834,9 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
     sw = None
     if state['chain'] is not None and spec.get('proxy_service', 'proxy') in recreate:
         # A new NPM container: its start may write its database after this call, and it is not known to serve
-        # what was declared until the declaration has checked it.
-        state['chain'].broken('the proxy container itself was recreated')
+        # what was declared until the declaration has checked it. The record goes before the container does, so
+        # that a switch failing after it leaves none that the next run could take for current.
+        state['chain'].forget('the proxy container itself was recreated')
     try:
         if recreate or orphans:
             try:

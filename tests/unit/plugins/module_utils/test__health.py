@@ -1277,3 +1277,32 @@ def test_a_healthcheck_that_hangs_is_not_run_again_beside_itself():
         assert len(docker.api.runs) == 1
     finally:
         release.set()
+
+
+def test_a_healthcheck_that_ends_after_its_timeout_failed_whatever_it_answered():
+    import threading
+    import time as _time
+
+    release = threading.Event()
+    threading.Timer(2.4, release.set).start()
+    docker = FakeDockerClient([_unrun("api")], [_unrun("api")])
+    docker.api = _FakeExecAPI((0, "ok\n"), hang=release)
+    first = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
+    assert "did not end within its timeout (2s)" in first["detail"]
+    _time.sleep(0.6)  # the run ended (exit 0) after 2.4 s, past its 2-s timeout
+    again = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
+    assert again["ok"] is False
+    assert "did not end within its timeout (2s)" in again["detail"]
+    assert len(docker.api.runs) == 1
+
+
+def test_a_restarted_instance_of_a_container_gets_a_run_of_its_own():
+    docker = FakeDockerClient(
+        [_unrun("api", started="2026-12-02T10:00:00Z")], [_unrun("api", started="2026-12-02T10:00:05Z")]
+    )
+    docker.api = _FakeExecAPI((3, "not yet\n"), (0, "ok\n"))
+    first = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
+    assert first["ok"] is False
+    second = _one({"name": "stack", "type": "compose", "project": "avatar"}, docker_client=docker)
+    assert second["ok"] is True, "another StartedAt: not the first instance's answer"
+    assert len(docker.api.runs) == 2

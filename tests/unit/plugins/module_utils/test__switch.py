@@ -824,6 +824,8 @@ def test_a_switch_that_recreates_the_proxy_itself_records_nothing(npm, declared)
         'key': 'key-1',
         'reason': 'the proxy container itself was recreated',
     }
+    # Removed before the proxy was recreated: a switch failing after that leaves no record to take for current.
+    assert not declared.marker.exists()
     # A switch that recreates only another stateful service in place leaves NPM as it was: recorded again.
     _proxy_marker.write(str(declared.marker), 'key-1', str(declared.database))
     docker.desired.update(db='pg16')
