@@ -330,11 +330,11 @@ class _Switch:
             if self.chain is not None:
                 self.chain.after_write()
             previous = result['previous']
-            target = (params.get('forward_scheme') or previous['forward_scheme'], host, int(params['forward_port']))
-            before = self.forwarded.get(
-                service, ((previous['forward_scheme'], previous['forward_host'], previous['forward_port']), None)
-            )[0]
-            self.forwarded[service] = (before, target)
+            # [(scheme, host, port) before this switch's first write to it, the same now].
+            where = self.forwarded.setdefault(
+                service, [(previous['forward_scheme'], previous['forward_host'], previous['forward_port']), None]
+            )
+            where[1] = (params.get('forward_scheme') or previous['forward_scheme'], host, int(params['forward_port']))
             self.log(f'{service}: proxy forwards to {host}')
             return result
         raise last
