@@ -210,8 +210,12 @@ options:
         O(avatar_mgmt.ops.release_files#module:state=compared) does (the suboptions are that module's options), and
         answer RV(files) and RV(files_identical). Nothing is written; env file values are never returned.
       - With O(compare.drift_compose_files), and only when every file is identical (so what is on disk is what the
-        release wants), also ask compose what it would change in what runs (C(docker compose up --dry-run)) and
-        answer RV(drift). A deploy that finds nothing to write and nothing that drifted has no switch to make.
+        release wants), also ask compose what it would change in what runs (C(docker compose up --dry-run --no-start))
+        and answer RV(drift). A deploy that finds nothing to write and nothing that drifted has no switch to make.
+      - The dry run leaves out the start phase (C(--no-start)), so it does not wait on the C(depends_on) health
+        conditions (compose polls them every half second, even in a dry run); it decides what to create, recreate
+        and remove as C(up) does, and names a container that exists but does not run (C(Created)) among what it would
+        change, as the start phase would.
     type: dict
     suboptions:
       env_files:
@@ -276,8 +280,8 @@ options:
         default: ''
       drift_compose_files:
         description:
-          - The compose files (relative to O(project_dir)) to ask C(docker compose up --dry-run) about, when every
-            compared file is identical. Empty asks nothing.
+          - The compose files (relative to O(project_dir)) to ask C(docker compose up --dry-run --no-start) about,
+            when every compared file is identical. Empty asks nothing.
         type: list
         elements: str
         default: []
@@ -367,7 +371,7 @@ files_identical:
   sample: true
 drift:
   description:
-    - The services C(docker compose up --dry-run) would create, recreate, start or remove (V(orphans) for containers
+    - The services C(docker compose up) would create, recreate, start or remove (V(orphans) for containers
       of services the file no longer has), in compose order; V([]) when nothing; V(null) when not asked (files not
       identical, or no O(compare.drift_compose_files)) or when compose could not answer (RV(drift_error)).
   returned: when O(compare) is set
@@ -735,7 +739,13 @@ def _compare(module):
 
 
 def _drift(module, files):
-    """``(services compose would change, '')`` or ``(None, why not)``: compose's own dry run of what runs."""
+    """``(services compose would change, '')`` or ``(None, why not)``: compose's own dry run of what runs.
+
+    ``--no-start``: the create phase only, which decides what ``up`` would create, recreate and remove (orphans
+    included) exactly as ``up`` does, without the start phase's wait on ``depends_on`` health conditions (a
+    ticker of half a second, even in a dry run). A container that exists but does not run is printed
+    ``Created``, a change as the start phase would have made one.
+    """
     params = module.params
     compose = ['docker', 'compose', '--project-directory', params['project_dir'], '-p', params['project_name']]
     compose += [a for name in files for a in ('-f', name)]
@@ -743,7 +753,7 @@ def _drift(module, files):
     with ThreadPoolExecutor(max_workers=2) as pool:
         config = pool.submit(_run, module, compose + ['config', '--services'], params['project_dir'])
         dry_run = pool.submit(
-            _run, module, compose + ['up', '-d', '--dry-run', '--remove-orphans'], params['project_dir']
+            _run, module, compose + ['up', '--dry-run', '--no-start', '--remove-orphans'], params['project_dir']
         )
         config, dry_run = config.result(), dry_run.result()
     rc, out, err = config

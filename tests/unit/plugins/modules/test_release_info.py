@@ -523,7 +523,7 @@ def compose_cli(tmp_path, monkeypatch, dry_run, calls):
         f'echo "$*" >> {calls}\n'
         'case "$*" in\n'
         '  *"config --services"*) echo api; echo db ;;\n'
-        f'  *"up -d --dry-run"*) {dry_run} ;;\n'
+        f'  *"up --dry-run --no-start"*) {dry_run} ;;\n'
         '  *) exit 9 ;;\n'
         'esac',
     )
@@ -560,7 +560,7 @@ def test_identical_files_ask_compose_what_it_would_change(tmp_path, monkeypatch,
     assert result['drift'] == drift
     assert result['drift_error'] == ''
     assert result['files'][str(tmp_path / 'c.yml')]['content'] == 'services: {}\n'
-    assert any('up -d --dry-run --remove-orphans' in line for line in calls.read_text().splitlines())
+    assert any('up --dry-run --no-start --remove-orphans' in line for line in calls.read_text().splitlines())
     assert (tmp_path / 'api.env').read_text() == 'A="1"\n', 'nothing is written'
 
 

@@ -1,0 +1,159 @@
+# Copyright (c) avatar_mgmt.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""release_info's drift check (compare.drift_compose_files) against a real Docker engine and compose v2.
+
+The module asks ``docker compose up --dry-run --no-start`` (the create phase only: no wait on the
+``depends_on`` health conditions). These tests hold its answer against compose's full
+``up -d --dry-run`` (what a switch would really do) on a real project, a service of which waits for
+another's health, in every state drift must catch: nothing changed, a container stopped by hand, a
+service whose definition changed, a service the file no longer has (orphans), a container removed.
+Skipped, with the reason, when no engine, no compose plugin, no Docker SDK or no test image answers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+
+import pytest
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_info, _switch
+from ansible_collections.avatar_mgmt.ops.plugins.modules import release_info
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+
+pytestmark = pytest.mark.docker
+
+IMAGE = "avatar-test/debian:bookworm"
+SERVICES = ["db", "app", "web"]
+
+COMPOSE = """\
+services:
+  db:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "infinity"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  app:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "infinity"]
+    depends_on:
+      db:
+        condition: service_healthy
+  web:
+    image: {image}
+    pull_policy: never
+    command: ["sleep", "infinity"]
+{web_extra}"""
+
+
+def _sh(argv, timeout=120):
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _skip_reason():
+    if not _release_info.HAS_DOCKER:
+        return "the Docker SDK for Python is not installed"
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed"
+    try:
+        if _sh(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=20)[0] != 0:
+            return "no Docker engine answers `docker info`"
+        if _sh(["docker", "compose", "version"], timeout=20)[0] != 0:
+            return "the docker compose v2 plugin is missing"
+        if _sh(["docker", "image", "inspect", IMAGE], timeout=20)[0] != 0:
+            return f"test image {IMAGE} is not built (tests/platform/build-bases.sh builds it)"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker did not answer: {exc}"
+    return None
+
+
+class Project:
+    def __init__(self, workdir, name):
+        self.dir = workdir
+        self.name = name
+        self.file = workdir / "compose.yml"
+        self.compose = ["docker", "compose", "-p", name, "-f", str(self.file)]
+
+    def write(self, web_extra="", without_web=False):
+        text = COMPOSE.format(image=IMAGE, web_extra=web_extra)
+        if without_web:
+            text = text[: text.index("  web:\n")]
+        self.file.write_text(text)
+        self.file.chmod(0o640)
+        return text
+
+    def drift(self, text):
+        """release_info's answer, the module run as a task runs it (files identical: compose is asked)."""
+        args = {
+            "project_dir": str(self.dir),
+            "project_name": self.name,
+            "services": SERVICES,
+            "compare": {
+                "files": [{"path": str(self.file), "content": text}],
+                "drift_compose_files": ["compose.yml"],
+            },
+        }
+        result = module_harness.run_module(release_info, args)
+        assert result["files_identical"] is True
+        assert result["drift_error"] == ""
+        return result["drift"]
+
+    def full_dry_run(self):
+        """What compose's whole ``up`` (start phase and its health waits included) would change."""
+        rc, out, err = _sh(self.compose + ["config", "--services"])
+        assert rc == 0, out + err
+        services = out.split()  # as the module reads them: those of the file, the others' containers are orphans
+        rc, out, err = _sh(self.compose + ["up", "-d", "--dry-run", "--remove-orphans"])
+        assert rc == 0, out + err
+        parsed = _switch.parse_dry_run(out + "\n" + err, self.name, services)
+        changed = _switch.changed_services(parsed, services)
+        return changed + (["orphans"] if _switch.orphans_change(parsed) else [])
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    module_harness.patch_exits(monkeypatch)
+    proj = Project(tmp_path, f"ridrift-{uuid.uuid4().hex[:10]}")
+    proj.write()
+    try:
+        rc, out, err = _sh(proj.compose + ["up", "--detach", "--wait"])
+        assert rc == 0, f"docker compose up failed: {out}{err}"
+        yield proj
+    finally:
+        proj.write()
+        _sh(proj.compose + ["down", "--volumes", "--remove-orphans", "--timeout", "0"])
+
+
+def test_drift_matches_compose_full_dry_run_in_every_state(project):
+    text = project.write()
+    assert project.drift(text) == [] == project.full_dry_run()
+
+    # Stopped by hand: compose's up would start it again.
+    assert _sh(["docker", "stop", "--time", "0", f"{project.name}-app-1"])[0] == 0
+    assert project.drift(text) == ["app"] == project.full_dry_run()
+    assert _sh(["docker", "start", f"{project.name}-app-1"])[0] == 0
+    assert project.drift(text) == [] == project.full_dry_run()
+
+    # A definition that changed: recreated.
+    changed = project.write(web_extra="    labels: {drift.test: changed}\n")
+    assert project.drift(changed) == ["web"] == project.full_dry_run()
+
+    # A service the file no longer has: its container is an orphan compose removes.
+    fewer = project.write(without_web=True)
+    assert project.drift(fewer) == ["orphans"] == project.full_dry_run()
+
+    # A container removed by hand: created again.
+    text = project.write()
+    assert _sh(["docker", "rm", "--force", f"{project.name}-db-1"])[0] == 0
+    assert "db" in project.drift(text)
+    assert project.drift(text) == project.full_dry_run()
