@@ -26,6 +26,8 @@ STATE = os.environ.get("AVATAR_PLATFORM_STATE", os.path.join(ROOT, ".cache/platf
 PROJECT = "avatar-production"
 DIR = "/opt/deploy-avatar-prod"
 PLATFORM = os.path.join(ROOT, "tests/platform/platform.sh")
+# The production proxy hosts of the sandbox inventory (what Host header reaches which service through NPM).
+DOMAINS = {"frontend": "daidai.amis.hk", "api": "api.daidai.amis.hk", "directus": "directus.daidai.amis.hk"}
 INSPECT_FORMAT = '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}} {{.Id}}'
 
 
@@ -130,6 +132,33 @@ def running(host):
         svc, image, full = host.check_output(f"docker inspect -f '{INSPECT_FORMAT}' {cid}").split()
         result[svc] = (full, image.split("@", 1)[1] if "@" in image else image)
     return result
+
+
+def npm_upstream_command(domain=None):
+    """A shell command that prints what NPM's proxy hosts forward to, as nginx loads it (the ``set $server "...";``
+    line of each proxy host's file, read in the proxy container: no API credentials needed); only the host that
+    serves ``domain`` when given. :func:`npm_upstreams` reads its output."""
+    files = "/data/nginx/proxy_host/*.conf"
+    if domain:
+        files = f'$(grep -l "server_name {domain};" {files})'
+    return f"docker exec {PROJECT}-proxy-1 sh -c 'grep -h \"set \\$server\" {files}'"
+
+
+def npm_upstreams(output):
+    """The upstreams in the output of :func:`npm_upstream_command`, in its order."""
+    return [line.split('"')[1] for line in output.splitlines() if "set $server" in line]
+
+
+def npm_all_upstreams(host):
+    """What every proxy host of NPM forwards to, sorted."""
+    return sorted(npm_upstreams(host.check_output(npm_upstream_command())))
+
+
+def npm_upstream(host, domain):
+    """The one upstream NPM's proxy host for ``domain`` forwards to."""
+    found = npm_upstreams(host.check_output(npm_upstream_command(domain)))
+    assert len(found) == 1, f"NPM has {len(found)} proxy host files for {domain}: {found}"
+    return found[0]
 
 
 def ledger(host):

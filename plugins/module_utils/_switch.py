@@ -5,8 +5,12 @@
 """The switch of a compose stack to the compose file on disk: the rules behind ``compose_switch``.
 
 * **What differs** is what compose would do to what *runs*: ``docker compose up
-  --dry-run`` (it compares the running containers' config hashes with the file,
-  env files included), not the compose file on disk against an older copy.
+  --dry-run --no-start`` (it compares the running containers' config hashes with the file,
+  env files included), not the compose file on disk against an older copy. The create
+  phase alone decides what to create, recreate (dependents of a recreated service
+  included) and remove as ``up`` does, and prints ``Created`` for a container that exists
+  but does not run; it does not wait on ``depends_on`` health conditions as the start
+  phase does (compose polls them every half second, even in a dry run).
 * **Handover** (stateless services: api, frontend) with nginx-proxy-manager in front,
   every changed one together, step by step:
 
@@ -176,7 +180,9 @@ class _Docker:
         return out.split()
 
     def dry_run(self):
-        out, err = self.run(self.compose + ['up', '-d', '--dry-run', '--remove-orphans'], 'docker compose up --dry-run')
+        out, err = self.run(
+            self.compose + ['up', '--dry-run', '--no-start', '--remove-orphans'], 'docker compose up --dry-run'
+        )
         return out + '\n' + err
 
     def containers(self):

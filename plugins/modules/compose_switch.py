@@ -12,8 +12,10 @@ short_description: Switch a compose stack to its compose file, stateless service
 version_added: 0.1.0
 description:
   - Brings the compose project to the compose file on disk in one call on the host.
-  - What differs is what compose would do to what B(runs) (C(docker compose up --dry-run), which compares the running
-    containers with the file and its env files), not the file against an older copy.
+  - What differs is what compose would do to what B(runs) (C(docker compose up --dry-run --no-start), which compares the
+    running containers with the file and its env files), not the file against an older copy. The dry run leaves out
+    the start phase, so it does not wait on C(depends_on) health conditions; a container that exists but does not run
+    differs all the same.
   - Each changed service listed in O(services) (the stateless ones) is handed over when O(strategy=handover) and exactly
     one of its containers runs. The proxy host is pinned to the old container's name, the new container is started
     beside it (C(docker compose up --no-deps --scale SVC=2 --no-recreate SVC)), it must run without restarts, not be unhealthy

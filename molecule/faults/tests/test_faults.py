@@ -18,6 +18,7 @@ import testinfra.utils.ansible_runner
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
 from avatar_testlib import (
     DIR,
+    DOMAINS,
     INVENTORY,
     PLATFORM,
     PROJECT,
@@ -25,6 +26,8 @@ from avatar_testlib import (
     STATE,
     Load,
     ledger,
+    npm_upstream_command,
+    npm_upstreams,
     playbook,
     registry_digest,
     running,
@@ -176,7 +179,7 @@ def test_killed_deploy_is_detected_and_recovered(host):
     assert _project_containers(host) == left
     assert host.file(LOCK).exists
 
-    with Load("api.daidai.amis.hk", "/health", HTTP_PORT) as load:
+    with Load(DOMAINS["api"], "/health", HTTP_PORT) as load:
         recover = playbook("deploy.yml", "-e", "image_tag=v1.1.0", "-e", "compose_deploy_break_lock=true")
     out = recover.stdout + recover.stderr
     assert recover.returncode == 0, out[-3000:]
@@ -238,19 +241,17 @@ def _api_upstream_and_containers():
     """The api proxy host's upstream as NPM's nginx file names it, and ``{name: (id, image)}`` of the api
     containers that run: one look, on the server itself."""
     out = _on_server(
-        f"docker exec {PROJECT}-proxy-1 sh -c "
-        "'grep -h \"set \\$server\" $(grep -l \"server_name api.daidai.amis.hk;\" /data/nginx/proxy_host/*.conf)';"
+        npm_upstream_command(DOMAINS["api"]) + ";"
         f" docker ps --filter label=com.docker.compose.project={PROJECT}"
         " --filter label=com.docker.compose.service=api --no-trunc --format '{{.Names}} {{.ID}} {{.Image}}'"
     )
-    upstream, containers = "", {}
+    upstreams, containers = npm_upstreams(out), {}
+    assert len(upstreams) == 1, out
     for line in out.splitlines():
-        if "set $server" in line:
-            upstream = line.split('"')[1]
-        elif line.strip():
+        if line.strip() and "set $server" not in line:
             name, cid, image = line.split()
             containers[name] = (cid, image.split("@", 1)[1] if "@" in image else image)
-    return upstream, containers
+    return upstreams[0], containers
 
 
 def test_a_deploy_killed_while_its_gate_holds_is_recovered_keeping_the_container_the_proxy_serves(host):
@@ -283,7 +284,7 @@ def test_a_deploy_killed_while_its_gate_holds_is_recovered_keeping_the_container
     assert host.file(LOCK).exists
     assert _current(ledger(host))["version"] == "v1.2.0"
 
-    with Load("api.daidai.amis.hk", "/health", HTTP_PORT) as load:
+    with Load(DOMAINS["api"], "/health", HTTP_PORT) as load:
         recover = playbook("deploy.yml", "-e", "image_tag=v1.1.0", "-e", "compose_deploy_break_lock=true")
     out = recover.stdout + recover.stderr
     assert recover.returncode == 0, out[-3000:]

@@ -15,11 +15,23 @@ import time
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, STATE, Load, container_env, ledger, playbook, server, vault
+from avatar_testlib import (
+    DIR,
+    DOMAINS,
+    INVENTORY,
+    PROJECT,
+    STATE,
+    Load,
+    container_env,
+    ledger,
+    npm_upstream,
+    playbook,
+    server,
+    vault,
+)
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
-DOMAINS = {"frontend": "daidai.amis.hk", "api": "api.daidai.amis.hk", "directus": "directus.daidai.amis.hk"}
 PATHS = {"frontend": "/", "api": "/health", "directus": "/server/health"}
 HTTP_PORT = server()["http_port"]  # the server's port 80 on the control node
 
@@ -141,14 +153,21 @@ def _forward(domain, forward_host, expect):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
 
 
-def _api_server(host):
-    """The upstream that NPM's nginx file of the api's proxy host names (``set $server "...";``)."""
-    conf = host.check_output(
-        f"sudo sh -c 'cd {DIR}/jc21/data/nginx/proxy_host && cat $(grep -l \"server_name {DOMAINS['api']};\" *.conf)'"
+NPM_DATABASE = DIR + "/jc21/data/database.sqlite"
+
+
+def _npm_database_state(host):
+    """NPM's database file as the declaration's record keeps it (size, times in ns, inode, device)."""
+    script = (
+        "import json, os; st = os.stat('" + NPM_DATABASE + "'); print(json.dumps({'size': st.st_size,"
+        " 'mtime_ns': st.st_mtime_ns, 'ctime_ns': st.st_ctime_ns, 'inode': st.st_ino, 'device': st.st_dev}))"
     )
-    found = re.search(r'set \$server\s+"([^"]+)";', conf)
-    assert found, conf
-    return found.group(1)
+    return json.loads(host.check_output(f"sudo python3 -c {shlex.quote(script)}"))
+
+
+def _npm_record(host):
+    """The record of the last declaration of the proxy hosts, on the server."""
+    return json.loads(host.check_output(f"sudo cat {DIR}/.npm-declared"))
 
 
 def test_a_deploy_that_changes_nothing_leaves_out_a_declaration_npm_holds_and_redeclares_after_any_change(host):
@@ -158,20 +177,32 @@ def test_a_deploy_that_changes_nothing_leaves_out_a_declaration_npm_holds_and_re
     held = "The proxy hosts were not declared again"
     first = playbook("deploy.yml", "-e", f"image_tag={version}")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    # The record on the server names NPM's database as the first run left it.
+    recorded = _npm_record(host)
+    assert recorded["database"] == NPM_DATABASE
+    assert recorded["state"] == _npm_database_state(host)
     second = playbook("deploy.yml", "-e", f"image_tag={version}")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
     assert held in second.stdout, "nothing changed NPM since the first run's declaration"
+    # Not declared again, as the host shows it: NPM's database was not written and the record is the same.
+    assert _npm_database_state(host) == recorded["state"]
+    assert _npm_record(host) == recorded
     # NPM changed outside the collection, as from its web UI: the api's proxy host names the api container itself.
     container = host.check_output(
         f"docker ps --filter label=com.docker.compose.project={PROJECT} "
         "--filter label=com.docker.compose.service=api --format '{{.Names}}'"
     )
     _forward(DOMAINS["api"], container, version)
-    assert _api_server(host) == container
+    assert npm_upstream(host, DOMAINS["api"]) == container
+    changed_by_hand = _npm_database_state(host)
+    assert changed_by_hand != recorded["state"]
     third = playbook("deploy.yml", "-e", f"image_tag={version}")
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-2000:]
     assert held not in third.stdout
-    assert _api_server(host) == "api", "the declaration put the proxy host back on the service name"
+    # Declared again: NPM's database written, and the new record names its state now.
+    assert _npm_database_state(host) != changed_by_hand
+    assert _npm_record(host)["state"] == _npm_database_state(host)
+    assert npm_upstream(host, DOMAINS["api"]) == "api", "the declaration put the proxy host back on the service name"
     fourth = playbook("deploy.yml", "-e", f"image_tag={version}")
     assert fourth.returncode == 0, fourth.stdout[-3000:] + fourth.stderr[-2000:]
     assert held in fourth.stdout
@@ -195,7 +226,7 @@ def test_a_switch_keeps_a_declaration_npm_holds_on_record_unless_npm_changes_bes
     assert re.search(r"recreated: (api, frontend|frontend, api)['\"]", switch.stdout), switch.stdout[-3000:]
     assert held in switch.stdout
     assert "own writes were the only changes of NPM" in " ".join(switch.stdout.split())
-    assert _api_server(host) == "api", "the switch put the proxy host back on the service name"
+    assert npm_upstream(host, DOMAINS["api"]) == "api", "the switch put the proxy host back on the service name"
     assert (
         json.loads(host.check_output(f"curl -s -H 'Host: {DOMAINS['api']}' http://127.0.0.1/api/version"))["backend"][
             "version"
@@ -223,4 +254,4 @@ def test_a_switch_keeps_a_declaration_npm_holds_on_record_unless_npm_changes_bes
     # The result line may be coloured (the molecule run forces colour); skipped, it would read "skipping:".
     declared = r"TASK \[avatar_mgmt\.ops\.npm_proxy : Declare the proxy hosts\] \*+\n(?:\x1b\[[0-9;]*m)?(ok|changed): "
     assert re.search(declared, back.stdout), "the declaration ran (not skipped)"
-    assert _api_server(host) == "api"
+    assert npm_upstream(host, DOMAINS["api"]) == "api"

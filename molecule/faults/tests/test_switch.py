@@ -13,11 +13,22 @@ import sys
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from avatar_testlib import DIR, INVENTORY, PROJECT, Load, ledger, playbook, registry_digest, running, server
+from avatar_testlib import (
+    DIR,
+    DOMAINS,
+    INVENTORY,
+    PROJECT,
+    Load,
+    ledger,
+    npm_all_upstreams,
+    playbook,
+    registry_digest,
+    running,
+    server,
+)
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 
-DOMAINS = {"frontend": "daidai.amis.hk", "api": "api.daidai.amis.hk"}
 HTTP_PORT = server()["http_port"]  # the server's port 80 on the control node
 FIGURES = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], ".cache", "switch-under-load.json")
 
@@ -26,14 +37,6 @@ def _served_version(host):
     api = json.loads(host.check_output(f"curl -s -H 'Host: {DOMAINS['api']}' http://127.0.0.1/api/version"))
     front = json.loads(host.check_output(f"curl -s -H 'Host: {DOMAINS['frontend']}' http://127.0.0.1/version.json"))
     return api["backend"]["version"], front["version"]
-
-
-def _forward_hosts(host):
-    """What NPM's proxy hosts forward to, read from the files nginx loads (no API credentials needed)."""
-    out = host.check_output(
-        f"docker exec {PROJECT}-proxy-1 sh -c 'grep -h \"set \\$server\" /data/nginx/proxy_host/*.conf'"
-    )
-    return sorted(line.split('"')[1] for line in out.splitlines())
 
 
 def _under_load(name, *args):
@@ -80,7 +83,7 @@ def test_an_upgrade_hands_over_without_losing_a_request(host):
     for svc in ("db", "directus", "proxy"):
         assert after[svc][0] == before[svc][0], svc + " was recreated"
     assert _served_version(host) == (target, target)
-    assert _forward_hosts(host) == sorted(["api", "frontend", "directus"])  # back on the service names
+    assert npm_all_upstreams(host) == sorted(["api", "frontend", "directus"])  # back on the service names
     cur = _current(host)[0]
     assert (cur["version"], cur["result"]) == (target, "success")
     again = playbook("deploy.yml", "-e", f"image_tag={target}")
@@ -118,7 +121,7 @@ def test_a_release_whose_api_cannot_start_changes_nothing_and_loses_no_request(h
     assert f"Rolled back automatically: {good['version']}" in out, out[-3000:]
     assert running(host) == before
     assert _served_version(host) == (good["version"], good["version"])
-    assert _forward_hosts(host) == sorted(["api", "frontend", "directus"])
+    assert npm_all_upstreams(host) == sorted(["api", "frontend", "directus"])
     now, book = _current(host)
     assert now["id"] == good["id"]
     assert (book["releases"][-1]["version"], book["releases"][-1]["result"]) == ("v1.2.2", "rolled_back")

@@ -1,13 +1,14 @@
 # Copyright (c) avatar_mgmt.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""release_info's drift check (compare.drift_compose_files) against a real Docker engine and compose v2.
+"""The dry runs of release_info's drift check and of compose_switch's plan against a real Docker engine.
 
-The module asks ``docker compose up --dry-run --no-start`` (the create phase only: no wait on the
-``depends_on`` health conditions). These tests hold its answer against compose's full
-``up -d --dry-run`` (what a switch would really do) on a real project, a service of which waits for
-another's health, in every state drift must catch: nothing changed, a container stopped by hand, a
-service whose definition changed, a service the file no longer has (orphans), a container removed.
+Both ask ``docker compose up --dry-run --no-start`` (the create phase only: no wait on the
+``depends_on`` health conditions). These tests hold their answers against compose's full
+``up -d --dry-run`` (what ``up`` would really do) on a real project, a service of which waits for
+another's health, in every state they must tell: nothing changed, a container stopped by hand, a
+service whose definition changed, one that a changed service depends on, a service the file no longer
+has (orphans), a container removed.
 Skipped, with the reason, when no engine, no compose plugin, no Docker SDK or no test image answers.
 """
 
@@ -105,6 +106,14 @@ class Project:
         assert result["drift_error"] == ""
         return result["drift"]
 
+    def switch_plan(self):
+        """What compose_switch's plan takes as changed (its own dry run, parsed as it parses it)."""
+        docker = _switch._Docker(lambda argv: _sh(argv), self.name, str(self.dir), [str(self.file)])
+        services = docker.services()
+        parsed = _switch.parse_dry_run(docker.dry_run(), self.name, services)
+        changed = _switch.changed_services(parsed, services)
+        return changed + (["orphans"] if _switch.orphans_change(parsed) else [])
+
     def full_dry_run(self):
         """What compose's whole ``up`` (start phase and its health waits included) would change."""
         rc, out, err = _sh(self.compose + ["config", "--services"])
@@ -134,26 +143,42 @@ def project(tmp_path, monkeypatch):
         _sh(proj.compose + ["down", "--volumes", "--remove-orphans", "--timeout", "0"])
 
 
+def _same(project, text):
+    """release_info's drift, compose_switch's plan and compose's full dry run: one answer."""
+    full = project.full_dry_run()
+    assert project.drift(text) == full
+    assert project.switch_plan() == full
+    return full
+
+
 def test_drift_matches_compose_full_dry_run_in_every_state(project):
     text = project.write()
-    assert project.drift(text) == [] == project.full_dry_run()
+    assert _same(project, text) == []
 
     # Stopped by hand: compose's up would start it again.
     assert _sh(["docker", "stop", "--time", "0", f"{project.name}-app-1"])[0] == 0
-    assert project.drift(text) == ["app"] == project.full_dry_run()
+    assert _same(project, text) == ["app"]
     assert _sh(["docker", "start", f"{project.name}-app-1"])[0] == 0
-    assert project.drift(text) == [] == project.full_dry_run()
+    assert _same(project, text) == []
 
     # A definition that changed: recreated.
     changed = project.write(web_extra="    labels: {drift.test: changed}\n")
-    assert project.drift(changed) == ["web"] == project.full_dry_run()
+    assert _same(project, changed) == ["web"]
 
     # A service the file no longer has: its container is an orphan compose removes.
     fewer = project.write(without_web=True)
-    assert project.drift(fewer) == ["orphans"] == project.full_dry_run()
+    assert _same(project, fewer) == ["orphans"]
+
+    # A changed service that another depends on: whatever compose does to the dependent, all three say it.
+    text = project.write()
+    db_changed = text.replace(
+        '    command: ["sleep", "infinity"]\n    healthcheck:', '    command: ["sleep", "99999"]\n    healthcheck:'
+    )
+    assert db_changed != text
+    project.file.write_text(db_changed)
+    assert "db" in _same(project, db_changed)
 
     # A container removed by hand: created again.
     text = project.write()
     assert _sh(["docker", "rm", "--force", f"{project.name}-db-1"])[0] == 0
-    assert "db" in project.drift(text)
-    assert project.drift(text) == project.full_dry_run()
+    assert "db" in _same(project, text)
