@@ -49,6 +49,7 @@ import pwd
 import re
 import shutil
 
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _lock
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._files import (
     fsync_dir,
     read_bytes,
@@ -77,6 +78,8 @@ __all__ = [
     'is_release_id',
     'kept_references',
     'kept_versions',
+    'record_release',
+    'RECORD_OPTIONS',
     'listing',
     'load',
     'new_current',
@@ -729,3 +732,76 @@ def record(
         after=serialize(ledger),
     )
     return result
+
+
+# The options of a record as release_ledger (state=record) and compose_switch (record) take them.
+RECORD_OPTIONS = {
+    'path': {'type': 'path', 'required': True},
+    'keep': {'type': 'int', 'default': 5},
+    'release': {'type': 'dict', 'required': True},
+    'compose_file': {'type': 'str', 'default': ''},
+    'compose_content': {'type': 'str', 'default': ''},
+    'env_files': {'type': 'list', 'elements': 'path', 'default': []},
+    'owner': {'type': 'str', 'default': ''},
+    'group': {'type': 'str', 'default': ''},
+    'prune_images': {'type': 'bool', 'default': False},
+    'release_lock': _lock.release_lock_option(),
+}
+
+
+def prune_images(module, kept_refs):
+    """Remove the release images no kept release uses (:func:`images_to_prune`); ``(removed, warnings)``."""
+    docker = module.get_bin_path('docker')
+    if not docker:
+        return [], ['prune_images: the docker CLI is not on this host, so no image was removed.']
+    rc, out, err = module.run_command(
+        [docker, 'image', 'ls', '--digests', '--format', '{{.Repository}}@{{.Digest}}'], environ_update={'LC_ALL': 'C'}
+    )
+    if rc != 0:
+        return [], [f'prune_images: docker image ls failed (rc {rc}): {(err or out).strip()}; no image was removed.']
+    names = images_to_prune(out.splitlines(), kept_refs)
+    if module.check_mode:
+        return names, []
+    removed, warnings = [], []
+    for name in names:
+        rc, out, err = module.run_command([docker, 'image', 'rm', name])
+        if rc == 0:
+            removed.append(name)
+        else:
+            warnings.append(f'prune_images: docker image rm {name} failed (rc {rc}): {(err or out).strip()}')
+    return removed, warnings
+
+
+def record_release(module, options, rollback_to='', backup_before=''):
+    """A record as release_ledger's state=record makes it, in the module ``module`` (docker through its
+    get_bin_path / run_command, its check mode): :func:`record`, then the images no kept release uses removed
+    (``prune_images``), then, last, the lock given back (``release_lock``; only once the rest is done, so
+    that the pruning never races another run).
+
+    ``options`` holds the keys of :data:`RECORD_OPTIONS`. Returns ``(result, warnings)``: the result has
+    ``images_removed`` and the lock fields, and still ``before`` / ``after`` (the index, for a diff). Raises
+    ValueError or LedgerError as :func:`record` does: nothing recorded, the lock kept.
+    """
+    result = record(
+        options['path'],
+        options['release'],
+        keep=options['keep'],
+        compose_file=options['compose_file'],
+        compose_content=options['compose_content'],
+        env_files=options['env_files'],
+        owner=options['owner'],
+        group=options['group'],
+        check_mode=module.check_mode,
+        rollback_to=rollback_to,
+        backup_ref=backup_before,
+    )
+    warnings = ([result['problem']] if result['problem'] else []) + result.pop('warnings')
+    result['images_removed'] = []
+    if options['prune_images'] and result['kept_references']:
+        result['images_removed'], pruning = prune_images(module, result['kept_references'])
+        warnings += pruning
+    fields, warning = _lock.release_after(options['release_lock'], module.check_mode)
+    result.update(fields)
+    if warning:
+        warnings.append(warning)
+    return result, warnings

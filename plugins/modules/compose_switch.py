@@ -194,6 +194,86 @@ options:
         description: NPM's database file (SQLite) on the host.
         type: path
         required: true
+  record:
+    description:
+      - Record the release in the ledger at the end of this call, as M(avatar_mgmt.ops.release_ledger) with
+        O(avatar_mgmt.ops.release_ledger#module:state=record) does (the suboptions are that module's options; the
+        lock given in O(record.release_lock) goes back last), once the switch is over and nothing is left for the
+        caller to do before its record - the deploy's record in the same call as its switch (one round trip less).
+      - Only when the switch changed what runs (RV(switch_changed)), the health gate passed (with O(gate)) and, with
+        O(record.marker_key), the declaration of the proxy hosts stands on record with that key after the switch
+        (RV(proxy_marker), so the caller has no proxy hosts to declare). Otherwise, and in check mode, nothing is
+        recorded and RV(record_skipped) says why; the caller records as before.
+      - The entry gets C(finished) and C(duration_s) (from O(record.started_at)), C(stage) (O(record.stage)) and
+        C(recreated) (the services handed over or recreated) unless O(record.release) has them.
+      - A record that fails fails nothing here, the switch being done. RV(record_error) says why, the lock is kept, and
+        the caller records (and fails) as before.
+    type: dict
+    suboptions:
+      path:
+        description: The releases directory (O(avatar_mgmt.ops.release_ledger#module:path)).
+        type: path
+        required: true
+      keep:
+        description: O(avatar_mgmt.ops.release_ledger#module:keep).
+        type: int
+        default: 5
+      release:
+        description: The entry (O(avatar_mgmt.ops.release_ledger#module:release)).
+        type: dict
+        required: true
+      compose_file:
+        description: O(avatar_mgmt.ops.release_ledger#module:compose_file).
+        type: str
+        default: ''
+      compose_content:
+        description: O(avatar_mgmt.ops.release_ledger#module:compose_content).
+        type: str
+        default: ''
+      env_files:
+        description: O(avatar_mgmt.ops.release_ledger#module:env_files).
+        type: list
+        elements: path
+        default: []
+      owner:
+        description: O(avatar_mgmt.ops.release_ledger#module:owner).
+        type: str
+        default: ''
+      group:
+        description: O(avatar_mgmt.ops.release_ledger#module:group).
+        type: str
+        default: ''
+      prune_images:
+        description: O(avatar_mgmt.ops.release_ledger#module:prune_images), only when the switch changed what runs.
+        type: bool
+        default: false
+      release_lock:
+        description: O(avatar_mgmt.ops.release_ledger#module:release_lock), given back once the record is done.
+        type: dict
+        suboptions:
+          path:
+            description: The lock file.
+            type: path
+            required: true
+          token:
+            description: The token that taking the lock returned.
+            type: str
+            required: true
+      marker_key:
+        description:
+          - The key of the declaration of the proxy hosts the caller would make after the switch. The release is
+            recorded only when RV(proxy_marker) is current with this very key (NPM provably holds that declaration).
+            Empty when the caller declares no proxy hosts.
+        type: str
+        default: ''
+      started_at:
+        description: When the deploy started (seconds since the epoch), for C(duration_s).
+        type: float
+        required: true
+      stage:
+        description: The entry's C(stage).
+        type: str
+        default: verify
   write:
     description:
       - Write the release's files first, in the same call, as M(avatar_mgmt.ops.release_files) with
@@ -340,6 +420,23 @@ proxy_marker:
     reason: >-
       the switch's own writes were the only changes of NPM's database since the declaration, and each proxy host
       forwards where it did before
+recorded:
+  description:
+    - With O(record), the record made in this call (as M(avatar_mgmt.ops.release_ledger) answers it, the lock fields
+      C(lock_released), C(released_lock) and C(lock_msg) included); V({}) when none was made.
+  returned: when O(record) is set
+  type: dict
+  sample: {entry: {id: 20260301T101500Z-v1.2.0, result: success}, lock_released: true}
+record_skipped:
+  description: With O(record), why nothing was recorded (V('') when the release was recorded or the record failed).
+  returned: when O(record) is set
+  type: str
+  sample: the proxy hosts are to be declared again
+record_error:
+  description: With O(record), why the record failed (V('') otherwise); the switch itself is done.
+  returned: when O(record) is set
+  type: str
+  sample: ''
 written:
   description: With O(write), the files written (or whose mode or owner was fixed), in order; empty when all were as wanted.
   returned: when O(write) is set, also on failure
@@ -358,9 +455,13 @@ switched:
   sample: false
 '''
 
+import datetime
+import time
+
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import (
     _gate,
     _health,
+    _ledger,
     _npm,
     _proxy_marker,
     _release_files,
@@ -402,6 +503,15 @@ def main():
                 'options': {
                     'path': {'type': 'path', 'required': True},
                     'database': {'type': 'path', 'required': True},
+                },
+            },
+            'record': {
+                'type': 'dict',
+                'options': {
+                    **_ledger.RECORD_OPTIONS,
+                    'marker_key': {'type': 'str', 'default': '', 'no_log': False},
+                    'started_at': {'type': 'float', 'required': True},
+                    'stage': {'type': 'str', 'default': 'verify'},
                 },
             },
             'gate': {
@@ -499,7 +609,45 @@ def _run_switch(module, params, run, connect):
     if written is not None:
         result['written'] = written
         result['changed'] = result['changed'] or bool(written)
+    if params['record'] is not None:
+        _record(module, params, result)
     module.exit_json(**result)
+
+
+def _record(module, params, result):
+    """The ledger's record of the release, in this call, when nothing is left to do before it (``record``)."""
+    options = params['record']
+    result.update(recorded={}, record_skipped='', record_error='')
+    found = result.get('proxy_marker') or {}
+    if module.check_mode:
+        result['record_skipped'] = 'check mode'
+    elif not result['switch_changed']:
+        result['record_skipped'] = 'the switch changed nothing that runs'
+    elif params['gate'] is not None and not (result.get('gate') or {}).get('healthy'):
+        result['record_skipped'] = 'the health gate did not run or did not pass'
+    elif options['marker_key'] and not (found.get('current') and found.get('key') == options['marker_key']):
+        result['record_skipped'] = 'the proxy hosts are to be declared again'
+    if result['record_skipped']:
+        return
+    now = time.time()
+    release = dict(options['release'])
+    release.setdefault(
+        'finished', datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    )
+    release.setdefault('duration_s', round(max(now - options['started_at'], 0.0), 1))
+    release.setdefault('stage', options['stage'])
+    release.setdefault('recreated', list(result.get('handover', [])) + list(result.get('recreate', [])))
+    try:
+        recorded, warnings = _ledger.record_release(module, dict(options, release=release))
+    except (ValueError, _ledger.LedgerError) as exc:
+        result['record_error'] = str(exc).rstrip('.') + '. Nothing was recorded; the lock is still held.'
+        return
+    for warning in warnings:
+        module.warn(warning)
+    recorded.pop('before', None)
+    recorded.pop('after', None)
+    result['recorded'] = recorded
+    result['changed'] = True
 
 
 def _gate_of(module, options):

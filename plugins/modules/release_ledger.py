@@ -356,29 +356,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _lock
 
 
-def _prune_images(module, kept_refs):
-    """Remove the release images no kept release uses (_ledger.images_to_prune); (removed, warnings)."""
-    docker = module.get_bin_path('docker')
-    if not docker:
-        return [], ['prune_images: the docker CLI is not on this host, so no image was removed.']
-    rc, out, err = module.run_command(
-        [docker, 'image', 'ls', '--digests', '--format', '{{.Repository}}@{{.Digest}}'], environ_update={'LC_ALL': 'C'}
-    )
-    if rc != 0:
-        return [], [f'prune_images: docker image ls failed (rc {rc}): {(err or out).strip()}; no image was removed.']
-    names = _ledger.images_to_prune(out.splitlines(), kept_refs)
-    if module.check_mode:
-        return names, []
-    removed, warnings = [], []
-    for name in names:
-        rc, out, err = module.run_command([docker, 'image', 'rm', name])
-        if rc == 0:
-            removed.append(name)
-        else:
-            warnings.append(f'prune_images: docker image rm {name} failed (rc {rc}): {(err or out).strip()}')
-    return removed, warnings
-
-
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -410,34 +387,13 @@ def main():
             if result['problem']:
                 module.warn(result['problem'])
             module.exit_json(**result)
-        result = _ledger.record(
-            params['path'],
-            params['release'],
-            keep=params['keep'],
-            compose_file=params['compose_file'],
-            compose_content=params['compose_content'],
-            env_files=params['env_files'],
-            owner=params['owner'],
-            group=params['group'],
-            check_mode=module.check_mode,
-            rollback_to=params['rollback_to'],
-            backup_ref=params['backup_before'],
+        result, warnings = _ledger.record_release(
+            module, params, rollback_to=params['rollback_to'], backup_before=params['backup_before']
         )
     except ValueError as exc:
         module.fail_json(msg=str(exc).rstrip('.') + '. Nothing was changed.', changed=False)
     except _ledger.LedgerError as exc:
         module.fail_json(msg=str(exc), changed=False)
-
-    warnings = ([result['problem']] if result['problem'] else []) + result.pop('warnings')
-    result['images_removed'] = []
-    if params['prune_images'] and result['kept_references']:
-        result['images_removed'], pruning = _prune_images(module, result['kept_references'])
-        warnings += pruning
-    # Last: the lock goes back only once the record (and the pruning, which must not race another run) is done.
-    fields, warning = _lock.release_after(params['release_lock'], module.check_mode)
-    result.update(fields)
-    if warning:
-        warnings.append(warning)
     for warning in warnings:
         module.warn(warning)
     before, after = result.pop('before'), result.pop('after')

@@ -28,8 +28,13 @@ def _assert_suboptions(options, spec, where):
         for key in ('default', 'choices', 'elements'):
             assert option.get(key) == entry.get(key), (where, name, key)
         assert option.get('required', False) == entry.get('required', False), (where, name)
-        # An env file's content holds secrets wherever env files are taken (compose_switch's write).
-        secret = name in NO_LOG_OPTIONS or (name == 'content' and where.endswith('.env_files'))
+        # An env file's content holds secrets wherever env files are taken (compose_switch's write); a lock's token
+        # (compose_switch's record.release_lock) is what removes the lock.
+        secret = (
+            name in NO_LOG_OPTIONS
+            or (name == 'content' and where.endswith('.env_files'))
+            or (name == 'token' and where.endswith('.release_lock'))
+        )
         assert bool(entry.get('no_log')) == secret, (where, name)
         if 'options' in entry or 'suboptions' in option:
             _assert_suboptions(option['suboptions'], entry['options'], f'{where}.{name}')

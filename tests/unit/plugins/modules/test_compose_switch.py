@@ -308,3 +308,110 @@ def test_secret_headers_of_the_gate_are_hidden_in_every_output(docker, monkeypat
     # Ansible masks these values in the result, the invocation and -vvv output (as health_verify's no_log option).
     assert 'Bearer Gate-S3cret' in masked
     assert 'Gate-S3cret' not in json.dumps(result)
+
+
+# record: the deploy's ledger record in the switch's own call, only when nothing is left to do before it.
+
+KEY = 'k' * 64
+
+
+def _switch_that_ends(changed=True, healthy=True, marker=None):
+    """Stands for _switch.switch: a handover of api that ended (gate and proxy_marker as given)."""
+
+    def fake(run, spec, connect, check_mode=False, gate=None, marker_chain=None, **kw):
+        result = {'changed': changed, 'differs': ['api'], 'handover': ['api'], 'recreate': [], 'steps': []}
+        if gate is not None:
+            result['gate'] = {'healthy': healthy, 'msg': '', 'final_round': True}
+        result['proxy_marker'] = marker if marker is not None else {'current': True, 'key': KEY, 'reason': 'held'}
+        return result
+
+    return fake
+
+
+def _record_args(tmp_path, lock_path, token, **record):
+    gate = {'checks': [{'name': 'api', 'url': 'http://127.0.0.1:9/'}]}
+    options = {
+        'path': str(tmp_path / 'releases'),
+        'release': {
+            'id': '20260301T101500Z-v2',
+            'version': 'v2',
+            'result': 'success',
+            'started': '2026-03-01T10:15:00Z',
+        },
+        'compose_file': 'docker-compose.prod.yml',
+        'compose_content': 'services: {}\n',
+        'release_lock': {'path': lock_path, 'token': token},
+        'marker_key': KEY,
+        'started_at': 1000.0,
+    }
+    options.update(record)
+    return dict(ARGS, gate=gate, record=options)
+
+
+def _take_lock(tmp_path):
+    path = str(tmp_path / '.deploy.lock')
+    taken = compose_switch._ledger._lock.acquire(
+        path, compose_switch._ledger._lock.new_record(holder='alice', action='deploy', version='v2')
+    )
+    return path, taken['token']
+
+
+def test_record_in_the_switch_records_and_gives_the_lock_back_last(docker, monkeypatch, tmp_path):
+    monkeypatch.setattr(compose_switch._switch, 'switch', _switch_that_ends())
+    lock_path, token = _take_lock(tmp_path)
+    result = module_harness.run_module(compose_switch, _record_args(tmp_path, lock_path, token))
+    assert (result['record_skipped'], result['record_error']) == ('', '')
+    assert result['changed'] is True
+    index = json.loads((tmp_path / 'releases' / 'index.json').read_text())
+    assert index['current'] == '20260301T101500Z-v2'
+    (entry,) = index['releases']
+    # Filled in by the call: when it ended, how long the deploy took, its stage and what was handed over.
+    assert entry['recreated'] == ['api']
+    assert entry['stage'] == 'verify'
+    assert entry['finished'].endswith('Z')
+    assert entry['duration_s'] > 0
+    assert (tmp_path / 'releases' / '20260301T101500Z-v2' / 'docker-compose.prod.yml').read_text() == 'services: {}\n'
+    assert result['recorded']['entry']['id'] == '20260301T101500Z-v2'
+    assert result['recorded']['lock_released'] is True
+    assert not os.path.exists(lock_path)
+    assert token not in json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    'switch, extra, why',
+    [
+        (_switch_that_ends(marker={'current': True, 'key': 'other', 'reason': ''}), {}, 'to be declared again'),
+        (_switch_that_ends(marker={'current': False, 'key': KEY, 'reason': ''}), {}, 'to be declared again'),
+        (_switch_that_ends(healthy=False), {}, 'health gate did not run or did not pass'),
+        (_switch_that_ends(changed=False), {}, 'changed nothing that runs'),
+        (_switch_that_ends(), {'_ansible_check_mode': True}, 'check mode'),
+    ],
+)
+def test_record_is_left_to_the_caller_unless_nothing_is_left_before_it(
+    docker, monkeypatch, tmp_path, switch, extra, why
+):
+    monkeypatch.setattr(compose_switch._switch, 'switch', switch)
+    lock_path, token = _take_lock(tmp_path)
+    result = module_harness.run_module(compose_switch, dict(_record_args(tmp_path, lock_path, token), **extra))
+    assert why in result['record_skipped']
+    assert result['recorded'] == {}
+    assert not (tmp_path / 'releases').exists(), 'nothing recorded'
+    assert os.path.exists(lock_path), 'the lock stays with the caller'
+
+
+def test_record_without_a_marker_key_needs_only_the_switch_and_the_gate(docker, monkeypatch, tmp_path):
+    monkeypatch.setattr(compose_switch._switch, 'switch', _switch_that_ends(marker={'current': False}))
+    lock_path, token = _take_lock(tmp_path)
+    result = module_harness.run_module(compose_switch, _record_args(tmp_path, lock_path, token, marker_key=''))
+    assert result['recorded']['entry']['result'] == 'success'
+
+
+def test_a_record_that_fails_fails_not_the_switch_and_keeps_the_lock(docker, monkeypatch, tmp_path):
+    monkeypatch.setattr(compose_switch._switch, 'switch', _switch_that_ends())
+    lock_path, token = _take_lock(tmp_path)
+    (tmp_path / 'releases').write_text('a file where the ledger folder goes\n')
+    result = module_harness.run_module(compose_switch, _record_args(tmp_path, lock_path, token))
+    assert 'Nothing was recorded; the lock is still held.' in result['record_error']
+    assert result['recorded'] == {}
+    assert result['switch_changed'] is True
+    assert os.path.exists(lock_path)
