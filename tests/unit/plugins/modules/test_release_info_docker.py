@@ -108,7 +108,7 @@ class Project:
 
     def switch_plan(self):
         """What compose_switch's plan takes as changed (its own dry run, parsed as it parses it)."""
-        docker = _switch._Docker(lambda argv: _sh(argv), self.name, str(self.dir), [str(self.file)])
+        docker = _switch._Docker(_sh, self.name, str(self.dir), [str(self.file)])
         services = docker.services()
         parsed = _switch.parse_dry_run(docker.dry_run(), self.name, services)
         changed = _switch.changed_services(parsed, services)
