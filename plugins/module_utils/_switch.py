@@ -8,9 +8,10 @@
   --dry-run --no-start`` (it compares the running containers' config hashes with the file,
   env files included), not the compose file on disk against an older copy. The create
   phase alone decides what to create, recreate (dependents of a recreated service
-  included) and remove as ``up`` does, and prints ``Created`` for a container that exists
-  but does not run; it does not wait on ``depends_on`` health conditions as the start
-  phase does (compose polls them every half second, even in a dry run).
+  included) and remove as ``up`` does; it does not wait on ``depends_on`` health
+  conditions as the start phase does (compose polls them every half second, even in a
+  dry run). A service with a container that does not run (exited, never started,
+  restarting) differs too, as the start phase would start it (:func:`with_stopped`).
 * **Handover** (stateless services: api, frontend) with nginx-proxy-manager in front,
   every changed one together, step by step:
 
@@ -62,6 +63,7 @@ __all__ = [
     'plan',
     'service_specs',
     'switch',
+    'with_stopped',
 ]
 
 # Statuses compose prints for a container it would (re)create, start or remove.
@@ -127,6 +129,17 @@ def changed_services(dry_run, services):
     """The services (in compose order) that compose would create, recreate, start or remove."""
     changed = [s for s in services if any(st.startswith(_CHANGE_WORDS) for st in dry_run.get(s, []))]
     return changed
+
+
+def with_stopped(changed, services, containers):
+    """``changed`` plus the services with a container that does not run, in compose order.
+
+    The dry run of the create phase alone (``--no-start``) names a container that exited (``Created``), but not one
+    that never started (``created``, after a failed start) or one that restarts: ``up``'s start phase starts every
+    container that is not running, so each of those is a change too. ``containers``: ``{service: [{state}]}``.
+    """
+    stopped = {s for s in services if any(c.get('state') != 'running' for c in containers.get(s, []))}
+    return [s for s in services if s in changed or s in stopped]
 
 
 def orphans_change(dry_run):
@@ -805,7 +818,7 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
         dry_run = _Background(docker.dry_run, clock)
     settled = state['settled']
     dry = parse_dry_run(dry_run.result(), spec['project'], all_services)
-    changed = changed_services(dry, all_services)
+    changed = with_stopped(changed_services(dry, all_services), all_services, before)
     orphans = orphans_change(dry)
     handover, recreate = plan(changed, stateless, before, stateless)
     result = {

@@ -14,8 +14,8 @@ description:
   - Brings the compose project to the compose file on disk in one call on the host.
   - What differs is what compose would do to what B(runs) (C(docker compose up --dry-run --no-start), which compares the
     running containers with the file and its env files), not the file against an older copy. The dry run leaves out
-    the start phase, so it does not wait on C(depends_on) health conditions; a container that exists but does not run
-    differs all the same.
+    the start phase, so it does not wait on C(depends_on) health conditions; a service with a container that does not
+    run (exited, never started, restarting) differs all the same.
   - Each changed service listed in O(services) (the stateless ones) is handed over when O(strategy=handover) and exactly
     one of its containers runs. The proxy host is pinned to the old container's name, the new container is started
     beside it (C(docker compose up --no-deps --scale SVC=2 --no-recreate SVC)), it must run without restarts, not be unhealthy
@@ -197,8 +197,8 @@ options:
   record:
     description:
       - Record the release in the ledger at the end of this call, as M(avatar_mgmt.ops.release_ledger) with
-        O(avatar_mgmt.ops.release_ledger#module:state=record) does (the suboptions are that module's options; the
-        lock given in O(record.release_lock) goes back last), once the switch is over and nothing is left for the
+        O(avatar_mgmt.ops.release_ledger#module:state=record) does (the suboptions are that module's options but
+        C(rollback_to) and C(backup_before); the lock given in O(record.release_lock) goes back last), once the switch is over and nothing is left for the
         caller to do before its record - the deploy's record in the same call as its switch (one round trip less).
       - Only when the switch changed what runs (RV(switch_changed)), the health gate passed (with O(gate)) and, with
         O(record.marker_key), the declaration of the proxy hosts stands on record with that key after the switch
@@ -424,17 +424,17 @@ recorded:
   description:
     - With O(record), the record made in this call (as M(avatar_mgmt.ops.release_ledger) answers it, the lock fields
       C(lock_released), C(released_lock) and C(lock_msg) included); V({}) when none was made.
-  returned: when O(record) is set
+  returned: when O(record) is set and the switch ended
   type: dict
   sample: {entry: {id: 20260301T101500Z-v1.2.0, result: success}, lock_released: true}
 record_skipped:
   description: With O(record), why nothing was recorded (V('') when the release was recorded or the record failed).
-  returned: when O(record) is set
+  returned: when O(record) is set and the switch ended
   type: str
   sample: the proxy hosts are to be declared again
 record_error:
   description: With O(record), why the record failed (V('') otherwise); the switch itself is done.
-  returned: when O(record) is set
+  returned: when O(record) is set and the switch ended
   type: str
   sample: ''
 written:
@@ -641,6 +641,7 @@ def _record(module, params, result):
         recorded, warnings = _ledger.record_release(module, dict(options, release=release))
     except (ValueError, _ledger.LedgerError) as exc:
         result['record_error'] = str(exc).rstrip('.') + '. Nothing was recorded; the lock is still held.'
+        module.warn(f"The switch is done, but its record of the release failed: {result['record_error']}")
         return
     for warning in warnings:
         module.warn(warning)

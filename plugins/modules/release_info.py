@@ -214,8 +214,8 @@ options:
         and answer RV(drift). A deploy that finds nothing to write and nothing that drifted has no switch to make.
       - The dry run leaves out the start phase (C(--no-start)), so it does not wait on the C(depends_on) health
         conditions (compose polls them every half second, even in a dry run); it decides what to create, recreate
-        and remove as C(up) does, and names a container that exists but does not run (C(Created)) among what it would
-        change, as the start phase would.
+        and remove as C(up) does. A service with a container that does not run (exited, never started, restarting)
+        is named among what would change, as the start phase would start it.
     type: dict
     suboptions:
       env_files:
@@ -718,6 +718,11 @@ def _read(module, host, lock_path, taken):
     if params['proxy_marker'] is not None:
         result['proxy_marker'] = _proxy_marker.read(params['proxy_marker']['path'], params['proxy_marker']['database'])
     if compare_answer is not None:
+        services = compare_answer.pop('_services', [])
+        if compare_answer['drift'] is not None:
+            # A container that never started or that restarts: the dry run without its start phase does not name it.
+            orphans = ['orphans'] if 'orphans' in compare_answer['drift'] else []
+            compare_answer['drift'] = _switch.with_stopped(compare_answer['drift'], services, found) + orphans
         result.update(compare_answer)
     return result
 
@@ -734,17 +739,19 @@ def _compare(module):
         'drift_error': '',
     }
     if answer['files_identical'] and options['drift_compose_files']:
-        answer['drift'], answer['drift_error'] = _drift(module, options['drift_compose_files'])
+        answer['drift'], answer['drift_error'], answer['_services'] = _drift(module, options['drift_compose_files'])
     return answer
 
 
 def _drift(module, files):
-    """``(services compose would change, '')`` or ``(None, why not)``: compose's own dry run of what runs.
+    """``(services compose would change, '', the file's services)`` or ``(None, why not, [])``: compose's own dry run of
+    what runs.
 
     ``--no-start``: the create phase only, which decides what ``up`` would create, recreate and remove (orphans
     included) exactly as ``up`` does, without the start phase's wait on ``depends_on`` health conditions (a
-    ticker of half a second, even in a dry run). A container that exists but does not run is printed
-    ``Created``, a change as the start phase would have made one.
+    ticker of half a second, even in a dry run). A container that exited is printed ``Created``; one that never
+    started or that restarts is not printed at all, so _read adds those (``_switch.with_stopped``) as the start
+    phase would have started them.
     """
     params = module.params
     compose = ['docker', 'compose', '--project-directory', params['project_dir'], '-p', params['project_name']]
@@ -758,18 +765,18 @@ def _drift(module, files):
         config, dry_run = config.result(), dry_run.result()
     rc, out, err = config
     if rc == 127:  # no docker CLI, or the folder cannot be entered: the switch says why, with the lock given back
-        return None, f'docker compose could not be run: {err}'
+        return None, f'docker compose could not be run: {err}', []
     if rc != 0:
-        return None, f'docker compose config failed (exit {rc}): {(err or out).strip()[-300:]}'
+        return None, f'docker compose config failed (exit {rc}): {(err or out).strip()[-300:]}', []
     services = out.split()
     rc, out, err = dry_run
     if rc != 0:
-        return None, f'docker compose up --dry-run failed (exit {rc}): {(err or out).strip()[-300:]}'
+        return None, f'docker compose up --dry-run failed (exit {rc}): {(err or out).strip()[-300:]}', []
     parsed = _switch.parse_dry_run(out + '\n' + err, params['project_name'], services)
     drift = _switch.changed_services(parsed, services)
     if _switch.orphans_change(parsed):
         drift.append('orphans')
-    return drift, ''
+    return drift, '', services
 
 
 def _take_lock(module, lock_path):

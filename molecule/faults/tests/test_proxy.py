@@ -225,7 +225,24 @@ def test_a_switch_keeps_a_declaration_npm_holds_on_record_unless_npm_changes_bes
     # The summary line, as the YAML (') or the JSON (") result format quotes it.
     assert re.search(r"recreated: (api, frontend|frontend, api)['\"]", switch.stdout), switch.stdout[-3000:]
     assert held in switch.stdout
-    assert "own writes were the only changes of NPM" in " ".join(switch.stdout.split())
+    said = " ".join(switch.stdout.split())
+    assert "own writes were the only changes of NPM" in said
+    # Nothing left between the switch and the record: the switch recorded the release in its own call, as the
+    # role's record would have (the ledger's entry, the release's files kept, the lock given back).
+    assert "The switch recorded the release" in said
+    entry = ledger(host)["releases"][-1]
+    assert (entry["version"], entry["result"], entry["stage"], entry["action"]) == (
+        other,
+        "success",
+        "verify",
+        "deploy",
+    )
+    assert sorted(entry["recreated"]) == ["api", "frontend"]
+    assert entry["compose_sha256"] == host.file(f"{DIR}/docker-compose.prod.yml").sha256sum
+    assert sorted(entry["env_checksums"]) == [".env.prod.api", ".env.prod.directus"]
+    assert host.file(f"{DIR}/releases/{entry['id']}/.env.prod.api").mode == 0o600
+    assert ledger(host)["current"] == entry["id"]
+    assert not host.file(f"{DIR}/.deploy.lock").exists
     assert npm_upstream(host, DOMAINS["api"]) == "api", "the switch put the proxy host back on the service name"
     assert (
         json.loads(host.check_output(f"curl -s -H 'Host: {DOMAINS['api']}' http://127.0.0.1/api/version"))["backend"][
@@ -254,4 +271,8 @@ def test_a_switch_keeps_a_declaration_npm_holds_on_record_unless_npm_changes_bes
     # The result line may be coloured (the molecule run forces colour); skipped, it would read "skipping:".
     declared = r"TASK \[avatar_mgmt\.ops\.npm_proxy : Declare the proxy hosts\] \*+\n(?:\x1b\[[0-9;]*m)?(ok|changed): "
     assert re.search(declared, back.stdout), "the declaration ran (not skipped)"
+    assert "The switch recorded the release" not in " ".join(back.stdout.split())
+    entry = ledger(host)["releases"][-1]
+    assert (entry["version"], entry["result"]) == (version, "success"), "the role recorded it after the declaration"
+    assert not host.file(f"{DIR}/.deploy.lock").exists
     assert npm_upstream(host, DOMAINS["api"]) == "api"

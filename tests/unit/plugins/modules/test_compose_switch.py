@@ -320,7 +320,7 @@ def _switch_that_ends(changed=True, healthy=True, marker=None):
 
     def fake(run, spec, connect, check_mode=False, gate=None, marker_chain=None, **kw):
         result = {'changed': changed, 'differs': ['api'], 'handover': ['api'], 'recreate': [], 'steps': []}
-        if gate is not None:
+        if gate is not None and healthy is not None:
             result['gate'] = {'healthy': healthy, 'msg': '', 'final_round': True}
         result['proxy_marker'] = marker if marker is not None else {'current': True, 'key': KEY, 'reason': 'held'}
         return result
@@ -384,6 +384,8 @@ def test_record_in_the_switch_records_and_gives_the_lock_back_last(docker, monke
         (_switch_that_ends(marker={'current': False, 'key': KEY, 'reason': ''}), {}, 'to be declared again'),
         (_switch_that_ends(healthy=False), {}, 'health gate did not run or did not pass'),
         (_switch_that_ends(changed=False), {}, 'changed nothing that runs'),
+        # A gate given, but the switch only recreated in place: no gate ran, the caller checks health itself.
+        (_switch_that_ends(healthy=None), {}, 'health gate did not run or did not pass'),
         (_switch_that_ends(), {'_ansible_check_mode': True}, 'check mode'),
     ],
 )

@@ -638,3 +638,15 @@ def test_the_proxy_marker_says_whether_npm_is_unchanged_since_the_recorded_decla
     assert changed['current'] is False
     assert changed['key'] == 'k1'
     assert 'proxy_marker' not in run({'project_dir': str(tmp_path), 'project_name': 'p'})
+
+
+@pytest.mark.parametrize('state', ['created', 'restarting', 'exited'])
+def test_a_container_that_does_not_run_is_drift_though_the_dry_run_names_nothing(tmp_path, monkeypatch, state):
+    """The dry run without its start phase does not print a container that never started or restarts: what the
+    same call read of the project's containers names it (up's start phase would start it)."""
+    on_host(tmp_path)
+    compose_cli(tmp_path, monkeypatch, DRY_RUN_NOTHING, tmp_path / 'calls')
+    monkeypatch.setattr(_release_info, 'query_project', lambda client, name: {'api': [api(state)], 'db': [api()]})
+    result = run(compare_args(tmp_path))
+    assert result['drift'] == ['api']
+    assert '_services' not in result

@@ -6,8 +6,8 @@
 Both ask ``docker compose up --dry-run --no-start`` (the create phase only: no wait on the
 ``depends_on`` health conditions). These tests hold their answers against compose's full
 ``up -d --dry-run`` (what ``up`` would really do) on a real project, a service of which waits for
-another's health, in every state they must tell: nothing changed, a container stopped by hand, a
-service whose definition changed, one that a changed service depends on, a service the file no longer
+another's health, in every state they must tell: nothing changed, a container stopped by hand, one that
+never started, a service whose definition changed, one that a changed service depends on, a service the file no longer
 has (orphans), a container removed.
 Skipped, with the reason, when no engine, no compose plugin, no Docker SDK or no test image answers.
 """
@@ -107,11 +107,11 @@ class Project:
         return result["drift"]
 
     def switch_plan(self):
-        """What compose_switch's plan takes as changed (its own dry run, parsed as it parses it)."""
+        """What compose_switch's plan takes as changed (its own dry run and containers, read as it reads them)."""
         docker = _switch._Docker(_sh, self.name, str(self.dir), [str(self.file)])
         services = docker.services()
         parsed = _switch.parse_dry_run(docker.dry_run(), self.name, services)
-        changed = _switch.changed_services(parsed, services)
+        changed = _switch.with_stopped(_switch.changed_services(parsed, services), services, docker.containers())
         return changed + (["orphans"] if _switch.orphans_change(parsed) else [])
 
     def full_dry_run(self):
@@ -159,6 +159,15 @@ def test_drift_matches_compose_full_dry_run_in_every_state(project):
     assert _sh(["docker", "stop", "--time", "0", f"{project.name}-app-1"])[0] == 0
     assert _same(project, text) == ["app"]
     assert _sh(["docker", "start", f"{project.name}-app-1"])[0] == 0
+    assert _same(project, text) == []
+
+    # Never started (as after a failed start): the create phase alone does not print it; up would start it.
+    assert _sh(project.compose + ["rm", "--stop", "--force", "web"])[0] == 0
+    assert _sh(project.compose + ["create", "web"])[0] == 0
+    rc, state, _err = _sh(["docker", "inspect", "--format", "{{.State.Status}}", f"{project.name}-web-1"])
+    assert (rc, state.strip()) == (0, "created")
+    assert _same(project, text) == ["web"]
+    assert _sh(["docker", "start", f"{project.name}-web-1"])[0] == 0
     assert _same(project, text) == []
 
     # A definition that changed: recreated.
