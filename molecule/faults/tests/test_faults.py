@@ -245,13 +245,14 @@ def _api_upstream_and_containers():
         f" docker ps --filter label=com.docker.compose.project={PROJECT}"
         " --filter label=com.docker.compose.service=api --no-trunc --format '{{.Names}} {{.ID}} {{.Image}}'"
     )
+    # No upstream while NPM rewrites the proxy host's file (a write removes it first): '', the caller looks again.
     upstreams, containers = npm_upstreams(out), {}
-    assert len(upstreams) == 1, out
+    assert len(upstreams) <= 1, out
     for line in out.splitlines():
         if line.strip() and "set $server" not in line:
             name, cid, image = line.split()
             containers[name] = (cid, image.split("@", 1)[1] if "@" in image else image)
-    return upstreams[0], containers
+    return (upstreams or [""])[0], containers
 
 
 def test_a_deploy_killed_while_its_gate_holds_is_recovered_keeping_the_container_the_proxy_serves(host):
