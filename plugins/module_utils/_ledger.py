@@ -61,7 +61,6 @@ __all__ = [
     'CURRENT',
     'INDEX',
     'LAST_GOOD',
-    'RECORD_OPTIONS',
     'RESULTS',
     'LedgerError',
     'LoadedLedger',
@@ -84,6 +83,7 @@ __all__ = [
     'new_current',
     'read',
     'record',
+    'record_options',
     'record_release',
     'release_dirs_to_remove',
     'rollback_target',
@@ -734,19 +734,21 @@ def record(
     return result
 
 
-# The options of a record as release_ledger (state=record) and compose_switch (record) take them.
-RECORD_OPTIONS = {
-    'path': {'type': 'path', 'required': True},
-    'keep': {'type': 'int', 'default': 5},
-    'release': {'type': 'dict', 'required': True},
-    'compose_file': {'type': 'str', 'default': ''},
-    'compose_content': {'type': 'str', 'default': ''},
-    'env_files': {'type': 'list', 'elements': 'path', 'default': []},
-    'owner': {'type': 'str', 'default': ''},
-    'group': {'type': 'str', 'default': ''},
-    'prune_images': {'type': 'bool', 'default': False},
-    'release_lock': _lock.release_lock_option(),
-}
+def record_options():
+    """The argument spec of a record's options, as release_ledger (state=record) and compose_switch (record) take
+    them (:func:`record_release`); a new dict on each call."""
+    return {
+        'path': {'type': 'path', 'required': True},
+        'keep': {'type': 'int', 'default': 5},
+        'release': {'type': 'dict', 'required': True},
+        'compose_file': {'type': 'str', 'default': ''},
+        'compose_content': {'type': 'str', 'default': ''},
+        'env_files': {'type': 'list', 'elements': 'path', 'default': []},
+        'owner': {'type': 'str', 'default': ''},
+        'group': {'type': 'str', 'default': ''},
+        'prune_images': {'type': 'bool', 'default': False},
+        'release_lock': _lock.release_lock_option(),
+    }
 
 
 def prune_images(module, kept_refs):
@@ -778,7 +780,7 @@ def record_release(module, options, rollback_to='', backup_before=''):
     (``prune_images``), then, last, the lock given back (``release_lock``; only once the rest is done, so
     that the pruning never races another run).
 
-    ``options`` holds the keys of :data:`RECORD_OPTIONS`. Returns ``(result, warnings)``: the result has
+    ``options`` holds the keys of :func:`record_options`. Returns ``(result, warnings)``: the result has
     ``images_removed`` and the lock fields, and still ``before`` / ``after`` (the index, for a diff). Raises
     ValueError or LedgerError as :func:`record` does: nothing recorded, the lock kept.
     """

@@ -508,7 +508,7 @@ def main():
             'record': {
                 'type': 'dict',
                 'options': {
-                    **_ledger.RECORD_OPTIONS,
+                    **_ledger.record_options(),
                     'marker_key': {'type': 'str', 'default': '', 'no_log': False},
                     'started_at': {'type': 'float', 'required': True},
                     'stage': {'type': 'str', 'default': 'verify'},

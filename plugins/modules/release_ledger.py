@@ -353,25 +353,18 @@ lock_msg:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger, _lock
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _ledger
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            'path': {'type': 'path', 'required': True},
+            # A record's options (shared with compose_switch's record), release required only to record.
+            **_ledger.record_options(),
+            'release': {'type': 'dict'},
             'state': {'type': 'str', 'choices': ['read', 'record'], 'default': 'read'},
-            'keep': {'type': 'int', 'default': 5},
             'rollback_to': {'type': 'str', 'default': ''},
             'backup_before': {'type': 'str', 'default': ''},
-            'release': {'type': 'dict'},
-            'compose_file': {'type': 'str', 'default': ''},
-            'compose_content': {'type': 'str', 'default': ''},
-            'env_files': {'type': 'list', 'elements': 'path', 'default': []},
-            'owner': {'type': 'str', 'default': ''},
-            'group': {'type': 'str', 'default': ''},
-            'prune_images': {'type': 'bool', 'default': False},
-            'release_lock': _lock.release_lock_option(),
         },
         required_if=[('state', 'record', ['release'])],
         supports_check_mode=True,

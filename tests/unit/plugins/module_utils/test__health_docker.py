@@ -13,17 +13,16 @@ plugin, no Docker SDK or no `avatar-test/debian:bookworm` image is available.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _health
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._health import list_compose_containers, run_checks
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import real_docker
 
 pytestmark = pytest.mark.docker
 
-IMAGE = "avatar-test/debian:bookworm"
+IMAGE = real_docker.IMAGE
 
 COMPOSE_FILE = """\
 services:
@@ -52,29 +51,11 @@ services:
 """
 
 
-def _sh(argv, timeout=120):
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    return proc.returncode, proc.stdout, proc.stderr
+_sh = real_docker.sh
 
 
 def _skip_reason():
-    if not _health.HAS_DOCKER_SDK:
-        return "the Docker SDK for Python is not installed"
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    try:
-        rc, _out, err = _sh(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=20)
-        if rc != 0:
-            return "no Docker engine answers `docker info`: " + (err.strip().splitlines() or ["?"])[-1]
-        rc, _out, err = _sh(["docker", "compose", "version"], timeout=20)
-        if rc != 0:
-            return "the docker compose v2 plugin is missing"
-        rc, _out, err = _sh(["docker", "image", "inspect", IMAGE], timeout=20)
-        if rc != 0:
-            return f"test image {IMAGE} is not built (tests/platform/build-bases.sh builds it)"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"docker did not answer: {exc}"
-    return None
+    return real_docker.skip_reason(_health.HAS_DOCKER_SDK, IMAGE)
 
 
 def _compose_project(tmp_path_factory, prefix, text):

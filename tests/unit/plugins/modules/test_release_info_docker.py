@@ -14,18 +14,16 @@ Skipped, with the reason, when no engine, no compose plugin, no Docker SDK or no
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _release_info, _switch
 from ansible_collections.avatar_mgmt.ops.plugins.modules import release_info
-from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import module_harness, real_docker
 
 pytestmark = pytest.mark.docker
 
-IMAGE = "avatar-test/debian:bookworm"
+IMAGE = real_docker.IMAGE
 SERVICES = ["db", "app", "web"]
 
 COMPOSE = """\
@@ -53,26 +51,7 @@ services:
 {web_extra}"""
 
 
-def _sh(argv, timeout=120):
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def _skip_reason():
-    if not _release_info.HAS_DOCKER:
-        return "the Docker SDK for Python is not installed"
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    try:
-        if _sh(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=20)[0] != 0:
-            return "no Docker engine answers `docker info`"
-        if _sh(["docker", "compose", "version"], timeout=20)[0] != 0:
-            return "the docker compose v2 plugin is missing"
-        if _sh(["docker", "image", "inspect", IMAGE], timeout=20)[0] != 0:
-            return f"test image {IMAGE} is not built (tests/platform/build-bases.sh builds it)"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"docker did not answer: {exc}"
-    return None
+_sh = real_docker.sh
 
 
 class Project:
@@ -128,7 +107,7 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    reason = _skip_reason()
+    reason = real_docker.skip_reason(_release_info.HAS_DOCKER, IMAGE)
     if reason:
         pytest.skip(reason)
     module_harness.patch_exits(monkeypatch)
