@@ -42,6 +42,10 @@ LOCAL_PARENT_SCAN = 10
 SNAPSHOT_ID_RE = re.compile(r'^[0-9a-f]{8,64}$')
 TAG_PREFIX = 'avatar-mgmt'
 # What ssh says when an SFTP connection fails, in the words that name the cause.
+# restic's words when ssh ended before the SFTP session started (a host key refused, a connection closed).
+SFTP_START_FAILED = 'unable to start the sftp session'
+# Seconds the second look at ssh's own words (Repository.ssh_reason) may take.
+SSH_PROBE_TIMEOUT = 30
 SSH_TELLING = (
     'host key verification failed',
     'remote host identification has changed',
@@ -383,6 +387,9 @@ class Repository:
 
     def explain(self, step, rc, stderr):
         why = last_error(stderr)
+        ssh = self.ssh_reason(stderr)
+        if ssh:
+            why = f'{why} (ssh, asked again on its own: {ssh})'
         missing = missing_data(stderr)
         if missing:
             why = (
@@ -395,6 +402,35 @@ class Repository:
         elif rc == RC_LOCKED:
             why = 'the repository is locked by another restic (restic unlock removes a stale lock): ' + why
         return redact(f'restic {step} on {self.name} failed (exit {rc}): {why}', self.secrets)
+
+    def ssh_reason(self, stderr):
+        """ssh's own words when restic could not start the SFTP session and passed on none that tell why.
+
+        restic may exit before it has read ssh's last lines (``Host key verification failed.``): the same ssh
+        command then runs once more on its own, its input closed (a session that does start ends at once), for at
+        most SSH_PROBE_TIMEOUT seconds. ``''`` for any other failure, another backend, or an ssh that says nothing.
+        """
+        if self.parsed['kind'] != 'sftp' or SFTP_START_FAILED not in stderr:
+            return ''
+        told = [line.lower() for line in stderr.splitlines() if line.strip().startswith('subprocess ssh:')]
+        if any(word in line for line in told for word in SSH_TELLING):
+            return ''
+        argv = shlex.split(sftp_command(self.parsed, self.params.get('ssh_config') or ''))
+        try:
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors='replace',
+                timeout=SSH_PROBE_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ''
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        telling = [line for line in lines if any(word in line.lower() for word in SSH_TELLING)]
+        return ' '.join((telling or lines)[-2:]) if proc.returncode != 0 else ''
 
     def exists(self):
         """Whether the repository is there (``restic cat config``); an unreachable one raises."""

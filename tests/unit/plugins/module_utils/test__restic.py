@@ -734,3 +734,46 @@ def test_a_failed_restic_restore_removes_its_folder(world, new_repository):
     assert f"data pack {lost[:10]} is missing from the repository" in str(err.value)
     assert time.monotonic() - started < 30
     assert os.listdir(os.path.join(world["params"]["repository"], "locks")) == []
+
+
+# restic may exit before it has passed on ssh's last words: ssh is asked again on its own, once.
+
+SFTP_EOF = (
+    "Fatal: unable to open repository at sftp:u@h:/repo: unable to start the sftp session, error: error receiving "
+    "version packet from server: server unexpectedly closed connection: unexpected EOF\n"
+)
+
+
+def _sftp_repository(tmp_path, monkeypatch, ssh_rc, ssh_says):
+    """An sftp repository whose ssh is a stand-in on PATH: it logs its argv and stdin, says ``ssh_says``."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "ssh.log"
+    script = bindir / "ssh"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\ncat >> {log}\nprintf "%s\\n" "{ssh_says}" >&2\nexit {ssh_rc}\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    params = {"repository": "sftp:u@h:/repo", "ssh_config": str(tmp_path / "ssh_config")}
+    return _restic.Repository(params, runner=object()), log
+
+
+def test_ssh_is_asked_again_when_restic_passed_on_none_of_its_words(tmp_path, monkeypatch):
+    repo, log = _sftp_repository(tmp_path, monkeypatch, 255, "Host key verification failed.")
+    said = repo.explain("backup", 1, SFTP_EOF)
+    assert said.endswith("unexpected EOF (ssh, asked again on its own: Host key verification failed.)")
+    # The very command restic runs, its input closed.
+    assert log.read_text() == f"-F {tmp_path / 'ssh_config'} u@h -s sftp\n"
+
+
+def test_ssh_is_not_asked_again_when_restic_passed_its_words_on_or_failed_otherwise(tmp_path, monkeypatch):
+    repo, log = _sftp_repository(tmp_path, monkeypatch, 255, "Host key verification failed.")
+    told = "subprocess ssh: Host key verification failed.\n" + SFTP_EOF
+    assert "asked again" not in repo.explain("backup", 1, told)
+    assert "asked again" not in repo.explain("backup", 12, "Fatal: wrong password or no key found\n")
+    assert not log.exists()
+
+
+def test_an_ssh_that_connects_adds_nothing(tmp_path, monkeypatch):
+    repo, log = _sftp_repository(tmp_path, monkeypatch, 0, "")
+    assert "asked again" not in repo.explain("backup", 1, SFTP_EOF)
+    assert log.exists()
