@@ -229,7 +229,7 @@ def test_a_switch_keeps_a_declaration_npm_holds_on_record_unless_npm_changes_bes
     assert "own writes were the only changes of NPM" in said
     # Nothing left between the switch and the record: the switch recorded the release in its own call, as the
     # role's record would have (the ledger's entry, the release's files kept, the lock given back).
-    assert "The switch recorded the release" in said
+    assert "the switch recorded the release" in said
     entry = ledger(host)["releases"][-1]
     assert (entry["version"], entry["result"], entry["stage"], entry["action"]) == (
         other,
@@ -271,7 +271,7 @@ def test_a_switch_keeps_a_declaration_npm_holds_on_record_unless_npm_changes_bes
     # The result line may be coloured (the molecule run forces colour); skipped, it would read "skipping:".
     declared = r"TASK \[avatar_mgmt\.ops\.npm_proxy : Declare the proxy hosts\] \*+\n(?:\x1b\[[0-9;]*m)?(ok|changed): "
     assert re.search(declared, back.stdout), "the declaration ran (not skipped)"
-    assert "The switch recorded the release" not in " ".join(back.stdout.split())
+    assert "switch recorded the release" not in " ".join(back.stdout.split())
     entry = ledger(host)["releases"][-1]
     assert (entry["version"], entry["result"]) == (version, "success"), "the role recorded it after the declaration"
     assert not host.file(f"{DIR}/.deploy.lock").exists

@@ -359,6 +359,15 @@ def _take_lock(tmp_path):
 def test_record_in_the_switch_records_and_gives_the_lock_back_last(docker, monkeypatch, tmp_path):
     monkeypatch.setattr(compose_switch._switch, 'switch', _switch_that_ends())
     lock_path, token = _take_lock(tmp_path)
+    release_after = compose_switch._ledger._lock.release_after
+    seen = []
+
+    def released(option, check_mode=False):
+        # Last: the ledger names the release before the lock goes.
+        seen.append(json.loads((tmp_path / 'releases' / 'index.json').read_text())['current'])
+        return release_after(option, check_mode)
+
+    monkeypatch.setattr(compose_switch._ledger._lock, 'release_after', released)
     result = module_harness.run_module(compose_switch, _record_args(tmp_path, lock_path, token))
     assert (result['record_skipped'], result['record_error']) == ('', '')
     assert result['changed'] is True
@@ -373,6 +382,7 @@ def test_record_in_the_switch_records_and_gives_the_lock_back_last(docker, monke
     assert (tmp_path / 'releases' / '20260301T101500Z-v2' / 'docker-compose.prod.yml').read_text() == 'services: {}\n'
     assert result['recorded']['entry']['id'] == '20260301T101500Z-v2'
     assert result['recorded']['lock_released'] is True
+    assert seen == ['20260301T101500Z-v2']
     assert not os.path.exists(lock_path)
     assert token not in json.dumps(result)
 
