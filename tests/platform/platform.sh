@@ -145,15 +145,17 @@ start_registry() {
   local pw; pw=$(registry_password)
   # Scenarios started together all call this while the registry serves: a file already right is left alone,
   # and a new one replaces the old in one rename (the registry never reads a half-written file).
+  # Each caller writes its own temporary file (.new.<pid>): a name shared by callers at once was removed or
+  # renamed by one under another's cmp or mv ("mv: cannot stat ...config.yml.new" in a make test).
   if ! htpasswd -vb "$state/registry/htpasswd" "$registry_user" "$pw" >/dev/null 2>&1; then
-    htpasswd -Bbn "$registry_user" "$pw" >"$state/registry/htpasswd.new"
-    mv -f "$state/registry/htpasswd.new" "$state/registry/htpasswd"
+    htpasswd -Bbn "$registry_user" "$pw" >"$state/registry/htpasswd.new.$$"
+    mv -f "$state/registry/htpasswd.new.$$" "$state/registry/htpasswd"
   fi
-  registry_config >"$state/registry/config.yml.new"
-  if cmp -s "$state/registry/config.yml.new" "$state/registry/config.yml"; then
-    rm -f "$state/registry/config.yml.new"
+  registry_config >"$state/registry/config.yml.new.$$"
+  if cmp -s "$state/registry/config.yml.new.$$" "$state/registry/config.yml"; then
+    rm -f "$state/registry/config.yml.new.$$"
   else
-    mv -f "$state/registry/config.yml.new" "$state/registry/config.yml"
+    mv -f "$state/registry/config.yml.new.$$" "$state/registry/config.yml"
   fi
   # Another checkout's registry, or one seeded with other release images: its storage goes
   # with it, so the registry holds exactly this checkout's seed list (tests read its tag list).
