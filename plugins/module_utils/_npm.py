@@ -66,6 +66,7 @@ __all__ = [
     'diff_view',
     'ensure_proxy_host',
     'ensure_proxy_hosts',
+    'forward_host_record',
     'host_domains',
     'host_specs',
     'match_host',
@@ -632,9 +633,24 @@ def _offline(record):
     return None
 
 
-def _after_write(client, host_id, previous, what):
-    """GET the host after a write; when nginx rejected it, put ``previous`` back (or delete a new host) and raise."""
-    record = client.get_proxy_host(host_id)
+def _answered(answer, host_id):
+    """The host as NPM's answer to a PUT gives it, when that answer carries nginx's verdict; else None.
+
+    NPM answers an update of an enabled host with the host as written and the ``meta`` its nginx test gave
+    (``nginx_online``, ``nginx_err``): the same as a GET after it, one HTTP request fewer.
+    """
+    if not isinstance(answer, dict) or 'nginx_online' not in (answer.get('meta') or {}):
+        return None
+    try:
+        return answer if int(answer.get('id')) == host_id and _bool(answer.get('enabled', True)) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _after_write(client, host_id, previous, what, answer=None):
+    """The host after a write (NPM's answer to it when that holds nginx's verdict, else a GET); when nginx rejected
+    it, put ``previous`` back (or delete a new host) and raise."""
+    record = _answered(answer, host_id) or client.get_proxy_host(host_id)
     err = _offline(record)
     if err is None:
         return record
@@ -1122,8 +1138,17 @@ def switch_forward(client, spec, check_mode=False, clock=time.monotonic, sleep=t
     polls the public side until ``verify_expect`` shows. Returns the module result with
     ``previous`` (the target before) so a caller can switch back.
     """
-    hosts = client.list_proxy_hosts()
-    record = find_host_for(hosts, spec['domain_names'])
+    return forward_host_record(client, spec, check_mode=check_mode, clock=clock, sleep=sleep)[0]
+
+
+def forward_host_record(client, spec, check_mode=False, clock=time.monotonic, sleep=time.sleep, record=None):
+    """:func:`switch_forward`, also giving the host's record after it: ``(result, record)``.
+
+    ``record``: the host as this caller last read or wrote it (the record this function gave back), so that a
+    caller writing the same host again skips listing every host; the host is found by its domain otherwise.
+    """
+    if record is None:
+        record = find_host_for(client.list_proxy_hosts(), spec['domain_names'])
     host_id = int(record['id'])
     previous = {
         'forward_scheme': record.get('forward_scheme') or 'http',
@@ -1145,11 +1170,11 @@ def switch_forward(client, spec, check_mode=False, clock=time.monotonic, sleep=t
         'verify': {},
     }
     if check_mode:
-        return result
+        return result, record
     if changed:
         body = {k: v for k, v in target.items() if v != previous[k]}
-        client.update_proxy_host(host_id, body)
-        record = _after_write(client, host_id, record, 'forward switch')
+        answer = client.update_proxy_host(host_id, body)
+        record = _after_write(client, host_id, record, 'forward switch', answer)
         result['host'] = public_host(record)
     if spec.get('verify_url'):
         domain = _clean_domains(spec['domain_names'])[0]
@@ -1168,7 +1193,7 @@ def switch_forward(client, spec, check_mode=False, clock=time.monotonic, sleep=t
         except VerifyError as exc:
             exc.result = result
             raise
-    return result
+    return result, record
 
 
 # ---------------------------------------------------------------------------

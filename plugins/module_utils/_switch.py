@@ -238,6 +238,16 @@ class _Docker:
         )
         return out + err
 
+    def create(self, services, extra=()):
+        """Create the containers ``up`` would start, without starting them (``up --no-start``)."""
+        self.run(
+            self.compose + ['up', '--no-start', '--remove-orphans', *extra, *services],
+            f'docker compose up --no-start {" ".join(services)}',
+        )
+
+    def start(self, container_ids):
+        self.run(['docker', 'start', *container_ids], f'docker start {" ".join(c[:12] for c in container_ids)}')
+
     def remove(self, container_id, stop_timeout=10):
         self.remove_all([container_id], stop_timeout)
 
@@ -315,6 +325,10 @@ class _Switch:
         # where each proxy host forwarded before this switch's first write to it, and where it forwards now.
         self.chain = chain
         self.forwarded = {}
+        # Each proxy host as this switch last read or wrote it (NPM's answer to the PUT): a later write to it lists
+        # no hosts and reads nothing back. The lock keeps other runs of the collection out, and a change made in
+        # NPM meanwhile is what the chain's check of NPM's database catches.
+        self.records = {}
         # The steps count from the start of the whole switch (its planning included) when given.
         self.t0 = clock() if t0 is None else t0
 
@@ -336,15 +350,20 @@ class _Switch:
             if self.chain is not None:
                 self.chain.before_write()
             try:
-                result = _npm.switch_forward(self.client, params, clock=self.clock, sleep=self.sleep)
+                result, self.records[service] = _npm.forward_host_record(
+                    self.client, params, clock=self.clock, sleep=self.sleep, record=self._record(service)
+                )
             except NPMConnectionError as exc:
                 last = exc
+                # The write may have reached NPM: the host is read again.
+                self.records.pop(service, None)
                 self._chain_broken('a write to NPM failed part way')
                 self.log(f'{service}: NPM connection failed ({exc}), retrying')
                 self.sleep(1 + attempt)
                 continue
             except BaseException:
                 self._chain_broken('a write to NPM failed')
+                self.records.pop(service, None)
                 raise
             if self.chain is not None:
                 self.chain.after_write()
@@ -357,6 +376,19 @@ class _Switch:
             self.log(f'{service}: proxy forwards to {host}')
             return result
         raise last
+
+    def _record(self, service):
+        """The service's proxy host as last read or written; on the first write of the switch every service's host
+        is read with one listing (a host not found is looked for again by the write, which says so)."""
+        if service not in self.records:
+            hosts = self.client.list_proxy_hosts()
+            for name, svc in self.spec['services'].items():
+                if name not in self.records:
+                    try:
+                        self.records[name] = _npm.find_host_for(hosts, [svc['domain']])
+                    except ValueError:
+                        pass
+        return self.records.get(service)
 
     def _chain_broken(self, reason):
         if self.chain is not None:
@@ -485,11 +517,19 @@ class _Switch:
         services = list(olds)
         news, moved = {}, []
         try:
-            for service in services:
-                self.forward(service, olds[service]['name'])
             scale = [a for service in services for a in ('--scale', f'{service}=2')]
-            self.docker.up(services, extra=('--no-deps', '--no-recreate', *scale))
-            started = self.clock()
+            # The new containers are created while the proxy hosts are pinned to the old ones: a container that
+            # has not started is on no network, so the service's name still gives the old ones only. They start
+            # (and join the name) once every host is pinned.
+            creating = _Background(
+                lambda: self.docker.create(services, extra=('--no-deps', '--no-recreate', *scale)), self.clock
+            )
+            try:
+                for service in services:
+                    self.forward(service, olds[service]['name'])
+            finally:
+                creating.wait()
+            creating.result()
             now = self.docker.containers()
             for service in services:
                 found = [c for c in now.get(service, []) if c['id'] != olds[service]['id']]
@@ -498,7 +538,10 @@ class _Switch:
                         f'expected one new {service} container beside {olds[service]["name"]}, found {len(found)}'
                     )
                 news[service] = found[0]
-                self.log(f'{service}: started {found[0]["name"]} beside {olds[service]["name"]}')
+            self.docker.start([news[service]['id'] for service in services])
+            started = self.clock()
+            for service in services:
+                self.log(f'{service}: started {news[service]["name"]} beside {olds[service]["name"]}')
             # They start together: waiting for each in turn takes as long as the slowest.
             for service in services:
                 news[service] = self.wait_ready(service, news[service])

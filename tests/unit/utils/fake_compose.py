@@ -7,9 +7,10 @@
 ``desired`` is what the compose file on disk says per service (a config string that is
 also the image and version label); ``up --dry-run`` prints ``Recreated`` for a container
 whose config differs, ``Created`` for a missing service; ``--scale S=2 --no-recreate``
-adds a container numbered after the highest; a config in ``broken`` restarts forever,
-one in ``unhealthy`` runs unhealthy, one in ``starting`` runs and answers while Docker's healthcheck has
-not run yet, one in ``crashing`` (config -> n) exits after ``n`` inspections of it and Docker restarts it.
+adds a container numbered after the highest (``created`` with ``--no-start``, until ``docker start``);
+a config in ``broken`` restarts forever, one in ``unhealthy`` runs unhealthy, one in ``starting`` runs and
+answers while Docker's healthcheck has not run yet, one in ``crashing`` (config -> n) exits after ``n``
+inspections of it and Docker restarts it.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ class FakeDocker:
             named = [a for a in args[1:] if not a.startswith('-') and '=' not in a]
             if '--scale' in args:
                 for service in named:
-                    self._create(service, self.desired[service])
+                    cid = self._create(service, self.desired[service])
+                    if '--no-start' in args:
+                        self.containers[cid]['state'] = 'created'
                 return 0, '', ''
             for service in named or list(self.desired):
                 for cid in self.of(service):
@@ -121,6 +124,12 @@ class FakeDocker:
             if missing:
                 return 1, '', f'Error: No such object: {missing[0]}'
             return 0, json.dumps([self._inspect(cid) for cid in argv[2:]]), ''
+        if argv[:2] == ['docker', 'start']:
+            for cid in argv[2:]:
+                c = self.containers[cid]
+                if c['state'] == 'created':
+                    c['state'] = 'restarting' if c['config'] in self.broken else 'running'
+            return 0, '', ''
         if argv[:2] == ['docker', 'stop']:
             return 0, '', ''
         if argv[:3] == ['docker', 'rm', '-f']:

@@ -757,6 +757,41 @@ def test_switch_forward_rejected_by_nginx_puts_the_previous_target_back(npm, mon
     assert npm.served[1]['forward_host'] == 'blue'
 
 
+@pytest.mark.parametrize(
+    'answer, used',
+    [
+        ({'id': 3, 'enabled': True, 'meta': {'nginx_online': True, 'nginx_err': None}}, True),
+        ({'id': 3, 'enabled': 1, 'meta': {'nginx_online': False, 'nginx_err': 'emerg'}}, True),
+        # NPM configures no nginx for a disabled host: its meta is the old one, read again.
+        ({'id': 3, 'enabled': False, 'meta': {'nginx_online': True}}, False),
+        ({'id': 4, 'enabled': True, 'meta': {'nginx_online': True}}, False),
+        ({'id': 3, 'enabled': True, 'meta': {}}, False),
+        ({'id': 'x', 'meta': {'nginx_online': True}}, False),
+        (None, False),
+        ([], False),
+    ],
+)
+def test_a_write_is_read_back_unless_npm_answered_with_nginx_verdict(answer, used):
+    assert (_npm._answered(answer, 3) is not None) is used
+    if used:
+        assert _npm._answered(answer, 3) is answer
+
+
+def test_a_forward_written_again_with_its_record_lists_and_reads_nothing(npm):
+    _npm.ensure_proxy_host(_client(npm), _full_spec())
+    client = _client(npm)
+    result, record = _npm.forward_host_record(client, _forward(forward_host='green'))
+    assert result['previous']['forward_host'] == 'blue'
+    assert record['forward_host'] == 'green'
+    assert record['meta']['nginx_online'] is True
+    assert [c[0] for c in client.calls] == ['POST', 'GET', 'PUT']  # the login, the listing, the write
+    again = _client(npm)
+    result, record = _npm.forward_host_record(again, _forward(forward_host='blue'), record=record)
+    assert result['previous']['forward_host'] == 'green'
+    assert [c[0] for c in again.calls] == ['POST', 'PUT']
+    assert npm.served[1]['forward_host'] == 'blue'
+
+
 def test_locations_order_does_not_count_and_a_bad_location_is_put_back(npm):
     locations = [
         {'path': '/api', 'forward_host': 'api', 'forward_port': 8080},

@@ -9,6 +9,7 @@ import types
 
 import pytest
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm, _proxy_marker, _switch
+from ansible_collections.avatar_mgmt.ops.tests.unit.utils import fake_npm
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_compose import PROJECT, FakeDocker
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.fake_npm import FakeNPM, FakeNPMPublic
 from ansible_collections.avatar_mgmt.ops.tests.unit.utils.npm_module import ADMIN
@@ -545,7 +546,12 @@ def test_both_proxy_hosts_are_switched_before_either_is_verified(npm):
     second_switch = puts[3]
     assert npm.public_requests
     assert all(index > second_switch for index, _domain in npm.public_requests)
-    assert all(index < puts[4] for index, _domain in npm.public_requests)
+    # (the index is the number of API requests made before it: the fifth PUT's own index at most)
+    assert all(index <= puts[4] for index, _domain in npm.public_requests)
+    # The hosts are listed once; no write is read back (NPM's answer to the PUT holds nginx's verdict).
+    api = [r[:2] for r in npm.requests]
+    assert api.count(('GET', '/api/nginx/proxy-hosts')) == 1, api
+    assert not [r for r in api if r[0] == 'GET' and r[1].startswith('/api/nginx/proxy-hosts/')], api
     order = [s.split('s ', 1)[1] for s in result['steps'] if '-2' in s or 'serves' in s]
     assert order == [
         f'api: started {PROJECT}-api-2 beside {PROJECT}-api-1',
@@ -740,16 +746,16 @@ def declared(tmp_path, monkeypatch):
     marker = tmp_path / '.npm-declared'
     _proxy_marker.write(str(marker), 'key-1', str(database))
     writes = []
-    real = _npm.switch_forward
+    real = _npm.forward_host_record
 
     def forward(client, params, **kw):
-        result = real(client, params, **kw)
+        answer = real(client, params, **kw)
         with open(database, 'ab') as handle:
             handle.write(b'row')
         writes.append(params['forward_host'])
-        return result
+        return answer
 
-    monkeypatch.setattr(_npm, 'switch_forward', forward)
+    monkeypatch.setattr(_npm, 'forward_host_record', forward)
     return types.SimpleNamespace(marker=marker, database=database, writes=writes)
 
 
@@ -850,3 +856,65 @@ def test_a_proxy_host_left_on_another_port_than_before_records_nothing(npm, decl
         'key': 'key-1',
         'reason': 'a proxy host was left forwarding elsewhere than before the switch',
     }
+
+
+def _targets(npm):
+    return {h['domain_names'][0]: h['forward_host'] for h in npm.hosts.values()}
+
+
+def test_the_new_containers_are_created_beside_the_pins_and_start_only_once_both_hosts_are_pinned(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+    seen = []
+
+    def run(argv, **kw):
+        # Each Docker command with the proxy hosts' targets at that moment.
+        if argv[:2] == ['docker', 'start'] or ('--no-start' in argv and '--dry-run' not in argv):
+            seen.append((argv[1] if argv[1] == 'start' else 'create', _targets(npm)))
+        return docker(argv, **kw)
+
+    _switch.switch(run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'))
+    assert [what for what, _hosts in seen] == ['create', 'start']
+    # Started with both hosts pinned to the old containers (the service names give the new ones from then on).
+    assert seen[1][1] == {'api.example.com': f'{PROJECT}-api-1', 'example.com': f'{PROJECT}-frontend-1'}
+    started = next(argv for argv in docker.calls if argv[:2] == ['docker', 'start'])
+    assert sorted(started[2:]) == sorted(docker.of('api') + docker.of('frontend'))
+
+
+def test_new_containers_that_cannot_start_are_removed_and_the_old_ones_keep_serving(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    olds = {s: docker.of(s) for s in ('api', 'frontend')}
+    docker.desired.update(api='v2', frontend='v2')
+
+    def run(argv, **kw):
+        if argv[:2] == ['docker', 'start']:
+            return 1, '', 'Error response from daemon: failed to create task: exec: "/missing": no such file'
+        return docker(argv, **kw)
+
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch.switch(run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'))
+    assert err.value.switched is False
+    assert str(err.value).startswith('Nothing was switched for api and frontend: docker start')
+    assert 'no such file' in str(err.value)
+    assert {s: docker.of(s) for s in ('api', 'frontend')} == olds
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+
+
+def test_a_pin_that_fails_while_the_new_containers_are_created_removes_them(npm, monkeypatch):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    olds = {s: docker.of(s) for s in ('api', 'frontend')}
+    docker.desired.update(api='v2', frontend='v2')
+    real = fake_npm.nginx_test
+
+    def refuse_the_old_frontend(host_id, record):
+        if record['forward_host'] == f'{PROJECT}-frontend-1':
+            return 'nginx: [emerg] host not found in upstream'
+        return real(host_id, record)
+
+    monkeypatch.setattr(fake_npm, 'nginx_test', refuse_the_old_frontend)
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch_run(docker, npm)
+    assert err.value.switched is False
+    assert f'removed {PROJECT}-api-2' in str(err.value), str(err.value)
+    assert not [argv for argv in docker.calls if argv[:2] == ['docker', 'start']]
+    assert {s: docker.of(s) for s in ('api', 'frontend')} == olds
