@@ -89,7 +89,7 @@ demo: venv images
 	bash hack/demo.sh
 
 # Not part of `make test`. bench-deploy uses the Docker platform (sandbox production server):
-# on a shared machine run it under the platform lock. BENCH_ARGS e.g. "--runs 1 --variants no-backup".
+# on a shared machine run it under the platform lock. BENCH_ARGS e.g. "--runs 1".
 bench: bench-release bench-deploy
 
 bench-release: venv

@@ -10,7 +10,8 @@ under a load of 40 requests/s through the proxy, measures N times each (median):
 
   thin switch      bench/thin/deploy.yml between two releases (copy .env + docker_compose_v2 pull + wait)
   thin no-op       the same with the release that runs
-  switch           playbooks/deploy.yml between the two releases, production defaults
+  switch           playbooks/deploy.yml between the two releases, production defaults (pre-deploy backup)
+  switch, no backup  the same with compose_deploy_backup_before_deploy=false (the switch the targets compare)
   no-op            playbooks/deploy.yml with the release that runs
   rollback         playbooks/rollback.yml with the registry stopped
 
@@ -22,7 +23,7 @@ skipped, SSH round trips (every ssh/sftp process Ansible starts, counted by
 bench/bin/ssh) and the slowest tasks. Results: .cache/bench/deploy-<time>.json and
 .txt. See bench/README.md; uses the Docker platform (run it under the platform lock).
 
-Usage: .venv/bin/python bench/deploy_bench.py [--runs 3] [--rate 40] [--variants no-backup]
+Usage: .venv/bin/python bench/deploy_bench.py [--runs 3] [--rate 40]
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ PROJECT_DIR = '/opt/deploy-avatar-prod'
 COMPOSE_FILE = 'docker-compose.prod.yml'
 PROJECT_NAME = 'avatar-production'
 RELEASE_SERVICES = ('api', 'frontend')
+# Issue 10's targets. Its ratio of the switch ("a collection deploy is 3.1x the thinnest Ansible deploy": 15.0 s
+# / 4.8 s) is that of the switch without the pre-deploy backup, which the thin deploy does not take either; the
+# production default's switch (with the backup) is reported beside it. A rollback (which takes no backup) must not
+# be slower than an operator's deploy, the production default's.
 TARGETS = {'switch': 2.0, 'noop': 1.5}
 
 # Label, playbook kind, and how each operation is reported.
@@ -362,18 +367,22 @@ def summarize(samples):
     verdict = {}
     med = {k: v['median_s'] for k, v in ops.items()}
     if 'switch' in med and 'thin_switch' in med:
-        ratios['switch / thin switch'] = round(med['switch'] / med['thin_switch'], 2)
-        verdict[f'switch <= {TARGETS["switch"]}x thin switch'] = ratios['switch / thin switch'] <= TARGETS['switch']
+        ratios['switch (production default) / thin switch'] = round(med['switch'] / med['thin_switch'], 2)
     if 'switch_no_backup' in med and 'thin_switch' in med:
         ratios['switch without backup / thin switch'] = round(med['switch_no_backup'] / med['thin_switch'], 2)
+        verdict[f'switch (no pre-deploy backup) <= {TARGETS["switch"]}x thin switch'] = (
+            ratios['switch without backup / thin switch'] <= TARGETS['switch']
+        )
     if 'noop' in med and 'thin_noop' in med:
         ratios['no-op / thin no-op'] = round(med['noop'] / med['thin_noop'], 2)
         verdict[f'no-op <= {TARGETS["noop"]}x thin no-op'] = ratios['no-op / thin no-op'] <= TARGETS['noop']
     if 'rollback' in med and 'thin_switch' in med:
         ratios['rollback / thin switch'] = round(med['rollback'] / med['thin_switch'], 2)
     if 'rollback' in med and 'switch' in med:
-        ratios['rollback / switch'] = round(med['rollback'] / med['switch'], 2)
-        verdict['rollback (registry down) <= switch'] = med['rollback'] <= med['switch']
+        ratios['rollback / switch (production default)'] = round(med['rollback'] / med['switch'], 2)
+        verdict['rollback (registry down) <= switch (production default)'] = med['rollback'] <= med['switch']
+    if 'rollback' in med and 'switch_no_backup' in med:
+        ratios['rollback / switch without backup'] = round(med['rollback'] / med['switch_no_backup'], 2)
     collection = [k for k in ('switch', 'switch_no_backup', 'rollback', 'auto_rollback') if k in ops]
     if collection:
         verdict['0 failed requests during switch, rollback and automatic rollback'] = all(
@@ -469,9 +478,6 @@ def main(argv=None):
     parser.add_argument('--release-b', default='v1.1.0', help='the release it switches to and back from')
     parser.add_argument('--thin-pull', default='always', choices=['always', 'missing'], help="thin deploy's pull")
     parser.add_argument(
-        '--variants', nargs='*', default=[], choices=['no-backup'], help='extra operations (switch without backup)'
-    )
-    parser.add_argument(
         '--no-platform',
         action='store_true',
         help='do not start the registry and server nor bootstrap (they run, bootstrapped, already)',
@@ -524,12 +530,11 @@ def main(argv=None):
         samples.append(
             timed('switch', playbook_argv('deploy.yml', '-e', f'image_tag={current}'), current, args.rate, workdir, i)
         )
-        if 'no-backup' in args.variants:
-            current = other(current, args)
-            argv = playbook_argv(
-                'deploy.yml', '-e', f'image_tag={current}', '-e', 'compose_deploy_backup_before_deploy=false'
-            )
-            samples.append(timed('switch_no_backup', argv, current, args.rate, workdir, i))
+        current = other(current, args)
+        argv = playbook_argv(
+            'deploy.yml', '-e', f'image_tag={current}', '-e', 'compose_deploy_backup_before_deploy=false'
+        )
+        samples.append(timed('switch_no_backup', argv, current, args.rate, workdir, i))
         samples.append(
             timed('noop', playbook_argv('deploy.yml', '-e', f'image_tag={current}'), current, args.rate, workdir, i)
         )
