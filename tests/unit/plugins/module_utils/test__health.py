@@ -801,6 +801,28 @@ def test_exec_failures(answer, status, detail):
     assert result["detail"] == detail
 
 
+def test_an_exec_that_passed_without_any_output_is_asked_once_more():
+    docker = FakeDockerClient(STACK, exec_handler=_psql([(0, (None, None)), (0, (b"1\n", None))]))
+    result = _one(DB_QUERY, docker_client=docker)
+    assert (result["ok"], result["detail"]) == (True, "exit code 0, output '1'")
+    assert len(docker.execs) == 2
+    # Twice nothing: fails as before, after the second try only.
+    docker = FakeDockerClient(STACK, exec_handler=_psql([(0, (b"", b""))]))
+    result = _one(DB_QUERY, docker_client=docker)
+    assert result["ok"] is False
+    assert result["detail"] == "exit code 0 but the output '' does not match the regex ^1\\s*$"
+    assert len(docker.execs) == 2
+    # Output that does not match, a failing exit code, or no regex: one run, as before.
+    for answer, check in (
+        ((0, (b"0\n", None)), DB_QUERY),
+        ((2, (None, None)), DB_QUERY),
+        ((0, (None, None)), dict(DB_QUERY, output_regex=None)),
+    ):
+        docker = FakeDockerClient(STACK, exec_handler=_psql([answer]))
+        _one(check, docker_client=docker)
+        assert len(docker.execs) == 1, answer
+
+
 def test_exec_without_a_running_container_and_engine_errors():
     stopped = [c for c in STACK if c["Config"]["Labels"]["com.docker.compose.service"] != "db"]
     stopped.append(container("db", status="exited", exit_code=137))
