@@ -34,7 +34,7 @@ case $venv in /*) ;; *) venv=$root/$venv ;; esac
 scenarios=" ${MOLECULE_SCENARIOS-default deploy faults backup jobs} "
 logs=$root/.cache/test-logs
 mkdir -p "$logs"
-rm -f "$logs"/*.log
+rm -f "$logs"/*.log "$logs"/.*.rc
 start=$(date +%s)
 
 stage() {  # stage NAME COMMAND... : run in the foreground, output straight through; fails when it fails
@@ -44,10 +44,19 @@ stage() {  # stage NAME COMMAND... : run in the foreground, output straight thro
   echo "make test: $name took $(( $(date +%s) - t ))s"
 }
 
-logged() {  # logged NAME COMMAND... : run with output into its log; print it when done
+stamp() {  # each line of standard input behind the seconds since STAGE_START: where a stage's time went
+  local line
+  while IFS= read -r line || [ -n "$line" ]; do
+    printf '%4ds %s\n' "$(( $(date +%s) - STAGE_START ))" "$line"
+  done
+}
+
+logged() {  # logged NAME COMMAND... : run with output into its log (each line timed); print it when done
   local name=$1 t rc=0; shift
   t=$(date +%s)
-  "$@" >"$logs/$name.log" 2>&1 || rc=$?
+  # (the exit code through a file: the left side of a pipe is a subshell of its own)
+  { "$@" && echo 0 >"$logs/.$name.rc" || echo $? >"$logs/.$name.rc"; } 2>&1 | STAGE_START=$t stamp >"$logs/$name.log"
+  rc=$(cat "$logs/.$name.rc")
   {
     if [ "$rc" -eq 0 ]; then
       # A passing stage: its end is enough (the whole log stays in .cache/test-logs).
