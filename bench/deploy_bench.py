@@ -474,7 +474,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--runs', type=int, default=3, help='samples per operation (median), default 3')
     parser.add_argument('--rate', type=float, default=40.0, help='requests/s through the proxy, default 40')
-    parser.add_argument('--release-a', default='v1.2.0', help='the release the bench starts and ends on')
+    parser.add_argument(
+        '--release-a', default='v1.2.0', help='the release the bench starts on (its rounds alternate with --release-b)'
+    )
     parser.add_argument('--release-b', default='v1.1.0', help='the release it switches to and back from')
     parser.add_argument('--thin-pull', default='always', choices=['always', 'missing'], help="thin deploy's pull")
     parser.add_argument(
@@ -522,18 +524,18 @@ def main(argv=None):
         samples.append(
             timed('thin_noop', thin_argv(current, compose_path, args.thin_pull), current, args.rate, workdir, i)
         )
-        # Handed back on the release the thin switch started from, so that both switches of a round go the same way.
+        # Handed back on the release the thin switch started from before each collection switch, so that every
+        # switch of a round goes the same way (the rounds alternate the way).
         start = other(current, args)
+        no_backup = ['-e', 'compose_deploy_backup_before_deploy=false']
         log(f'round {i}: collection deploy of {start} (not timed: hands the stack back to the collection)')
-        run(playbook_argv('deploy.yml', '-e', f'image_tag={start}'))
-        current = other(start, args)
+        run(playbook_argv('deploy.yml', '-e', f'image_tag={start}', *no_backup))
         samples.append(
             timed('switch', playbook_argv('deploy.yml', '-e', f'image_tag={current}'), current, args.rate, workdir, i)
         )
-        current = other(current, args)
-        argv = playbook_argv(
-            'deploy.yml', '-e', f'image_tag={current}', '-e', 'compose_deploy_backup_before_deploy=false'
-        )
+        log(f'round {i}: collection deploy of {start} (not timed: back for the switch without backup)')
+        run(playbook_argv('deploy.yml', '-e', f'image_tag={start}', *no_backup))
+        argv = playbook_argv('deploy.yml', '-e', f'image_tag={current}', *no_backup)
         samples.append(timed('switch_no_backup', argv, current, args.rate, workdir, i))
         samples.append(
             timed('noop', playbook_argv('deploy.yml', '-e', f'image_tag={current}'), current, args.rate, workdir, i)

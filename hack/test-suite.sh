@@ -47,7 +47,7 @@ stage() {  # stage NAME COMMAND... : run in the foreground, output straight thro
 stamp() {  # each line of standard input behind the seconds since STAGE_START: where a stage's time went
   local line
   while IFS= read -r line || [ -n "$line" ]; do
-    printf '%4ds %s\n' "$(( $(date +%s) - STAGE_START ))" "$line"
+    printf '%4ds %s\n' "$(( EPOCHSECONDS - STAGE_START ))" "$line"
   done
 }
 

@@ -947,7 +947,9 @@ def _lost_output(exit_code, output, regex):
 
 
 def probe_exec(check, docker_client=None):
-    """Run ``command`` once in a running container of the compose service; returns an Outcome.
+    """Run ``command`` in a running container of the compose service; returns an Outcome.
+
+    Once, or twice when the first run exited 0 without any output where ``output_regex`` wants some.
 
     As ``docker compose exec -T``: no TTY, the container's user and environment. Passes on
     exit code 0 and, with ``output_regex``, standard output matching it. ``status`` is the

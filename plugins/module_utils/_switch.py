@@ -15,11 +15,14 @@
 * **Handover** (stateless services: api, frontend) with nginx-proxy-manager in front,
   every changed one together, step by step:
 
-  1. the proxy host is pinned to the old container's own name (NPM reloads
-     gracefully; from now on no nginx worker resolves the service alias, which the
-     new container is about to join);
-  2. ``docker compose up -d --no-deps --no-recreate --scale SVC=2 SVC`` starts the new
-     container beside the old one (same compose definition, new image and env);
+  1. ``docker compose up --no-start --no-deps --no-recreate --scale SVC=2 SVC`` creates the
+     new container beside the old one (same compose definition, new image and env), while
+     the proxy host is pinned to the old container's own name (NPM reloads gracefully); a
+     container that has not started is on no network, so the service alias still names the
+     old one alone;
+  2. once every nginx worker from before the last pin is shutting down (the reload took
+     effect: no worker resolves the alias any more; at most ``drain`` seconds), ``docker start``
+     starts the new containers, which join the alias;
   3. the new container must run without restarts, not be unhealthy for Docker, and
      answer HTTP on its own address (the health path): Docker's own healthcheck may
      still be "starting" (its first run comes only after its interval);
@@ -261,6 +264,19 @@ class _Docker:
         if rc != 0 and failed:
             raise SwitchError(f'docker rm {" ".join(c[:12] for c in container_ids)} failed: {" ".join(failed)[-300:]}')
 
+    def worker_states(self, container_id):
+        """``{pid: shutting down}`` of the container's nginx worker processes, or None if unknown."""
+        rc, out = self.run_argv(['docker', 'top', container_id, '-o', 'pid,args'])[:2]
+        if rc != 0:
+            return None
+        states = {}
+        for line in out.splitlines()[1:]:
+            pid, _sep, args = line.strip().partition(' ')
+            args = args.strip()
+            if args.startswith('nginx: worker process'):
+                states[pid] = 'shutting down' in args
+        return states
+
     def workers(self, container_id, shutting_down=False):
         """The pids of the nginx worker processes in the container (also those shutting down), or None if unknown.
 
@@ -326,8 +342,9 @@ class _Switch:
         self.chain = chain
         self.forwarded = {}
         # Each proxy host as this switch last read or wrote it (NPM's answer to the PUT): a later write to it lists
-        # no hosts and reads nothing back. The lock keeps other runs of the collection out, and a change made in
-        # NPM meanwhile is what the chain's check of NPM's database catches.
+        # no hosts and reads nothing back. Kept across the few seconds from the pins to the switch to the new
+        # containers only: read again after the settle and the gate, and before an undo (NPM may have been edited
+        # meanwhile; the lock keeps only the collection's other runs out).
         self.records = {}
         # The steps count from the start of the whole switch (its planning included) when given.
         self.t0 = clock() if t0 is None else t0
@@ -508,11 +525,12 @@ class _Switch:
             found[service] = current
         return found
 
-    def handover(self, olds, expect, gate=None):
+    def handover(self, olds, expect, gate=None, proxy=None):
         """Hand every service of ``olds`` (``{service: old container}``) over together; ``{service: new container}``.
 
         With ``gate`` (a :class:`_gate.Gate`), the health gate starts once the proxy serves the new containers and
         the old ones are removed only once it passed and held; a last round follows the switch's last step.
+        ``proxy``: the running proxy container (its nginx workers are watched), or None.
         """
         services = list(olds)
         news, moved = {}, []
@@ -520,15 +538,25 @@ class _Switch:
             scale = [a for service in services for a in ('--scale', f'{service}=2')]
             # The new containers are created while the proxy hosts are pinned to the old ones: a container that
             # has not started is on no network, so the service's name still gives the old ones only. They start
-            # (and join the name) once every host is pinned.
+            # (and join the name) once every host is pinned and the last pin's reload took effect.
             creating = _Background(
                 lambda: self.docker.create(services, extra=('--no-deps', '--no-recreate', *scale)), self.clock
             )
+            pinned_from = None
             try:
-                for service in services:
+                for index, service in enumerate(services):
+                    if index == len(services) - 1 and proxy:
+                        # The workers that may still resolve the service's name: those running before the last pin.
+                        pinned_from = self.docker.worker_states(proxy['id'])
                     self.forward(service, olds[service]['name'])
-            finally:
+                if pinned_from:
+                    self._wait_reloaded(proxy, pinned_from)
+            except BaseException:
+                # The undo that follows removes what the create made; its own failure is said, not lost.
                 creating.wait()
+                if creating.error() is not None:
+                    self.log(f'creating the new containers failed too: {creating.error()}')
+                raise
             creating.result()
             now = self.docker.containers()
             for service in services:
@@ -582,9 +610,13 @@ class _Switch:
                 # reload serves, every worker from before it is shutting down, those included.
                 serving |= self.docker.workers(proxy['id'], shutting_down=True) or set()
         except Exception as exc:
+            # Written by whoever, meanwhile: the proxy hosts are read again for the undo.
+            self.records.clear()
             undone = self._undo(olds, news, moved, exc)
             undone.gate_failed = getattr(exc, 'gate_failed', False)
             raise undone from exc
+        # After the settle and the gate (seconds to minutes), the hosts are read again before the last writes.
+        self.records.clear()
         drained = self.drain(proxy, serving)
         self.docker.remove_all([olds[s]['id'] for s in services], self.spec.get('stop_timeout', 2))
         for service in services:
@@ -592,6 +624,25 @@ class _Switch:
         for service in services:
             self.forward(service, self._alias(service))
         return news
+
+    def _wait_reloaded(self, proxy, before):
+        """Wait until every nginx worker of ``before`` (``{pid: shutting down}``) is shutting down or gone: NPM's
+        reload of the last write took effect (nginx starts it after NPM's answer). At most ``drain`` seconds."""
+        limit = float(self.spec.get('drain', 3))
+        start = self.clock()
+        while True:
+            now = self.docker.worker_states(proxy['id'])
+            if now is None:
+                return
+            active = {pid for pid, shutting in now.items() if not shutting} & set(before)
+            if not active:
+                if self.clock() - start >= 0.05:
+                    self.log(f'the proxy reloaded with the pins ({self.clock() - start:.1f}s after the last one)')
+                return
+            if self.clock() - start >= limit:
+                self.log(f'{len(active)} proxy worker(s) from before the pins still active after {limit:g}s')
+                return
+            self.sleep(0.05)
 
     def _proxy_container(self, containers):
         running = [c for c in containers.get(self.spec.get('proxy_service', 'proxy'), []) if c['state'] == 'running']
@@ -716,6 +767,14 @@ def _settle_interrupted(
             f'{service}: {len(mine)} containers ({", ".join(c["name"] for c in mine)}) left by an interrupted '
             f'handover; the proxy forwards to {forward_host}: keeping {keep["name"]}'
         )
+        if others and keep['state'] == 'running' and all(c['state'] == 'created' for c in others):
+            # Created and never started (the run was cut short before its start): on no network, never served.
+            for container in others:
+                docker.remove(container['id'], 0)
+                sw.log(f'{service}: removed {container["name"]} (created, never started)')
+            if forward_host != sw._alias(service):
+                sw.forward(service, sw._alias(service))
+            continue
         if forward_host != keep['name'] and keep['state'] == 'running':
             sw.forward(service, keep['name'])
             sleep(spec.get('drain', 3))
@@ -767,6 +826,10 @@ class _Background:
     def wait(self):
         """Wait for ``fn`` to end, whatever its outcome (nobody needs it)."""
         self._thread.join()
+
+    def error(self):
+        """The exception ``fn`` raised, once it ended (None while it runs or when it did not raise)."""
+        return self._error if self._done else None
 
     def discard(self, close):
         """``close(value)`` once there is a value, without waiting for it."""
@@ -914,7 +977,7 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
             if recreate:
                 sw.log(f'recreated in place: {", ".join(recreate)}')
             olds = {service: before[service][0] for service in handover}
-            news = sw.handover(olds, spec.get('expect'), gate)
+            news = sw.handover(olds, spec.get('expect'), gate, proxy=sw._proxy_container(before))
             for service in handover:
                 result['services'][service] = {
                     'action': 'handover',

@@ -17,9 +17,11 @@ description:
     the start phase, so it does not wait on C(depends_on) health conditions; a service with a container that does not
     run (exited, never started, restarting) differs all the same.
   - Each changed service listed in O(services) (the stateless ones) is handed over when O(strategy=handover) and exactly
-    one of its containers runs. The proxy host is pinned to the old container's name, the new container is started
-    beside it (C(docker compose up --no-deps --scale SVC=2 --no-recreate SVC)), it must run without restarts, not be unhealthy
-    for Docker and answer HTTP on its own address (a Docker healthcheck that has not run yet is not waited for), the proxy
+    one of its containers runs. The new container is created beside the old one (C(docker compose up --no-start
+    --no-deps --scale SVC=2 --no-recreate SVC)) while the proxy host is pinned to the old container's name, and started
+    once the proxy's reload of the pin took effect (its nginx workers from before it are shutting down; at most
+    O(drain) seconds); until its start it is on no network, so the service's name gives the old container alone. It
+    must run without restarts, not be unhealthy for Docker and answer HTTP on its own address (a Docker healthcheck that has not run yet is not waited for), the proxy
     host is switched to it through NPM's API (graceful reload), the public side must serve O(expect), the new container
     must have run O(settle) seconds without a restart and still answer, the old container is removed once the proxy's
     nginx workers that ran before the switch have finished their requests and exited (at most O(drain) seconds), and

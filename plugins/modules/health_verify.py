@@ -33,7 +33,9 @@ description:
     counts. Docker's state is not changed.
   - An V(exec) check runs a command in a running container of a Compose service through the Docker Engine API, as
     C(docker compose exec -T) does (no TTY, the container's user and environment), for example a database query, and
-    passes on exit code 0 and, with O(checks[].output_regex), standard output matching it.
+    passes on exit code 0 and, with O(checks[].output_regex), standard output matching it. A run that exits 0 without
+    one byte of output where O(checks[].output_regex) wants some runs once more in the same attempt (the engine can lose
+    an exec's output under load), so the command must be safe to run twice.
   - The Docker Engine is found as the C(docker) CLI finds it (C(DOCKER_HOST), C(DOCKER_TLS_VERIFY),
     C(DOCKER_CERT_PATH), else the local socket); the API version is negotiated with the engine.
   - The checks only read. The one thing the module may remove is the deploy lock of O(release_lock), once every check

@@ -34,6 +34,10 @@ class FakeDocker:
         # What `docker top` shows of the proxy's nginx workers, call after call (the last one repeats);
         # a pid ending in ~ is a worker shutting down after a reload. None: `docker top` fails.
         self.proxy_workers = None
+        # The same, for the `docker top` calls made before the first `docker start` (a handover's pins, while its
+        # new containers are created beside them); None: `docker top` fails then (the switch does not wait for
+        # the pins' reload). Only a fake's first handover is told apart so.
+        self.pin_workers = None
         self._next = 0
         for service, config in desired.items():
             self._create(service, config)
@@ -81,8 +85,13 @@ class FakeDocker:
                     'org.avatar-mgmt.version': c['config'],
                 }
             },
-            'NetworkSettings': {'Networks': {'backend': {'IPAddress': f'172.18.0.{c["number"] + 10}'}}},
+            # A created container that never started is on no network.
+            'NetworkSettings': {'Networks': {} if c['state'] == 'created' else {'backend': {'IPAddress': self._ip(c)}}},
         }
+
+    @staticmethod
+    def _ip(c):
+        return f'172.18.0.{c["number"] + 10}'
 
     def _health(self, c):
         if c['state'] != 'running' or c['config'] in self.starting:
@@ -137,9 +146,11 @@ class FakeDocker:
                 self.containers.pop(cid, None)
             return 0, '', ''
         if argv[:2] == ['docker', 'top']:
-            if self.proxy_workers is None:
+            pinning = not any(call[:2] == ['docker', 'start'] for call in self.calls)
+            answers = self.pin_workers if pinning else self.proxy_workers
+            if answers is None:
                 return 1, '', 'Error response from daemon: top not available'
-            pids = self.proxy_workers.pop(0) if len(self.proxy_workers) > 1 else self.proxy_workers[0]
+            pids = answers.pop(0) if len(answers) > 1 else answers[0]
             lines = ['PID COMMAND', '1 nginx: master process nginx', '2 nginx: cache manager process']
             lines += [
                 f'{pid.rstrip("~")} nginx: worker process' + (' is shutting down' if pid.endswith('~') else '')

@@ -403,9 +403,10 @@ def _drain_run(docker, npm, drain):
 
 
 def _tops_before_rm(docker):
-    """How many `docker top` calls came before the old containers were removed."""
+    """How many `docker top` calls came after the new containers' start and before the old ones were removed."""
+    start = next(i for i, c in enumerate(docker.calls) if c[:2] == ['docker', 'start'])
     rm = next(i for i, c in enumerate(docker.calls) if c[:2] == ['docker', 'rm'])
-    return len([c for c in docker.calls[:rm] if c[:2] == ['docker', 'top']])
+    return len([c for c in docker.calls[start:rm] if c[:2] == ['docker', 'top']])
 
 
 def test_the_drain_ends_when_the_proxy_workers_from_before_the_switch_have_exited(npm):
@@ -548,9 +549,10 @@ def test_both_proxy_hosts_are_switched_before_either_is_verified(npm):
     assert all(index > second_switch for index, _domain in npm.public_requests)
     # (the index is the number of API requests made before it: the fifth PUT's own index at most)
     assert all(index <= puts[4] for index, _domain in npm.public_requests)
-    # The hosts are listed once; no write is read back (NPM's answer to the PUT holds nginx's verdict).
+    # The hosts are listed before the pins and again after the gate (NPM may have been edited meanwhile), not before
+    # each write; no write is read back (NPM's answer to the PUT holds nginx's verdict).
     api = [r[:2] for r in npm.requests]
-    assert api.count(('GET', '/api/nginx/proxy-hosts')) == 1, api
+    assert api.count(('GET', '/api/nginx/proxy-hosts')) == 2, api
     assert not [r for r in api if r[0] == 'GET' and r[1].startswith('/api/nginx/proxy-hosts/')], api
     order = [s.split('s ', 1)[1] for s in result['steps'] if '-2' in s or 'serves' in s]
     assert order == [
@@ -918,3 +920,44 @@ def test_a_pin_that_fails_while_the_new_containers_are_created_removes_them(npm,
     assert f'removed {PROJECT}-api-2' in str(err.value), str(err.value)
     assert not [argv for argv in docker.calls if argv[:2] == ['docker', 'start']]
     assert {s: docker.of(s) for s in ('api', 'frontend')} == olds
+
+
+def test_the_new_containers_start_once_the_pins_reload_took_effect(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+    # Before the last pin: workers 1 and 2; the reload has not begun at the first look, then 1 and 2 shut down.
+    docker.pin_workers = [{'1', '2'}, {'1', '2'}, {'1~', '2~', '3', '4'}]
+    result, clock = _drain_run(docker, npm, drain=3)
+    start = next(i for i, c in enumerate(docker.calls) if c[:2] == ['docker', 'start'])
+    assert len([c for c in docker.calls[:start] if c[:2] == ['docker', 'top']]) == 3
+    assert any('the proxy reloaded with the pins' in s for s in result['steps'])
+    assert clock.slept[:1] == [0.05]
+
+
+def test_the_wait_for_the_pins_reload_is_bounded_by_the_drain(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2', frontend='v2')
+    docker.pin_workers = [{'1', '2'}]  # never reloads
+    result, _clock = _drain_run(docker, npm, drain=1)
+    assert any('2 proxy worker(s) from before the pins still active after 1s' in s for s in result['steps'])
+    assert [docker.containers[c]['config'] for c in docker.of('api')] == ['v2']
+
+
+def test_a_new_container_created_but_never_started_by_a_killed_run_is_removed_at_once(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    (old,) = docker.of('api')
+    created = docker._create('api', 'v1')
+    docker.containers[created]['state'] = 'created'
+    _pin_api(npm, f'{PROJECT}-api-1')
+    before = len(npm.requests)
+    clock = _Clock()
+    result = _switch.switch(
+        docker, _spec(npm), _connect(npm), clock=clock, sleep=clock.sleep, http_ok=lambda u: (True, '')
+    )
+    assert result['interrupted'] == ['api']
+    assert docker.of('api') == [old]
+    assert _forward_hosts(npm)['api.example.com'] == 'api'
+    assert any(f'removed {PROJECT}-api-2 (created, never started)' in s for s in result['steps'])
+    # Never served: no drain, no settle, no pin; one write, the proxy host back on the service's name.
+    assert clock.slept == []
+    assert [r[0] for r in npm.requests[before:] if r[0] == 'PUT'] == ['PUT']

@@ -218,6 +218,8 @@ def test_write_then_switch_reports_both(docker, tmp_path):
     assert result['written'] == [str(tmp_path / '.env.api'), str(tmp_path / 'docker-compose.prod.yml')]
     assert result['switch_changed'] is True
     assert result['recreate'] == ['db']
+    # No record asked: the files and the switch are timed.
+    assert set(result['timings']) == {'write', 'switch'}
 
 
 def test_a_file_that_cannot_be_planned_stops_the_call_before_any_write_or_switch(docker, tmp_path):
@@ -382,6 +384,8 @@ def test_record_in_the_switch_records_and_gives_the_lock_back_last(docker, monke
     assert (tmp_path / 'releases' / '20260301T101500Z-v2' / 'docker-compose.prod.yml').read_text() == 'services: {}\n'
     assert result['recorded']['entry']['id'] == '20260301T101500Z-v2'
     assert result['recorded']['lock_released'] is True
+    assert set(result['timings']) == {'switch', 'record'}
+    assert all(isinstance(v, float) and v >= 0 for v in result['timings'].values())
     assert seen == ['20260301T101500Z-v2']
     assert not os.path.exists(lock_path)
     assert token not in json.dumps(result)
@@ -407,6 +411,7 @@ def test_record_is_left_to_the_caller_unless_nothing_is_left_before_it(
     result = module_harness.run_module(compose_switch, dict(_record_args(tmp_path, lock_path, token), **extra))
     assert why in result['record_skipped']
     assert result['recorded'] == {}
+    assert 'record' not in result['timings']
     assert not (tmp_path / 'releases').exists(), 'nothing recorded'
     assert os.path.exists(lock_path), 'the lock stays with the caller'
 
