@@ -21,12 +21,12 @@ description:
     --no-deps --scale SVC=2 --no-recreate SVC)) while the proxy host is pinned to the old container's name, and started
     once the proxy's reload of the pin took effect (its nginx workers from before it are shutting down; at most
     O(drain) seconds); until its start it is on no network, so the service's name gives the old container alone. It
-    must run without restarts, not be unhealthy for Docker and answer HTTP on its own address (a Docker healthcheck that has not run yet is not waited for), the proxy
-    host is switched to it through NPM's API (graceful reload), the public side must serve O(expect), the new container
-    must have run O(settle) seconds without a restart and still answer, the old container is removed once the proxy's
-    nginx workers that ran before the switch have finished their requests and exited (at most O(drain) seconds), and
-    the proxy host is put back on the service's
-    name (which then resolves to the new container only).
+    must run without restarts, not be unhealthy for Docker and answer HTTP on its own address (a Docker healthcheck
+    that has not run yet is not waited for), the proxy host is switched to it through NPM's API (graceful reload), the
+    public side must serve O(expect), the new container must have run O(settle) seconds without a restart and still
+    answer, the old container is removed once the proxy's nginx workers that ran before the switch have finished their
+    requests and exited (at most O(drain) seconds), and the proxy host is put back on the service's name (which then
+    resolves to the new container only).
   - With several services handed over, each step is taken for all of them together; the proxy hosts are switched
     one PUT after the other (never two writes to NPM at once), then the public side is checked for each.
   - The project's containers, C(docker compose config --services), the dry run and the login to NPM run together at
