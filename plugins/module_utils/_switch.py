@@ -283,16 +283,10 @@ class _Docker:
         With ``shutting_down``, only the workers a reload has told to finish their requests and exit
         (nginx names them ``nginx: worker process is shutting down``).
         """
-        rc, out = self.run_argv(['docker', 'top', container_id, '-o', 'pid,args'])[:2]
-        if rc != 0:
+        states = self.worker_states(container_id)
+        if states is None:
             return None
-        pids = set()
-        for line in out.splitlines()[1:]:
-            pid, _sep, args = line.strip().partition(' ')
-            args = args.strip()
-            if args.startswith('nginx: worker process') and (not shutting_down or 'shutting down' in args):
-                pids.add(pid)
-        return pids
+        return {pid for pid, shutting in states.items() if shutting or not shutting_down}
 
 
 def _record(item):
@@ -628,21 +622,13 @@ class _Switch:
     def _wait_reloaded(self, proxy, before):
         """Wait until every nginx worker of ``before`` (``{pid: shutting down}``) is shutting down or gone: NPM's
         reload of the last write took effect (nginx starts it after NPM's answer). At most ``drain`` seconds."""
-        limit = float(self.spec.get('drain', 3))
-        start = self.clock()
-        while True:
-            now = self.docker.worker_states(proxy['id'])
-            if now is None:
-                return
-            active = {pid for pid, shutting in now.items() if not shutting} & set(before)
-            if not active:
-                if self.clock() - start >= 0.05:
-                    self.log(f'the proxy reloaded with the pins ({self.clock() - start:.1f}s after the last one)')
-                return
-            if self.clock() - start >= limit:
-                self.log(f'{len(active)} proxy worker(s) from before the pins still active after {limit:g}s')
-                return
-            self.sleep(0.05)
+        left, took = self._until_gone(proxy, before, active_only=True, interval=0.05)
+        if left:
+            self.log(
+                f'{len(left)} proxy worker(s) from before the pins still active after {self.spec.get("drain", 3):g}s'
+            )
+        elif left is not None and took >= 0.05:
+            self.log(f'the proxy reloaded with the pins ({took:.1f}s after the last one)')
 
     def _proxy_container(self, containers):
         running = [c for c in containers.get(self.spec.get('proxy_service', 'proxy'), []) if c['state'] == 'running']
@@ -657,20 +643,33 @@ class _Switch:
         proxy's workers (no proxy container in the project) the wait is ``drain`` seconds.
         """
         limit = float(self.spec.get('drain', 3))
-        start = self.clock()
         if not serving:
             self.sleep(limit)
             return f'{limit:g}s of drain'
+        left, took = self._until_gone(proxy, serving, active_only=False, interval=0.2)
+        if left is None:
+            self.sleep(max(0.0, limit - took))
+            return f'{limit:g}s of drain'
+        if not left:
+            return f'the proxy\'s old workers finished ({took:.1f}s of drain)'
+        return f'{limit:g}s of drain ({len(left)} old proxy worker(s) still open)'
+
+    def _until_gone(self, proxy, pids, active_only, interval):
+        """Poll the proxy's nginx workers until none of ``pids`` is left, at most ``drain`` seconds.
+
+        ``active_only``: a worker shutting down counts as gone (it takes no new request). ``(left, seconds)``:
+        ``left`` the pids still there when the wait ended (empty: all gone), None when the workers cannot be read.
+        """
+        limit = float(self.spec.get('drain', 3))
+        start = self.clock()
         while True:
-            left = self.docker.workers(proxy['id'])
-            if left is None:
-                self.sleep(max(0.0, limit - (self.clock() - start)))
-                return f'{limit:g}s of drain'
-            if not left & serving:
-                return f'the proxy\'s old workers finished ({self.clock() - start:.1f}s of drain)'
-            if self.clock() - start >= limit:
-                return f'{limit:g}s of drain ({len(left & serving)} old proxy worker(s) still open)'
-            self.sleep(0.2)
+            states = self.docker.worker_states(proxy['id'])
+            if states is None:
+                return None, self.clock() - start
+            left = {pid for pid, shutting in states.items() if not (active_only and shutting)} & set(pids)
+            if not left or self.clock() - start >= limit:
+                return left, self.clock() - start
+            self.sleep(interval)
 
     def _alias(self, service):
         return self.spec['services'][service].get('alias', service)
