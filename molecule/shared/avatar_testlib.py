@@ -161,6 +161,21 @@ def npm_upstream(host, domain):
     return found[0]
 
 
+def forward_to(domain, forward_host, expect):
+    """Point ``domain``'s proxy host at ``forward_host`` with molecule/faults/forward.yml (npm_forward, as an
+    operator's or a killed run's write would leave it); it checks the proxy serves ``expect``."""
+    res = playbook(
+        os.path.join(ROOT, "molecule", "faults", "forward.yml"),
+        "-e",
+        f"domain={domain}",
+        "-e",
+        f"forward_host={forward_host}",
+        "-e",
+        f"expect={expect}",
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+
+
 def ledger(host):
     return json.loads(host.file(DIR + "/releases/index.json").content_string)
 

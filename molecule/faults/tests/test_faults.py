@@ -25,7 +25,9 @@ from avatar_testlib import (
     ROOT,
     STATE,
     Load,
+    forward_to,
     ledger,
+    npm_upstream,
     npm_upstream_command,
     npm_upstreams,
     playbook,
@@ -301,6 +303,43 @@ def test_a_deploy_killed_while_its_gate_holds_is_recovered_keeping_the_container
     back = playbook("deploy.yml", "-e", "image_tag=v1.2.0", "-e", "compose_deploy_backup_before_deploy=false")
     assert back.returncode == 0, (back.stdout + back.stderr)[-3000:]
     assert [d for _id, d in _api_containers(host)] == [v120]
+
+
+def test_a_container_a_killed_run_created_but_never_started_is_removed_at_once(host):
+    """The state a run killed between the create of its new api container and its start leaves: the proxy host
+    pinned to the old container, a new one created beside it (on no network, it never served). The next deploy sees
+    it (a container that does not run), removes it without drain or settle, puts the proxy host back on the service's
+    name and keeps the old container (same id); no request fails."""
+    v120 = registry_digest("api", "v1.2.0")
+    before = _api_containers(host)
+    assert [d for _id, d in before] == [v120]
+    old_name = host.check_output(f"docker inspect -f '{{{{.Name}}}}' {before[0][0]}").lstrip("/")
+    host.check_output(
+        f"sudo docker compose -p {PROJECT} -f {DIR}/docker-compose.prod.yml"
+        " up --no-start --no-deps --no-recreate --scale api=2 api"
+    )
+    created = host.check_output(
+        f"docker ps -a --filter status=created --filter label=com.docker.compose.project={PROJECT}"
+        " --format '{{.Names}}'"
+    ).split()
+    assert len(created) == 1, created
+    forward_to(DOMAINS["api"], old_name, "v1.2.0")
+    assert npm_upstream(host, DOMAINS["api"]) == old_name
+
+    with Load(DOMAINS["api"], "/health", HTTP_PORT) as load:
+        res = playbook("deploy.yml", "-e", "image_tag=v1.2.0", "-e", "compose_deploy_backup_before_deploy=false", "-v")
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 0, out[-3000:]
+    assert f"removed {created[0]} (created, never started)" in out, out[-3000:]
+    # Not drained nor settled: nothing of that kind was waited for.
+    assert "of drain" not in out, out[-3000:]
+    assert "without a restart" not in out, out[-3000:]
+    assert load.failures == [], load.failures[:5]
+    assert load.ok > 0
+    assert _api_containers(host) == before
+    assert npm_upstream(host, DOMAINS["api"]) == "api"
+    assert _current(ledger(host))["version"] == "v1.2.0"
+    assert not host.file(LOCK).exists
 
 
 SECOND = server()["second_server"]["name"]

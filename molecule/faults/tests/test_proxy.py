@@ -23,6 +23,7 @@ from avatar_testlib import (
     STATE,
     Load,
     container_env,
+    forward_to,
     ledger,
     npm_upstream,
     playbook,
@@ -125,9 +126,9 @@ def test_switching_the_api_upstream_under_load_loses_no_request(host):
             time.sleep(1)
         with Load(DOMAINS["api"], "/health", HTTP_PORT) as load:
             time.sleep(2)
-            _forward(DOMAINS["api"], "api-green", other)
+            forward_to(DOMAINS["api"], "api-green", other)
             time.sleep(3)
-            _forward(DOMAINS["api"], "api", running_version)
+            forward_to(DOMAINS["api"], "api", running_version)
             time.sleep(12)  # past NPM's resolver cache, before the green container goes
         figures = {"ok": load.ok, "failed": len(load.failures), "worst_s": round(load.worst, 3)}
         with open(os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], ".cache", "proxy-switch.json"), "w") as f:
@@ -137,20 +138,6 @@ def test_switching_the_api_upstream_under_load_loses_no_request(host):
         assert load.worst < 2.0, load.worst
     finally:
         host.run(f"docker rm -f {name}")
-
-
-def _forward(domain, forward_host, expect):
-    """Point ``domain``'s proxy host at ``forward_host`` with forward.yml; it checks the proxy serves ``expect``."""
-    res = playbook(
-        os.path.join(os.path.dirname(__file__), "..", "forward.yml"),
-        "-e",
-        f"domain={domain}",
-        "-e",
-        f"forward_host={forward_host}",
-        "-e",
-        f"expect={expect}",
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
 
 
 NPM_DATABASE = DIR + "/jc21/data/database.sqlite"
@@ -192,7 +179,7 @@ def test_a_deploy_that_changes_nothing_leaves_out_a_declaration_npm_holds_and_re
         f"docker ps --filter label=com.docker.compose.project={PROJECT} "
         "--filter label=com.docker.compose.service=api --format '{{.Names}}'"
     )
-    _forward(DOMAINS["api"], container, version)
+    forward_to(DOMAINS["api"], container, version)
     assert npm_upstream(host, DOMAINS["api"]) == container
     changed_by_hand = _npm_database_state(host)
     assert changed_by_hand != recorded["state"]

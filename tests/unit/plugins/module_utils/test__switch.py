@@ -961,3 +961,21 @@ def test_a_new_container_created_but_never_started_by_a_killed_run_is_removed_at
     # Never served: no drain, no settle, no pin; one write, the proxy host back on the service's name.
     assert clock.slept == []
     assert [r[0] for r in npm.requests[before:] if r[0] == 'PUT'] == ['PUT']
+
+
+def test_a_proxy_host_edited_in_npm_while_the_gate_holds_is_read_again_before_the_last_writes(npm):
+    """Someone moves the api host's port in NPM while the gate holds: the switch's last write reads the host again
+    and puts it back on the service's name and port (a record kept from before the gate would see no change)."""
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(api='v2')
+
+    class EditedDuringTheHold(_GateDouble):
+        def wait_done(self):
+            client = _connect(npm)()
+            host = next(h for h in client.list_proxy_hosts() if h['domain_names'] == ['api.example.com'])
+            client.update_proxy_host(host['id'], {'forward_port': 9999})
+            return super().wait_done()
+
+    _gated_run(docker, npm, EditedDuringTheHold(docker))
+    (host,) = [h for h in npm.hosts.values() if h['domain_names'] == ['api.example.com']]
+    assert (host['forward_host'], int(host['forward_port'])) == ('api', 3000)
