@@ -567,7 +567,6 @@ class _Switch:
             # They start together: waiting for each in turn takes as long as the slowest.
             for service in services:
                 news[service] = self.wait_ready(service, news[service])
-            proxy = self._proxy_container(now)
             serving = None
             # One PUT after the other (never two NPM writes at once: a concurrent write can make its
             # `nginx -t` read a half-written file), then the public side is checked for each: NPM's
@@ -976,7 +975,9 @@ def _switch(docker, spec, connect, state, check_mode, clock, sleep, http_ok, gat
             if recreate:
                 sw.log(f'recreated in place: {", ".join(recreate)}')
             olds = {service: before[service][0] for service in handover}
-            news = sw.handover(olds, spec.get('expect'), gate, proxy=sw._proxy_container(before))
+            # The proxy container whose nginx workers the handover watches: read again when this switch recreated it.
+            seen = docker.containers() if spec.get('proxy_service', 'proxy') in recreate else before
+            news = sw.handover(olds, spec.get('expect'), gate, proxy=sw._proxy_container(seen))
             for service in handover:
                 result['services'][service] = {
                     'action': 'handover',

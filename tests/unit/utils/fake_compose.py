@@ -146,6 +146,8 @@ class FakeDocker:
                 self.containers.pop(cid, None)
             return 0, '', ''
         if argv[:2] == ['docker', 'top']:
+            if argv[2] not in self.containers:
+                return 1, '', f'Error response from daemon: No such container: {argv[2]}'
             pinning = not any(call[:2] == ['docker', 'start'] for call in self.calls)
             answers = self.pin_workers if pinning else self.proxy_workers
             if answers is None:

@@ -979,3 +979,16 @@ def test_a_proxy_host_edited_in_npm_while_the_gate_holds_is_read_again_before_th
     _gated_run(docker, npm, EditedDuringTheHold(docker))
     (host,) = [h for h in npm.hosts.values() if h['domain_names'] == ['api.example.com']]
     assert (host['forward_host'], int(host['forward_port'])) == ('api', 3000)
+
+
+def test_the_pins_reload_is_watched_on_the_proxy_container_the_switch_itself_recreated(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    docker.desired.update(proxy='npm-2.15.2', api='v2')
+    docker.pin_workers = [{'1', '2'}, {'1', '2'}, {'1~', '2~', '3'}]
+    result, _clock = _drain_run(docker, npm, drain=3)
+    assert result['recreate'] == ['proxy']
+    (proxy,) = docker.of('proxy')
+    tops = [c for c in docker.calls if c[:2] == ['docker', 'top']]
+    assert tops
+    assert all(c[2] == proxy for c in tops), 'the recreated proxy container, not the one it replaced'
+    assert any('the proxy reloaded with the pins' in s for s in result['steps'])
