@@ -334,6 +334,8 @@ def test_a_container_a_killed_run_created_but_never_started_is_removed_at_once(h
     # Not drained nor settled: nothing of that kind was waited for.
     assert "of drain" not in out, out[-3000:]
     assert "without a restart" not in out, out[-3000:]
+    # The summary says what the run did: not "already running", though it recreated nothing.
+    assert "recreated: nothing; settled the handover a killed run left of api" in out, out[-3000:]
     assert load.failures == [], load.failures[:5]
     assert load.ok > 0
     assert _api_containers(host) == before
