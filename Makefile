@@ -61,7 +61,8 @@ lint: venv
 sanity: venv
 	VENV=$(VENV) bash hack/sanity.sh
 
-# Two workers (pytest-xdist): the tests mostly wait (timeouts, Docker, restic), about 60 s of CPU in 300 s of wall time.
+# Two workers (pytest-xdist): about 250 s of CPU in 165 s on two CPUs (ansible-playbook runs, Docker, restic); four
+# workers took as long (167 s).
 unit: venv restic
 	$(BIN)/pytest -q -n 2 tests/unit
 
