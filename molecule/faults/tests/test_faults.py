@@ -8,6 +8,7 @@ v1.2.0 running with no lock for the next one."""
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -342,6 +343,48 @@ def test_a_container_a_killed_run_created_but_never_started_is_removed_at_once(h
     assert npm_upstream(host, DOMAINS["api"]) == "api"
     assert _current(ledger(host))["version"] == "v1.2.0"
     assert not host.file(LOCK).exists
+
+
+def test_a_full_disk_under_the_ledger_fails_the_record_and_the_previous_release_serves_on(host):
+    """The ledger's filesystem is full (a tmpfs over releases/ holding a copy of the ledger, filled to the last
+    page): the switch to v1.1.0 is done, its record fails (No space left on device), the run rolls back to v1.2.0
+    under load without a failed request, cannot record that either, and says all of it. The ledger is left as it
+    was and names what runs; no lock is left. Once there is space again, status agrees."""
+    releases = DIR + "/releases"
+    good = running(host)
+    assert good["api"][1] == registry_digest("api", "v1.2.0")
+    index_before = host.file(releases + "/index.json").content_string
+    fill = (
+        f"set -e; cp -a {releases} /tmp/releases.copy; mount -t tmpfs -o size=64m,mode=0755 tmpfs {releases};"
+        f" cp -a /tmp/releases.copy/. {releases}/; rm -rf /tmp/releases.copy;"
+        f" dd if=/dev/zero of={releases}/.fill-1 bs=64k 2>/dev/null || true;"
+        f" dd if=/dev/zero of={releases}/.fill-2 bs=4k 2>/dev/null || true;"
+        # Full: not even two bytes more.
+        f" if echo x 2>/dev/null > {releases}/.probe; then echo 'not full' >&2; exit 1; fi; rm -f {releases}/.probe"
+    )
+    host.run_expect([0], f"sudo sh -c {shlex.quote(fill)}")
+    try:
+        with Load(DOMAINS["api"], "/health", HTTP_PORT) as load:
+            res = playbook("deploy.yml", "-e", "image_tag=v1.1.0", "-e", "compose_deploy_backup_before_deploy=false")
+        out = " ".join((res.stdout + res.stderr).split())
+        assert res.returncode != 0, out[-3000:]
+        assert "No space left on device" in out, out[-3000:]
+        assert "Rolled back automatically: v1.2.0" in out, out[-3000:]
+        assert "could not be recorded" in out, out[-3000:]
+        assert load.failures == [], load.failures[:5]
+        now = running(host)
+        assert now["api"][1] == registry_digest("api", "v1.2.0")
+        assert now["frontend"][1] == registry_digest("frontend", "v1.2.0")
+        assert now["db"][0] == good["db"][0]
+        # Nothing of this run in the ledger: it names v1.2.0, which runs.
+        assert host.file(releases + "/index.json").content_string == index_before
+        assert not host.file(LOCK).exists
+    finally:
+        host.run_expect([0], f"sudo sh -c 'umount {releases}'")
+    assert host.file(releases + "/index.json").content_string == index_before
+    status = playbook("status.yml")
+    assert status.returncode == 0, status.stdout[-3000:]
+    assert "DOES NOT AGREE" not in status.stdout, status.stdout[-3000:]
 
 
 SECOND = server()["second_server"]["name"]
