@@ -543,8 +543,14 @@ class _Switch:
                         # The workers that may still resolve the service's name: those running before the last pin.
                         pinned_from = self.docker.worker_states(proxy['id'])
                     self.forward(service, olds[service]['name'])
-                if pinned_from:
+                if proxy and pinned_from:
                     self._wait_reloaded(proxy, pinned_from)
+                else:
+                    # No view of the proxy's workers (no proxy container, or none of its workers could be read):
+                    # the reload is given the drain's time, as the drain is (never skipped without a word).
+                    limit = float(self.spec.get('drain', 3))
+                    self.sleep(limit)
+                    self.log(f"{limit:g}s for the pins' reload (the proxy's workers could not be read)")
             except BaseException:
                 # The undo that follows removes what the create made; its own failure is said, not lost.
                 creating.wait()

@@ -414,6 +414,7 @@ def test_the_drain_ends_when_the_proxy_workers_from_before_the_switch_have_exite
     docker.desired.update(api='v2', frontend='v2')
     # Before the last switch: workers 10 and 11. Then 10 still finishes a request beside the new 12 and 13.
     docker.proxy_workers = [{'10', '11'}, {'10', '12', '13'}, {'10', '12', '13'}, {'12', '13'}]
+    docker.pin_workers = [{'10', '11'}, {'10~', '11~', '12'}]  # the pins' reload took effect at the first look
     result, clock = _drain_run(docker, npm, drain=30)
     assert _tops_before_rm(docker) == 4
     assert clock.now < 2
@@ -429,6 +430,7 @@ def test_the_drain_is_bounded_when_an_old_worker_stays(npm):
     docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
     docker.desired.update(api='v2', frontend='v2')
     docker.proxy_workers = [{'10', '11'}, {'11', '12'}]  # 11 holds a long-lived connection
+    docker.pin_workers = [{'10', '11'}, {'10~', '11~', '12'}]
     result, clock = _drain_run(docker, npm, drain=3)
     assert 3 <= clock.now < 4
     assert any('1 old proxy worker(s) still open' in s for s in result['steps'])
@@ -443,6 +445,9 @@ def test_without_a_view_of_the_proxy_workers_the_drain_is_its_full_length(npm):
     result, clock = _drain_run(docker, npm, drain=2.5)
     assert 2.5 in clock.slept
     assert any('after 2.5s of drain' in s for s in result['steps'])
+    # Nor is the wait for the pins' reload skipped: it is given the drain's time too, and said.
+    assert clock.slept.count(2.5) == 2
+    assert any("2.5s for the pins' reload (the proxy's workers could not be read)" in s for s in result['steps'])
 
 
 def test_a_container_that_cannot_be_removed_is_an_error_even_beside_one_already_gone():
