@@ -355,15 +355,21 @@ def test_a_full_disk_under_the_ledger_fails_the_record_and_the_previous_release_
     assert good["api"][1] == registry_digest("api", "v1.2.0")
     index_before = host.file(releases + "/index.json").content_string
     fill = (
-        f"set -e; cp -a {releases} /tmp/releases.copy; mount -t tmpfs -o size=64m,mode=0755 tmpfs {releases};"
+        f"set -e; rm -rf /tmp/releases.copy; cp -a {releases} /tmp/releases.copy;"
+        f" mount -t tmpfs -o size=64m,mode=0755 tmpfs {releases};"
         f" cp -a /tmp/releases.copy/. {releases}/; rm -rf /tmp/releases.copy;"
         f" dd if=/dev/zero of={releases}/.fill-1 bs=64k 2>/dev/null || true;"
         f" dd if=/dev/zero of={releases}/.fill-2 bs=4k 2>/dev/null || true;"
         # Full: not even two bytes more.
         f" if echo x 2>/dev/null > {releases}/.probe; then echo 'not full' >&2; exit 1; fi; rm -f {releases}/.probe"
     )
-    host.run_expect([0], f"sudo sh -c {shlex.quote(fill)}")
+    # Whatever fails from here on, the mount goes (a full ledger left behind would fail every later test).
+    unmount = (
+        f"for i in 1 2 3 4 5; do mountpoint -q {releases} || exit 0; umount {releases} && exit 0; sleep 1; done;"
+        f" umount -l {releases}"
+    )
     try:
+        host.run_expect([0], f"sudo sh -c {shlex.quote(fill)}")
         with Load(DOMAINS["api"], "/health", HTTP_PORT) as load:
             res = playbook("deploy.yml", "-e", "image_tag=v1.1.0", "-e", "compose_deploy_backup_before_deploy=false")
         out = " ".join((res.stdout + res.stderr).split())
@@ -380,7 +386,8 @@ def test_a_full_disk_under_the_ledger_fails_the_record_and_the_previous_release_
         assert host.file(releases + "/index.json").content_string == index_before
         assert not host.file(LOCK).exists
     finally:
-        host.run_expect([0], f"sudo sh -c 'umount {releases}'")
+        cleanup = host.run(f"sudo sh -c {shlex.quote(unmount)}")
+    assert cleanup.rc == 0, cleanup.stderr
     assert host.file(releases + "/index.json").content_string == index_before
     status = playbook("status.yml")
     assert status.returncode == 0, status.stdout[-3000:]
