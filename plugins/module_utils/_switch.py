@@ -548,9 +548,8 @@ class _Switch:
                 else:
                     # No view of the proxy's workers (no proxy container, or none of its workers could be read):
                     # the reload is given the drain's time, as the drain is (never skipped without a word).
-                    limit = float(self.spec.get('drain', 3))
-                    self.sleep(limit)
-                    self.log(f"{limit:g}s for the pins' reload (the proxy's workers could not be read)")
+                    self.sleep(self.drain_s)
+                    self.log(f"{self.drain_s:g}s for the pins' reload (the proxy's workers could not be read)")
             except BaseException:
                 # The undo that follows removes what the create made; its own failure is said, not lost.
                 creating.wait()
@@ -629,11 +628,14 @@ class _Switch:
         reload of the last write took effect (nginx starts it after NPM's answer). At most ``drain`` seconds."""
         left, took = self._until_gone(proxy, before, active_only=True, interval=0.05)
         if left:
-            self.log(
-                f'{len(left)} proxy worker(s) from before the pins still active after {self.spec.get("drain", 3):g}s'
-            )
+            self.log(f'{len(left)} proxy worker(s) from before the pins still active after {self.drain_s:g}s')
         elif left is not None and took >= 0.05:
             self.log(f'the proxy reloaded with the pins ({took:.1f}s after the last one)')
+
+    @property
+    def drain_s(self):
+        """The most seconds a wait on the proxy's workers takes (the drain, and the pins' reload)."""
+        return float(self.spec.get('drain', 3))
 
     def _proxy_container(self, containers):
         running = [c for c in containers.get(self.spec.get('proxy_service', 'proxy'), []) if c['state'] == 'running']
@@ -647,7 +649,7 @@ class _Switch:
         ``drain`` bounds the wait (a long-lived connection keeps an old worker); without a view of the
         proxy's workers (no proxy container in the project) the wait is ``drain`` seconds.
         """
-        limit = float(self.spec.get('drain', 3))
+        limit = self.drain_s
         if not serving:
             self.sleep(limit)
             return f'{limit:g}s of drain'
@@ -665,7 +667,7 @@ class _Switch:
         ``active_only``: a worker shutting down counts as gone (it takes no new request). ``(left, seconds)``:
         ``left`` the pids still there when the wait ended (empty: all gone), None when the workers cannot be read.
         """
-        limit = float(self.spec.get('drain', 3))
+        limit = self.drain_s
         start = self.clock()
         while True:
             states = self.docker.worker_states(proxy['id'])
