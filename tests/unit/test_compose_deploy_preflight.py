@@ -115,3 +115,34 @@ def test_skipping_the_lock_by_tags_switches_nothing(tmp_path, tag):
     assert set(ran[1:refusal]) <= {'Check the release and the input'}, ran
     assert 'The running stack was not changed.' in out, out[-3000:]
     assert ' changed=0 ' in out, out[-3000:]
+
+
+VALIDATE_ONLY = f"""
+- name: deploy.yml's checks of the input alone
+  hosts: production
+  gather_facts: false
+  vars:
+{RELEASE_VARS}  tasks:
+    - name: Check settings and secrets before connecting anywhere
+      ansible.builtin.include_role:
+        name: avatar_mgmt.ops.compose_deploy
+        tasks_from: validate.yml
+"""
+
+
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')), reason='no ansible-playbook'
+)
+@pytest.mark.parametrize(
+    'interval, refused',
+    [('5', True), ('5 s', True), ('fast', True), ('', True), ('5s', False), ('500ms', False), ('1m30s', False)],
+)
+def test_a_healthcheck_interval_compose_cannot_read_is_refused_by_name(tmp_path, interval, refused):
+    """Written into the compose file as it is: `5` (no unit) would fail only on the host, at the switch; it is
+    refused with the variable's name before any host is contacted."""
+    proc = _playbook(tmp_path, VALIDATE_ONLY, '-e', f'{{"compose_deploy_healthcheck_interval": "{interval}"}}')
+    out = proc.stdout + proc.stderr
+    assert ('compose_deploy_healthcheck_interval must be a duration' in out) is refused, out[-3000:]
+    assert (proc.returncode != 0) is refused, out[-3000:]
+    if refused:
+        assert f"(got '{interval}')" in out, out[-3000:]
