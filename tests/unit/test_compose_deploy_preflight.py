@@ -25,8 +25,12 @@ RELEASE_VARS = f"""    compose_deploy_release:
         frontend: {{reference: "example/frontend@{DIGEST}", digest: "{DIGEST}"}}
     compose_deploy_action: deploy
 """
-PLAYBOOK = f"""
-- name: The role's checks as deploy.yml and rollback.yml run them
+
+
+def _validate_play(name):
+    """A play on the production host whose first task is deploy.yml's check of the input (validate.yml)."""
+    return f"""
+- name: {name}
   hosts: production
   gather_facts: false
   vars:
@@ -35,6 +39,12 @@ PLAYBOOK = f"""
       ansible.builtin.include_role:
         name: avatar_mgmt.ops.compose_deploy
         tasks_from: validate.yml
+"""
+
+
+PLAYBOOK = (
+    _validate_play("The role's checks as deploy.yml and rollback.yml run them")
+    + """\
       when: validate | bool
 
     - name: The role's preflight, the input changed since validate.yml checked it
@@ -44,6 +54,7 @@ PLAYBOOK = f"""
       vars:
         compose_deploy_project_dir: relative/dir
 """
+)
 
 
 def _playbook(tmp_path, text, *args):
@@ -117,17 +128,7 @@ def test_skipping_the_lock_by_tags_switches_nothing(tmp_path, tag):
     assert ' changed=0 ' in out, out[-3000:]
 
 
-VALIDATE_ONLY = f"""
-- name: deploy.yml's checks of the input alone
-  hosts: production
-  gather_facts: false
-  vars:
-{RELEASE_VARS}  tasks:
-    - name: Check settings and secrets before connecting anywhere
-      ansible.builtin.include_role:
-        name: avatar_mgmt.ops.compose_deploy
-        tasks_from: validate.yml
-"""
+VALIDATE_ONLY = _validate_play("deploy.yml's checks of the input alone")
 
 
 @pytest.mark.skipif(
