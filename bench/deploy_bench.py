@@ -319,7 +319,8 @@ def image_repository(reference):
 
 
 def thin_compose(workdir):
-    """The compose file the collection deployed, with the release images by tag from .env."""
+    """The compose file the collection deployed, with the release images by tag from .env (and the healthcheck
+    interval the bench pins: the collection's runs deployed it with HEALTHCHECK_INTERVAL)."""
     text = ssh_host(f'cat {PROJECT_DIR}/{COMPOSE_FILE}').stdout
     compose = yaml.safe_load(text)
     for service in RELEASE_SERVICES:
@@ -327,9 +328,6 @@ def thin_compose(workdir):
         spec['image'] = image_repository(spec['image']) + ':${AVATAR_TAG}'
         if 'labels' in spec:
             spec['labels'] = {k: '${AVATAR_TAG}' if k.endswith('.version') else v for k, v in spec['labels'].items()}
-    for spec in compose['services'].values():
-        if 'healthcheck' in spec:
-            spec['healthcheck']['interval'] = HEALTHCHECK_INTERVAL
     path = os.path.join(workdir, 'thin', 'docker-compose.yml')
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'w', encoding='utf-8') as handle:

@@ -25,12 +25,8 @@ RELEASE_VARS = f"""    compose_deploy_release:
         frontend: {{reference: "example/frontend@{DIGEST}", digest: "{DIGEST}"}}
     compose_deploy_action: deploy
 """
-
-
-def _validate_play(name):
-    """A play on the production host whose first task is deploy.yml's check of the input (validate.yml)."""
-    return f"""
-- name: {name}
+PLAYBOOK = f"""
+- name: The role's checks as deploy.yml and rollback.yml run them
   hosts: production
   gather_facts: false
   vars:
@@ -39,12 +35,6 @@ def _validate_play(name):
       ansible.builtin.include_role:
         name: avatar_mgmt.ops.compose_deploy
         tasks_from: validate.yml
-"""
-
-
-PLAYBOOK = (
-    _validate_play("The role's checks as deploy.yml and rollback.yml run them")
-    + """\
       when: validate | bool
 
     - name: The role's preflight, the input changed since validate.yml checked it
@@ -54,7 +44,6 @@ PLAYBOOK = (
       vars:
         compose_deploy_project_dir: relative/dir
 """
-)
 
 
 def _playbook(tmp_path, text, *args):
@@ -62,6 +51,11 @@ def _playbook(tmp_path, text, *args):
     # Beside the playbook: the collection's playbooks/group_vars, as for the collection's own playbooks.
     (tmp_path / 'group_vars').symlink_to(os.path.join(ROOT, 'playbooks', 'group_vars'))
     (tmp_path / 'play.yml').write_text(text)
+    return _ansible_playbook(str(tmp_path / 'play.yml'), *args)
+
+
+def _ansible_playbook(path, *args):
+    """ansible-playbook PATH on the sandbox inventory's production host, as the collection's tests run it."""
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
@@ -69,7 +63,7 @@ def _playbook(tmp_path, text, *args):
         ANSIBLE_VAULT_PASSWORD_FILE=os.path.join(ROOT, 'inventories', 'sandbox', 'vault-password.txt'),
         ANSIBLE_NOCOLOR='1',
     )
-    argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), str(tmp_path / 'play.yml')]
+    argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), path]
     argv += ['-i', os.path.join(ROOT, 'inventories', 'sandbox'), '--limit', 'production', *args]
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
 
@@ -128,9 +122,6 @@ def test_skipping_the_lock_by_tags_switches_nothing(tmp_path, tag):
     assert ' changed=0 ' in out, out[-3000:]
 
 
-VALIDATE_ONLY = _validate_play("deploy.yml's checks of the input alone")
-
-
 @pytest.mark.skipif(
     not os.path.exists(os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')), reason='no ansible-playbook'
 )
@@ -138,12 +129,26 @@ VALIDATE_ONLY = _validate_play("deploy.yml's checks of the input alone")
     'interval, refused',
     [('5', True), ('5 s', True), ('fast', True), ('', True), ('5s', False), ('500ms', False), ('1m30s', False)],
 )
-def test_a_healthcheck_interval_compose_cannot_read_is_refused_by_name(tmp_path, interval, refused):
-    """Written into the compose file as it is: `5` (no unit) would fail only on the host, at the switch; it is
-    refused with the variable's name before any host is contacted."""
-    proc = _playbook(tmp_path, VALIDATE_ONLY, '-e', f'{{"compose_deploy_healthcheck_interval": "{interval}"}}')
+def test_a_healthcheck_interval_compose_cannot_read_is_refused_before_any_host_is_contacted(interval, refused):
+    """Written into the compose file as it is: `5` (no unit) would fail only on the host, at the switch. deploy.yml
+    refuses it by name before it contacts the registry or the server: the server's SSH port here is a closed one
+    (9), so any connection would show as unreachable."""
+    proc = _ansible_playbook(
+        os.path.join(ROOT, 'playbooks', 'deploy.yml'),
+        '-e',
+        'image_tag=v1.2.0',
+        '-e',
+        'ansible_port=9',
+        '-e',
+        f'{{"compose_deploy_healthcheck_interval": "{interval}"}}',
+    )
     out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
     assert ('compose_deploy_healthcheck_interval must be a duration' in out) is refused, out[-3000:]
-    assert (proc.returncode != 0) is refused, out[-3000:]
     if refused:
         assert f"(got '{interval}')" in out, out[-3000:]
+        assert 'unreachable=0' in out, out[-3000:]
+        assert 'TASK [Resolve image_tag' not in out, out[-3000:]
+    else:
+        # A valid interval passes the check: the run goes on to the registry and the server (closed port).
+        assert 'TASK [Resolve image_tag' in out, out[-3000:]
