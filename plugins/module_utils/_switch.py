@@ -249,7 +249,20 @@ class _Docker:
         )
 
     def start(self, container_ids):
-        self.run(['docker', 'start', *container_ids], f'docker start {" ".join(c[:12] for c in container_ids)}')
+        """Start the containers, each in a call of its own at the same time (``docker start a b`` starts them one
+        after the other: 0.42 s for two against 0.24-0.35 s side by side); the first failure is raised."""
+        if len(container_ids) < 2:
+            for container_id in container_ids:
+                self.run(['docker', 'start', container_id], f'docker start {container_id[:12]}')
+            return
+        starting = [
+            _Background(lambda cid=cid: self.run(['docker', 'start', cid], f'docker start {cid[:12]}'))
+            for cid in container_ids
+        ]
+        for each in starting:
+            each.wait()
+        for each in starting:
+            each.result()
 
     def remove(self, container_id, stop_timeout=10):
         self.remove_all([container_id], stop_timeout)

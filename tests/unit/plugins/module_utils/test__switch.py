@@ -881,11 +881,13 @@ def test_the_new_containers_are_created_beside_the_pins_and_start_only_once_both
         return docker(argv, **kw)
 
     _switch.switch(run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'))
-    assert [what for what, _hosts in seen] == ['create', 'start']
+    # Each new container is started by a call of its own, side by side.
+    assert [what for what, _hosts in seen] == ['create', 'start', 'start']
     # Started with both hosts pinned to the old containers (the service names give the new ones from then on).
-    assert seen[1][1] == {'api.example.com': f'{PROJECT}-api-1', 'example.com': f'{PROJECT}-frontend-1'}
-    started = next(argv for argv in docker.calls if argv[:2] == ['docker', 'start'])
-    assert sorted(started[2:]) == sorted(docker.of('api') + docker.of('frontend'))
+    pinned = {'api.example.com': f'{PROJECT}-api-1', 'example.com': f'{PROJECT}-frontend-1'}
+    assert [hosts for _what, hosts in seen[1:]] == [pinned, pinned]
+    started = [cid for argv in docker.calls if argv[:2] == ['docker', 'start'] for cid in argv[2:]]
+    assert sorted(started) == sorted(docker.of('api') + docker.of('frontend'))
 
 
 def test_new_containers_that_cannot_start_are_removed_and_the_old_ones_keep_serving(npm):
@@ -903,6 +905,26 @@ def test_new_containers_that_cannot_start_are_removed_and_the_old_ones_keep_serv
     assert err.value.switched is False
     assert str(err.value).startswith('Nothing was switched for api and frontend: docker start')
     assert 'no such file' in str(err.value)
+    assert {s: docker.of(s) for s in ('api', 'frontend')} == olds
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
+
+
+def test_a_new_container_that_cannot_start_beside_one_that_started_removes_both(npm):
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    olds = {s: docker.of(s) for s in ('api', 'frontend')}
+    docker.desired.update(api='v2', frontend='v2')
+
+    def run(argv, **kw):
+        if argv[:2] == ['docker', 'start'] and docker.containers[argv[2]]['service'] == 'api':
+            return 1, '', 'Error response from daemon: failed to create task: exec: "/missing": no such file'
+        return docker(argv, **kw)
+
+    with pytest.raises(_switch.SwitchError) as err:
+        _switch.switch(run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'))
+    assert err.value.switched is False
+    assert 'no such file' in str(err.value)
+    # The frontend's new container did start: it is removed all the same, and the old ones keep serving.
+    assert f'removed {PROJECT}-frontend-2' in str(err.value), str(err.value)
     assert {s: docker.of(s) for s in ('api', 'frontend')} == olds
     assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
 
