@@ -50,12 +50,17 @@ Docker and compose are driven through a ``run(argv)`` callable returning
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 
 from ansible.module_utils.urls import open_url
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import _npm
+from ansible_collections.avatar_mgmt.ops.plugins.module_utils._compose import (
+    changed_services,
+    orphans_change,
+    parse_dry_run,
+    with_stopped,
+)
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._npm_client import NPMConnectionError
 
 __all__ = [
@@ -70,8 +75,6 @@ __all__ = [
 ]
 
 # Statuses compose prints for a container it would (re)create, start or remove.
-_CHANGE_WORDS = ('Recreate', 'Create', 'Start', 'Remov', 'Stop', 'Restart')
-_LINE = re.compile(r'Container\s+(?:[0-9a-f]{12}_)?(?P<name>\S+)\s+(?P<status>[A-Za-z]+)')
 
 
 class SwitchError(Exception):
@@ -102,52 +105,6 @@ def service_specs(items):
                 raise ValueError(f'services[{name}].{key} must start with / (got {item[key]!r})')
         out[name] = dict(item)
     return out
-
-
-def _service_of(container_name, project, services):
-    for service in sorted(services, key=len, reverse=True):
-        if re.match(rf'^{re.escape(project)}[-_]{re.escape(service)}[-_][0-9]+$', container_name):
-            return service
-    return None
-
-
-def parse_dry_run(text, project, services):
-    """``{service: [statuses]}`` of what ``docker compose up --dry-run`` prints for each container.
-
-    Lines look like ``DRY-RUN MODE -  Container avatar-api-1  Recreated`` (a temporary
-    name ``<12 hex>_avatar-api-1`` while recreating). Containers of other services
-    (orphans) are reported under ``''``.
-    """
-    out = {}
-    for line in text.splitlines():
-        match = _LINE.search(line)
-        if not match:
-            continue
-        service = _service_of(match.group('name'), project, services)
-        out.setdefault(service or '', []).append(match.group('status'))
-    return out
-
-
-def changed_services(dry_run, services):
-    """The services (in compose order) that compose would create, recreate, start or remove."""
-    changed = [s for s in services if any(st.startswith(_CHANGE_WORDS) for st in dry_run.get(s, []))]
-    return changed
-
-
-def with_stopped(changed, services, containers):
-    """``changed`` plus the services with a container that does not run, in compose order.
-
-    The dry run of the create phase alone (``--no-start``) names a container that exited (``Created``), but not one
-    that never started (``created``, after a failed start) or one that restarts: ``up``'s start phase starts every
-    container that is not running, so each of those is a change too. ``containers``: ``{service: [{state}]}``.
-    """
-    stopped = {s for s in services if any(c.get('state') != 'running' for c in containers.get(s, []))}
-    return [s for s in services if s in changed or s in stopped]
-
-
-def orphans_change(dry_run):
-    """Whether compose would remove or change containers of services the file no longer has."""
-    return any(st.startswith(_CHANGE_WORDS) for st in dry_run.get('', []))
 
 
 def plan(changed, stateless, containers, proxied):

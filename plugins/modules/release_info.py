@@ -633,12 +633,12 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils import (
+    _compose,
     _ledger,
     _lock,
     _proxy_marker,
     _release_files,
     _release_info,
-    _switch,
 )
 from ansible_collections.avatar_mgmt.ops.plugins.module_utils._secret_module import SecretSafeModule
 
@@ -722,7 +722,7 @@ def _read(module, host, lock_path, taken):
         if compare_answer['drift'] is not None:
             # A container that never started or that restarts: the dry run without its start phase does not name it.
             orphans = ['orphans'] if 'orphans' in compare_answer['drift'] else []
-            compare_answer['drift'] = _switch.with_stopped(compare_answer['drift'], services, found) + orphans
+            compare_answer['drift'] = _compose.with_stopped(compare_answer['drift'], services, found) + orphans
         result.update(compare_answer)
     return result
 
@@ -750,7 +750,7 @@ def _drift(module, files):
     ``--no-start``: the create phase only, which decides what ``up`` would create, recreate and remove (orphans
     included) exactly as ``up`` does, without the start phase's wait on ``depends_on`` health conditions (a
     ticker of half a second, even in a dry run). A container that exited is printed ``Created``; one that never
-    started or that restarts is not printed at all, so _read adds those (``_switch.with_stopped``) as the start
+    started or that restarts is not printed at all, so _read adds those (``_compose.with_stopped``) as the start
     phase would have started them.
     """
     params = module.params
@@ -772,9 +772,9 @@ def _drift(module, files):
     rc, out, err = dry_run
     if rc != 0:
         return None, f'docker compose up --dry-run failed (exit {rc}): {(err or out).strip()[-300:]}', []
-    parsed = _switch.parse_dry_run(out + '\n' + err, params['project_name'], services)
-    drift = _switch.changed_services(parsed, services)
-    if _switch.orphans_change(parsed):
+    parsed = _compose.parse_dry_run(out + '\n' + err, params['project_name'], services)
+    drift = _compose.changed_services(parsed, services)
+    if _compose.orphans_change(parsed):
         drift.append('orphans')
     return drift, '', services
 
