@@ -17,8 +17,12 @@ it) is left alone; the task that uses it fails as it would have.
 
 from __future__ import annotations
 
-from ansible.parsing.vault import EncryptedString
 from ansible.plugins.callback import CallbackBase
+
+try:
+    from ansible.parsing.vault import EncryptedString
+except ImportError:  # ansible-core before 2.19: its vault values keep no plaintext, there is nothing to do
+    EncryptedString = None
 
 DOCUMENTATION = r"""
 name: decrypt_once
@@ -49,21 +53,33 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         # ids of the values already looked at (decrypted or not decryptable): each is tried once.
         self._seen = set()
+        # The hosts whose variables were walked: each once per run (a play starts again for every serial batch).
+        self._walked = set()
         self.decrypted = 0
 
     def v2_playbook_on_play_start(self, play):
+        if EncryptedString is None:
+            return
         try:
             manager = play.get_variable_manager()
             play_vars = manager.get_vars(play=play)
             hostvars = play_vars['hostvars']
-            names = play_vars['groups']['all']
+            # The hosts of this batch of the play (--limit and serial applied), else every host.
+            names = play_vars.get('ansible_play_batch') or play_vars['groups']['all']
         except Exception:  # noqa: BLE001 - an optimisation: never a reason for a run to fail
             return
         for name in names:
+            if name in self._walked:
+                continue
+            self._walked.add(name)
             try:
                 self._walk(hostvars.raw_get(name), 0)
             except Exception:  # noqa: BLE001
                 continue
+        if self._display.verbosity >= 4:
+            self._display.vvvv(
+                f'decrypt_once: {self.decrypted} vault value(s) decrypted, {len(self._walked)} host(s) walked'
+            )
 
     def _walk(self, value, depth):
         if isinstance(value, EncryptedString):

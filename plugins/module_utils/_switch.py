@@ -74,8 +74,6 @@ __all__ = [
     'with_stopped',
 ]
 
-# Statuses compose prints for a container it would (re)create, start or remove.
-
 
 class SwitchError(Exception):
     """The switch failed; ``result`` holds what was done before, ``switched`` whether anything moved."""
@@ -218,8 +216,12 @@ class _Docker:
         ]
         for each in starting:
             each.wait()
-        for each in starting:
-            each.result()
+        failed = [each.error() for each in starting if each.error() is not None]
+        if len(failed) == 1:
+            raise failed[0]
+        if failed:
+            # Every container that could not start is said, as `docker start a b` printed each error.
+            raise SwitchError('; '.join(str(exc) for exc in failed), switched=False)
 
     def remove(self, container_id, stop_timeout=10):
         self.remove_all([container_id], stop_timeout)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 
@@ -49,6 +50,7 @@ class LookupModule(LookupBase):
 PLAY = '''
 - hosts: all
   gather_facts: false
+  serial: "{{ batch | default(0) }}"
   tasks:
     - name: Say what the worker holds
       ansible.builtin.debug:
@@ -67,7 +69,9 @@ def project(tmp_path):
     os.makedirs(tmp_path / 'lookup_plugins')
     (tmp_path / 'lookup_plugins' / 'worker_states.py').write_text(LOOKUP)
     (tmp_path / 'play.yml').write_text(PLAY)
-    (tmp_path / 'hosts.yml').write_text('all:\n  hosts:\n    web-1:\n      ansible_connection: local\n')
+    (tmp_path / 'hosts.yml').write_text(
+        'all:\n  hosts:\n    web-1:\n      ansible_connection: local\n    web-2:\n      ansible_connection: local\n'
+    )
     (tmp_path / 'group_vars' / 'all' / 'vault.yml').write_text(
         f'vault_jwt_secret: {_vault(JWT, PASSWORD, 2)}\n'
         # Another vault's value: this run has no password for it.
@@ -78,7 +82,7 @@ def project(tmp_path):
     return tmp_path
 
 
-def _play(project, callback=True, password=True, verbosity=''):
+def _play(project, callback=True, password=True, verbosity='', extra=()):
     (project / 'ansible.cfg').write_text(
         '[defaults]\n'
         f'collections_path = {ROOT}/.collections\n'
@@ -87,12 +91,14 @@ def _play(project, callback=True, password=True, verbosity=''):
     )
     env = dict(os.environ, ANSIBLE_CONFIG=str(project / 'ansible.cfg'))
     env.pop('ANSIBLE_CALLBACKS_ENABLED', None)
-    argv = [ANSIBLE_PLAYBOOK, '-i', 'hosts.yml', 'play.yml'] + ([verbosity] if verbosity else [])
+    argv = [ANSIBLE_PLAYBOOK, '-i', 'hosts.yml', 'play.yml', *extra] + ([verbosity] if verbosity else [])
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(project), timeout=120, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    line = next(line for line in done.stdout.splitlines() if 'STATES ' in line)
-    states = json.loads(json.loads('"' + line.split('STATES ', 1)[1].rstrip().rstrip('"') + '"'))
-    return states, done
+    lines = [line for line in done.stdout.splitlines() if 'STATES ' in line]
+    found = [json.loads(json.loads('"' + line.split('STATES ', 1)[1].rstrip().rstrip('"') + '"')) for line in lines]
+    # Every host's worker holds the same.
+    assert all(states == found[0] for states in found), found
+    return found[0], done
 
 
 def test_a_worker_gets_the_values_decrypted_once_in_the_main_process(project):
@@ -124,3 +130,14 @@ def test_without_any_vault_password_it_decrypts_nothing_and_the_run_goes_on(proj
     states, done = _play(project, password=False)
     assert set(states.values()) == {'encrypted'}
     assert 'WARNING' not in done.stdout + done.stderr
+
+
+def test_serial_batches_walk_each_host_once_and_limit_is_kept(project):
+    # A play starts again for every serial batch: each batch walks only its new hosts, and --limit is kept.
+    states, done = _play(project, verbosity='-vvvv', extra=('-e', 'batch=1'))
+    assert states['vault_jwt_secret'] == 'decrypted'
+    said = re.findall(r'decrypt_once: (\d+) vault value\(s\) decrypted, (\d+) host\(s\) walked', done.stdout)
+    assert said == [('2', '1'), ('2', '2')], said
+    _states, done = _play(project, verbosity='-vvvv', extra=('--limit', 'web-2'))
+    said = re.findall(r'decrypt_once: (\d+) vault value\(s\) decrypted, (\d+) host\(s\) walked', done.stdout)
+    assert said == [('2', '1')], said

@@ -906,6 +906,8 @@ def test_new_containers_that_cannot_start_are_removed_and_the_old_ones_keep_serv
         _switch.switch(run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'))
     assert err.value.switched is False
     assert str(err.value).startswith('Nothing was switched for api and frontend: docker start')
+    # Each start that failed is said.
+    assert str(err.value).count('docker start') == len(failing), str(err.value)
     assert 'no such file' in str(err.value)
     assert f'removed {PROJECT}-frontend-2' in str(err.value), str(err.value)
     assert {s: docker.of(s) for s in ('api', 'frontend')} == olds
