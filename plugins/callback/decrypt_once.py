@@ -17,13 +17,6 @@ it) is left alone; the task that uses it fails as it would have.
 
 from __future__ import annotations
 
-from ansible.plugins.callback import CallbackBase
-
-try:
-    from ansible.parsing.vault import EncryptedString
-except ImportError:  # ansible-core before 2.19: its vault values keep no plaintext, there is nothing to do
-    EncryptedString = None
-
 DOCUMENTATION = r"""
 name: decrypt_once
 type: aggregate
@@ -38,6 +31,14 @@ description:
 requirements:
   - enabled in ansible.cfg or with E(ANSIBLE_CALLBACKS_ENABLED)
 """
+
+# ansible-test's validate-modules wants the imports below DOCUMENTATION.
+from ansible.plugins.callback import CallbackBase  # noqa: E402
+
+try:
+    from ansible.parsing.vault import EncryptedString
+except ImportError:  # ansible-core before 2.19: its vault values keep no plaintext, there is nothing to do
+    EncryptedString = None
 
 # Nested structures are walked this deep (inventory variables are shallow; this bounds a cycle).
 _MAX_DEPTH = 12
