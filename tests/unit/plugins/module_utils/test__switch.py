@@ -881,24 +881,20 @@ def test_the_new_containers_are_created_beside_the_pins_and_start_only_once_both
         return docker(argv, **kw)
 
     _switch.switch(run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'))
-    # Each new container is started by a call of its own, side by side.
-    assert [what for what, _hosts in seen] == ['create', 'start', 'start']
+    assert [what for what, _hosts in seen] == ['create', 'start']
     # Started with both hosts pinned to the old containers (the service names give the new ones from then on).
-    pinned = {'api.example.com': f'{PROJECT}-api-1', 'example.com': f'{PROJECT}-frontend-1'}
-    assert [hosts for _what, hosts in seen[1:]] == [pinned, pinned]
-    started = [cid for argv in docker.calls if argv[:2] == ['docker', 'start'] for cid in argv[2:]]
-    assert sorted(started) == sorted(docker.of('api') + docker.of('frontend'))
+    assert seen[1][1] == {'api.example.com': f'{PROJECT}-api-1', 'example.com': f'{PROJECT}-frontend-1'}
+    started = next(argv for argv in docker.calls if argv[:2] == ['docker', 'start'])
+    assert sorted(started[2:]) == sorted(docker.of('api') + docker.of('frontend'))
 
 
-# Each new container starts in a call of its own: one that cannot start beside one that did removes both.
-@pytest.mark.parametrize('failing', [('api', 'frontend'), ('api',)])
-def test_new_containers_that_cannot_start_are_removed_and_the_old_ones_keep_serving(npm, failing):
+def test_new_containers_that_cannot_start_are_removed_and_the_old_ones_keep_serving(npm):
     docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
     olds = {s: docker.of(s) for s in ('api', 'frontend')}
     docker.desired.update(api='v2', frontend='v2')
 
     def run(argv, **kw):
-        if argv[:2] == ['docker', 'start'] and docker.containers[argv[2]]['service'] in failing:
+        if argv[:2] == ['docker', 'start']:
             return 1, '', 'Error response from daemon: failed to create task: exec: "/missing": no such file'
         return docker(argv, **kw)
 
@@ -906,10 +902,7 @@ def test_new_containers_that_cannot_start_are_removed_and_the_old_ones_keep_serv
         _switch.switch(run, _spec(npm), _connect(npm), sleep=lambda s: None, http_ok=lambda url: (True, 'ok'))
     assert err.value.switched is False
     assert str(err.value).startswith('Nothing was switched for api and frontend: docker start')
-    # Each start that failed is said.
-    assert str(err.value).count('docker start') == len(failing), str(err.value)
     assert 'no such file' in str(err.value)
-    assert f'removed {PROJECT}-frontend-2' in str(err.value), str(err.value)
     assert {s: docker.of(s) for s in ('api', 'frontend')} == olds
     assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
 
@@ -1004,3 +997,27 @@ def test_the_pins_reload_is_watched_on_the_proxy_container_the_switch_itself_rec
     assert tops
     assert all(c[2] == proxy for c in tops), 'the recreated proxy container, not the one it replaced'
     assert any('the proxy reloaded with the pins' in s for s in result['steps'])
+
+
+def test_a_new_container_docker_restarted_in_the_hold_fails_the_gate_while_the_old_ones_still_run(npm):
+    # The gate's rounds all passed (they fell between the crashes), but Docker restarted the new api in the hold.
+    docker = FakeDocker({'db': 'pg15', 'api': 'v1', 'frontend': 'v1', 'proxy': 'npm'})
+    old = {s: docker.of(s) for s in ('api', 'frontend')}
+    docker.desired.update(api='v2', frontend='v2')
+    gate = _GateDouble(docker)
+    real_wait = gate.wait_done
+
+    def crash_in_the_hold():
+        new_api = docker.of('api')[-1]
+        docker.containers[new_api]['restarts'] = 1
+        return real_wait()
+
+    gate.wait_done = crash_in_the_hold
+    with pytest.raises(_switch.SwitchError) as err:
+        _gated_run(docker, npm, gate)
+    assert err.value.switched is False
+    assert err.value.gate_failed is True
+    assert 'the health gate failed while the old containers still ran' in str(err.value)
+    assert f'the new api container {PROJECT}-api-2 was restarted by Docker in the hold that followed' in str(err.value)
+    assert {s: docker.of(s) for s in ('api', 'frontend')} == old
+    assert _forward_hosts(npm) == {'api.example.com': 'api', 'example.com': 'frontend'}
